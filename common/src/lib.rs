@@ -1,0 +1,163 @@
+//! The one definition of what crosses the kernel/user boundary: the paired call event,
+//! the loss counters and the tracepoint field layout. `no_std` so the probes can use it.
+#![no_std]
+
+/// Maximum length of a task's `comm`, including the trailing NUL (`TASK_COMM_LEN`).
+pub const COMM_LEN: usize = 16;
+
+/// Name of the ring buffer map that carries [`CallEvent`]s.
+pub const EVENTS_MAP: &str = "EVENTS";
+/// Name of the per-CPU array of loss counters, indexed by [`Counter`].
+pub const COUNTERS_MAP: &str = "COUNTERS";
+/// Name of the hash map of process ids (tgid) to capture, when the pid filter is on.
+pub const PID_FILTER_MAP: &str = "PID_FILTER";
+/// Name of the hash map of `comm` values to capture, when the comm filter is on.
+pub const COMM_FILTER_MAP: &str = "COMM_FILTER";
+/// Name of the per-thread map that holds a [`CallEvent`] from entry until its return arrives.
+pub const IN_FLIGHT_MAP: &str = "IN_FLIGHT";
+/// Name of the global that holds the [`ProbeConfig`].
+pub const CONFIG_GLOBAL: &str = "CONFIG";
+
+/// The syscall that led into `do_signalfd4`.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Syscall {
+    /// The probe could not tell (not a signalfd syscall, or not x86_64).
+    Unknown = 0,
+    /// `signalfd(ufd, mask, sizemask)`: no flags.
+    Signalfd = 1,
+    /// `signalfd4(ufd, mask, sizemask, flags)`.
+    Signalfd4 = 2,
+}
+
+/// Which kind of probe produced an event.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeKind {
+    /// kprobe + kretprobe on `do_signalfd4`.
+    Kprobe = 1,
+    /// fentry + fexit on `do_signalfd4`.
+    Fentry = 2,
+    /// `syscalls:sys_{enter,exit}_signalfd{,4}` tracepoints.
+    Tracepoint = 3,
+}
+
+/// Where the signal mask in an event was read from.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaskSource {
+    /// The kernel's own copy, the value `do_signalfd4` uses.
+    Kernel = 1,
+    /// The caller's buffer in user memory, read at syscall entry.
+    User = 2,
+    /// Not read: `sizemask` was not `sizeof(sigset_t)`, so the kernel never reads it either.
+    NotRead = 3,
+    /// The user pointer could not be read (the kernel fails the call with EFAULT).
+    Unreadable = 4,
+}
+
+/// One complete call, paired in the kernel: entry and return in one record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallEvent {
+    /// `bpf_ktime_get_boot_ns()` at entry (CLOCK_BOOTTIME).
+    pub start_boot_ns: u64,
+    /// `bpf_ktime_get_boot_ns()` at return.
+    pub end_boot_ns: u64,
+    /// The 64-bit signal mask; bit `n - 1` stands for signal `n`.
+    pub mask: u64,
+    /// The cgroup v2 id of the calling task.
+    pub cgroup_id: u64,
+    /// Process id (the kernel's tgid).
+    pub pid: u32,
+    /// Thread id (the kernel's pid).
+    pub tid: u32,
+    /// Real user id of the caller.
+    pub uid: u32,
+    /// The `ufd` argument: -1 creates a new signalfd, anything else updates one.
+    pub ufd: i32,
+    /// The `flags` argument (0 for `signalfd`).
+    pub flags: i32,
+    /// The `int` result: the fd, or a negative errno.
+    pub ret: i32,
+    /// A [`Syscall`] value.
+    pub syscall: u8,
+    /// A [`ProbeKind`] value.
+    pub probe: u8,
+    /// A [`MaskSource`] value.
+    pub mask_source: u8,
+    /// Explicit padding so the layout has no hidden holes.
+    pub _pad: [u8; 5],
+    /// The calling thread's `comm`, NUL-padded.
+    pub comm: [u8; COMM_LEN],
+}
+
+/// Kernel-side counters, one slot each in the per-CPU [`COUNTERS_MAP`] array.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// A complete event was dropped because the ring buffer was full.
+    RingBufferFull = 0,
+    /// An entry was overwritten by a newer entry on the same thread: its return never came.
+    StaleEntry = 1,
+    /// A return arrived with no entry recorded for its thread (e.g. attached mid-call).
+    ReturnWithoutEntry = 2,
+    /// An entry could not be recorded because the in-flight map was full.
+    InFlightMapFull = 3,
+}
+
+impl Counter {
+    /// Every counter, in slot order.
+    pub const ALL: [Counter; 4] = [
+        Counter::RingBufferFull,
+        Counter::StaleEntry,
+        Counter::ReturnWithoutEntry,
+        Counter::InFlightMapFull,
+    ];
+    /// Number of slots in the counters array.
+    pub const SLOTS: u32 = Counter::ALL.len() as u32;
+}
+
+/// Byte offsets of the fields the tracepoint programs read, taken from tracefs `format` files
+/// at run time so the probes never trust a compiled-in layout.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TracepointLayout {
+    /// `ufd` in `sys_enter_signalfd{,4}`.
+    pub ufd: u32,
+    /// `user_mask` in `sys_enter_signalfd{,4}`.
+    pub user_mask: u32,
+    /// `sizemask` in `sys_enter_signalfd{,4}`.
+    pub sizemask: u32,
+    /// `flags` in `sys_enter_signalfd4`.
+    pub flags: u32,
+    /// `ret` in `sys_exit_signalfd{,4}`.
+    pub ret: u32,
+}
+
+/// Settings the agent writes into the probes before loading them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProbeConfig {
+    /// Non-zero: only tgids present in [`PID_FILTER_MAP`] are captured.
+    pub filter_pid: u8,
+    /// Non-zero: only `comm` values present in [`COMM_FILTER_MAP`] are captured.
+    pub filter_comm: u8,
+    /// Explicit padding.
+    pub _pad: [u8; 2],
+    /// Field offsets for the tracepoint programs.
+    pub tracepoint: TracepointLayout,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: these are `repr(C)` structs of plain integers with no padding holes, so any bit
+    // pattern is a valid value.
+    unsafe impl aya::Pod for super::CallEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ProbeConfig {}
+}
+
+// The ring buffer record must have no implicit padding: both sides read it as raw bytes.
+const _: () = assert!(core::mem::size_of::<CallEvent>() == 80);
+const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 24);
