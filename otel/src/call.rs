@@ -1,0 +1,182 @@
+//! One observed signalfd call, in user-space terms: wall-clock times, names, decoded result.
+
+use std::time::SystemTime;
+
+use kspan_common::{MaskSource, ProbeKind, Syscall};
+
+use crate::decode::{errno_name, flag_names, SignalMask};
+
+/// A complete call as the agent hands it to telemetry.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Call {
+    /// The syscall that led into `do_signalfd4`.
+    pub syscall: Syscall,
+    /// The probe pair that saw it.
+    pub probe: ProbeKind,
+    /// Where the mask was read.
+    pub mask_source: MaskSource,
+    /// Process id.
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// Real user id.
+    pub uid: u32,
+    /// cgroup v2 id.
+    pub cgroup_id: u64,
+    /// The process's name (`/proc/<pid>/comm`), or the thread's when the process is gone.
+    pub process_name: String,
+    /// The calling thread's `comm`.
+    pub thread_name: String,
+    /// The `ufd` argument: -1 creates.
+    pub ufd: i32,
+    /// The `flags` argument.
+    pub flags: i32,
+    /// The signal mask argument.
+    pub mask: SignalMask,
+    /// The raw `int` result: an fd or a negative errno.
+    pub ret: i32,
+    /// Entry time.
+    pub start: SystemTime,
+    /// Return time.
+    pub end: SystemTime,
+}
+
+impl Call {
+    /// The span name: the syscall, or the kernel function when the syscall is unknown.
+    pub fn name(&self) -> &'static str {
+        match self.syscall {
+            Syscall::Signalfd => "signalfd",
+            Syscall::Signalfd4 => "signalfd4",
+            Syscall::Unknown => "do_signalfd4",
+        }
+    }
+
+    /// `create` for `ufd == -1`, `update` otherwise.
+    pub fn operation(&self) -> &'static str {
+        if self.ufd == -1 {
+            "create"
+        } else {
+            "update"
+        }
+    }
+
+    /// The returned fd, when the call succeeded.
+    pub fn fd(&self) -> Option<i32> {
+        (self.ret >= 0).then_some(self.ret)
+    }
+
+    /// The errno name, when the call failed.
+    pub fn error(&self) -> Option<String> {
+        (self.ret < 0).then(|| errno_name(-self.ret))
+    }
+
+    /// `kprobe`, `fentry` or `tracepoint`.
+    pub fn probe_name(&self) -> &'static str {
+        match self.probe {
+            ProbeKind::Kprobe => "kprobe",
+            ProbeKind::Fentry => "fentry",
+            ProbeKind::Tracepoint => "tracepoint",
+        }
+    }
+
+    /// Where the mask came from: `kernel`, `user`, `not_read` or `unreadable`.
+    pub fn mask_source_name(&self) -> &'static str {
+        match self.mask_source {
+            MaskSource::Kernel => "kernel",
+            MaskSource::User => "user",
+            MaskSource::NotRead => "not_read",
+            MaskSource::Unreadable => "unreadable",
+        }
+    }
+
+    /// A strace-like one-liner: `signalfd4(ufd=-1, mask=[SIGINT,SIGUSR1], flags=SFD_CLOEXEC) = 5`.
+    pub fn summary(&self) -> String {
+        let mask = match self.mask_source {
+            MaskSource::Kernel | MaskSource::User => format!("[{}]", self.mask.names().join(",")),
+            MaskSource::NotRead => "?".to_string(),
+            MaskSource::Unreadable => "<unreadable>".to_string(),
+        };
+        let flags = match flag_names(self.flags) {
+            names if names.is_empty() => "0".to_string(),
+            names => names.join("|"),
+        };
+        let args = match self.syscall {
+            Syscall::Signalfd => format!("ufd={}, mask={mask}", self.ufd),
+            _ => format!("ufd={}, mask={mask}, flags={flags}", self.ufd),
+        };
+        let result = match self.error() {
+            Some(errno) => format!("-1 {errno}"),
+            None => self.ret.to_string(),
+        };
+        format!("{}({args}) = {result}", self.name())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A successful `signalfd4` create, for tests across the crate.
+    pub(crate) fn sample_call() -> Call {
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        Call {
+            syscall: Syscall::Signalfd4,
+            probe: ProbeKind::Tracepoint,
+            mask_source: MaskSource::User,
+            pid: 100,
+            tid: 101,
+            uid: 0,
+            cgroup_id: 7,
+            process_name: "app".into(),
+            thread_name: "worker".into(),
+            ufd: -1,
+            flags: libc::SFD_CLOEXEC,
+            mask: SignalMask(1 << (libc::SIGINT - 1) | 1 << (libc::SIGUSR1 - 1)),
+            ret: 5,
+            start,
+            end: start + Duration::from_micros(3),
+        }
+    }
+
+    #[test]
+    fn summary_reads_like_strace() {
+        assert_eq!(
+            sample_call().summary(),
+            "signalfd4(ufd=-1, mask=[SIGINT,SIGUSR1], flags=SFD_CLOEXEC) = 5"
+        );
+    }
+
+    #[test]
+    fn failed_update_names_errno() {
+        let call = Call {
+            ufd: 3,
+            ret: -libc::EINVAL,
+            flags: 0,
+            syscall: Syscall::Signalfd,
+            ..sample_call()
+        };
+        assert_eq!(
+            call.summary(),
+            "signalfd(ufd=3, mask=[SIGINT,SIGUSR1]) = -1 EINVAL"
+        );
+        assert_eq!(call.operation(), "update");
+        assert_eq!(call.fd(), None);
+        assert_eq!(call.error().as_deref(), Some("EINVAL"));
+    }
+
+    #[test]
+    fn unread_mask_is_not_shown_as_empty() {
+        let call = Call {
+            mask_source: MaskSource::NotRead,
+            mask: SignalMask(0),
+            ret: -libc::EINVAL,
+            ..sample_call()
+        };
+        assert_eq!(
+            call.summary(),
+            "signalfd4(ufd=-1, mask=?, flags=SFD_CLOEXEC) = -1 EINVAL"
+        );
+    }
+}

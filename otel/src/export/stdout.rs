@@ -1,0 +1,110 @@
+//! The collector-free sink: one readable line per call.
+
+use std::{
+    io::Write,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use crate::{call::Call, ids::TraceGrouping, stats::ExportStats};
+
+/// Where the lines go: the process's stdout, or memory for tests.
+enum Output {
+    Stdout,
+    Memory(Arc<Mutex<Vec<String>>>),
+}
+
+/// Prints each call as `time summary key=value...`.
+pub struct StdoutSink {
+    grouping: TraceGrouping,
+    output: Output,
+}
+
+impl StdoutSink {
+    /// A sink writing to standard output.
+    pub fn new(grouping: TraceGrouping) -> Self {
+        Self {
+            grouping,
+            output: Output::Stdout,
+        }
+    }
+
+    /// A sink keeping its lines in memory (for tests).
+    pub fn capturing(grouping: TraceGrouping) -> (Self, Arc<Mutex<Vec<String>>>) {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = Self {
+            grouping,
+            output: Output::Memory(lines.clone()),
+        };
+        (sink, lines)
+    }
+
+    pub(super) fn export(&mut self, calls: &[Call], stats: &ExportStats) {
+        let lines = calls.iter().map(|call| self.line(call));
+        let written = match &self.output {
+            Output::Memory(memory) => {
+                let mut memory = memory
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                memory.extend(lines);
+                Ok(())
+            }
+            Output::Stdout => {
+                let mut stdout = std::io::stdout().lock();
+                lines
+                    .into_iter()
+                    .try_for_each(|line| writeln!(stdout, "{line}"))
+                    .and_then(|()| stdout.flush())
+            }
+        };
+        match written {
+            Ok(()) => ExportStats::add(&stats.spans_exported, calls.len() as u64),
+            Err(error) => {
+                tracing::warn!(%error, lost = calls.len(), "writing to stdout failed");
+                ExportStats::add(&stats.spans_failed, calls.len() as u64);
+                ExportStats::add(&stats.export_errors, 1);
+            }
+        }
+    }
+
+    fn line(&self, call: &Call) -> String {
+        let duration = call
+            .end
+            .duration_since(call.start)
+            .unwrap_or(Duration::ZERO);
+        format!(
+            "{} {} pid={} tid={} comm={} dur={:.1}µs probe={} trace={} span={}",
+            humantime::format_rfc3339_micros(call.start),
+            call.summary(),
+            call.pid,
+            call.tid,
+            call.thread_name,
+            duration.as_nanos() as f64 / 1000.0,
+            call.probe_name(),
+            self.grouping.trace_id(call),
+            self.grouping.span_id(call),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::call::tests::sample_call;
+
+    #[test]
+    fn line_shows_time_call_and_ids() {
+        let grouping = TraceGrouping::new("boot", Duration::from_secs(60));
+        let (mut sink, lines) = StdoutSink::capturing(grouping.clone());
+        let stats = ExportStats::default();
+        let call = sample_call();
+        sink.export(std::slice::from_ref(&call), &stats);
+        let line = lines.lock().unwrap()[0].clone();
+        assert!(line.starts_with("2023-11-14T22:13:20.000000Z signalfd4(ufd=-1, mask=[SIGINT,SIGUSR1], flags=SFD_CLOEXEC) = 5 pid=100 tid=101 comm=worker dur=3.0µs probe=tracepoint"), "{line}");
+        assert!(
+            line.contains(&format!("trace={}", grouping.trace_id(&call))),
+            "{line}"
+        );
+        assert_eq!(stats.snapshot().spans_exported, 1);
+    }
+}

@@ -1,0 +1,57 @@
+//! kspan's telemetry: decoded signalfd calls become OpenTelemetry spans and log records
+//! (or readable lines), shipped by a bounded, counted export pipeline.
+
+mod call;
+pub mod decode;
+pub mod export;
+mod ids;
+mod record;
+mod resource;
+mod stats;
+
+use std::path::PathBuf;
+
+pub use call::Call;
+pub use ids::TraceGrouping;
+pub use record::{call_attributes, LOG_EVENT_NAME};
+pub use resource::{agent_resource, HostInfo};
+pub use stats::{ExportSnapshot, ExportStats};
+
+/// Why the export stage could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// The endpoint is not a usable URL.
+    #[error("invalid OTLP endpoint `{endpoint}`: {reason}")]
+    InvalidEndpoint {
+        /// The endpoint as given.
+        endpoint: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An OTLP protocol kspan does not speak.
+    #[error("unsupported OTLP protocol `{0}`: use `grpc` or `http/protobuf`")]
+    UnsupportedProtocol(String),
+    /// A header name or value that cannot be sent.
+    #[error("invalid OTLP header `{name}`: names must be tokens and values visible ASCII")]
+    InvalidHeader {
+        /// The header's name (its value is never shown: it may be a secret).
+        name: String,
+    },
+    /// The CA certificate could not be read.
+    #[error("cannot read CA certificate {}: {source}", path.display())]
+    Certificate {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(String),
+    /// opentelemetry-otlp refused the configuration.
+    #[error("cannot build the OTLP exporter: {0}")]
+    Build(#[from] opentelemetry_otlp::ExporterBuildError),
+    /// A queue or batch size of zero.
+    #[error("the export queue and batch sizes must be at least 1")]
+    InvalidQueue,
+}

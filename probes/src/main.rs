@@ -1,0 +1,143 @@
+//! kspan's eBPF programs. Three interchangeable probe pairs watch `do_signalfd4`, the kernel
+//! function behind the `signalfd` and `signalfd4` syscalls; each pair records the call at entry
+//! into a per-thread map and, at return, sends one complete [`CallEvent`] to a ring buffer.
+#![no_std]
+#![no_main]
+// Atomic add on a map value: `core::sync::atomic` offers no fetch_add on the BPF target.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
+
+mod capture;
+
+use aya_ebpf::{
+    macros::{fentry, fexit, kprobe, kretprobe, tracepoint},
+    programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
+};
+use kspan_common::{MaskSource, ProbeKind, Syscall};
+
+use crate::capture::{config, kernel_mask, record_entry, record_return, EntryArgs};
+
+/// kprobe on `do_signalfd4(int ufd, sigset_t *mask, int flags)`.
+#[kprobe]
+pub fn kspan_kprobe_enter(ctx: ProbeContext) -> u32 {
+    let (Some(ufd), Some(mask), Some(flags)) = (
+        ctx.arg::<i32>(0),
+        ctx.arg::<*const u64>(1),
+        ctx.arg::<i32>(2),
+    ) else {
+        return 0;
+    };
+    let (mask, mask_source) = kernel_mask(mask);
+    record_entry(EntryArgs {
+        probe: ProbeKind::Kprobe,
+        syscall: capture::current_syscall(),
+        ufd,
+        flags,
+        mask,
+        mask_source,
+    });
+    0
+}
+
+/// kretprobe on `do_signalfd4`.
+#[kretprobe]
+pub fn kspan_kprobe_return(ctx: RetProbeContext) -> u32 {
+    // The function returns `int`: the upper half of the register is not part of the value.
+    let ret = ctx.ret::<i64>() as i32;
+    record_return(ret);
+    0
+}
+
+/// fentry on `do_signalfd4`.
+#[fentry(function = "do_signalfd4")]
+pub fn kspan_fentry(ctx: FEntryContext) -> u32 {
+    let (mask, mask_source) = kernel_mask(ctx.arg::<*const u64>(1));
+    record_entry(EntryArgs {
+        probe: ProbeKind::Fentry,
+        syscall: capture::current_syscall(),
+        ufd: ctx.arg::<i32>(0),
+        flags: ctx.arg::<i32>(2),
+        mask,
+        mask_source,
+    });
+    0
+}
+
+/// fexit on `do_signalfd4`.
+#[fexit(function = "do_signalfd4")]
+pub fn kspan_fexit(ctx: FExitContext) -> u32 {
+    if let Ok(ret) = ctx.ret::<i64>() {
+        record_return(ret as i32);
+    }
+    0
+}
+
+/// `syscalls:sys_enter_signalfd`: `signalfd(ufd, user_mask, sizemask)`, no flags.
+#[tracepoint]
+pub fn kspan_tp_enter_signalfd(ctx: TracePointContext) -> u32 {
+    tracepoint_entry(&ctx, Syscall::Signalfd);
+    0
+}
+
+/// `syscalls:sys_enter_signalfd4`: `signalfd4(ufd, user_mask, sizemask, flags)`.
+#[tracepoint]
+pub fn kspan_tp_enter_signalfd4(ctx: TracePointContext) -> u32 {
+    tracepoint_entry(&ctx, Syscall::Signalfd4);
+    0
+}
+
+/// `syscalls:sys_exit_signalfd` and `syscalls:sys_exit_signalfd4`.
+#[tracepoint]
+pub fn kspan_tp_exit(ctx: TracePointContext) -> u32 {
+    let layout = config().tracepoint;
+    // SAFETY: the offset comes from this tracepoint's tracefs format file; `read_at` copies
+    // with bpf_probe_read, so a wrong offset yields an error, never a bad access.
+    if let Ok(ret) = unsafe { ctx.read_at::<i64>(layout.ret as usize) } {
+        record_return(ret as i32);
+    }
+    0
+}
+
+fn tracepoint_entry(ctx: &TracePointContext, syscall: Syscall) {
+    let layout = config().tracepoint;
+    // SAFETY (all reads below): offsets come from the tracefs format files and `read_at`
+    // copies with bpf_probe_read, so a wrong offset yields an error, never a bad access.
+    let fields = unsafe {
+        (
+            ctx.read_at::<i64>(layout.ufd as usize),
+            ctx.read_at::<u64>(layout.user_mask as usize),
+            ctx.read_at::<u64>(layout.sizemask as usize),
+        )
+    };
+    let (Ok(ufd), Ok(user_mask), Ok(sizemask)) = fields else {
+        return;
+    };
+    let flags = match syscall {
+        Syscall::Signalfd4 => match unsafe { ctx.read_at::<i64>(layout.flags as usize) } {
+            Ok(flags) => flags as i32,
+            Err(_) => return,
+        },
+        _ => 0,
+    };
+    // The kernel reads the mask only when `sizemask` is exactly `sizeof(sigset_t)`.
+    let (mask, mask_source) = if sizemask == 8 {
+        capture::user_mask(user_mask as *const u64)
+    } else {
+        (0, MaskSource::NotRead)
+    };
+    record_entry(EntryArgs {
+        probe: ProbeKind::Tracepoint,
+        syscall,
+        ufd: ufd as i32,
+        flags,
+        mask,
+        mask_source,
+    });
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // The verifier rejects any program that could reach this: no panic survives loading.
+    loop {}
+}
