@@ -30,6 +30,15 @@ pub enum Syscall {
     Signalfd4 = 2,
 }
 
+impl Syscall {
+    /// The value in [`CallEvent::syscall`], if it is one.
+    pub fn from_raw(raw: u8) -> Option<Self> {
+        [Self::Unknown, Self::Signalfd, Self::Signalfd4]
+            .into_iter()
+            .find(|v| *v as u8 == raw)
+    }
+}
+
 /// Which kind of probe produced an event.
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +49,15 @@ pub enum ProbeKind {
     Fentry = 2,
     /// `syscalls:sys_{enter,exit}_signalfd{,4}` tracepoints.
     Tracepoint = 3,
+}
+
+impl ProbeKind {
+    /// The value in [`CallEvent::probe`], if it is one.
+    pub fn from_raw(raw: u8) -> Option<Self> {
+        [Self::Kprobe, Self::Fentry, Self::Tracepoint]
+            .into_iter()
+            .find(|v| *v as u8 == raw)
+    }
 }
 
 /// Where the signal mask in an event was read from.
@@ -54,6 +72,15 @@ pub enum MaskSource {
     NotRead = 3,
     /// The user pointer could not be read (the kernel fails the call with EFAULT).
     Unreadable = 4,
+}
+
+impl MaskSource {
+    /// The value in [`CallEvent::mask_source`], if it is one.
+    pub fn from_raw(raw: u8) -> Option<Self> {
+        [Self::Kernel, Self::User, Self::NotRead, Self::Unreadable]
+            .into_iter()
+            .find(|v| *v as u8 == raw)
+    }
 }
 
 /// One complete call, paired in the kernel: entry and return in one record.

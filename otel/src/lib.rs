@@ -37,6 +37,14 @@ pub enum ExportError {
         /// The header's name (its value is never shown: it may be a secret).
         name: String,
     },
+    /// An `OTEL_EXPORTER_OTLP_*HEADERS` variable is malformed.
+    #[error("malformed {variable}: entry {entry} is not KEY=VALUE with a valid header name")]
+    InvalidEnvHeaders {
+        /// The variable.
+        variable: &'static str,
+        /// 1-based position of the bad entry (the text is not shown: it may be a secret).
+        entry: usize,
+    },
     /// The CA certificate could not be read.
     #[error("cannot read CA certificate {}: {source}", path.display())]
     Certificate {

@@ -8,7 +8,7 @@ use std::{sync::Arc, time::Duration};
 
 use tokio::{sync::mpsc, task::JoinHandle};
 
-pub use otlp::{OtlpConfig, OtlpSink, Protocol};
+pub use otlp::{validate_endpoint, validate_env, OtlpConfig, OtlpSink, Protocol};
 pub use stdout::StdoutSink;
 
 use crate::{call::Call, stats::ExportStats, ExportError};

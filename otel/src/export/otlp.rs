@@ -91,6 +91,55 @@ pub fn validate_endpoint(endpoint: &str) -> Result<(), ExportError> {
     Ok(())
 }
 
+/// Checks the `OTEL_EXPORTER_OTLP_*` endpoint and header variables, which the exporter would
+/// otherwise reject late or skip silently.
+pub fn validate_env() -> Result<(), ExportError> {
+    let set = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|value| !value.trim().is_empty())
+    };
+    for name in [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+    ] {
+        if let Some(endpoint) = set(name) {
+            validate_endpoint(&endpoint)?;
+        }
+    }
+    for name in [
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+        "OTEL_EXPORTER_OTLP_LOGS_HEADERS",
+    ] {
+        if let Some(headers) = set(name) {
+            validate_header_list(name, &headers)?;
+        }
+    }
+    Ok(())
+}
+
+/// `key1=value1,key2=value2`, as the OTLP exporter specification defines the headers variables.
+fn validate_header_list(variable: &'static str, headers: &str) -> Result<(), ExportError> {
+    for (index, pair) in headers
+        .split(',')
+        .enumerate()
+        .filter(|(_, pair)| !pair.trim().is_empty())
+    {
+        let valid = pair
+            .split_once('=')
+            .is_some_and(|(name, _)| http::HeaderName::from_str(name.trim()).is_ok());
+        if !valid {
+            return Err(ExportError::InvalidEnvHeaders {
+                variable,
+                entry: index + 1,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Encodes calls as OTLP spans and log records and sends them.
 pub struct OtlpSink {
     spans: SpanExporter,
@@ -330,6 +379,19 @@ mod tests {
         for bad in ["localhost:4317", "ftp://host", "http://", "not a url", ""] {
             assert!(validate_endpoint(bad).is_err(), "{bad} should be refused");
         }
+    }
+
+    #[test]
+    fn header_lists_follow_the_spec() {
+        validate_header_list("V", "api-key=secret,other=x=y").unwrap();
+        validate_header_list("V", "").unwrap();
+        let error = validate_header_list("V", "api-key=secret,broken").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "malformed V: entry 2 is not KEY=VALUE with a valid header name"
+        );
+        assert!(!error.to_string().contains("secret"));
+        assert!(validate_header_list("V", "bad key=1").is_err());
     }
 
     #[test]

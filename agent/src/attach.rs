@@ -1,0 +1,210 @@
+//! Loading the embedded probes and attaching one probe pair, falling back in a fixed order.
+
+use std::fmt;
+
+use anyhow::Context as _;
+use aya::{
+    programs::{FEntry, FExit, KProbe, TracePoint},
+    Btf, Ebpf,
+};
+
+/// A probe pair kspan can attach.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProbeMode {
+    /// kprobe + kretprobe on the kernel function.
+    Kprobe,
+    /// fentry + fexit on the kernel function (needs BTF and BPF trampolines).
+    Fentry,
+    /// The `syscalls:sys_{enter,exit}_signalfd{,4}` tracepoints.
+    Tracepoint,
+}
+
+impl fmt::Display for ProbeMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ProbeMode::Kprobe => "kprobe",
+            ProbeMode::Fentry => "fentry",
+            ProbeMode::Tracepoint => "tracepoint",
+        })
+    }
+}
+
+/// What `--attach` asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AttachMode {
+    /// kprobe, else fentry, else tracepoint.
+    Auto,
+    /// Only kprobe.
+    Kprobe,
+    /// Only fentry.
+    Fentry,
+    /// Only tracepoint.
+    Tracepoint,
+}
+
+impl AttachMode {
+    /// The probe pairs to try, in order.
+    pub fn candidates(self) -> &'static [ProbeMode] {
+        match self {
+            AttachMode::Auto => &[ProbeMode::Kprobe, ProbeMode::Fentry, ProbeMode::Tracepoint],
+            AttachMode::Kprobe => &[ProbeMode::Kprobe],
+            AttachMode::Fentry => &[ProbeMode::Fentry],
+            AttachMode::Tracepoint => &[ProbeMode::Tracepoint],
+        }
+    }
+}
+
+/// The pair that attached, and why the ones tried before it were refused.
+#[derive(Debug)]
+pub struct Attached {
+    /// The attached pair.
+    pub mode: ProbeMode,
+    /// Pairs tried first, each with the reason it failed.
+    pub refused: Vec<(ProbeMode, String)>,
+}
+
+/// What the probes attach to.
+pub struct Target<'a> {
+    /// The kernel function for kprobe and fentry (`do_signalfd4`).
+    pub function: &'a str,
+    /// Whether the tracepoints' layout could be read, or why not.
+    pub tracepoints: Result<(), String>,
+}
+
+/// Attaches the first pair of `mode`'s candidates that works; pairs that fail are unloaded.
+pub fn attach(ebpf: &mut Ebpf, mode: AttachMode, target: &Target<'_>) -> anyhow::Result<Attached> {
+    let mut refused = Vec::new();
+    for &candidate in mode.candidates() {
+        match attach_pair(ebpf, candidate, target) {
+            Ok(()) => {
+                return Ok(Attached {
+                    mode: candidate,
+                    refused,
+                })
+            }
+            Err(error) => {
+                unload_pair(ebpf, candidate);
+                refused.push((candidate, format!("{error:#}")));
+            }
+        }
+    }
+    let reasons: Vec<String> = refused
+        .iter()
+        .map(|(mode, why)| format!("{mode}: {why}"))
+        .collect();
+    anyhow::bail!("no probe could be attached ({})", reasons.join("; "))
+}
+
+/// The programs of each pair, as named in `probes/src/main.rs`.
+fn programs_of(mode: ProbeMode) -> &'static [&'static str] {
+    match mode {
+        ProbeMode::Kprobe => &["kspan_kprobe_enter", "kspan_kprobe_return"],
+        ProbeMode::Fentry => &["kspan_fentry", "kspan_fexit"],
+        ProbeMode::Tracepoint => &[
+            "kspan_tp_enter_signalfd",
+            "kspan_tp_enter_signalfd4",
+            "kspan_tp_exit",
+        ],
+    }
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut T>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    let program = ebpf
+        .program_mut(name)
+        .with_context(|| format!("program {name} is missing from the embedded probes"))?;
+    Ok(program.try_into()?)
+}
+
+fn attach_pair(ebpf: &mut Ebpf, mode: ProbeMode, target: &Target<'_>) -> anyhow::Result<()> {
+    let function = target.function;
+    match mode {
+        ProbeMode::Kprobe => {
+            for name in programs_of(mode) {
+                let probe: &mut KProbe = program(ebpf, name)?;
+                probe.load().with_context(|| format!("loading {name}"))?;
+                probe
+                    .attach(function, 0)
+                    .with_context(|| format!("attaching {name} to {function}"))?;
+            }
+        }
+        ProbeMode::Fentry => {
+            let btf =
+                Btf::from_sys_fs().context("reading kernel BTF from /sys/kernel/btf/vmlinux")?;
+            let entry: &mut FEntry = program(ebpf, "kspan_fentry")?;
+            entry
+                .load(function, &btf)
+                .with_context(|| format!("loading fentry for {function}"))?;
+            entry
+                .attach()
+                .with_context(|| format!("attaching fentry to {function}"))?;
+            let exit: &mut FExit = program(ebpf, "kspan_fexit")?;
+            exit.load(function, &btf)
+                .with_context(|| format!("loading fexit for {function}"))?;
+            exit.attach()
+                .with_context(|| format!("attaching fexit to {function}"))?;
+        }
+        ProbeMode::Tracepoint => {
+            target.tracepoints.clone().map_err(anyhow::Error::msg)?;
+            for (name, events) in [
+                ("kspan_tp_enter_signalfd", &["sys_enter_signalfd"][..]),
+                ("kspan_tp_enter_signalfd4", &["sys_enter_signalfd4"][..]),
+                (
+                    "kspan_tp_exit",
+                    &["sys_exit_signalfd", "sys_exit_signalfd4"][..],
+                ),
+            ] {
+                let tracepoint: &mut TracePoint = program(ebpf, name)?;
+                tracepoint
+                    .load()
+                    .with_context(|| format!("loading {name}"))?;
+                for event in events {
+                    tracepoint
+                        .attach("syscalls", event)
+                        .with_context(|| format!("attaching {name} to syscalls:{event}"))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Detaches and unloads every program of a pair (those never loaded are skipped).
+pub fn unload_pair(ebpf: &mut Ebpf, mode: ProbeMode) {
+    for name in programs_of(mode) {
+        let Some(program) = ebpf.program_mut(name) else {
+            continue;
+        };
+        // Unloading a program that never loaded fails harmlessly.
+        let _ = match program {
+            aya::programs::Program::KProbe(p) => p.unload(),
+            aya::programs::Program::FEntry(p) => p.unload(),
+            aya::programs::Program::FExit(p) => p.unload(),
+            aya::programs::Program::TracePoint(p) => p.unload(),
+            _ => Ok(()),
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_falls_back_in_order() {
+        assert_eq!(
+            AttachMode::Auto.candidates(),
+            [ProbeMode::Kprobe, ProbeMode::Fentry, ProbeMode::Tracepoint]
+        );
+        assert_eq!(AttachMode::Fentry.candidates(), [ProbeMode::Fentry]);
+    }
+
+    #[test]
+    fn every_pair_has_an_entry_and_an_exit_program() {
+        for mode in [ProbeMode::Kprobe, ProbeMode::Fentry, ProbeMode::Tracepoint] {
+            assert!(programs_of(mode).len() >= 2, "{mode}");
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! Ring-buffer records to [`Call`]s: layout check, enum validation, wall-clock times, names.
+
+use kspan_common::{CallEvent, MaskSource, ProbeKind, Syscall, COMM_LEN};
+use kspan_otel::{decode::SignalMask, Call};
+
+use crate::{clock::BootClock, process_names::ProcessNames};
+
+/// A record that is not a valid [`CallEvent`].
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    /// Wrong size: the probes and the agent disagree on the layout.
+    #[error("ring buffer record of {0} bytes, expected {expected}", expected = size_of::<CallEvent>())]
+    Size(usize),
+    /// A field holds a value no probe writes.
+    #[error("ring buffer record has invalid {field} value {value}")]
+    Field {
+        /// The field.
+        field: &'static str,
+        /// Its raw value.
+        value: u8,
+    },
+}
+
+/// Reads a [`CallEvent`] from a ring buffer record.
+pub fn parse_event(bytes: &[u8]) -> Result<CallEvent, EventError> {
+    if bytes.len() != size_of::<CallEvent>() {
+        return Err(EventError::Size(bytes.len()));
+    }
+    // SAFETY: the length matches, CallEvent is a repr(C) struct of integers (any bit pattern is
+    // valid), and read_unaligned copes with the ring buffer's 8-byte alignment.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<CallEvent>()) })
+}
+
+/// Turns kernel events into calls, with wall-clock times and process names.
+pub struct CallDecoder {
+    clock: BootClock,
+    names: ProcessNames,
+}
+
+impl CallDecoder {
+    /// A decoder using `clock` for times.
+    pub fn new(clock: BootClock) -> Self {
+        Self {
+            clock,
+            names: ProcessNames::default(),
+        }
+    }
+
+    /// Decodes one ring buffer record.
+    pub fn decode(&mut self, bytes: &[u8]) -> Result<Call, EventError> {
+        let event = parse_event(bytes)?;
+        let invalid = |field, value| EventError::Field { field, value };
+        let syscall = Syscall::from_raw(event.syscall).ok_or(invalid("syscall", event.syscall))?;
+        let probe = ProbeKind::from_raw(event.probe).ok_or(invalid("probe", event.probe))?;
+        let mask_source = MaskSource::from_raw(event.mask_source)
+            .ok_or(invalid("mask_source", event.mask_source))?;
+        let thread_name = comm_to_string(&event.comm);
+        Ok(Call {
+            syscall,
+            probe,
+            mask_source,
+            pid: event.pid,
+            tid: event.tid,
+            uid: event.uid,
+            cgroup_id: event.cgroup_id,
+            process_name: self.names.name(event.pid, &thread_name),
+            thread_name,
+            ufd: event.ufd,
+            flags: event.flags,
+            mask: SignalMask(event.mask),
+            ret: event.ret,
+            start: self.clock.to_system_time(event.start_boot_ns),
+            end: self.clock.to_system_time(event.end_boot_ns),
+        })
+    }
+}
+
+/// A NUL-padded `comm` as text.
+fn comm_to_string(comm: &[u8; COMM_LEN]) -> String {
+    let len = comm.iter().position(|&b| b == 0).unwrap_or(COMM_LEN);
+    String::from_utf8_lossy(&comm[..len]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event() -> CallEvent {
+        let mut comm = [0; COMM_LEN];
+        comm[..4].copy_from_slice(b"test");
+        CallEvent {
+            start_boot_ns: 1_000,
+            end_boot_ns: 3_000,
+            mask: 1 << 9,
+            cgroup_id: 1,
+            pid: std::process::id(),
+            tid: 12,
+            uid: 0,
+            ufd: -1,
+            flags: 0,
+            ret: 4,
+            syscall: Syscall::Signalfd4 as u8,
+            probe: ProbeKind::Kprobe as u8,
+            mask_source: MaskSource::Kernel as u8,
+            _pad: [0; 5],
+            comm,
+        }
+    }
+
+    fn bytes(event: &CallEvent) -> Vec<u8> {
+        // SAFETY: reading a repr(C) value of plain integers as bytes.
+        unsafe {
+            std::slice::from_raw_parts(
+                (event as *const CallEvent).cast::<u8>(),
+                size_of::<CallEvent>(),
+            )
+        }
+        .to_vec()
+    }
+
+    #[test]
+    fn round_trips_a_record() {
+        assert_eq!(parse_event(&bytes(&event())), Ok(event()));
+    }
+
+    #[test]
+    fn refuses_wrong_sizes() {
+        assert_eq!(parse_event(&[0; 8]), Err(EventError::Size(8)));
+        let mut long = bytes(&event());
+        long.push(0);
+        assert_eq!(parse_event(&long), Err(EventError::Size(81)));
+    }
+
+    #[test]
+    fn refuses_unknown_enum_values() {
+        let mut decoder = CallDecoder::new(BootClock::measure().unwrap());
+        let bad = CallEvent {
+            probe: 9,
+            ..event()
+        };
+        assert_eq!(
+            decoder.decode(&bytes(&bad)),
+            Err(EventError::Field {
+                field: "probe",
+                value: 9
+            })
+        );
+    }
+
+    #[test]
+    fn decodes_names_times_and_mask() {
+        let mut decoder = CallDecoder::new(BootClock::measure().unwrap());
+        let call = decoder.decode(&bytes(&event())).unwrap();
+        assert_eq!(call.thread_name, "test");
+        assert!(!call.process_name.is_empty());
+        assert_eq!(call.mask.names(), ["SIGUSR1"]);
+        assert_eq!(
+            call.end.duration_since(call.start).unwrap().as_nanos(),
+            2_000
+        );
+        assert_eq!(call.syscall, Syscall::Signalfd4);
+    }
+
+    #[test]
+    fn comm_without_nul_uses_all_bytes() {
+        assert_eq!(comm_to_string(b"0123456789abcdef"), "0123456789abcdef");
+    }
+}

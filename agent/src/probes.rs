@@ -1,0 +1,140 @@
+//! The embedded eBPF object: loading it with kspan's settings, filters, and kernel counters.
+
+use anyhow::Context as _;
+use aya::{
+    maps::{HashMap, MapData, PerCpuArray},
+    Ebpf, EbpfLoader,
+};
+use kspan_common::{
+    CallEvent, Counter, ProbeConfig, TracepointLayout, COMM_FILTER_MAP, COMM_LEN, CONFIG_GLOBAL,
+    COUNTERS_MAP, EVENTS_MAP, IN_FLIGHT_MAP, PID_FILTER_MAP,
+};
+
+/// The probes, compiled by build.rs.
+static PROBES: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/kspan-probes"));
+
+/// Filters applied in the kernel; empty lists mean "everything".
+#[derive(Debug, Default)]
+pub struct Filters {
+    /// Process ids (tgid).
+    pub pids: Vec<u32>,
+    /// Thread names.
+    pub comms: Vec<String>,
+}
+
+/// Parses the embedded object with the given settings (programs are loaded at attach time).
+pub fn open(
+    filters: &Filters,
+    layout: Option<TracepointLayout>,
+    ring_buffer_bytes: u32,
+) -> anyhow::Result<Ebpf> {
+    let config = ProbeConfig {
+        filter_pid: u8::from(!filters.pids.is_empty()),
+        filter_comm: u8::from(!filters.comms.is_empty()),
+        _pad: [0; 2],
+        tracepoint: layout.unwrap_or_default(),
+    };
+    let mut ebpf = EbpfLoader::new()
+        .override_global(CONFIG_GLOBAL, &config, true)
+        .map_max_entries(EVENTS_MAP, ring_buffer_bytes)
+        .load(PROBES)
+        .context("loading the eBPF maps (is the kernel built with CONFIG_BPF_SYSCALL?)")?;
+    let mut pid_filter: HashMap<_, u32, u8> = HashMap::try_from(
+        ebpf.map_mut(PID_FILTER_MAP)
+            .context("PID_FILTER map missing")?,
+    )?;
+    for pid in &filters.pids {
+        pid_filter
+            .insert(pid, 1, 0)
+            .with_context(|| format!("adding pid {pid} to the filter"))?;
+    }
+    let mut comm_filter: HashMap<_, [u8; COMM_LEN], u8> = HashMap::try_from(
+        ebpf.map_mut(COMM_FILTER_MAP)
+            .context("COMM_FILTER map missing")?,
+    )?;
+    for comm in &filters.comms {
+        comm_filter
+            .insert(comm_key(comm), 1, 0)
+            .with_context(|| format!("adding thread name {comm} to the filter"))?;
+    }
+    Ok(ebpf)
+}
+
+/// A thread name as the kernel stores it: at most 15 bytes and a NUL.
+fn comm_key(comm: &str) -> [u8; COMM_LEN] {
+    let mut key = [0; COMM_LEN];
+    let len = comm.len().min(COMM_LEN - 1);
+    key[..len].copy_from_slice(&comm.as_bytes()[..len]);
+    key
+}
+
+/// The kernel-side loss counters and the calls still waiting for their return.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct KernelCounters {
+    /// Complete calls dropped because the ring buffer was full.
+    pub ring_buffer_full: u64,
+    /// Entries whose return never came (overwritten by the thread's next entry).
+    pub stale_entries: u64,
+    /// Returns seen without an entry (e.g. the call began before kspan attached).
+    pub returns_without_entry: u64,
+    /// Entries not recorded because the in-flight map was full.
+    pub in_flight_map_full: u64,
+    /// Entries still waiting for their return when read.
+    pub in_flight: u64,
+}
+
+/// Maps read after the programs are gone.
+pub struct CounterMaps {
+    counters: PerCpuArray<MapData, u64>,
+    in_flight: HashMap<MapData, u32, CallEvent>,
+}
+
+impl CounterMaps {
+    /// Takes the counter maps out of the object, so they outlive its programs.
+    pub fn take(ebpf: &mut Ebpf) -> anyhow::Result<Self> {
+        let counters = ebpf
+            .take_map(COUNTERS_MAP)
+            .context("COUNTERS map missing")?;
+        let in_flight = ebpf
+            .take_map(IN_FLIGHT_MAP)
+            .context("IN_FLIGHT map missing")?;
+        Ok(Self {
+            counters: PerCpuArray::try_from(counters)?,
+            in_flight: HashMap::try_from(in_flight)?,
+        })
+    }
+
+    /// Sums the per-CPU counters.
+    pub fn read(&self) -> anyhow::Result<KernelCounters> {
+        let total = |counter: Counter| -> anyhow::Result<u64> {
+            let values = self.counters.get(&(counter as u32), 0)?;
+            Ok(values.iter().sum())
+        };
+        Ok(KernelCounters {
+            ring_buffer_full: total(Counter::RingBufferFull)?,
+            stale_entries: total(Counter::StaleEntry)?,
+            returns_without_entry: total(Counter::ReturnWithoutEntry)?,
+            in_flight_map_full: total(Counter::InFlightMapFull)?,
+            in_flight: self.in_flight.keys().count() as u64,
+        })
+    }
+}
+
+/// Takes the ring buffer of complete calls.
+pub fn take_events(ebpf: &mut Ebpf) -> anyhow::Result<aya::maps::RingBuf<MapData>> {
+    let map = ebpf.take_map(EVENTS_MAP).context("EVENTS map missing")?;
+    Ok(aya::maps::RingBuf::try_from(map)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comm_keys_are_nul_padded_and_truncated() {
+        assert_eq!(&comm_key("ab")[..3], b"ab\0");
+        let long = comm_key("0123456789abcdefXYZ");
+        assert_eq!(&long[..15], b"0123456789abcde");
+        assert_eq!(long[15], 0);
+    }
+}

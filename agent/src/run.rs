@@ -1,0 +1,190 @@
+//! One agent run: check, load, attach, read and export until SIGINT/SIGTERM, then flush.
+
+use std::{path::Path, time::Duration};
+
+use anyhow::Context as _;
+use kspan_otel::{
+    agent_resource,
+    export::{OtlpConfig, OtlpSink, Pipeline, PipelineConfig, Protocol, Sink, StdoutSink},
+    HostInfo, TraceGrouping,
+};
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::{
+    attach::{self, ProbeMode, Target},
+    cli::{Cli, ExporterKind, OtlpProtocol},
+    clock::BootClock,
+    event::CallDecoder,
+    privileges, probes,
+    reader::EventReader,
+    summary::Summary,
+    tracefs, UsageError,
+};
+
+/// How often losses are checked and reported while running.
+const LOSS_REPORT_EVERY: Duration = Duration::from_secs(5);
+
+/// Runs the agent until a signal, then exports everything captured and detaches.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    // Everything the user configured is checked before the kernel is touched: no partial start.
+    let host = host_info()?;
+    let grouping = TraceGrouping::new(boot_id()?, cli.trace_window);
+    let sink = build_sink(&cli, &host, grouping)?;
+    privileges::check()?;
+    raise_memlock_limit();
+
+    let wants_tracepoints = cli.attach.candidates().contains(&ProbeMode::Tracepoint);
+    let layout = wants_tracepoints
+        .then(|| tracefs::ensure_mounted().and_then(|root| tracefs::signalfd_layout(&root)));
+    if let (attach::AttachMode::Tracepoint, Some(Err(error))) = (cli.attach, &layout) {
+        anyhow::bail!("{error}");
+    }
+    let usable_layout = layout
+        .as_ref()
+        .and_then(|layout| layout.as_ref().ok())
+        .copied();
+    let filters = probes::Filters {
+        pids: cli.pids.clone(),
+        comms: cli.comms.clone(),
+    };
+    let mut ebpf = probes::open(&filters, usable_layout, cli.ring_buffer_bytes)?;
+    let ring = probes::take_events(&mut ebpf)?;
+    let counter_maps = probes::CounterMaps::take(&mut ebpf)?;
+
+    let target = Target {
+        function: &cli.kernel_function,
+        tracepoints: match layout {
+            Some(Ok(_)) => Ok(()),
+            Some(Err(error)) => Err(error.to_string()),
+            None => Err("not requested".to_string()),
+        },
+    };
+    let attached = attach::attach(&mut ebpf, cli.attach, &target)?;
+    for (mode, reason) in &attached.refused {
+        tracing::warn!(probe = %mode, %reason, "probe refused, falling back");
+    }
+    tracing::info!(probe = %attached.mode, function = %cli.kernel_function, "attached");
+
+    let pipeline_config = PipelineConfig {
+        queue_capacity: cli.export_queue as usize,
+        ..PipelineConfig::default()
+    };
+    let pipeline = Pipeline::start(sink, pipeline_config)?;
+    let export_stats = pipeline.stats();
+    let decoder = CallDecoder::new(BootClock::measure().context("reading the system clocks")?);
+    let reader = EventReader::start(ring, decoder, pipeline)?;
+    let reader_counts = reader.counts();
+
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    if let Some(path) = &cli.ready_file {
+        write_ready_file(path, attached.mode)?;
+    }
+    tracing::info!(probe = %attached.mode, "ready");
+
+    let mut report = tokio::time::interval(LOSS_REPORT_EVERY);
+    let mut reported = Summary::new(
+        &reader_counts,
+        counter_maps.read()?,
+        export_stats.snapshot(),
+    );
+    loop {
+        tokio::select! {
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+            _ = report.tick() => {
+                let now = Summary::new(&reader_counts, counter_maps.read()?, export_stats.snapshot());
+                if now.lost > reported.lost {
+                    tracing::warn!(lost_since_last_report = now.lost - reported.lost, lost_total = now.lost, "calls lost");
+                }
+                reported = now;
+            }
+        }
+    }
+    tracing::info!("stopping: detaching probes, exporting what was captured");
+    tokio::spawn(async move {
+        tokio::select! { _ = sigint.recv() => {}, _ = sigterm.recv() => {} }
+        eprintln!("kspan: second signal, exiting without flushing");
+        std::process::exit(130);
+    });
+
+    // Detach first so no new call starts; then every completed call still queued is exported.
+    attach::unload_pair(&mut ebpf, attached.mode);
+    drop(ebpf);
+    let pipeline = reader.finish().await?;
+    pipeline.shutdown().await;
+
+    let summary = Summary::new(
+        &reader_counts,
+        counter_maps.read()?,
+        export_stats.snapshot(),
+    );
+    summary.log();
+    if let Some(path) = &cli.summary_file {
+        let json = serde_json::to_string_pretty(&summary)?;
+        std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn build_sink(cli: &Cli, host: &HostInfo, grouping: TraceGrouping) -> anyhow::Result<Sink> {
+    Ok(match cli.exporter {
+        ExporterKind::Stdout => Sink::Stdout(StdoutSink::new(grouping)),
+        ExporterKind::Otlp => {
+            let protocol = match cli.otlp_protocol {
+                Some(OtlpProtocol::Grpc) => Protocol::Grpc,
+                Some(OtlpProtocol::HttpProtobuf) => Protocol::HttpProtobuf,
+                None => Protocol::from_env()
+                    .map_err(UsageError::from)?
+                    .unwrap_or(Protocol::Grpc),
+            };
+            let config = OtlpConfig {
+                protocol,
+                endpoint: cli.otlp_endpoint.clone(),
+                headers: cli.otlp_headers.clone(),
+                ca_certificate: cli.otlp_ca_cert.clone(),
+                timeout: cli.otlp_timeout,
+            };
+            kspan_otel::export::validate_env().map_err(UsageError::from)?;
+            let sink = OtlpSink::new(&config, &agent_resource(host), grouping)
+                .map_err(UsageError::from)?;
+            Sink::Otlp(Box::new(sink))
+        }
+    })
+}
+
+fn host_info() -> anyhow::Result<HostInfo> {
+    let uname = nix::sys::utsname::uname().context("uname")?;
+    Ok(HostInfo {
+        host_name: uname.nodename().to_string_lossy().into_owned(),
+        kernel_release: uname.release().to_string_lossy().into_owned(),
+    })
+}
+
+/// This boot's id: trace ids derived from it do not collide across hosts or reboots.
+fn boot_id() -> anyhow::Result<String> {
+    let path = "/proc/sys/kernel/random/boot_id";
+    Ok(std::fs::read_to_string(path)
+        .with_context(|| format!("reading {path}"))?
+        .trim()
+        .to_string())
+}
+
+/// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; newer ones ignore it.
+fn raise_memlock_limit() {
+    use nix::sys::resource::{setrlimit, Resource, RLIM_INFINITY};
+    if let Err(error) = setrlimit(Resource::RLIMIT_MEMLOCK, RLIM_INFINITY, RLIM_INFINITY) {
+        tracing::debug!(%error, "cannot raise RLIMIT_MEMLOCK");
+    }
+}
+
+/// Written atomically (write, then rename) so a watcher never sees a partial file.
+fn write_ready_file(path: &Path, mode: ProbeMode) -> anyhow::Result<()> {
+    let partial = path.with_extension("partial");
+    std::fs::write(
+        &partial,
+        format!("probe={mode}\npid={}\n", std::process::id()),
+    )
+    .and_then(|()| std::fs::rename(&partial, path))
+    .with_context(|| format!("writing ready file {}", path.display()))
+}

@@ -1,0 +1,128 @@
+//! What one run captured, exported and lost: logged at exit and optionally written as JSON.
+
+use std::sync::atomic::Ordering;
+
+use kspan_otel::ExportSnapshot;
+
+use crate::{probes::KernelCounters, reader::ReaderCounts};
+
+/// Counters of every stage, from the kernel to the collector.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct Summary {
+    /// Complete calls read from the ring buffer.
+    pub calls_read: u64,
+    /// Records that could not be decoded.
+    pub malformed: u64,
+    /// Kernel-side counters.
+    pub kernel: KernelCounters,
+    /// Export-side counters.
+    pub export: ExportCounts,
+    /// Calls lost at any stage: ring buffer, in-flight map, decoding, export queue, export.
+    pub lost: u64,
+}
+
+/// A serializable copy of the export counters.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct ExportCounts {
+    /// Calls accepted into the export queue.
+    pub accepted: u64,
+    /// Calls dropped because the export queue was full.
+    pub dropped_queue_full: u64,
+    /// Spans (or stdout lines) delivered.
+    pub spans_exported: u64,
+    /// Spans lost to failed exports.
+    pub spans_failed: u64,
+    /// Log records delivered.
+    pub logs_exported: u64,
+    /// Log records lost to failed exports.
+    pub logs_failed: u64,
+    /// Failed export requests.
+    pub export_errors: u64,
+}
+
+impl Summary {
+    /// Gathers every stage's counters.
+    pub fn new(reader: &ReaderCounts, kernel: KernelCounters, export: ExportSnapshot) -> Self {
+        let calls_read = reader.calls.load(Ordering::Relaxed);
+        let malformed = reader.malformed.load(Ordering::Relaxed);
+        let lost = kernel.ring_buffer_full
+            + kernel.stale_entries
+            + kernel.in_flight_map_full
+            + malformed
+            + export.dropped_queue_full
+            + export.spans_failed;
+        Self {
+            calls_read,
+            malformed,
+            kernel,
+            export: ExportCounts {
+                accepted: export.accepted,
+                dropped_queue_full: export.dropped_queue_full,
+                spans_exported: export.spans_exported,
+                spans_failed: export.spans_failed,
+                logs_exported: export.logs_exported,
+                logs_failed: export.logs_failed,
+                export_errors: export.export_errors,
+            },
+            lost,
+        }
+    }
+
+    /// Logs the summary: a warning when anything was lost.
+    pub fn log(&self) {
+        let (k, e) = (&self.kernel, &self.export);
+        macro_rules! emit {
+            ($level:ident, $message:literal) => {
+                tracing::$level!(
+                    calls = self.calls_read,
+                    spans_exported = e.spans_exported,
+                    logs_exported = e.logs_exported,
+                    lost = self.lost,
+                    ring_buffer_full = k.ring_buffer_full,
+                    stale_entries = k.stale_entries,
+                    in_flight_map_full = k.in_flight_map_full,
+                    returns_without_entry = k.returns_without_entry,
+                    in_flight_at_exit = k.in_flight,
+                    malformed = self.malformed,
+                    export_queue_full = e.dropped_queue_full,
+                    spans_failed = e.spans_failed,
+                    logs_failed = e.logs_failed,
+                    $message
+                )
+            };
+        }
+        if self.lost > 0 || e.logs_failed > 0 {
+            emit!(warn, "summary: calls were lost");
+        } else {
+            emit!(info, "summary");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lost_adds_every_stage() {
+        let reader = ReaderCounts::default();
+        reader.calls.store(10, Ordering::Relaxed);
+        reader.malformed.store(1, Ordering::Relaxed);
+        let kernel = KernelCounters {
+            ring_buffer_full: 2,
+            stale_entries: 3,
+            returns_without_entry: 100,
+            in_flight_map_full: 4,
+            in_flight: 7,
+        };
+        let export = ExportSnapshot {
+            dropped_queue_full: 5,
+            spans_failed: 6,
+            ..Default::default()
+        };
+        assert_eq!(
+            Summary::new(&reader, kernel, export).lost,
+            1 + 2 + 3 + 4 + 5 + 6
+        );
+    }
+}

@@ -1,0 +1,185 @@
+//! tracefs: making sure it is mounted, and reading the signalfd tracepoints' field layout.
+
+use std::path::{Path, PathBuf};
+
+use kspan_common::TracepointLayout;
+use nix::mount::{mount, MsFlags};
+
+/// Where tracefs normally lives.
+pub const TRACEFS: &str = "/sys/kernel/tracing";
+/// The older place, under debugfs.
+const DEBUGFS_TRACING: &str = "/sys/kernel/debug/tracing";
+
+/// Why the tracepoints cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TracefsError {
+    /// Not mounted, and mounting it failed.
+    #[error("tracefs is not mounted at {TRACEFS} and mounting it failed ({0}): run `mount -t tracefs nodev {TRACEFS}`")]
+    NotMounted(nix::Error),
+    /// A format file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A field kspan needs is missing from a format file.
+    #[error("field `{field}` is missing from {}", path.display())]
+    MissingField {
+        /// The field.
+        field: &'static str,
+        /// The format file.
+        path: PathBuf,
+    },
+    /// `signalfd` and `signalfd4` disagree on a shared field's offset.
+    #[error(
+        "field `{field}` is at different offsets in sys_{kind}_signalfd and sys_{kind}_signalfd4"
+    )]
+    Inconsistent {
+        /// The field.
+        field: &'static str,
+        /// `enter` or `exit`.
+        kind: &'static str,
+    },
+}
+
+/// The tracing root, mounting tracefs at [`TRACEFS`] if no tracing root is available.
+pub fn ensure_mounted() -> Result<PathBuf, TracefsError> {
+    for root in [TRACEFS, DEBUGFS_TRACING] {
+        if Path::new(root).join("events").is_dir() {
+            return Ok(PathBuf::from(root));
+        }
+    }
+    mount(
+        Some("nodev"),
+        TRACEFS,
+        Some("tracefs"),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .map_err(TracefsError::NotMounted)?;
+    tracing::info!(path = TRACEFS, "mounted tracefs");
+    Ok(PathBuf::from(TRACEFS))
+}
+
+/// Field offsets of `syscalls:sys_{enter,exit}_signalfd{,4}`, from their format files.
+pub fn signalfd_layout(root: &Path) -> Result<TracepointLayout, TracefsError> {
+    let read = |event: &str| {
+        let path = root.join("events/syscalls").join(event).join("format");
+        std::fs::read_to_string(&path)
+            .map(|text| (path.clone(), text))
+            .map_err(|source| TracefsError::Unreadable { path, source })
+    };
+    let offset = |(path, text): &(PathBuf, String), field: &'static str| {
+        field_offset(text, field).ok_or_else(|| TracefsError::MissingField {
+            field,
+            path: path.clone(),
+        })
+    };
+    let enter = read("sys_enter_signalfd")?;
+    let enter4 = read("sys_enter_signalfd4")?;
+    let exit = read("sys_exit_signalfd")?;
+    let exit4 = read("sys_exit_signalfd4")?;
+    let shared = |field: &'static str, kind: &'static str, a, b| -> Result<u32, TracefsError> {
+        let (a, b) = (offset(a, field)?, offset(b, field)?);
+        if a == b {
+            Ok(a)
+        } else {
+            Err(TracefsError::Inconsistent { field, kind })
+        }
+    };
+    Ok(TracepointLayout {
+        ufd: shared("ufd", "enter", &enter, &enter4)?,
+        user_mask: shared("user_mask", "enter", &enter, &enter4)?,
+        sizemask: shared("sizemask", "enter", &enter, &enter4)?,
+        flags: offset(&enter4, "flags")?,
+        ret: shared("ret", "exit", &exit, &exit4)?,
+    })
+}
+
+/// The offset of `field` in a tracefs format file (`field:int ufd;\toffset:16;\tsize:8;...`).
+fn field_offset(format: &str, field: &str) -> Option<u32> {
+    format.lines().find_map(|line| {
+        let mut parts = line.split(';').map(str::trim);
+        let declaration = parts.next()?.strip_prefix("field:")?;
+        let name = declaration.rsplit([' ', '*']).next()?;
+        if name != field {
+            return None;
+        }
+        parts.find_map(|part| part.strip_prefix("offset:")?.parse().ok())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ENTER4: &str = "name: sys_enter_signalfd4
+ID: 1200
+format:
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;
+\tfield:int ufd;\toffset:16;\tsize:8;\tsigned:0;
+\tfield:sigset_t * user_mask;\toffset:24;\tsize:8;\tsigned:0;
+\tfield:size_t sizemask;\toffset:32;\tsize:8;\tsigned:0;
+\tfield:int flags;\toffset:40;\tsize:8;\tsigned:0;
+";
+
+    #[test]
+    fn finds_fields_by_name() {
+        assert_eq!(field_offset(ENTER4, "ufd"), Some(16));
+        assert_eq!(field_offset(ENTER4, "user_mask"), Some(24));
+        assert_eq!(field_offset(ENTER4, "sizemask"), Some(32));
+        assert_eq!(field_offset(ENTER4, "flags"), Some(40));
+        assert_eq!(field_offset(ENTER4, "mask"), None);
+        assert_eq!(field_offset(ENTER4, "nr"), None);
+    }
+
+    #[test]
+    fn reads_the_layout_from_a_tracing_root() {
+        let root = std::env::temp_dir().join(format!("kspan-tracefs-{}", std::process::id()));
+        let write = |event: &str, text: &str| {
+            let dir = root.join("events/syscalls").join(event);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("format"), text).unwrap();
+        };
+        let enter = ENTER4.replace("\tfield:int flags;\toffset:40;\tsize:8;\tsigned:0;\n", "");
+        let exit = "format:\n\tfield:long ret;\toffset:16;\tsize:8;\tsigned:1;\n";
+        write("sys_enter_signalfd", &enter);
+        write("sys_enter_signalfd4", ENTER4);
+        write("sys_exit_signalfd", exit);
+        write("sys_exit_signalfd4", exit);
+        let layout = signalfd_layout(&root).unwrap();
+        assert_eq!(
+            layout,
+            TracepointLayout {
+                ufd: 16,
+                user_mask: 24,
+                sizemask: 32,
+                flags: 40,
+                ret: 16
+            }
+        );
+        write(
+            "sys_exit_signalfd4",
+            "format:\n\tfield:long ret;\toffset:24;\n",
+        );
+        assert!(matches!(
+            signalfd_layout(&root),
+            Err(TracefsError::Inconsistent { field: "ret", .. })
+        ));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn missing_format_names_the_file() {
+        let error = signalfd_layout(Path::new("/nonexistent")).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("/nonexistent/events/syscalls/sys_enter_signalfd/format"),
+            "{error}"
+        );
+    }
+}
