@@ -23,11 +23,16 @@ use tracing_subscriber::EnvFilter;
 #[error(transparent)]
 pub struct UsageError(#[from] kspan_otel::ExportError);
 
+/// kspan's own events at info; the OpenTelemetry SDK's internal chatter only when it matters.
+const DEFAULT_LOG_FILTER: &str =
+    "info,opentelemetry=warn,opentelemetry_sdk=warn,opentelemetry_otlp=warn";
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_env("KSPAN_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_env("KSPAN_LOG")
+                .unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())

@@ -61,7 +61,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let attached = attach::attach(&mut ebpf, cli.attach, &target)?;
     for (mode, reason) in &attached.refused {
-        tracing::warn!(probe = %mode, %reason, "probe refused, falling back");
+        // Verifier logs run to many lines: the first says why, the rest is for debugging.
+        let why = reason.lines().next().unwrap_or_default();
+        tracing::warn!(probe = %mode, reason = why, "probe refused, falling back");
+        tracing::debug!(probe = %mode, %reason, "full refusal");
     }
     tracing::info!(probe = %attached.mode, function = %cli.kernel_function, "attached");
 

@@ -148,6 +148,8 @@ pub struct OtlpSink {
     scope: InstrumentationScope,
     // Only a factory for log records: they go to `logs` directly, not through a processor.
     logger: SdkLogger,
+    // Kept alive with the logger: dropping it would shut the logger down.
+    _logger_provider: SdkLoggerProvider,
 }
 
 impl OtlpSink {
@@ -187,15 +189,15 @@ impl OtlpSink {
         let scope = InstrumentationScope::builder("kspan")
             .with_version(env!("CARGO_PKG_VERSION"))
             .build();
-        let logger = SdkLoggerProvider::builder()
-            .build()
-            .logger_with_scope(scope.clone());
+        let logger_provider = SdkLoggerProvider::builder().build();
+        let logger = logger_provider.logger_with_scope(scope.clone());
         Ok(Self {
             spans,
             logs,
             grouping,
             scope,
             logger,
+            _logger_provider: logger_provider,
         })
     }
 
