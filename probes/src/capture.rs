@@ -6,8 +6,7 @@ use aya_ebpf::{
     bindings::BPF_ANY,
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-        bpf_get_current_uid_gid, bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
-        bpf_probe_read_user,
+        bpf_get_current_uid_gid, bpf_ktime_get_boot_ns, bpf_probe_read_kernel, bpf_probe_read_user,
     },
     macros::map,
     maps::{HashMap, PerCpuArray, RingBuf},
@@ -124,7 +123,8 @@ pub fn record_entry(args: EntryArgs) {
         return;
     }
     // SAFETY: plain helper calls with no arguments.
-    let (start_boot_ns, cgroup_id) = unsafe { (bpf_ktime_get_boot_ns(), bpf_get_current_cgroup_id()) };
+    let (start_boot_ns, cgroup_id) =
+        unsafe { (bpf_ktime_get_boot_ns(), bpf_get_current_cgroup_id()) };
     let event = CallEvent {
         start_boot_ns,
         end_boot_ns: 0,
@@ -142,11 +142,11 @@ pub fn record_entry(args: EntryArgs) {
         _pad: [0; 5],
         comm,
     };
-    if IN_FLIGHT.get_ptr(&tid).is_some() {
+    if IN_FLIGHT.get_ptr(tid).is_some() {
         // A thread is in one call at a time: an older entry lost its return.
         count(Counter::StaleEntry);
     }
-    if IN_FLIGHT.insert(&tid, &event, BPF_ANY as u64).is_err() {
+    if IN_FLIGHT.insert(tid, event, BPF_ANY as u64).is_err() {
         count(Counter::InFlightMapFull);
     }
 }
@@ -155,7 +155,7 @@ pub fn record_entry(args: EntryArgs) {
 pub fn record_return(ret: i32) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = pid_tgid as u32;
-    let Some(pending) = IN_FLIGHT.get_ptr_mut(&tid) else {
+    let Some(pending) = IN_FLIGHT.get_ptr_mut(tid) else {
         let comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
         if selected((pid_tgid >> 32) as u32, &comm) {
             count(Counter::ReturnWithoutEntry);
@@ -170,14 +170,14 @@ pub fn record_return(ret: i32) {
             count(Counter::RingBufferFull);
         }
     }
-    let _ = IN_FLIGHT.remove(&tid);
+    let _ = IN_FLIGHT.remove(tid);
 }
 
 fn selected(pid: u32, comm: &[u8; COMM_LEN]) -> bool {
     let config = config();
     // SAFETY: lookups only; the values are never dereferenced.
     unsafe {
-        (config.filter_pid == 0 || PID_FILTER.get(&pid).is_some())
+        (config.filter_pid == 0 || PID_FILTER.get(pid).is_some())
             && (config.filter_comm == 0 || COMM_FILTER.get(comm).is_some())
     }
 }

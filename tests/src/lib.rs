@@ -1,1 +1,10 @@
-//! Placeholder: being written.
+//! End-to-end checks of kspan: run the workload under the agent with a real OTLP receiver, then
+//! judge what arrived against the workload's manifest. The same code runs on the host (tests/)
+//! and inside QEMU guests (`cargo xtask vm-test` runs the `kspan-e2e` binary there and judges
+//! the results on the host).
+
+mod judge;
+mod run;
+
+pub use judge::{judge, judge_dir, Expectation, Verdict};
+pub use run::{artifacts, run_capture, CaptureConfig, RunRecord, Transport};
