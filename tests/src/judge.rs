@@ -1,0 +1,598 @@
+//! The verdict: what the receiver got must equal what the workload did, call for call.
+
+use std::{collections::BTreeMap, path::Path};
+
+use anyhow::Context as _;
+use opentelemetry_proto::tonic::{
+    common::v1::{any_value::Value, AnyValue, KeyValue},
+    logs::v1::LogRecord,
+    trace::v1::{status::StatusCode, Span},
+};
+use signalfd_workload::manifest::{read_manifest, CallRecord, Syscall};
+
+use crate::run::{artifacts, RunRecord};
+
+/// The outcome of judging one run.
+#[derive(Debug, Default)]
+pub struct Verdict {
+    /// Calls the manifest says the probe must see.
+    pub expected: usize,
+    /// Spans received.
+    pub spans: usize,
+    /// Log records received.
+    pub logs: usize,
+    /// Calls kspan counted as lost.
+    pub lost: u64,
+    /// Every difference found, readable.
+    pub mismatches: Vec<String>,
+}
+
+impl Verdict {
+    /// No difference at all.
+    pub fn passed(&self) -> bool {
+        self.mismatches.is_empty()
+    }
+}
+
+/// What the run's probe can see of each call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expectation {
+    /// kprobe or fentry on `do_signalfd4`: calls the syscall rejects early never get there.
+    KernelFunction(&'static str),
+    /// Syscall tracepoints: every call.
+    Tracepoint,
+}
+
+impl Expectation {
+    /// From kspan's `--attach` value; `auto` is judged by the probe kspan reports it used.
+    pub fn for_probe(probe: &str) -> anyhow::Result<Self> {
+        Ok(match probe {
+            "kprobe" => Expectation::KernelFunction("kprobe"),
+            "fentry" => Expectation::KernelFunction("fentry"),
+            "tracepoint" => Expectation::Tracepoint,
+            other => anyhow::bail!("unknown probe `{other}`"),
+        })
+    }
+
+    fn probe(self) -> &'static str {
+        match self {
+            Expectation::KernelFunction(probe) => probe,
+            Expectation::Tracepoint => "tracepoint",
+        }
+    }
+
+    fn sees(self, call: &CallRecord) -> bool {
+        match self {
+            Expectation::KernelFunction(_) => call.reaches_kernel_function(),
+            Expectation::Tracepoint => true,
+        }
+    }
+
+    /// `signalfd.mask.source` for the call, and whether the mask value is meaningful.
+    fn mask_source(self, call: &CallRecord) -> (&'static str, bool) {
+        match self {
+            Expectation::KernelFunction(_) => ("kernel", true),
+            Expectation::Tracepoint if call.sizemask != 8 => ("not_read", false),
+            Expectation::Tracepoint if !call.mask_readable => ("unreadable", false),
+            Expectation::Tracepoint => ("user", true),
+        }
+    }
+}
+
+/// Judges a run directory left by [`crate::run_capture`].
+pub fn judge_dir(dir: &Path) -> anyhow::Result<Verdict> {
+    let manifest = read_manifest(&dir.join(artifacts::MANIFEST))?;
+    let store = kspan_receiver::Store::read_jsonl(&dir.join(artifacts::RECEIVED))?;
+    let summary: serde_json::Value = read_json(&dir.join(artifacts::SUMMARY))?;
+    let run: RunRecord = serde_json::from_value(read_json(&dir.join(artifacts::RUN))?)?;
+    let spans: Vec<Span> = store
+        .spans()
+        .into_iter()
+        .map(|received| received.span)
+        .collect();
+    let logs: Vec<LogRecord> = store
+        .logs()
+        .into_iter()
+        .map(|received| received.record)
+        .collect();
+    let probe = if run.attach == "auto" {
+        attached_probe(dir)?
+    } else {
+        run.attach.clone()
+    };
+    let mut verdict = judge(&manifest, &spans, &logs, Expectation::for_probe(&probe)?);
+    verdict.lost = summary["lost"]
+        .as_u64()
+        .context("summary.json has no `lost`")?;
+    if verdict.lost != 0 {
+        verdict.mismatches.push(format!(
+            "kspan counted {} lost calls: {summary}",
+            verdict.lost
+        ));
+    }
+    if run.kspan_exit != Some(0) {
+        verdict
+            .mismatches
+            .push(format!("kspan exited with {:?}", run.kspan_exit));
+    }
+    if run.workload_exit != Some(0) {
+        verdict
+            .mismatches
+            .push(format!("the workload exited with {:?}", run.workload_exit));
+    }
+    Ok(verdict)
+}
+
+fn read_json(path: &Path) -> anyhow::Result<serde_json::Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// The probe kspan wrote into its ready file.
+fn attached_probe(dir: &Path) -> anyhow::Result<String> {
+    let ready =
+        std::fs::read_to_string(dir.join(artifacts::READY)).context("reading the ready file")?;
+    ready
+        .lines()
+        .find_map(|line| line.strip_prefix("probe="))
+        .map(str::to_string)
+        .context("the ready file names no probe")
+}
+
+/// Compares spans and logs with the manifest: same calls per thread, in order, same arguments
+/// and results, times inside the workload's own clock readings, one log per span.
+pub fn judge(
+    manifest: &[CallRecord],
+    spans: &[Span],
+    logs: &[LogRecord],
+    expect: Expectation,
+) -> Verdict {
+    let expected: Vec<&CallRecord> = manifest.iter().filter(|call| expect.sees(call)).collect();
+    let mut verdict = Verdict {
+        expected: expected.len(),
+        spans: spans.len(),
+        logs: logs.len(),
+        ..Verdict::default()
+    };
+    let mismatches = &mut verdict.mismatches;
+
+    let mut calls_by_tid: BTreeMap<i64, Vec<&CallRecord>> = BTreeMap::new();
+    for call in &expected {
+        calls_by_tid
+            .entry(i64::from(call.tid))
+            .or_default()
+            .push(call);
+    }
+    let mut spans_by_tid: BTreeMap<i64, Vec<&Span>> = BTreeMap::new();
+    for span in spans {
+        spans_by_tid
+            .entry(int(&span.attributes, "thread.id").unwrap_or(-1))
+            .or_default()
+            .push(span);
+    }
+    for calls in calls_by_tid.values_mut() {
+        calls.sort_by_key(|call| call.wall_before_ns);
+    }
+    for spans in spans_by_tid.values_mut() {
+        spans.sort_by_key(|span| span.start_time_unix_nano);
+    }
+    for (tid, spans) in &spans_by_tid {
+        if !calls_by_tid.contains_key(tid) {
+            mismatches.push(format!(
+                "{} span(s) from thread {tid}, which made no expected call: first is {}",
+                spans.len(),
+                describe(spans[0])
+            ));
+        }
+    }
+    for (tid, calls) in &calls_by_tid {
+        let spans = spans_by_tid.get(tid).map(Vec::as_slice).unwrap_or_default();
+        if spans.len() != calls.len() {
+            mismatches.push(format!(
+                "thread {tid}: {} calls made, {} spans received",
+                calls.len(),
+                spans.len()
+            ));
+        }
+        for (index, (call, span)) in calls.iter().zip(spans).enumerate() {
+            for problem in compare(call, span, expect) {
+                mismatches.push(format!(
+                    "thread {tid} call #{index} (seq {} {} ufd={}): {problem}",
+                    call.seq, call.syscall, call.ufd
+                ));
+            }
+        }
+    }
+    check_logs(spans, logs, mismatches);
+    verdict
+}
+
+fn compare(call: &CallRecord, span: &Span, expect: Expectation) -> Vec<String> {
+    let attrs = &span.attributes;
+    let mut problems = Vec::new();
+    let mut check = |what: &str, expected: String, got: String| {
+        if expected != got {
+            problems.push(format!("{what}: expected {expected}, got {got}"));
+        }
+    };
+    let name = match call.syscall {
+        Syscall::Signalfd => "signalfd",
+        Syscall::Signalfd4 => "signalfd4",
+    };
+    check("name", name.into(), span.name.clone());
+    check(
+        "process.pid",
+        call.pid.to_string(),
+        show(int(attrs, "process.pid")),
+    );
+    check(
+        "signalfd.ufd",
+        call.ufd.to_string(),
+        show(int(attrs, "signalfd.ufd")),
+    );
+    check(
+        "signalfd.flags",
+        call.flags.to_string(),
+        show(int(attrs, "signalfd.flags")),
+    );
+    check(
+        "kspan.probe",
+        expect.probe().into(),
+        show(string(attrs, "kspan.probe")),
+    );
+    let (source, mask_known) = expect.mask_source(call);
+    check(
+        "signalfd.mask.source",
+        source.into(),
+        show(string(attrs, "signalfd.mask.source")),
+    );
+    if mask_known {
+        check(
+            "signalfd.mask",
+            format!("{:#018x}", call.mask),
+            show(string(attrs, "signalfd.mask")),
+        );
+    }
+    let status = span
+        .status
+        .as_ref()
+        .map_or(StatusCode::Unset as i32, |status| status.code);
+    match (call.fd, &call.errno_name) {
+        (Some(fd), _) => {
+            check(
+                "signalfd.fd",
+                fd.to_string(),
+                show(int(attrs, "signalfd.fd")),
+            );
+            check("status", "Unset".into(), status_name(status));
+        }
+        (None, errno) => {
+            check(
+                "error.type",
+                show(errno.clone()),
+                show(string(attrs, "error.type")),
+            );
+            check(
+                "signalfd.fd",
+                "none".into(),
+                show(int(attrs, "signalfd.fd")),
+            );
+            check("status", "Error".into(), status_name(status));
+        }
+    }
+    let (start, end) = (span.start_time_unix_nano, span.end_time_unix_nano);
+    if !(call.wall_before_ns <= start && start <= end && end <= call.wall_after_ns) {
+        check(
+            "timing",
+            format!(
+                "{} <= start <= end <= {}",
+                call.wall_before_ns, call.wall_after_ns
+            ),
+            format!("start {start}, end {end}"),
+        );
+    }
+    problems
+}
+
+fn check_logs(spans: &[Span], logs: &[LogRecord], mismatches: &mut Vec<String>) {
+    let mut logs_by_ids: BTreeMap<(&[u8], &[u8]), Vec<&LogRecord>> = BTreeMap::new();
+    for log in logs {
+        logs_by_ids
+            .entry((&log.trace_id, &log.span_id))
+            .or_default()
+            .push(log);
+    }
+    for span in spans {
+        let found = logs_by_ids.remove(&(span.trace_id.as_slice(), span.span_id.as_slice()));
+        match found.as_deref() {
+            Some([log]) => {
+                let failed = span
+                    .status
+                    .as_ref()
+                    .is_some_and(|s| s.code == StatusCode::Error as i32);
+                let severity = if failed { 13 } else { 9 }; // WARN, INFO
+                if log.severity_number != severity {
+                    mismatches.push(format!(
+                        "log of {} has severity {}, expected {severity}",
+                        describe(span),
+                        log.severity_number
+                    ));
+                }
+                if !matches!(&log.body, Some(AnyValue { value: Some(Value::StringValue(body)) }) if body.starts_with(&span.name))
+                {
+                    mismatches.push(format!("log of {} has body {:?}", describe(span), log.body));
+                }
+            }
+            Some(many) => mismatches.push(format!("{} logs for {}", many.len(), describe(span))),
+            None => mismatches.push(format!("no log for {}", describe(span))),
+        }
+    }
+    let orphans: usize = logs_by_ids.values().map(Vec::len).sum();
+    if orphans > 0 {
+        mismatches.push(format!("{orphans} log record(s) match no span"));
+    }
+}
+
+fn describe(span: &Span) -> String {
+    format!(
+        "span {} (thread {}, ufd {})",
+        span.name,
+        show(int(&span.attributes, "thread.id")),
+        show(int(&span.attributes, "signalfd.ufd"))
+    )
+}
+
+fn status_name(code: i32) -> String {
+    StatusCode::try_from(code).map_or_else(|_| code.to_string(), |code| format!("{code:?}"))
+}
+
+fn show<T: ToString>(value: Option<T>) -> String {
+    value.map_or_else(|| "none".to_string(), |value| value.to_string())
+}
+
+fn attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a Value> {
+    attributes
+        .iter()
+        .find(|kv| kv.key == key)?
+        .value
+        .as_ref()?
+        .value
+        .as_ref()
+}
+
+fn int(attributes: &[KeyValue], key: &str) -> Option<i64> {
+    match attribute(attributes, key)? {
+        Value::IntValue(value) => Some(*value),
+        _ => None,
+    }
+}
+
+fn string(attributes: &[KeyValue], key: &str) -> Option<String> {
+    match attribute(attributes, key)? {
+        Value::StringValue(value) => Some(value.clone()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::{common::v1::ArrayValue, trace::v1::Status};
+
+    use super::*;
+
+    fn call(seq: u64, tid: u32, fd: Option<i32>) -> CallRecord {
+        CallRecord {
+            seq,
+            scenario: "test".into(),
+            pid: 10,
+            tid,
+            syscall: Syscall::Signalfd4,
+            ufd: -1,
+            flags: 0,
+            mask: 1 << 9,
+            sizemask: 8,
+            mask_readable: true,
+            fd,
+            errno: fd.is_none().then_some(22),
+            errno_name: fd.is_none().then(|| "EINVAL".into()),
+            wall_before_ns: 1_000 + seq * 1_000,
+            wall_after_ns: 1_900 + seq * 1_000,
+        }
+    }
+
+    fn kv(key: &str, value: Value) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue { value: Some(value) }),
+            ..KeyValue::default()
+        }
+    }
+
+    /// The span kspan should produce for `call` with tracepoints.
+    fn span_for(call: &CallRecord) -> Span {
+        let mut attributes = vec![
+            kv("process.pid", Value::IntValue(call.pid.into())),
+            kv("thread.id", Value::IntValue(call.tid.into())),
+            kv("signalfd.ufd", Value::IntValue(call.ufd.into())),
+            kv("signalfd.flags", Value::IntValue(call.flags.into())),
+            kv(
+                "signalfd.mask",
+                Value::StringValue(format!("{:#018x}", call.mask)),
+            ),
+            kv("signalfd.mask.source", Value::StringValue("user".into())),
+            kv(
+                "signalfd.mask.signals",
+                Value::ArrayValue(ArrayValue { values: vec![] }),
+            ),
+            kv("kspan.probe", Value::StringValue("tracepoint".into())),
+        ];
+        let status = match (call.fd, &call.errno_name) {
+            (Some(fd), _) => {
+                attributes.push(kv("signalfd.fd", Value::IntValue(fd.into())));
+                None
+            }
+            (None, errno) => {
+                attributes.push(kv("error.type", Value::StringValue(errno.clone().unwrap())));
+                Some(Status {
+                    code: StatusCode::Error as i32,
+                    message: String::new(),
+                })
+            }
+        };
+        Span {
+            trace_id: vec![1; 16],
+            span_id: call.seq.to_be_bytes().to_vec(),
+            name: call.syscall.to_string(),
+            start_time_unix_nano: call.wall_before_ns + 100,
+            end_time_unix_nano: call.wall_after_ns - 100,
+            attributes,
+            status,
+            ..Span::default()
+        }
+    }
+
+    fn log_for(span: &Span) -> LogRecord {
+        let failed = span.status.is_some();
+        LogRecord {
+            trace_id: span.trace_id.clone(),
+            span_id: span.span_id.clone(),
+            severity_number: if failed { 13 } else { 9 },
+            body: Some(AnyValue {
+                value: Some(Value::StringValue(format!("{}(...) = x", span.name))),
+            }),
+            ..LogRecord::default()
+        }
+    }
+
+    fn fixture() -> (Vec<CallRecord>, Vec<Span>, Vec<LogRecord>) {
+        let manifest = vec![
+            call(1, 100, Some(3)),
+            call(2, 100, None),
+            call(3, 200, Some(4)),
+        ];
+        let spans: Vec<Span> = manifest.iter().map(span_for).collect();
+        let logs = spans.iter().map(log_for).collect();
+        (manifest, spans, logs)
+    }
+
+    #[test]
+    fn exact_capture_passes() {
+        let (manifest, spans, logs) = fixture();
+        let verdict = judge(&manifest, &spans, &logs, Expectation::Tracepoint);
+        assert!(verdict.passed(), "{:#?}", verdict.mismatches);
+        assert_eq!((verdict.expected, verdict.spans, verdict.logs), (3, 3, 3));
+    }
+
+    #[test]
+    fn a_missing_span_fails() {
+        let (manifest, mut spans, mut logs) = fixture();
+        spans.remove(1);
+        logs.remove(1);
+        let verdict = judge(&manifest, &spans, &logs, Expectation::Tracepoint);
+        assert!(
+            verdict
+                .mismatches
+                .iter()
+                .any(|m| m == "thread 100: 2 calls made, 1 spans received"),
+            "{:#?}",
+            verdict.mismatches
+        );
+    }
+
+    #[test]
+    fn an_extra_span_fails() {
+        let (manifest, mut spans, mut logs) = fixture();
+        let mut extra = call(9, 300, Some(5));
+        extra.seq = 9;
+        spans.push(span_for(&extra));
+        logs.push(log_for(spans.last().unwrap()));
+        let verdict = judge(&manifest, &spans, &logs, Expectation::Tracepoint);
+        assert!(
+            verdict
+                .mismatches
+                .iter()
+                .any(|m| m.starts_with("1 span(s) from thread 300")),
+            "{:#?}",
+            verdict.mismatches
+        );
+    }
+
+    #[test]
+    fn wrong_arguments_results_and_times_are_named() {
+        let (manifest, mut spans, logs) = fixture();
+        spans[0].attributes.retain(|kv| kv.key != "signalfd.fd");
+        spans[2].start_time_unix_nano = manifest[2].wall_before_ns - 1;
+        let verdict = judge(&manifest, &spans, &logs, Expectation::Tracepoint);
+        let text = verdict.mismatches.join("\n");
+        assert!(
+            text.contains(
+                "thread 100 call #0 (seq 1 signalfd4 ufd=-1): signalfd.fd: expected 3, got none"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("thread 200 call #0 (seq 3 signalfd4 ufd=-1): timing"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn logs_must_match_spans_one_to_one() {
+        let (manifest, spans, mut logs) = fixture();
+        logs[0].severity_number = 13;
+        logs.pop();
+        logs.push(LogRecord {
+            trace_id: vec![9; 16],
+            span_id: vec![9; 8],
+            ..LogRecord::default()
+        });
+        let verdict = judge(&manifest, &spans, &logs, Expectation::Tracepoint);
+        let text = verdict.mismatches.join("\n");
+        assert!(text.contains("has severity 13, expected 9"), "{text}");
+        assert!(
+            text.contains("no log for span signalfd4 (thread 200"),
+            "{text}"
+        );
+        assert!(text.contains("1 log record(s) match no span"), "{text}");
+    }
+
+    #[test]
+    fn kernel_function_probes_skip_calls_rejected_by_the_syscall() {
+        let (mut manifest, spans, logs) = fixture();
+        let mut bad_size = call(4, 100, None);
+        bad_size.sizemask = 4;
+        manifest.push(bad_size);
+        let spans: Vec<Span> = spans
+            .into_iter()
+            .map(|mut span| {
+                for kv in &mut span.attributes {
+                    match kv.key.as_str() {
+                        "kspan.probe" => {
+                            *kv =
+                                super::tests::kv("kspan.probe", Value::StringValue("kprobe".into()))
+                        }
+                        "signalfd.mask.source" => {
+                            *kv = super::tests::kv(
+                                "signalfd.mask.source",
+                                Value::StringValue("kernel".into()),
+                            )
+                        }
+                        _ => {}
+                    }
+                }
+                span
+            })
+            .collect();
+        let verdict = judge(
+            &manifest,
+            &spans,
+            &logs,
+            Expectation::KernelFunction("kprobe"),
+        );
+        assert!(verdict.passed(), "{:#?}", verdict.mismatches);
+        assert_eq!(verdict.expected, 3);
+        let tracepoint = judge(&manifest, &spans, &logs, Expectation::Tracepoint);
+        assert!(!tracepoint.passed());
+    }
+}

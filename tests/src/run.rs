@@ -1,0 +1,187 @@
+//! One capture run: receiver, workload (held until the agent is ready), agent, then stop.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use anyhow::{bail, Context as _};
+use kspan_receiver::{Receiver, ReceiverConfig};
+use nix::{
+    sys::signal::{kill, Signal},
+    unistd::Pid,
+};
+use tokio::process::{Child, Command};
+
+/// Files a run leaves in its output directory.
+pub mod artifacts {
+    /// The workload's manifest (JSON lines).
+    pub const MANIFEST: &str = "manifest.jsonl";
+    /// Everything the receiver got (JSON lines of OTLP requests).
+    pub const RECEIVED: &str = "received.jsonl";
+    /// kspan's `--summary-file`.
+    pub const SUMMARY: &str = "summary.json";
+    /// kspan's stderr.
+    pub const KSPAN_LOG: &str = "kspan.log";
+    /// The run's settings and exit statuses.
+    pub const RUN: &str = "run.json";
+    /// kspan's ready file.
+    pub const READY: &str = "ready";
+}
+
+/// OTLP transport between kspan and the receiver.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// OTLP/gRPC.
+    Grpc,
+    /// OTLP/HTTP protobuf.
+    Http,
+}
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct CaptureConfig {
+    /// `--attach` value for kspan.
+    pub attach: String,
+    /// Transport to the receiver.
+    pub transport: Transport,
+    /// Directory holding the `kspan` and `signalfd-workload` binaries.
+    pub bin_dir: PathBuf,
+    /// Where the artifacts go (created if missing).
+    pub out_dir: PathBuf,
+    /// Extra arguments for the workload (scenarios, threads, calls).
+    pub workload_args: Vec<String>,
+    /// Extra arguments for kspan.
+    pub kspan_args: Vec<String>,
+    /// Longest the workload may run.
+    pub timeout: Duration,
+}
+
+/// The run's settings and outcome, saved as `run.json` for the judge.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct RunRecord {
+    /// `--attach` value.
+    pub attach: String,
+    /// Transport.
+    pub transport: Transport,
+    /// kspan's exit code.
+    pub kspan_exit: Option<i32>,
+    /// The workload's exit code.
+    pub workload_exit: Option<i32>,
+}
+
+/// Runs the workload under kspan with a receiver, leaving the artifacts in `out_dir`.
+pub async fn run_capture(config: &CaptureConfig) -> anyhow::Result<RunRecord> {
+    let out = &config.out_dir;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let ready = out.join(artifacts::READY);
+    let _ = std::fs::remove_file(&ready);
+    let receiver_config = match config.transport {
+        Transport::Grpc => ReceiverConfig {
+            grpc_addr: Some(loopback()),
+            http_addr: None,
+        },
+        Transport::Http => ReceiverConfig {
+            grpc_addr: None,
+            http_addr: Some(loopback()),
+        },
+    };
+    let receiver = Receiver::start(receiver_config)
+        .await
+        .context("starting the OTLP receiver")?;
+    let (protocol, endpoint) = match config.transport {
+        Transport::Grpc => ("grpc", receiver.grpc_endpoint()),
+        Transport::Http => ("http/protobuf", receiver.http_endpoint()),
+    };
+    let endpoint = endpoint.context("receiver has no endpoint")?;
+
+    let mut workload = Command::new(binary(&config.bin_dir, "signalfd-workload")?)
+        .arg("--manifest")
+        .arg(out.join(artifacts::MANIFEST))
+        .arg("--wait-for")
+        .arg(&ready)
+        .args(&config.workload_args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting signalfd-workload")?;
+    let workload_pid = workload.id().context("workload exited at once")?;
+
+    let kspan_log = std::fs::File::create(out.join(artifacts::KSPAN_LOG))?;
+    let mut kspan = Command::new(binary(&config.bin_dir, "kspan")?)
+        .args([
+            "--attach",
+            &config.attach,
+            "--pid",
+            &workload_pid.to_string(),
+        ])
+        .args(["--otlp-protocol", protocol, "--otlp-endpoint", &endpoint])
+        .arg("--ready-file")
+        .arg(&ready)
+        .arg("--summary-file")
+        .arg(out.join(artifacts::SUMMARY))
+        .args(&config.kspan_args)
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("OTEL_EXPORTER_OTLP_PROTOCOL")
+        .stdin(Stdio::null())
+        .stderr(kspan_log)
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting kspan")?;
+
+    // The workload starts calling once kspan is ready; kspan dying first is a failure.
+    let workload_exit = tokio::select! {
+        status = workload.wait() => status?,
+        status = kspan.wait() => {
+            let _ = workload.start_kill();
+            bail!("kspan exited early ({status:?}); see {}", out.join(artifacts::KSPAN_LOG).display());
+        }
+        _ = tokio::time::sleep(config.timeout) => bail!("the workload did not finish within {:?}", config.timeout),
+    };
+    let kspan_exit = stop(&mut kspan).await?;
+    receiver
+        .store()
+        .write_jsonl(&out.join(artifacts::RECEIVED))?;
+    receiver.shutdown().await;
+
+    let record = RunRecord {
+        attach: config.attach.clone(),
+        transport: config.transport,
+        kspan_exit,
+        workload_exit: workload_exit.code(),
+    };
+    std::fs::write(
+        out.join(artifacts::RUN),
+        serde_json::to_string_pretty(&record)?,
+    )?;
+    Ok(record)
+}
+
+/// SIGINT, then up to a minute for kspan to flush and exit.
+async fn stop(kspan: &mut Child) -> anyhow::Result<Option<i32>> {
+    let pid = kspan.id().context("kspan already reaped")?;
+    kill(Pid::from_raw(pid as i32), Signal::SIGINT).context("signalling kspan")?;
+    match tokio::time::timeout(Duration::from_secs(60), kspan.wait()).await {
+        Ok(status) => Ok(status?.code()),
+        Err(_) => bail!("kspan did not exit within 60 s of SIGINT"),
+    }
+}
+
+fn loopback() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+fn binary(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let path = dir.join(name);
+    if !path.is_file() {
+        bail!(
+            "{} is missing: build it first (`cargo build -p kspan -p signalfd-workload`; `cargo xtask test` does this)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
