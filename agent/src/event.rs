@@ -166,3 +166,27 @@ mod tests {
         assert_eq!(comm_to_string(b"0123456789abcdef"), "0123456789abcdef");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    //! Whatever bytes arrive, decoding answers with a call or an error, never a panic.
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn parsing_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            prop_assert_eq!(parse_event(&bytes).is_ok(), bytes.len() == size_of::<CallEvent>());
+        }
+
+        #[test]
+        fn decoding_never_panics(bytes in proptest::collection::vec(any::<u8>(), size_of::<CallEvent>())) {
+            let mut decoder = CallDecoder::new(BootClock::measure().unwrap());
+            match decoder.decode(&bytes) {
+                Ok(call) => prop_assert!(call.end >= std::time::SystemTime::UNIX_EPOCH),
+                Err(error) => prop_assert!(matches!(error, EventError::Field { .. }), "{error}"),
+            }
+        }
+    }
+}

@@ -1,7 +1,7 @@
 //! `kspan-e2e`: runs one capture (`run`) or judges a run directory (`judge`). Inside QEMU
 //! guests `cargo xtask vm-test` uses `run`; the host judges the results it brings back.
 
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::{io::Write as _, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
 use kspan_e2e::{judge_dir, run_capture, CaptureConfig, Transport};
@@ -83,7 +83,10 @@ async fn main() -> ExitCode {
         }
         Command::Judge { dir } => match judge_dir(&dir) {
             Ok(verdict) => {
-                println!(
+                // A closed stdout (e.g. `| head`) must not turn a verdict into a panic.
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(
+                    out,
                     "expected {} calls, received {} spans and {} logs, {} lost: {}",
                     verdict.expected,
                     verdict.spans,
@@ -92,7 +95,7 @@ async fn main() -> ExitCode {
                     if verdict.passed() { "PASS" } else { "FAIL" }
                 );
                 for mismatch in &verdict.mismatches {
-                    println!("  {mismatch}");
+                    let _ = writeln!(out, "  {mismatch}");
                 }
                 if verdict.passed() {
                     ExitCode::SUCCESS
