@@ -69,6 +69,8 @@ pub struct Target<'a> {
     pub function: &'a str,
     /// Whether the tracepoints' layout could be read, or why not.
     pub tracepoints: Result<(), String>,
+    /// Attach the empty floor programs instead of the capturing ones.
+    pub floor: bool,
 }
 
 /// Attaches the first pair of `mode`'s candidates that works; pairs that fail are unloaded.
@@ -83,7 +85,7 @@ pub fn attach(ebpf: &mut Ebpf, mode: AttachMode, target: &Target<'_>) -> anyhow:
                 })
             }
             Err(error) => {
-                unload_pair(ebpf, candidate);
+                unload_pair(ebpf, candidate, target.floor);
                 refused.push((candidate, format!("{error:#}")));
             }
         }
@@ -95,16 +97,68 @@ pub fn attach(ebpf: &mut Ebpf, mode: AttachMode, target: &Target<'_>) -> anyhow:
     anyhow::bail!("no probe could be attached ({})", reasons.join("; "))
 }
 
-/// The programs of each pair, as named in `probes/src/main.rs`.
-fn programs_of(mode: ProbeMode) -> &'static [&'static str] {
-    match mode {
-        ProbeMode::Kprobe => &["kspan_kprobe_enter", "kspan_kprobe_return"],
-        ProbeMode::Fentry => &["kspan_fentry", "kspan_fexit"],
-        ProbeMode::Tracepoint => &[
-            "kspan_tp_enter_signalfd",
-            "kspan_tp_enter_signalfd4",
+/// The programs of a pair, as named in `probes/src/`.
+struct Programs {
+    kprobe: [&'static str; 2],
+    fentry: &'static str,
+    fexit: &'static str,
+    /// Tracepoint programs and the `syscalls:` events each attaches to.
+    tracepoints: [(&'static str, &'static [&'static str]); 3],
+}
+
+/// The capturing pairs.
+const CAPTURE: Programs = Programs {
+    kprobe: ["kspan_kprobe_enter", "kspan_kprobe_return"],
+    fentry: "kspan_fentry",
+    fexit: "kspan_fexit",
+    tracepoints: [
+        ("kspan_tp_enter_signalfd", &["sys_enter_signalfd"]),
+        ("kspan_tp_enter_signalfd4", &["sys_enter_signalfd4"]),
+        (
             "kspan_tp_exit",
-        ],
+            &["sys_exit_signalfd", "sys_exit_signalfd4"],
+        ),
+    ],
+};
+
+/// Empty programs on the same hooks, for measuring the overhead floor.
+const FLOOR: Programs = Programs {
+    kprobe: ["kspan_floor_kprobe", "kspan_floor_kretprobe"],
+    fentry: "kspan_floor_fentry",
+    fexit: "kspan_floor_fexit",
+    tracepoints: [
+        (
+            "kspan_floor_tp_enter",
+            &["sys_enter_signalfd", "sys_enter_signalfd4"],
+        ),
+        (
+            "kspan_floor_tp_exit",
+            &["sys_exit_signalfd", "sys_exit_signalfd4"],
+        ),
+        ("", &[]),
+    ],
+};
+
+impl Programs {
+    fn of(floor: bool) -> &'static Programs {
+        if floor {
+            &FLOOR
+        } else {
+            &CAPTURE
+        }
+    }
+
+    fn names(&self, mode: ProbeMode) -> Vec<&'static str> {
+        match mode {
+            ProbeMode::Kprobe => self.kprobe.to_vec(),
+            ProbeMode::Fentry => vec![self.fentry, self.fexit],
+            ProbeMode::Tracepoint => self
+                .tracepoints
+                .iter()
+                .map(|(name, _)| *name)
+                .filter(|name| !name.is_empty())
+                .collect(),
+        }
     }
 }
 
@@ -120,9 +174,10 @@ where
 
 fn attach_pair(ebpf: &mut Ebpf, mode: ProbeMode, target: &Target<'_>) -> anyhow::Result<()> {
     let function = target.function;
+    let programs = Programs::of(target.floor);
     match mode {
         ProbeMode::Kprobe => {
-            for name in programs_of(mode) {
+            for name in programs.kprobe {
                 let probe: &mut KProbe = program(ebpf, name)?;
                 probe.load().with_context(|| format!("loading {name}"))?;
                 probe
@@ -133,14 +188,14 @@ fn attach_pair(ebpf: &mut Ebpf, mode: ProbeMode, target: &Target<'_>) -> anyhow:
         ProbeMode::Fentry => {
             let btf =
                 Btf::from_sys_fs().context("reading kernel BTF from /sys/kernel/btf/vmlinux")?;
-            let entry: &mut FEntry = program(ebpf, "kspan_fentry")?;
+            let entry: &mut FEntry = program(ebpf, programs.fentry)?;
             entry
                 .load(function, &btf)
                 .with_context(|| format!("loading fentry for {function}"))?;
             entry
                 .attach()
                 .with_context(|| format!("attaching fentry to {function}"))?;
-            let exit: &mut FExit = program(ebpf, "kspan_fexit")?;
+            let exit: &mut FExit = program(ebpf, programs.fexit)?;
             exit.load(function, &btf)
                 .with_context(|| format!("loading fexit for {function}"))?;
             exit.attach()
@@ -148,19 +203,16 @@ fn attach_pair(ebpf: &mut Ebpf, mode: ProbeMode, target: &Target<'_>) -> anyhow:
         }
         ProbeMode::Tracepoint => {
             target.tracepoints.clone().map_err(anyhow::Error::msg)?;
-            for (name, events) in [
-                ("kspan_tp_enter_signalfd", &["sys_enter_signalfd"][..]),
-                ("kspan_tp_enter_signalfd4", &["sys_enter_signalfd4"][..]),
-                (
-                    "kspan_tp_exit",
-                    &["sys_exit_signalfd", "sys_exit_signalfd4"][..],
-                ),
-            ] {
+            for (name, events) in programs
+                .tracepoints
+                .iter()
+                .filter(|(name, _)| !name.is_empty())
+            {
                 let tracepoint: &mut TracePoint = program(ebpf, name)?;
                 tracepoint
                     .load()
                     .with_context(|| format!("loading {name}"))?;
-                for event in events {
+                for event in *events {
                     tracepoint
                         .attach("syscalls", event)
                         .with_context(|| format!("attaching {name} to syscalls:{event}"))?;
@@ -172,8 +224,8 @@ fn attach_pair(ebpf: &mut Ebpf, mode: ProbeMode, target: &Target<'_>) -> anyhow:
 }
 
 /// Detaches and unloads every program of a pair (those never loaded are skipped).
-pub fn unload_pair(ebpf: &mut Ebpf, mode: ProbeMode) {
-    for name in programs_of(mode) {
+pub fn unload_pair(ebpf: &mut Ebpf, mode: ProbeMode, floor: bool) {
+    for name in Programs::of(floor).names(mode) {
         let Some(program) = ebpf.program_mut(name) else {
             continue;
         };
@@ -203,8 +255,10 @@ mod tests {
 
     #[test]
     fn every_pair_has_an_entry_and_an_exit_program() {
-        for mode in [ProbeMode::Kprobe, ProbeMode::Fentry, ProbeMode::Tracepoint] {
-            assert!(programs_of(mode).len() >= 2, "{mode}");
+        for floor in [false, true] {
+            for mode in [ProbeMode::Kprobe, ProbeMode::Fentry, ProbeMode::Tracepoint] {
+                assert!(Programs::of(floor).names(mode).len() >= 2, "{mode}");
+            }
         }
     }
 }

@@ -67,6 +67,10 @@ pub struct Cli {
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub trace_window: Duration,
 
+    /// Attach empty programs on the same hooks instead (the overhead floor, for benchmarks).
+    #[arg(long, hide = true)]
+    pub floor: bool,
+
     /// Kernel function for kprobe/fentry (for testing the fallback chain).
     #[arg(long, default_value = "do_signalfd4", hide = true)]
     pub kernel_function: String,

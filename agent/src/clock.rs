@@ -25,7 +25,7 @@ impl BootClock {
     }
 
     /// The wall-clock time of a kernel `bpf_ktime_get_boot_ns()` reading.
-    pub fn to_system_time(&mut self, boot_ns: u64) -> SystemTime {
+    pub fn wall_time(&mut self, boot_ns: u64) -> SystemTime {
         if self.measured_at.elapsed() > REFRESH_EVERY {
             match measure_offset() {
                 Ok(offset_ns) => self.offset_ns = offset_ns,
@@ -87,7 +87,7 @@ mod tests {
         let mut clock = BootClock::measure().unwrap();
         let boot = clock_gettime(ClockId::CLOCK_BOOTTIME).unwrap();
         let boot_ns = boot.tv_sec() as u64 * 1_000_000_000 + boot.tv_nsec() as u64;
-        let converted = clock.to_system_time(boot_ns);
+        let converted = clock.wall_time(boot_ns);
         let now = SystemTime::now();
         let skew = now
             .duration_since(converted)

@@ -69,8 +69,8 @@ impl CallDecoder {
             flags: event.flags,
             mask: SignalMask(event.mask),
             ret: event.ret,
-            start: self.clock.to_system_time(event.start_boot_ns),
-            end: self.clock.to_system_time(event.end_boot_ns),
+            start: self.clock.wall_time(event.start_boot_ns),
+            end: self.clock.wall_time(event.end_boot_ns),
         })
     }
 }

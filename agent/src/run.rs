@@ -58,6 +58,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Some(Err(error)) => Err(error.to_string()),
             None => Err("not requested".to_string()),
         },
+        floor: cli.floor,
     };
     let attached = attach::attach(&mut ebpf, cli.attach, &target)?;
     for (mode, reason) in &attached.refused {
@@ -112,7 +113,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     });
 
     // Detach first so no new call starts; then every completed call still queued is exported.
-    attach::unload_pair(&mut ebpf, attached.mode);
+    attach::unload_pair(&mut ebpf, attached.mode, cli.floor);
     drop(ebpf);
     let pipeline = reader.finish().await?;
     pipeline.shutdown().await;

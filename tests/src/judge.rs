@@ -3,6 +3,7 @@
 use std::{collections::BTreeMap, path::Path};
 
 use anyhow::Context as _;
+use kspan_receiver::inspect::{int_attribute, string_attribute};
 use opentelemetry_proto::tonic::{
     common::v1::{any_value::Value, AnyValue, KeyValue},
     logs::v1::LogRecord,
@@ -351,28 +352,12 @@ fn show<T: ToString>(value: Option<T>) -> String {
     value.map_or_else(|| "none".to_string(), |value| value.to_string())
 }
 
-fn attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a Value> {
-    attributes
-        .iter()
-        .find(|kv| kv.key == key)?
-        .value
-        .as_ref()?
-        .value
-        .as_ref()
-}
-
 fn int(attributes: &[KeyValue], key: &str) -> Option<i64> {
-    match attribute(attributes, key)? {
-        Value::IntValue(value) => Some(*value),
-        _ => None,
-    }
+    int_attribute(attributes, key)
 }
 
 fn string(attributes: &[KeyValue], key: &str) -> Option<String> {
-    match attribute(attributes, key)? {
-        Value::StringValue(value) => Some(value.clone()),
-        _ => None,
-    }
+    string_attribute(attributes, key).map(str::to_string)
 }
 
 #[cfg(test)]
