@@ -17,8 +17,10 @@ pub struct ExportStats {
     pub logs_exported: AtomicU64,
     /// Log records lost to failed exports.
     pub logs_failed: AtomicU64,
-    /// Export requests that failed.
+    /// Export requests that failed (each is retried while the backlog has room).
     pub export_errors: AtomicU64,
+    /// Calls waiting in the retry backlog now (a gauge).
+    pub backlog: AtomicU64,
 }
 
 /// A point-in-time copy of [`ExportStats`].
@@ -38,12 +40,19 @@ pub struct ExportSnapshot {
     pub logs_failed: u64,
     /// See [`ExportStats::export_errors`].
     pub export_errors: u64,
+    /// See [`ExportStats::backlog`].
+    pub backlog: u64,
 }
 
 impl ExportStats {
     /// Adds `n` to a counter.
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Sets a gauge.
+    pub fn set(gauge: &AtomicU64, value: u64) {
+        gauge.store(value, Ordering::Relaxed);
     }
 
     /// Reads every counter.
@@ -57,6 +66,7 @@ impl ExportStats {
             logs_exported: read(&self.logs_exported),
             logs_failed: read(&self.logs_failed),
             export_errors: read(&self.export_errors),
+            backlog: read(&self.backlog),
         }
     }
 }

@@ -16,7 +16,7 @@ use opentelemetry_sdk::{
 
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 
-use crate::{call::Call, ids::TraceGrouping, record, stats::ExportStats, ExportError};
+use crate::{call::Call, ids::TraceGrouping, record, ExportError};
 
 /// OTLP transport.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -201,33 +201,27 @@ impl OtlpSink {
         })
     }
 
-    pub(super) async fn export(&mut self, calls: &[Call], stats: &ExportStats) {
-        let count = calls.len() as u64;
+    pub(super) async fn export_spans(&mut self, calls: &[Call]) -> Result<(), String> {
         let spans = calls
             .iter()
             .map(|call| record::span(call, &self.grouping, &self.scope))
             .collect();
-        match self.spans.export(spans).await {
-            Ok(()) => ExportStats::add(&stats.spans_exported, count),
-            Err(error) => {
-                ExportStats::add(&stats.spans_failed, count);
-                ExportStats::add(&stats.export_errors, 1);
-                tracing::warn!(%error, lost = count, "span export failed");
-            }
-        }
+        self.spans
+            .export(spans)
+            .await
+            .map_err(|error| error.to_string())
+    }
+
+    pub(super) async fn export_logs(&mut self, calls: &[Call]) -> Result<(), String> {
         let records: Vec<_> = calls
             .iter()
             .map(|call| record::log_record(call, &self.grouping, &self.logger))
             .collect();
         let batch: Vec<_> = records.iter().map(|record| (record, &self.scope)).collect();
-        match self.logs.export(LogBatch::new(&batch)).await {
-            Ok(()) => ExportStats::add(&stats.logs_exported, count),
-            Err(error) => {
-                ExportStats::add(&stats.logs_failed, count);
-                ExportStats::add(&stats.export_errors, 1);
-                tracing::warn!(%error, lost = count, "log export failed");
-            }
-        }
+        self.logs
+            .export(LogBatch::new(&batch))
+            .await
+            .map_err(|error| error.to_string())
     }
 
     pub(super) fn shutdown(&mut self) {
@@ -280,7 +274,8 @@ impl TonicSettings {
     fn apply<B: WithExportConfig + WithTonicConfig>(&self, builder: B, config: &OtlpConfig) -> B {
         let mut builder = builder
             .with_metadata(self.metadata.clone())
-            .with_retry_policy(RetryPolicy::recommended());
+            // The pipeline retries with backoff and keeps a counted backlog: one retry layer.
+            .with_retry_policy(RetryPolicy::disabled());
         if let Some(endpoint) = &config.endpoint {
             builder = builder.with_endpoint(endpoint.clone());
         }
@@ -344,7 +339,7 @@ impl HttpSettings {
         let mut builder = builder
             .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
             .with_http_client(self.client.clone())
-            .with_retry_policy(RetryPolicy::recommended());
+            .with_retry_policy(RetryPolicy::disabled());
         if !self.headers.is_empty() {
             builder = builder.with_headers(self.headers.clone());
         }

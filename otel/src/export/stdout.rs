@@ -6,7 +6,7 @@ use std::{
     time::Duration,
 };
 
-use crate::{call::Call, ids::TraceGrouping, stats::ExportStats};
+use crate::{call::Call, ids::TraceGrouping};
 
 /// Where the lines go: the process's stdout, or memory for tests.
 enum Output {
@@ -39,7 +39,7 @@ impl StdoutSink {
         (sink, lines)
     }
 
-    pub(super) fn export(&mut self, calls: &[Call], stats: &ExportStats) {
+    pub(super) fn export(&mut self, calls: &[Call]) -> Result<(), String> {
         let lines = calls.iter().map(|call| self.line(call));
         let written = match &self.output {
             Output::Memory(memory) => {
@@ -57,14 +57,7 @@ impl StdoutSink {
                     .and_then(|()| stdout.flush())
             }
         };
-        match written {
-            Ok(()) => ExportStats::add(&stats.spans_exported, calls.len() as u64),
-            Err(error) => {
-                tracing::warn!(%error, lost = calls.len(), "writing to stdout failed");
-                ExportStats::add(&stats.spans_failed, calls.len() as u64);
-                ExportStats::add(&stats.export_errors, 1);
-            }
-        }
+        written.map_err(|error| format!("writing to stdout: {error}"))
     }
 
     fn line(&self, call: &Call) -> String {
@@ -96,15 +89,13 @@ mod tests {
     fn line_shows_time_call_and_ids() {
         let grouping = TraceGrouping::new("boot", Duration::from_secs(60));
         let (mut sink, lines) = StdoutSink::capturing(grouping.clone());
-        let stats = ExportStats::default();
         let call = sample_call();
-        sink.export(std::slice::from_ref(&call), &stats);
+        sink.export(std::slice::from_ref(&call)).unwrap();
         let line = lines.lock().unwrap()[0].clone();
         assert!(line.starts_with("2023-11-14T22:13:20.000000Z signalfd4(ufd=-1, mask=[SIGINT,SIGUSR1], flags=SFD_CLOEXEC) = 5 pid=100 tid=101 comm=worker dur=3.0µs probe=tracepoint"), "{line}");
         assert!(
             line.contains(&format!("trace={}", grouping.trace_id(&call))),
             "{line}"
         );
-        assert_eq!(stats.snapshot().spans_exported, 1);
     }
 }

@@ -1,0 +1,155 @@
+//! Calls waiting for delivery while the destination is unreachable: bounded, oldest first,
+//! and every call pushed out is handed back so it can be counted.
+
+use std::{collections::VecDeque, time::Duration};
+
+use crate::call::Call;
+
+/// A batch and which of its signals the destination has acknowledged.
+#[derive(Debug)]
+pub struct PendingBatch {
+    /// The calls, in capture order.
+    pub calls: Vec<Call>,
+    /// Spans delivered.
+    pub spans_sent: bool,
+    /// Log records delivered (or not wanted by the sink).
+    pub logs_sent: bool,
+}
+
+/// Batches not yet fully delivered, holding at most `capacity` calls.
+#[derive(Debug)]
+pub struct Backlog {
+    batches: VecDeque<PendingBatch>,
+    calls: usize,
+    capacity: usize,
+}
+
+impl Backlog {
+    /// An empty backlog for at most `capacity` calls.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            batches: VecDeque::new(),
+            calls: 0,
+            capacity,
+        }
+    }
+
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.batches.is_empty()
+    }
+
+    /// Calls waiting.
+    pub fn len(&self) -> usize {
+        self.calls
+    }
+
+    /// Adds a batch; returns the oldest batches pushed out to stay within capacity.
+    pub fn push(&mut self, batch: PendingBatch) -> Vec<PendingBatch> {
+        self.calls += batch.calls.len();
+        self.batches.push_back(batch);
+        let mut evicted = Vec::new();
+        while self.calls > self.capacity {
+            match self.batches.pop_front() {
+                Some(oldest) => {
+                    self.calls -= oldest.calls.len();
+                    evicted.push(oldest);
+                }
+                None => break,
+            }
+        }
+        evicted
+    }
+
+    /// The oldest batch, to deliver first.
+    pub fn front_mut(&mut self) -> Option<&mut PendingBatch> {
+        self.batches.front_mut()
+    }
+
+    /// Removes the oldest batch.
+    pub fn pop_front(&mut self) -> Option<PendingBatch> {
+        let batch = self.batches.pop_front()?;
+        self.calls -= batch.calls.len();
+        Some(batch)
+    }
+}
+
+/// Exponential backoff between delivery attempts.
+#[derive(Debug)]
+pub struct Backoff {
+    initial: Duration,
+    max: Duration,
+    current: Duration,
+}
+
+impl Backoff {
+    /// Starts at `initial`, doubling up to `max`.
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        Self {
+            initial,
+            max,
+            current: initial,
+        }
+    }
+
+    /// The wait before the next attempt.
+    pub fn current(&self) -> Duration {
+        self.current
+    }
+
+    /// After a failure: wait longer next time.
+    pub fn increase(&mut self) {
+        self.current = (self.current * 2).min(self.max);
+    }
+
+    /// After a success.
+    pub fn reset(&mut self) {
+        self.current = self.initial;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::call::tests::sample_call;
+
+    fn batch(size: usize) -> PendingBatch {
+        PendingBatch {
+            calls: vec![sample_call(); size],
+            spans_sent: false,
+            logs_sent: false,
+        }
+    }
+
+    #[test]
+    fn evicts_oldest_batches_beyond_capacity() {
+        let mut backlog = Backlog::new(10);
+        assert!(backlog.push(batch(4)).is_empty());
+        assert!(backlog.push(batch(4)).is_empty());
+        let evicted = backlog.push(batch(4));
+        assert_eq!(evicted.len(), 1);
+        assert_eq!(backlog.len(), 8);
+        assert_eq!(backlog.pop_front().map(|b| b.calls.len()), Some(4));
+        assert_eq!(backlog.len(), 4);
+    }
+
+    #[test]
+    fn a_batch_larger_than_capacity_is_evicted_whole() {
+        let mut backlog = Backlog::new(3);
+        assert_eq!(backlog.push(batch(5)).len(), 1);
+        assert!(backlog.is_empty());
+        assert_eq!(backlog.len(), 0);
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_limit_and_resets() {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
+        backoff.increase();
+        assert_eq!(backoff.current(), Duration::from_millis(200));
+        backoff.increase();
+        backoff.increase();
+        assert_eq!(backoff.current(), Duration::from_millis(350));
+        backoff.reset();
+        assert_eq!(backoff.current(), Duration::from_millis(100));
+    }
+}
