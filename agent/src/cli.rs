@@ -63,6 +63,11 @@ pub struct Cli {
     #[arg(long, default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(1..))]
     pub export_queue: u32,
 
+    /// Calls kept for retry while the collector is unreachable; the oldest beyond this are
+    /// dropped (and counted).
+    #[arg(long, default_value_t = 262_144, value_parser = clap::value_parser!(u32).range(1..))]
+    pub export_backlog: u32,
+
     /// Calls of one process within this window share a trace, e.g. 60s.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub trace_window: Duration,

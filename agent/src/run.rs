@@ -71,6 +71,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
     let pipeline_config = PipelineConfig {
         queue_capacity: cli.export_queue as usize,
+        backlog_capacity: cli.export_backlog as usize,
         ..PipelineConfig::default()
     };
     let pipeline = Pipeline::start(sink, pipeline_config)?;

@@ -1,1 +1,26 @@
-//! Placeholder: being written.
+//! signalfd-workload: calls `signalfd` and `signalfd4` in named scenarios (varied masks, flags,
+//! updates, errors, threads, a seeded random mix) and records every call in a JSON-lines
+//! manifest, so tests can demand that the agent saw each of them and nothing else.
+//!
+//! The process makes no signalfd/signalfd4 calls besides the recorded ones (except `bench`,
+//! which records nothing). Each fd a call returns is proven to deliver a signal of its mask.
+
+pub mod bench;
+pub mod call;
+pub mod manifest;
+pub mod mask;
+pub mod pace;
+pub mod proof;
+pub mod record;
+pub mod run;
+pub mod scenario;
+pub mod sys;
+pub mod wait;
+
+#[cfg(test)]
+mod test_support;
+
+pub use manifest::{read_manifest, CallRecord, ManifestError, ManifestWriter, Syscall};
+pub use record::RunSummary;
+pub use run::{run, RunConfig, WorkloadError};
+pub use scenario::Scenario;

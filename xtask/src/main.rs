@@ -49,10 +49,15 @@ enum Command {
         /// Boot the remaining kernels after one has failed.
         #[arg(long)]
         keep_going: bool,
-        /// Guests running at once.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=16))]
-        jobs: u64,
+        /// Guests running at once [default: the number of CPUs; on 2 cores two guests at once
+        /// finished sooner than one after the other].
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=64))]
+        jobs: Option<u64>,
     },
+}
+
+fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 fn main() -> ExitCode {
@@ -64,7 +69,7 @@ fn main() -> ExitCode {
             modes,
             timeout: std::time::Duration::from_secs(timeout),
             keep_going,
-            jobs: jobs as usize,
+            jobs: jobs.map_or_else(default_jobs, |jobs| jobs as usize),
         }),
     };
     match result {
