@@ -7,4 +7,4 @@ mod judge;
 mod run;
 
 pub use judge::{judge, judge_dir, Expectation, Verdict};
-pub use run::{artifacts, run_capture, CaptureConfig, RunRecord, Transport};
+pub use run::{artifacts, run_capture, CaptureConfig, Destination, RunRecord, Transport};

@@ -4,7 +4,7 @@
 use std::{io::Write as _, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
-use kspan_e2e::{judge_dir, run_capture, CaptureConfig, Transport};
+use kspan_e2e::{judge_dir, run_capture, CaptureConfig, Destination, Transport};
 
 #[derive(Parser)]
 #[command(about = "Run signalfd-workload under kspan with an OTLP receiver, or judge a run")]
@@ -60,7 +60,7 @@ async fn main() -> ExitCode {
         } => {
             let config = CaptureConfig {
                 attach,
-                transport,
+                destination: Destination::Receiver(transport),
                 bin_dir,
                 out_dir,
                 workload_args,

@@ -42,13 +42,23 @@ pub enum Transport {
     Http,
 }
 
+/// Where kspan sends what it captures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Destination {
+    /// An in-process OTLP receiver, over this transport; what it gets is saved for the judge.
+    Receiver(Transport),
+    /// kspan's own stdout (`--exporter stdout`), passed through: the demo.
+    Stdout,
+}
+
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct CaptureConfig {
     /// `--attach` value for kspan.
     pub attach: String,
-    /// Transport to the receiver.
-    pub transport: Transport,
+    /// Where kspan sends calls.
+    pub destination: Destination,
     /// Directory holding the `kspan` and `signalfd-workload` binaries.
     pub bin_dir: PathBuf,
     /// Where the artifacts go (created if missing).
@@ -66,8 +76,8 @@ pub struct CaptureConfig {
 pub struct RunRecord {
     /// `--attach` value.
     pub attach: String,
-    /// Transport.
-    pub transport: Transport,
+    /// Where kspan sent calls.
+    pub destination: Destination,
     /// kspan's exit code.
     pub kspan_exit: Option<i32>,
     /// The workload's exit code.
@@ -80,24 +90,13 @@ pub async fn run_capture(config: &CaptureConfig) -> anyhow::Result<RunRecord> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let ready = out.join(artifacts::READY);
     let _ = std::fs::remove_file(&ready);
-    let receiver_config = match config.transport {
-        Transport::Grpc => ReceiverConfig {
-            grpc_addr: Some(loopback()),
-            http_addr: None,
-        },
-        Transport::Http => ReceiverConfig {
-            grpc_addr: None,
-            http_addr: Some(loopback()),
-        },
+    let (receiver, exporter_args) = match config.destination {
+        Destination::Receiver(transport) => {
+            let (receiver, args) = start_receiver(transport).await?;
+            (Some(receiver), args)
+        }
+        Destination::Stdout => (None, vec!["--exporter".to_string(), "stdout".to_string()]),
     };
-    let receiver = Receiver::start(receiver_config)
-        .await
-        .context("starting the OTLP receiver")?;
-    let (protocol, endpoint) = match config.transport {
-        Transport::Grpc => ("grpc", receiver.grpc_endpoint()),
-        Transport::Http => ("http/protobuf", receiver.http_endpoint()),
-    };
-    let endpoint = endpoint.context("receiver has no endpoint")?;
 
     let mut workload = Command::new(binary(&config.bin_dir, "signalfd-workload")?)
         .arg("--manifest")
@@ -119,7 +118,7 @@ pub async fn run_capture(config: &CaptureConfig) -> anyhow::Result<RunRecord> {
             "--pid",
             &workload_pid.to_string(),
         ])
-        .args(["--otlp-protocol", protocol, "--otlp-endpoint", &endpoint])
+        .args(&exporter_args)
         .arg("--ready-file")
         .arg(&ready)
         .arg("--summary-file")
@@ -143,14 +142,16 @@ pub async fn run_capture(config: &CaptureConfig) -> anyhow::Result<RunRecord> {
         _ = tokio::time::sleep(config.timeout) => bail!("the workload did not finish within {:?}", config.timeout),
     };
     let kspan_exit = stop(&mut kspan).await?;
-    receiver
-        .store()
-        .write_jsonl(&out.join(artifacts::RECEIVED))?;
-    receiver.shutdown().await;
+    if let Some(receiver) = receiver {
+        receiver
+            .store()
+            .write_jsonl(&out.join(artifacts::RECEIVED))?;
+        receiver.shutdown().await;
+    }
 
     let record = RunRecord {
         attach: config.attach.clone(),
-        transport: config.transport,
+        destination: config.destination,
         kspan_exit,
         workload_exit: workload_exit.code(),
     };
@@ -159,6 +160,32 @@ pub async fn run_capture(config: &CaptureConfig) -> anyhow::Result<RunRecord> {
         serde_json::to_string_pretty(&record)?,
     )?;
     Ok(record)
+}
+
+/// A receiver on a free loopback port, and the kspan arguments that point at it.
+async fn start_receiver(transport: Transport) -> anyhow::Result<(Receiver, Vec<String>)> {
+    let config = match transport {
+        Transport::Grpc => ReceiverConfig {
+            grpc_addr: Some(loopback()),
+            ..ReceiverConfig::default()
+        },
+        Transport::Http => ReceiverConfig {
+            http_addr: Some(loopback()),
+            ..ReceiverConfig::default()
+        },
+    };
+    let receiver = Receiver::start(config)
+        .await
+        .context("starting the OTLP receiver")?;
+    let (protocol, endpoint) = match transport {
+        Transport::Grpc => ("grpc", receiver.grpc_endpoint()),
+        Transport::Http => ("http/protobuf", receiver.http_endpoint()),
+    };
+    let endpoint = endpoint.context("receiver has no endpoint")?;
+    let args = ["--otlp-protocol", protocol, "--otlp-endpoint", &endpoint]
+        .map(String::from)
+        .to_vec();
+    Ok((receiver, args))
 }
 
 /// SIGINT, then up to a minute for kspan to flush and exit.

@@ -3,7 +3,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use kspan_e2e::{judge_dir, run_capture, CaptureConfig, Transport, Verdict};
+use kspan_e2e::{judge_dir, run_capture, CaptureConfig, Destination, Transport, Verdict};
 
 /// `target/<profile>`, where cargo puts the kspan and signalfd-workload binaries.
 fn bin_dir() -> PathBuf {
@@ -27,7 +27,7 @@ async fn capture(name: &str, transport: Transport, kspan_args: &[&str]) -> Verdi
     let _ = std::fs::remove_dir_all(&out_dir);
     let config = CaptureConfig {
         attach: "auto".into(),
-        transport,
+        destination: Destination::Receiver(transport),
         bin_dir: bin_dir(),
         out_dir: out_dir.clone(),
         workload_args: vec![],
