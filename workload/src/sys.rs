@@ -1,0 +1,144 @@
+//! Raw syscalls: the exact signalfd/signalfd4 calls (no libc wrapper, which always picks
+//! signalfd4), the wall clock that brackets them, and small fd queries.
+
+use crate::manifest::Syscall;
+use nix::errno::Errno;
+use std::os::fd::RawFd;
+
+/// A signalfd/signalfd4 result with CLOCK_REALTIME read immediately around the syscall.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimedResult {
+    /// The fd returned, or the errno.
+    pub result: Result<RawFd, Errno>,
+    /// Unix ns just before the syscall.
+    pub wall_before_ns: u64,
+    /// Unix ns just after the syscall.
+    pub wall_after_ns: u64,
+}
+
+/// CLOCK_REALTIME as unix nanoseconds (a vDSO read on Linux, not a syscall).
+#[inline(always)]
+pub fn realtime_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_REALTIME always exists, so the call
+    // cannot fail and leaves errno alone.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The mask pointer to pass: a real 8-byte buffer, or null (unreadable: the EFAULT case).
+fn mask_ptr(mask: Option<&u64>) -> *const u64 {
+    mask.map_or(std::ptr::null(), |m| m as *const u64)
+}
+
+/// `signalfd4(ufd, mask, sizemask, flags)` as a raw syscall; returns the raw return value.
+#[inline(always)]
+pub fn raw_signalfd4(ufd: RawFd, mask: Option<&u64>, sizemask: u64, flags: i32) -> libc::c_long {
+    // SAFETY: the mask pointer is null or points to a live u64; the kernel rejects any sizemask
+    // but 8 before reading, then reads exactly those 8 bytes, and reports a null pointer as EFAULT.
+    unsafe {
+        libc::syscall(
+            libc::SYS_signalfd4,
+            ufd as libc::c_long,
+            mask_ptr(mask),
+            sizemask as libc::c_long,
+            flags as libc::c_long,
+        )
+    }
+}
+
+/// `signalfd(ufd, mask, sizemask)` as a raw syscall; returns the raw return value.
+#[inline(always)]
+pub fn raw_signalfd(ufd: RawFd, mask: Option<&u64>, sizemask: u64) -> libc::c_long {
+    // SAFETY: as for `raw_signalfd4`: the mask pointer is null or a live u64 and the kernel only
+    // reads 8 bytes from it.
+    unsafe {
+        libc::syscall(
+            libc::SYS_signalfd,
+            ufd as libc::c_long,
+            mask_ptr(mask),
+            sizemask as libc::c_long,
+        )
+    }
+}
+
+/// Makes one call, reading the wall clock immediately before and after it and nothing else
+/// in between, so that the kernel's view of the call falls inside the two readings.
+pub fn timed_call(
+    syscall: Syscall,
+    ufd: RawFd,
+    mask: Option<&u64>,
+    sizemask: u64,
+    flags: i32,
+) -> TimedResult {
+    let (wall_before_ns, ret, wall_after_ns) = match syscall {
+        Syscall::Signalfd4 => {
+            let before = realtime_ns();
+            let ret = raw_signalfd4(ufd, mask, sizemask, flags);
+            (before, ret, realtime_ns())
+        }
+        Syscall::Signalfd => {
+            let before = realtime_ns();
+            let ret = raw_signalfd(ufd, mask, sizemask);
+            (before, ret, realtime_ns())
+        }
+    };
+    // errno survives the clock read: clock_gettime only sets it on failure, which cannot happen.
+    let result = if ret < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(ret as RawFd)
+    };
+    TimedResult {
+        result,
+        wall_before_ns,
+        wall_after_ns,
+    }
+}
+
+/// The calling thread's kernel thread id.
+pub fn gettid() -> u32 {
+    nix::unistd::gettid().as_raw() as u32
+}
+
+/// The fd's open-file state in SFD_* terms: SFD_NONBLOCK if O_NONBLOCK is set, SFD_CLOEXEC if
+/// FD_CLOEXEC is set.
+pub fn sfd_flags_of(fd: RawFd) -> Result<i32, Errno> {
+    // SAFETY: F_GETFL takes no pointer argument; an invalid fd is reported as EBADF.
+    let status = Errno::result(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+    // SAFETY: F_GETFD takes no pointer argument; an invalid fd is reported as EBADF.
+    let fd_flags = Errno::result(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
+    let mut flags = 0;
+    if status & libc::O_NONBLOCK != 0 {
+        flags |= libc::SFD_NONBLOCK;
+    }
+    if fd_flags & libc::FD_CLOEXEC != 0 {
+        flags |= libc::SFD_CLOEXEC;
+    }
+    Ok(flags)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn timed_call_brackets_and_reports_errno() {
+        let timed = timed_call(Syscall::Signalfd4, -1, Some(&0), 8, 0x1);
+        assert_eq!(timed.result, Err(Errno::EINVAL));
+        assert!(timed.wall_before_ns <= timed.wall_after_ns);
+        assert!(timed.wall_before_ns > 1_600_000_000_000_000_000);
+    }
+
+    #[test]
+    fn fd_flags_reflect_cloexec_and_nonblock() {
+        let (reader, _writer) = std::io::pipe().expect("pipe");
+        // std opens pipes close-on-exec and blocking.
+        assert_eq!(sfd_flags_of(reader.as_raw_fd()), Ok(libc::SFD_CLOEXEC));
+        assert_eq!(sfd_flags_of(i32::MAX), Err(Errno::EBADF));
+    }
+}
