@@ -24,6 +24,8 @@ pub struct Verdict {
     pub logs: usize,
     /// Calls kspan counted as lost.
     pub lost: u64,
+    /// Expected calls that no span matched.
+    pub missing: usize,
     /// Every difference found, readable.
     pub mismatches: Vec<String>,
 }
@@ -33,6 +35,17 @@ impl Verdict {
     pub fn passed(&self) -> bool {
         self.mismatches.is_empty()
     }
+}
+
+/// How many of the expected calls must arrive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Completeness {
+    /// Every one.
+    Exact,
+    /// kspan was stopped while the workload ran: per thread, the calls before the stop.
+    Prefix,
+    /// Under overload: any subset, as long as kspan counted each missing call as lost.
+    Lossy,
 }
 
 /// What the run's probe can see of each call.
@@ -80,8 +93,13 @@ impl Expectation {
     }
 }
 
-/// Judges a run directory left by [`crate::run_capture`].
+/// Judges a run directory left by [`crate::run_capture`]: every call must have arrived.
 pub fn judge_dir(dir: &Path) -> anyhow::Result<Verdict> {
+    judge_dir_with(dir, Completeness::Exact)
+}
+
+/// Judges a run directory, with the given demand on completeness.
+pub fn judge_dir_with(dir: &Path, completeness: Completeness) -> anyhow::Result<Verdict> {
     let manifest = read_manifest(&dir.join(artifacts::MANIFEST))?;
     let store = kspan_receiver::Store::read_jsonl(&dir.join(artifacts::RECEIVED))?;
     let summary: serde_json::Value = read_json(&dir.join(artifacts::SUMMARY))?;
@@ -101,14 +119,20 @@ pub fn judge_dir(dir: &Path) -> anyhow::Result<Verdict> {
     } else {
         run.attach.clone()
     };
-    let mut verdict = judge(&manifest, &spans, &logs, Expectation::for_probe(&probe)?);
+    let expect = Expectation::for_probe(&probe)?;
+    let mut verdict = judge(&manifest, &spans, &logs, expect, completeness);
     verdict.lost = summary["lost"]
         .as_u64()
         .context("summary.json has no `lost`")?;
-    if verdict.lost != 0 {
+    let accounted = match completeness {
+        Completeness::Exact | Completeness::Prefix => verdict.lost == 0,
+        // Every call that did not arrive must have been counted, and nothing else.
+        Completeness::Lossy => verdict.lost == verdict.missing as u64,
+    };
+    if !accounted {
         verdict.mismatches.push(format!(
-            "kspan counted {} lost calls: {summary}",
-            verdict.lost
+            "kspan counted {} lost calls, {} calls are missing: {summary}",
+            verdict.lost, verdict.missing
         ));
     }
     if run.kspan_exit != Some(0) {
@@ -148,6 +172,7 @@ pub fn judge(
     spans: &[Span],
     logs: &[LogRecord],
     expect: Expectation,
+    completeness: Completeness,
 ) -> Verdict {
     let expected: Vec<&CallRecord> = manifest.iter().filter(|call| expect.sees(call)).collect();
     let mut verdict = Verdict {
@@ -189,14 +214,38 @@ pub fn judge(
     }
     for (tid, calls) in &calls_by_tid {
         let spans = spans_by_tid.get(tid).map(Vec::as_slice).unwrap_or_default();
-        if spans.len() != calls.len() {
+        let matching = match_by_time(calls, spans);
+        for span in &matching.unmatched_spans {
             mismatches.push(format!(
-                "thread {tid}: {} calls made, {} spans received",
-                calls.len(),
-                spans.len()
+                "thread {tid}: {} matches no call's time window",
+                describe(span)
             ));
         }
-        for (index, (call, span)) in calls.iter().zip(spans).enumerate() {
+        let missed = &matching.missed_calls;
+        verdict.missing += missed.len();
+        let complete_enough = match completeness {
+            Completeness::Exact => missed.is_empty(),
+            // Stopped mid-run: what is missing is the end of each thread's calls.
+            Completeness::Prefix => missed
+                .iter()
+                .all(|&index| index + missed.len() >= calls.len()),
+            Completeness::Lossy => true,
+        };
+        if !complete_enough {
+            mismatches.push(format!(
+                "thread {tid}: {} calls made, {} spans received (missing: {})",
+                calls.len(),
+                spans.len(),
+                missed
+                    .iter()
+                    .take(5)
+                    .map(|&i| format!("#{i} seq {}", calls[i].seq))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        for (index, span) in &matching.pairs {
+            let call = calls[*index];
             for problem in compare(call, span, expect) {
                 mismatches.push(format!(
                     "thread {tid} call #{index} (seq {} {} ufd={}): {problem}",
@@ -207,6 +256,43 @@ pub fn judge(
     }
     check_logs(spans, logs, mismatches);
     verdict
+}
+
+/// A thread's calls and spans paired by time.
+struct Matching<'a> {
+    /// (call index, span): the span started inside that call's wall-clock window.
+    pairs: Vec<(usize, &'a Span)>,
+    /// Spans inside no call's window.
+    unmatched_spans: Vec<&'a Span>,
+    /// Indices of calls no span matched.
+    missed_calls: Vec<usize>,
+}
+
+/// Pairs one thread's calls and spans, both sorted by time. A thread's calls do not overlap, so
+/// each span can start inside at most one call's window.
+fn match_by_time<'a>(calls: &[&CallRecord], spans: &[&'a Span]) -> Matching<'a> {
+    let mut matching = Matching {
+        pairs: Vec::new(),
+        unmatched_spans: Vec::new(),
+        missed_calls: Vec::new(),
+    };
+    let mut next_call = 0;
+    for span in spans {
+        let start = span.start_time_unix_nano;
+        while next_call < calls.len() && calls[next_call].wall_after_ns < start {
+            matching.missed_calls.push(next_call);
+            next_call += 1;
+        }
+        match calls.get(next_call) {
+            Some(call) if call.wall_before_ns <= start => {
+                matching.pairs.push((next_call, span));
+                next_call += 1;
+            }
+            _ => matching.unmatched_spans.push(span),
+        }
+    }
+    matching.missed_calls.extend(next_call..calls.len());
+    matching
 }
 
 fn compare(call: &CallRecord, span: &Span, expect: Expectation) -> Vec<String> {
@@ -464,7 +550,13 @@ mod tests {
     #[test]
     fn exact_capture_passes() {
         let (manifest, spans, logs) = fixture();
-        let verdict = judge(&manifest, &spans, &logs, Expectation::Tracepoint);
+        let verdict = judge(
+            &manifest,
+            &spans,
+            &logs,
+            Expectation::Tracepoint,
+            Completeness::Exact,
+        );
         assert!(verdict.passed(), "{:#?}", verdict.mismatches);
         assert_eq!((verdict.expected, verdict.spans, verdict.logs), (3, 3, 3));
     }
@@ -474,12 +566,18 @@ mod tests {
         let (manifest, mut spans, mut logs) = fixture();
         spans.remove(1);
         logs.remove(1);
-        let verdict = judge(&manifest, &spans, &logs, Expectation::Tracepoint);
+        let verdict = judge(
+            &manifest,
+            &spans,
+            &logs,
+            Expectation::Tracepoint,
+            Completeness::Exact,
+        );
         assert!(
             verdict
                 .mismatches
                 .iter()
-                .any(|m| m == "thread 100: 2 calls made, 1 spans received"),
+                .any(|m| m == "thread 100: 2 calls made, 1 spans received (missing: #1 seq 2)"),
             "{:#?}",
             verdict.mismatches
         );
@@ -492,7 +590,13 @@ mod tests {
         extra.seq = 9;
         spans.push(span_for(&extra));
         logs.push(log_for(spans.last().unwrap()));
-        let verdict = judge(&manifest, &spans, &logs, Expectation::Tracepoint);
+        let verdict = judge(
+            &manifest,
+            &spans,
+            &logs,
+            Expectation::Tracepoint,
+            Completeness::Exact,
+        );
         assert!(
             verdict
                 .mismatches
@@ -507,8 +611,14 @@ mod tests {
     fn wrong_arguments_results_and_times_are_named() {
         let (manifest, mut spans, logs) = fixture();
         spans[0].attributes.retain(|kv| kv.key != "signalfd.fd");
-        spans[2].start_time_unix_nano = manifest[2].wall_before_ns - 1;
-        let verdict = judge(&manifest, &spans, &logs, Expectation::Tracepoint);
+        spans[2].end_time_unix_nano = manifest[2].wall_after_ns + 1;
+        let verdict = judge(
+            &manifest,
+            &spans,
+            &logs,
+            Expectation::Tracepoint,
+            Completeness::Exact,
+        );
         let text = verdict.mismatches.join("\n");
         assert!(
             text.contains(
@@ -532,7 +642,13 @@ mod tests {
             span_id: vec![9; 8],
             ..LogRecord::default()
         });
-        let verdict = judge(&manifest, &spans, &logs, Expectation::Tracepoint);
+        let verdict = judge(
+            &manifest,
+            &spans,
+            &logs,
+            Expectation::Tracepoint,
+            Completeness::Exact,
+        );
         let text = verdict.mismatches.join("\n");
         assert!(text.contains("has severity 13, expected 9"), "{text}");
         assert!(
@@ -574,10 +690,79 @@ mod tests {
             &spans,
             &logs,
             Expectation::KernelFunction("kprobe"),
+            Completeness::Exact,
         );
         assert!(verdict.passed(), "{:#?}", verdict.mismatches);
         assert_eq!(verdict.expected, 3);
-        let tracepoint = judge(&manifest, &spans, &logs, Expectation::Tracepoint);
+        let tracepoint = judge(
+            &manifest,
+            &spans,
+            &logs,
+            Expectation::Tracepoint,
+            Completeness::Exact,
+        );
         assert!(!tracepoint.passed());
+    }
+
+    #[test]
+    fn a_stopped_run_may_miss_only_the_last_calls() {
+        let (manifest, spans, logs) = fixture();
+        let verdict = judge(
+            &manifest,
+            &spans[..1],
+            &logs[..1],
+            Expectation::Tracepoint,
+            Completeness::Prefix,
+        );
+        assert!(verdict.passed(), "{:#?}", verdict.mismatches);
+        assert_eq!(verdict.missing, 2);
+        let without_first: Vec<Span> = spans[1..].to_vec();
+        let verdict = judge(
+            &manifest,
+            &without_first,
+            &logs[1..],
+            Expectation::Tracepoint,
+            Completeness::Prefix,
+        );
+        assert!(
+            !verdict.passed(),
+            "a gap before captured calls is not a prefix"
+        );
+    }
+
+    #[test]
+    fn lossy_runs_count_what_is_missing() {
+        let (manifest, spans, logs) = fixture();
+        let kept = [spans[0].clone(), spans[2].clone()];
+        let verdict = judge(
+            &manifest,
+            &kept,
+            &[logs[0].clone(), logs[2].clone()],
+            Expectation::Tracepoint,
+            Completeness::Lossy,
+        );
+        assert!(verdict.passed(), "{:#?}", verdict.mismatches);
+        assert_eq!(verdict.missing, 1);
+    }
+
+    #[test]
+    fn a_span_outside_every_window_is_reported() {
+        let (manifest, mut spans, logs) = fixture();
+        spans[1].start_time_unix_nano = manifest[1].wall_after_ns + 50;
+        let verdict = judge(
+            &manifest,
+            &spans,
+            &logs,
+            Expectation::Tracepoint,
+            Completeness::Lossy,
+        );
+        assert!(
+            verdict
+                .mismatches
+                .iter()
+                .any(|m| m.contains("matches no call's time window")),
+            "{:#?}",
+            verdict.mismatches
+        );
     }
 }

@@ -6,5 +6,5 @@
 mod judge;
 mod run;
 
-pub use judge::{judge, judge_dir, Expectation, Verdict};
+pub use judge::{judge, judge_dir, judge_dir_with, Completeness, Expectation, Verdict};
 pub use run::{artifacts, run_capture, CaptureConfig, Destination, RunRecord, Transport};
