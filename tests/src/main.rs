@@ -66,6 +66,7 @@ async fn main() -> ExitCode {
                 workload_args,
                 kspan_args,
                 timeout: Duration::from_secs(timeout_secs),
+                stop_kspan_after: None,
             };
             match run_capture(&config).await {
                 Ok(record) => {

@@ -69,6 +69,8 @@ pub struct CaptureConfig {
     pub kspan_args: Vec<String>,
     /// Longest the workload may run.
     pub timeout: Duration,
+    /// Stop kspan (SIGTERM) this long after it is ready, while the workload still runs.
+    pub stop_kspan_after: Option<Duration>,
 }
 
 /// The run's settings and outcome, saved as `run.json` for the judge.
@@ -132,16 +134,31 @@ pub async fn run_capture(config: &CaptureConfig) -> anyhow::Result<RunRecord> {
         .spawn()
         .context("starting kspan")?;
 
+    let stop_kspan = async {
+        match config.stop_kspan_after {
+            // Stopping mid-run: counted from the moment kspan is ready.
+            Some(delay) => {
+                wait_for_file(&ready, config.timeout).await?;
+                tokio::time::sleep(delay).await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+        anyhow::Ok(())
+    };
     // The workload starts calling once kspan is ready; kspan dying first is a failure.
-    let workload_exit = tokio::select! {
-        status = workload.wait() => status?,
+    let (workload_exit, kspan_exit) = tokio::select! {
+        status = workload.wait() => (status?, stop(&mut kspan, Signal::SIGINT).await?),
+        stopped = stop_kspan => {
+            stopped?;
+            let kspan_exit = stop(&mut kspan, Signal::SIGTERM).await?;
+            (workload.wait().await?, kspan_exit)
+        }
         status = kspan.wait() => {
             let _ = workload.start_kill();
             bail!("kspan exited early ({status:?}); see {}", out.join(artifacts::KSPAN_LOG).display());
         }
         _ = tokio::time::sleep(config.timeout) => bail!("the workload did not finish within {:?}", config.timeout),
     };
-    let kspan_exit = stop(&mut kspan).await?;
     if let Some(receiver) = receiver {
         receiver
             .store()
@@ -188,14 +205,25 @@ async fn start_receiver(transport: Transport) -> anyhow::Result<(Receiver, Vec<S
     Ok((receiver, args))
 }
 
-/// SIGINT, then up to a minute for kspan to flush and exit.
-async fn stop(kspan: &mut Child) -> anyhow::Result<Option<i32>> {
+/// Sends `signal`, then gives kspan up to a minute to flush and exit.
+async fn stop(kspan: &mut Child, signal: Signal) -> anyhow::Result<Option<i32>> {
     let pid = kspan.id().context("kspan already reaped")?;
-    kill(Pid::from_raw(pid as i32), Signal::SIGINT).context("signalling kspan")?;
+    kill(Pid::from_raw(pid as i32), signal).context("signalling kspan")?;
     match tokio::time::timeout(Duration::from_secs(60), kspan.wait()).await {
         Ok(status) => Ok(status?.code()),
-        Err(_) => bail!("kspan did not exit within 60 s of SIGINT"),
+        Err(_) => bail!("kspan did not exit within 60 s of {signal}"),
     }
+}
+
+async fn wait_for_file(path: &Path, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !path.exists() {
+        if tokio::time::Instant::now() > deadline {
+            bail!("{} did not appear within {timeout:?}", path.display());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
 }
 
 fn loopback() -> std::net::SocketAddr {

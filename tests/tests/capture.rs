@@ -33,6 +33,7 @@ async fn capture(name: &str, transport: Transport, kspan_args: &[&str]) -> Verdi
         workload_args: vec![],
         kspan_args: kspan_args.iter().map(|arg| arg.to_string()).collect(),
         timeout: Duration::from_secs(300),
+        stop_kspan_after: None,
     };
     run_capture(&config)
         .await
