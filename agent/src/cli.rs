@@ -56,7 +56,7 @@ pub struct Cli {
     pub summary_file: Option<PathBuf>,
 
     /// Kernel ring buffer size in bytes: a power of two, at least one page.
-    #[arg(long, default_value_t = 1 << 20, value_parser = parse_ring_buffer_size)]
+    #[arg(long, default_value_t = 1 << 22, value_parser = parse_ring_buffer_size)]
     pub ring_buffer_bytes: u32,
 
     /// Calls that may wait for export before new ones are dropped (and counted).

@@ -2,12 +2,12 @@
 
 use anyhow::Context as _;
 use aya::{
-    maps::{HashMap, MapData, PerCpuArray},
+    maps::{Array, HashMap, MapData, PerCpuArray},
     Ebpf, EbpfLoader,
 };
 use kspan_common::{
     CallEvent, Counter, ProbeConfig, TracepointLayout, COMM_FILTER_MAP, COMM_LEN, CONFIG_GLOBAL,
-    COUNTERS_MAP, EVENTS_MAP, IN_FLIGHT_MAP, PID_FILTER_MAP,
+    CONTROL_MAP, CONTROL_STOPPING, COUNTERS_MAP, EVENTS_MAP, IN_FLIGHT_MAP, PID_FILTER_MAP,
 };
 
 /// The probes, compiled by build.rs.
@@ -118,6 +118,17 @@ impl CounterMaps {
             in_flight: self.in_flight.keys().count() as u64,
         })
     }
+}
+
+/// Tells the probes to record no new entry, for every syscall at once, before they are
+/// detached one by one.
+pub fn stop_new_entries(ebpf: &mut Ebpf) -> anyhow::Result<()> {
+    let mut control: Array<_, u32> =
+        Array::try_from(ebpf.map_mut(CONTROL_MAP).context("CONTROL map missing")?)?;
+    control
+        .set(CONTROL_STOPPING, 1, 0)
+        .context("setting the stop flag")?;
+    Ok(())
 }
 
 /// Takes the ring buffer of complete calls.

@@ -21,8 +21,11 @@ use crate::{
     tracefs, UsageError,
 };
 
+/// How long calls already inside `do_signalfd4` get to return before the probes go.
+const IN_FLIGHT_GRACE: Duration = Duration::from_millis(20);
+
 /// How often losses are checked and reported while running.
-const LOSS_REPORT_EVERY: Duration = Duration::from_secs(5);
+const LOSS_REPORT_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs the agent until a signal, then exports everything captured and detaches.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -113,7 +116,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         std::process::exit(130);
     });
 
-    // Detach first so no new call starts; then every completed call still queued is exported.
+    // Stop new entries everywhere at once, let calls already inside return, then detach; every
+    // completed call still queued is then exported.
+    probes::stop_new_entries(&mut ebpf)?;
+    tokio::time::sleep(IN_FLIGHT_GRACE).await;
     attach::unload_pair(&mut ebpf, attached.mode, cli.floor);
     drop(ebpf);
     let pipeline = reader.finish().await?;

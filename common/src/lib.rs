@@ -15,6 +15,12 @@ pub const PID_FILTER_MAP: &str = "PID_FILTER";
 pub const COMM_FILTER_MAP: &str = "COMM_FILTER";
 /// Name of the per-thread map that holds a [`CallEvent`] from entry until its return arrives.
 pub const IN_FLIGHT_MAP: &str = "IN_FLIGHT";
+/// Name of the array of run-time switches the agent sets while the probes run.
+pub const CONTROL_MAP: &str = "CONTROL";
+/// Slot of [`CONTROL_MAP`]: non-zero once the agent is stopping (no new entries are recorded).
+pub const CONTROL_STOPPING: u32 = 0;
+/// Number of slots in [`CONTROL_MAP`].
+pub const CONTROL_SLOTS: u32 = 1;
 /// Name of the global that holds the [`ProbeConfig`].
 pub const CONFIG_GLOBAL: &str = "CONFIG";
 

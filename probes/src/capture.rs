@@ -9,10 +9,11 @@ use aya_ebpf::{
         bpf_get_current_uid_gid, bpf_ktime_get_boot_ns, bpf_probe_read_kernel, bpf_probe_read_user,
     },
     macros::map,
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use kspan_common::{
     CallEvent, Counter, MaskSource, ProbeConfig, ProbeKind, Syscall, TracepointLayout, COMM_LEN,
+    CONTROL_SLOTS, CONTROL_STOPPING,
 };
 
 /// Complete calls for user space. The agent may resize it at load time.
@@ -30,6 +31,10 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::SLOTS
 /// Process ids to capture when `CONFIG.filter_pid` is set.
 #[map]
 static PID_FILTER: HashMap<u32, u8> = HashMap::with_max_entries(1024, 0);
+
+/// Run-time switches from the agent; slot [`CONTROL_STOPPING`] set: the agent is detaching.
+#[map]
+static CONTROL: Array<u32> = Array::with_max_entries(CONTROL_SLOTS, 0);
 
 /// `comm` values to capture when `CONFIG.filter_comm` is set.
 #[map]
@@ -119,7 +124,9 @@ pub fn record_entry(args: EntryArgs) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let (pid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
     let comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
-    if !selected(pid, &comm) {
+    // Once the agent is stopping, no new call starts for any syscall at the same instant, so
+    // each thread's captured calls end cleanly; calls already inside still complete.
+    if stopping() || !selected(pid, &comm) {
         return;
     }
     // SAFETY: plain helper calls with no arguments.
@@ -157,7 +164,8 @@ pub fn record_return(ret: i32) {
     let tid = pid_tgid as u32;
     let Some(pending) = IN_FLIGHT.get_ptr_mut(tid) else {
         let comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
-        if selected((pid_tgid >> 32) as u32, &comm) {
+        // While stopping, entries are skipped on purpose: their returns are expected alone.
+        if !stopping() && selected((pid_tgid >> 32) as u32, &comm) {
             count(Counter::ReturnWithoutEntry);
         }
         return;
@@ -171,6 +179,10 @@ pub fn record_return(ret: i32) {
         }
     }
     let _ = IN_FLIGHT.remove(tid);
+}
+
+fn stopping() -> bool {
+    CONTROL.get(CONTROL_STOPPING).is_some_and(|flag| *flag != 0)
 }
 
 fn selected(pid: u32, comm: &[u8; COMM_LEN]) -> bool {

@@ -3,8 +3,9 @@
 //! and inside QEMU guests (`cargo xtask vm-test` runs the `kspan-e2e` binary there and judges
 //! the results on the host).
 
+pub mod bench;
 mod judge;
 mod run;
 
 pub use judge::{judge, judge_dir, judge_dir_with, Completeness, Expectation, Verdict};
-pub use run::{artifacts, run_capture, CaptureConfig, Destination, RunRecord, Transport};
+pub use run::{artifacts, run_capture, CaptureConfig, Destination, RunRecord, Transport, Workload};

@@ -3,8 +3,10 @@
 
 use std::{io::Write as _, path::PathBuf, process::ExitCode, time::Duration};
 
+mod overhead_command;
+
 use clap::{Parser, Subcommand};
-use kspan_e2e::{judge_dir, run_capture, CaptureConfig, Destination, Transport};
+use kspan_e2e::{judge_dir, run_capture, CaptureConfig, Destination, Transport, Workload};
 
 #[derive(Parser)]
 #[command(about = "Run signalfd-workload under kspan with an OTLP receiver, or judge a run")]
@@ -15,6 +17,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Time the signalfd4 bench loop bare and beside tracers, rounds interleaved (benchmarks).
+    Overhead(overhead_command::OverheadArgs),
     /// Run the workload under kspan and leave the artifacts in --out-dir.
     Run {
         /// kspan's --attach value.
@@ -63,7 +67,7 @@ async fn main() -> ExitCode {
                 destination: Destination::Receiver(transport),
                 bin_dir,
                 out_dir,
-                workload_args,
+                workload: Workload::Scenarios(workload_args),
                 kspan_args,
                 timeout: Duration::from_secs(timeout_secs),
                 stop_kspan_after: None,
@@ -82,6 +86,7 @@ async fn main() -> ExitCode {
                 }
             }
         }
+        Command::Overhead(args) => overhead_command::overhead_main(args).await,
         Command::Judge { dir } => match judge_dir(&dir) {
             Ok(verdict) => {
                 // A closed stdout (e.g. `| head`) must not turn a verdict into a panic.

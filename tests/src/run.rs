@@ -52,6 +52,20 @@ pub enum Destination {
     Stdout,
 }
 
+/// What the workload does while kspan watches.
+#[derive(Clone, Debug)]
+pub enum Workload {
+    /// Scenarios, recorded call by call in the manifest; the arguments pick them
+    /// (e.g. `--scenario threads --threads 16`), none means the default set.
+    Scenarios(Vec<String>),
+    /// The tight benchmark loop: this many updates of one signalfd (plus the call that creates
+    /// it), as fast as possible, with no manifest.
+    Bench {
+        /// Updates to make.
+        calls: u64,
+    },
+}
+
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct CaptureConfig {
@@ -63,8 +77,8 @@ pub struct CaptureConfig {
     pub bin_dir: PathBuf,
     /// Where the artifacts go (created if missing).
     pub out_dir: PathBuf,
-    /// Extra arguments for the workload (scenarios, threads, calls).
-    pub workload_args: Vec<String>,
+    /// What the workload does.
+    pub workload: Workload,
     /// Extra arguments for kspan.
     pub kspan_args: Vec<String>,
     /// Longest the workload may run.
@@ -100,12 +114,17 @@ pub async fn run_capture(config: &CaptureConfig) -> anyhow::Result<RunRecord> {
         Destination::Stdout => (None, vec!["--exporter".to_string(), "stdout".to_string()]),
     };
 
-    let mut workload = Command::new(binary(&config.bin_dir, "signalfd-workload")?)
-        .arg("--manifest")
-        .arg(out.join(artifacts::MANIFEST))
+    let mut workload = Command::new(binary(&config.bin_dir, "signalfd-workload")?);
+    match &config.workload {
+        Workload::Scenarios(args) => workload
+            .arg("--manifest")
+            .arg(out.join(artifacts::MANIFEST))
+            .args(args),
+        Workload::Bench { calls } => workload.args(["bench", "--calls", &calls.to_string()]),
+    };
+    let mut workload = workload
         .arg("--wait-for")
         .arg(&ready)
-        .args(&config.workload_args)
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .spawn()

@@ -1,45 +1,16 @@
 //! End to end on this host, as root: the workload's calls must arrive as exactly matching
 //! spans and logs, over gRPC and over HTTP. kspan picks its probe itself (`auto`).
 
-use std::{path::PathBuf, time::Duration};
+mod common;
 
-use kspan_e2e::{judge_dir, run_capture, CaptureConfig, Destination, Transport, Verdict};
-
-/// `target/<profile>`, where cargo puts the kspan and signalfd-workload binaries.
-fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    exe.parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps")
-        .to_path_buf()
-}
-
-fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this end-to-end test loads eBPF programs: it needs root (CAP_BPF, CAP_PERFMON, tracefs access); run `cargo xtask test` as root"
-    );
-}
+use kspan_e2e::{judge_dir, Destination, Transport, Verdict};
 
 async fn capture(name: &str, transport: Transport, kspan_args: &[&str]) -> Verdict {
-    require_root();
-    let out_dir = bin_dir().join("e2e").join(name);
-    let _ = std::fs::remove_dir_all(&out_dir);
-    let config = CaptureConfig {
-        attach: "auto".into(),
-        destination: Destination::Receiver(transport),
-        bin_dir: bin_dir(),
-        out_dir: out_dir.clone(),
-        workload_args: vec![],
-        kspan_args: kspan_args.iter().map(|arg| arg.to_string()).collect(),
-        timeout: Duration::from_secs(300),
-        stop_kspan_after: None,
-    };
-    run_capture(&config)
-        .await
-        .unwrap_or_else(|error| panic!("capture run failed: {error:#}"));
-    judge_dir(&out_dir)
-        .unwrap_or_else(|error| panic!("cannot judge {}: {error:#}", out_dir.display()))
+    let mut config = common::config(name, common::scenarios(&[]), kspan_args);
+    config.destination = Destination::Receiver(transport);
+    common::run(&config).await;
+    judge_dir(&config.out_dir)
+        .unwrap_or_else(|error| panic!("cannot judge {}: {error:#}", config.out_dir.display()))
 }
 
 fn assert_exact(verdict: &Verdict) {

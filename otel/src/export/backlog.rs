@@ -61,9 +61,19 @@ impl Backlog {
         evicted
     }
 
-    /// The oldest batch, to deliver first.
-    pub fn front_mut(&mut self) -> Option<&mut PendingBatch> {
-        self.batches.front_mut()
+    /// Puts back a batch whose delivery failed, ahead of the others; returns the batches pushed
+    /// out (the newest ones: the oldest is the one being retried).
+    pub fn push_front(&mut self, batch: PendingBatch) -> Vec<PendingBatch> {
+        self.calls += batch.calls.len();
+        self.batches.push_front(batch);
+        let mut evicted = Vec::new();
+        while self.calls > self.capacity && self.batches.len() > 1 {
+            if let Some(newest) = self.batches.pop_back() {
+                self.calls -= newest.calls.len();
+                evicted.push(newest);
+            }
+        }
+        evicted
     }
 
     /// Removes the oldest batch.

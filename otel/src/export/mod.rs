@@ -5,9 +5,18 @@ mod backlog;
 mod otlp;
 mod stdout;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
 
-use tokio::{sync::mpsc, task::JoinHandle};
+use tokio::{
+    sync::{mpsc, Notify},
+    task::JoinHandle,
+};
 
 pub use otlp::{validate_endpoint, validate_env, OtlpConfig, OtlpSink, Protocol};
 pub use stdout::StdoutSink;
@@ -24,14 +33,14 @@ pub enum Sink {
 }
 
 impl Sink {
-    async fn export_spans(&mut self, calls: &[Call]) -> Result<(), String> {
+    async fn export_spans(&self, calls: &[Call]) -> Result<(), String> {
         match self {
             Sink::Otlp(sink) => sink.export_spans(calls).await,
             Sink::Stdout(sink) => sink.export(calls),
         }
     }
 
-    async fn export_logs(&mut self, calls: &[Call]) -> Result<(), String> {
+    async fn export_logs(&self, calls: &[Call]) -> Result<(), String> {
         match self {
             Sink::Otlp(sink) => sink.export_logs(calls).await,
             Sink::Stdout(_) => Ok(()),
@@ -72,7 +81,7 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
             queue_capacity: 65_536,
-            max_batch: 512,
+            max_batch: 1024,
             flush_interval: Duration::from_millis(200),
             backlog_capacity: 262_144,
             initial_backoff: Duration::from_millis(250),
@@ -96,15 +105,15 @@ impl Pipeline {
         }
         let (queue, receiver) = mpsc::channel(config.queue_capacity);
         let stats = Arc::new(ExportStats::default());
-        let worker = Worker {
-            sink,
-            receiver,
-            config,
+        let shared = Arc::new(Shared {
+            backlog: Mutex::new(Backlog::new(config.backlog_capacity)),
+            added: Notify::new(),
+            intake_done: AtomicBool::new(false),
             stats: stats.clone(),
-            backlog: Backlog::new(config.backlog_capacity),
-            backoff: Backoff::new(config.initial_backoff, config.max_backoff),
-        };
-        let worker = tokio::spawn(worker.run());
+            sends_logs: sink.sends_logs(),
+        });
+        tokio::spawn(intake(receiver, config, shared.clone()));
+        let worker = tokio::spawn(deliver(sink, config, shared));
         Ok(Self {
             queue,
             stats,
@@ -135,120 +144,39 @@ impl Pipeline {
     }
 }
 
-/// Batches calls, delivers them in order, and keeps undelivered ones for retry.
-struct Worker {
-    sink: Sink,
-    receiver: mpsc::Receiver<Call>,
-    config: PipelineConfig,
+/// The backlog shared by intake and delivery, and whether intake has finished.
+struct Shared {
+    backlog: Mutex<Backlog>,
+    /// Wakes delivery when intake adds a batch or finishes.
+    added: Notify,
+    intake_done: AtomicBool,
     stats: Arc<ExportStats>,
-    backlog: Backlog,
-    backoff: Backoff,
+    sends_logs: bool,
 }
 
-impl Worker {
-    async fn run(mut self) {
-        let mut open = true;
-        while open {
-            // With a backlog, wake up after the backoff even if nothing new arrives.
-            let wait_for_first = (!self.backlog.is_empty()).then(|| self.backoff.current());
-            let (batch, still_open) = self.gather(wait_for_first).await;
-            open = still_open;
-            if !batch.is_empty() {
-                let pending = PendingBatch {
-                    calls: batch,
-                    spans_sent: false,
-                    logs_sent: !self.sink.sends_logs(),
-                };
-                for evicted in self.backlog.push(pending) {
-                    tracing::warn!(
-                        calls = evicted.calls.len(),
-                        "export backlog full: dropping the oldest calls"
-                    );
-                    self.give_up(&evicted);
-                }
-                ExportStats::set(&self.stats.backlog, self.backlog.len() as u64);
-            }
-            self.deliver_backlog().await;
-        }
-        while let Some(batch) = self.backlog.pop_front() {
+impl Shared {
+    fn backlog(&self) -> std::sync::MutexGuard<'_, Backlog> {
+        // A panic elsewhere cannot leave the backlog half-updated: keep going with it.
+        self.backlog.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Adds a batch, counting what falls out of the backlog.
+    fn enqueue(&self, calls: Vec<Call>) {
+        let pending = PendingBatch {
+            calls,
+            spans_sent: false,
+            logs_sent: !self.sends_logs,
+        };
+        let (evicted, waiting) = {
+            let mut backlog = self.backlog();
+            (backlog.push(pending), backlog.len())
+        };
+        for batch in evicted {
+            tracing::warn!(calls = batch.calls.len(), "export backlog full: dropping the oldest calls");
             self.give_up(&batch);
         }
-        ExportStats::set(&self.stats.backlog, 0);
-        // The SDK's shutdown blocks on its own futures: run it off the async threads.
-        let mut sink = self.sink;
-        let _ = tokio::task::spawn_blocking(move || sink.shutdown()).await;
-    }
-
-    /// Up to one batch of calls; `false` once the queue is closed and empty.
-    async fn gather(&mut self, wait_for_first: Option<Duration>) -> (Vec<Call>, bool) {
-        let max = self.config.max_batch;
-        let mut batch = Vec::with_capacity(max);
-        let first = match wait_for_first {
-            None => self.receiver.recv_many(&mut batch, max).await,
-            Some(wait) => {
-                match tokio::time::timeout(wait, self.receiver.recv_many(&mut batch, max)).await {
-                    Ok(received) => received,
-                    Err(_) => return (batch, true),
-                }
-            }
-        };
-        if first == 0 {
-            return (batch, false);
-        }
-        let deadline = tokio::time::Instant::now() + self.config.flush_interval;
-        while batch.len() < max {
-            let room = max - batch.len();
-            match tokio::time::timeout_at(deadline, self.receiver.recv_many(&mut batch, room)).await
-            {
-                Ok(0) => return (batch, false),
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-        (batch, true)
-    }
-
-    /// Delivers waiting batches oldest first; stops at the first failure and backs off.
-    async fn deliver_backlog(&mut self) {
-        while let Some(batch) = self.backlog.front_mut() {
-            let count = batch.calls.len() as u64;
-            if !batch.spans_sent {
-                match self.sink.export_spans(&batch.calls).await {
-                    Ok(()) => {
-                        batch.spans_sent = true;
-                        ExportStats::add(&self.stats.spans_exported, count);
-                    }
-                    Err(error) => return self.failed("spans", &error),
-                }
-            }
-            if !batch.logs_sent {
-                match self.sink.export_logs(&batch.calls).await {
-                    Ok(()) => {
-                        batch.logs_sent = true;
-                        ExportStats::add(&self.stats.logs_exported, count);
-                    }
-                    Err(error) => return self.failed("logs", &error),
-                }
-            }
-            self.backlog.pop_front();
-            ExportStats::set(&self.stats.backlog, self.backlog.len() as u64);
-            if self.backoff.current() != self.config.initial_backoff {
-                tracing::info!("export recovered: delivering the backlog");
-            }
-            self.backoff.reset();
-        }
-    }
-
-    fn failed(&mut self, signal: &str, error: &str) {
-        ExportStats::add(&self.stats.export_errors, 1);
-        tracing::warn!(
-            signal,
-            %error,
-            backlog = self.backlog.len(),
-            retry_in = ?self.backoff.current(),
-            "export failed; keeping the calls for retry"
-        );
-        self.backoff.increase();
+        ExportStats::set(&self.stats.backlog, waiting as u64);
+        self.added.notify_one();
     }
 
     /// Counts what a batch will never deliver.
@@ -261,6 +189,105 @@ impl Worker {
             ExportStats::add(&self.stats.logs_failed, count);
         }
     }
+}
+
+/// Moves calls from the queue into the backlog in batches, at the pace they arrive, so a
+/// burst waits in the backlog while a slow export is in flight.
+async fn intake(mut receiver: mpsc::Receiver<Call>, config: PipelineConfig, shared: Arc<Shared>) {
+    let max = config.max_batch;
+    loop {
+        let mut batch = Vec::with_capacity(max);
+        if receiver.recv_many(&mut batch, max).await == 0 {
+            break;
+        }
+        // Give a partial batch a moment to fill.
+        let deadline = tokio::time::Instant::now() + config.flush_interval;
+        let mut open = true;
+        while batch.len() < max {
+            let room = max - batch.len();
+            match tokio::time::timeout_at(deadline, receiver.recv_many(&mut batch, room)).await {
+                Ok(0) => {
+                    open = false;
+                    break;
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        shared.enqueue(batch);
+        if !open {
+            break;
+        }
+    }
+    shared.intake_done.store(true, Ordering::Release);
+    shared.added.notify_one();
+}
+
+/// Delivers backlog batches oldest first; on failure puts the batch back and backs off.
+async fn deliver(sink: Sink, config: PipelineConfig, shared: Arc<Shared>) {
+    let mut backoff = Backoff::new(config.initial_backoff, config.max_backoff);
+    loop {
+        let next = shared.backlog().pop_front();
+        let Some(mut batch) = next else {
+            if shared.intake_done.load(Ordering::Acquire) && shared.backlog().is_empty() {
+                break;
+            }
+            shared.added.notified().await;
+            continue;
+        };
+        let count = batch.calls.len() as u64;
+        // Spans and logs travel on separate requests: send them concurrently.
+        let spans = async {
+            match batch.spans_sent {
+                true => Ok(()),
+                false => sink.export_spans(&batch.calls).await,
+            }
+        };
+        let logs = async {
+            match batch.logs_sent {
+                true => Ok(()),
+                false => sink.export_logs(&batch.calls).await,
+            }
+        };
+        let (spans, logs) = tokio::join!(spans, logs);
+        if spans.is_ok() && !batch.spans_sent {
+            batch.spans_sent = true;
+            ExportStats::add(&shared.stats.spans_exported, count);
+        }
+        if logs.is_ok() && !batch.logs_sent {
+            batch.logs_sent = true;
+            ExportStats::add(&shared.stats.logs_exported, count);
+        }
+        match spans.and(logs) {
+            Ok(()) => {
+                if backoff.current() != config.initial_backoff {
+                    tracing::info!("export recovered: delivering the backlog");
+                }
+                backoff.reset();
+            }
+            Err(error) => {
+                ExportStats::add(&shared.stats.export_errors, 1);
+                let waiting = shared.backlog().len() + batch.calls.len();
+                tracing::warn!(%error, backlog = waiting, retry_in = ?backoff.current(), "export failed; keeping the calls for retry");
+                if shared.intake_done.load(Ordering::Acquire) {
+                    // Shutting down: one attempt per batch, then count what is left.
+                    shared.give_up(&batch);
+                } else {
+                    let evicted = shared.backlog().push_front(batch);
+                    for batch in evicted {
+                        shared.give_up(&batch);
+                    }
+                    tokio::time::sleep(backoff.current()).await;
+                    backoff.increase();
+                }
+            }
+        }
+        ExportStats::set(&shared.stats.backlog, shared.backlog().len() as u64);
+    }
+    ExportStats::set(&shared.stats.backlog, 0);
+    // The SDK's shutdown blocks on its own futures: run it off the async threads.
+    let mut sink = sink;
+    let _ = tokio::task::spawn_blocking(move || sink.shutdown()).await;
 }
 
 #[cfg(test)]

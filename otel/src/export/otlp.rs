@@ -201,7 +201,7 @@ impl OtlpSink {
         })
     }
 
-    pub(super) async fn export_spans(&mut self, calls: &[Call]) -> Result<(), String> {
+    pub(super) async fn export_spans(&self, calls: &[Call]) -> Result<(), String> {
         let spans = calls
             .iter()
             .map(|call| record::span(call, &self.grouping, &self.scope))
@@ -212,7 +212,7 @@ impl OtlpSink {
             .map_err(|error| error.to_string())
     }
 
-    pub(super) async fn export_logs(&mut self, calls: &[Call]) -> Result<(), String> {
+    pub(super) async fn export_logs(&self, calls: &[Call]) -> Result<(), String> {
         let records: Vec<_> = calls
             .iter()
             .map(|call| record::log_record(call, &self.grouping, &self.logger))

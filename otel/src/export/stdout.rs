@@ -39,7 +39,7 @@ impl StdoutSink {
         (sink, lines)
     }
 
-    pub(super) fn export(&mut self, calls: &[Call]) -> Result<(), String> {
+    pub(super) fn export(&self, calls: &[Call]) -> Result<(), String> {
         let lines = calls.iter().map(|call| self.line(call));
         let written = match &self.output {
             Output::Memory(memory) => {
@@ -88,7 +88,7 @@ mod tests {
     #[test]
     fn line_shows_time_call_and_ids() {
         let grouping = TraceGrouping::new("boot", Duration::from_secs(60));
-        let (mut sink, lines) = StdoutSink::capturing(grouping.clone());
+        let (sink, lines) = StdoutSink::capturing(grouping.clone());
         let call = sample_call();
         sink.export(std::slice::from_ref(&call)).unwrap();
         let line = lines.lock().unwrap()[0].clone();

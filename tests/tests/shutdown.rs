@@ -1,0 +1,76 @@
+//! Shutdown under load, on this host, as root. Its own test binary: the check that no kspan
+//! program stays loaded must not see the programs of kspan instances other tests run.
+
+mod common;
+
+use std::time::Duration;
+
+use kspan_e2e::{judge_dir_with, Completeness};
+
+/// SIGTERM while the workload is still calling: kspan exports every call completed before it
+/// detached (per thread, an unbroken prefix of the calls), loses none, exits 0, and leaves no
+/// program attached.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_under_load_exports_every_completed_call_and_detaches() {
+    let workload = common::scenarios(&[
+        "--scenario",
+        "random",
+        "--threads",
+        "2",
+        "--calls",
+        "400000",
+    ]);
+    let mut config = common::config("sigterm-under-load", workload, &[]);
+    config.stop_kspan_after = Some(Duration::from_millis(500));
+    let record = common::run(&config).await;
+    assert_eq!(record.kspan_exit, Some(0));
+    let verdict = judge_dir_with(&config.out_dir, Completeness::Prefix).expect("judge");
+    assert!(
+        verdict.passed(),
+        "{} spans, {} missing, {} lost; differences:\n{}",
+        verdict.spans,
+        verdict.missing,
+        verdict.lost,
+        verdict
+            .mismatches
+            .iter()
+            .take(40)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        verdict.spans > 1000,
+        "only {} calls were captured before the stop",
+        verdict.spans
+    );
+    assert!(
+        verdict.missing > 0,
+        "the workload had finished before kspan was stopped"
+    );
+    let leftover = attached_kspan_programs();
+    assert!(
+        leftover.is_empty(),
+        "programs still loaded after kspan exited: {leftover:?}"
+    );
+}
+
+/// Names of loaded BPF programs that belong to kspan (`bpftool prog show`).
+fn attached_kspan_programs() -> Vec<String> {
+    let output = std::process::Command::new("bpftool")
+        .args(["prog", "show"])
+        .output()
+        .expect(
+            "bpftool is needed to list loaded programs (`cargo xtask setup --bench` installs it)",
+        );
+    assert!(
+        output.status.success(),
+        "bpftool failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|line| line.contains(" name kspan_"))
+        .map(str::to_string)
+        .collect()
+}
