@@ -1,5 +1,6 @@
 //! Shared by the end-to-end test files: where the binaries are, root, and one capture run.
-n// Each test binary compiles this module and uses only part of it.
+
+// Each test binary compiles this module and uses only part of it.
 #![allow(dead_code)]
 
 use std::{path::PathBuf, time::Duration};
