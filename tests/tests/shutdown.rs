@@ -74,3 +74,68 @@ fn attached_kspan_programs() -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// A collector that accepts connections and never answers keeps kspan's final flush waiting;
+/// a second signal must end it at once (exit code 130) instead of waiting out the timeout.
+#[test]
+fn a_second_signal_forces_a_prompt_exit() {
+    use std::process::{Command, Stdio};
+
+    use nix::{
+        sys::signal::{kill, Signal},
+        unistd::Pid,
+    };
+
+    common::require_root();
+    let dir = std::env::temp_dir().join("kspan-e2e").join("second-signal");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ready = dir.join("ready");
+    // Bound but never accepting: connections complete in the kernel's backlog, requests hang.
+    let blackhole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", blackhole.local_addr().unwrap());
+
+    let mut workload = Command::new(common::bin_dir().join("signalfd-workload"))
+        .args(["--scenario", "masks", "--wait-for"])
+        .arg(&ready)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the workload");
+    let mut kspan = Command::new(common::bin_dir().join("kspan"))
+        .args([
+            "--pid",
+            &workload.id().to_string(),
+            "--otlp-endpoint",
+            &endpoint,
+            "--otlp-timeout",
+            "60s",
+        ])
+        .arg("--ready-file")
+        .arg(&ready)
+        .stderr(std::fs::File::create(dir.join("kspan.log")).unwrap())
+        .spawn()
+        .expect("start kspan");
+    assert!(workload.wait().unwrap().success());
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = Pid::from_raw(kspan.id() as i32);
+    kill(pid, Signal::SIGTERM).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        kspan.try_wait().unwrap().is_none(),
+        "kspan should still be flushing to the silent collector"
+    );
+    let second = std::time::Instant::now();
+    kill(pid, Signal::SIGTERM).unwrap();
+    let status = loop {
+        if let Some(status) = kspan.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            second.elapsed() < Duration::from_secs(3),
+            "kspan ignored the second signal"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(130), "exit after the second signal");
+    drop(blackhole);
+}

@@ -15,8 +15,6 @@ use std::net::{Ipv4Addr, SocketAddr};
 use anyhow::Context as _;
 use kspan_receiver::{Receiver, ReceiverConfig, Store};
 
-pub use process::Usage;
-
 /// kspan's `--summary-file`: what it captured, exported and lost, stage by stage.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AgentSummary {

@@ -22,6 +22,9 @@ use super::{
 /// The file a run leaves in its output directory (an [`OverheadReport`]).
 pub const OVERHEAD_JSON: &str = "overhead.json";
 
+/// Calls each run makes besides the timed ones (creating the signalfd it updates).
+pub const UNTIMED_CALLS: u64 = SETUP_CALLS;
+
 /// The line bpftrace's `BEGIN` probe prints once every probe is attached.
 const BPFTRACE_READY: &str = "KSPAN-BENCH-READY";
 
@@ -340,9 +343,6 @@ impl Run<'_> {
         Ok(sample)
     }
 }
-
-/// Calls each run makes besides the timed ones.
-pub const UNTIMED_CALLS: u64 = SETUP_CALLS;
 
 /// bpftrace doing what kspan's probes do at the least: a per-thread start time on entry (for the
 /// workload's process only, as kspan's `--pid`), a duration into a histogram on return.
