@@ -8,4 +8,6 @@ mod judge;
 mod run;
 
 pub use judge::{judge, judge_dir, judge_dir_with, Completeness, Expectation, Verdict};
-pub use run::{artifacts, run_capture, CaptureConfig, Destination, RunRecord, Transport, Workload};
+pub use run::{
+    artifacts, run_capture, CaptureConfig, Destination, Outage, RunRecord, Transport, Workload,
+};

@@ -71,6 +71,7 @@ async fn main() -> ExitCode {
                 kspan_args,
                 timeout: Duration::from_secs(timeout_secs),
                 stop_kspan_after: None,
+                receiver_outage: None,
             };
             match run_capture(&config).await {
                 Ok(record) => {

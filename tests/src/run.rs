@@ -85,6 +85,8 @@ pub struct CaptureConfig {
     pub timeout: Duration,
     /// Stop kspan (SIGTERM) this long after it is ready, while the workload still runs.
     pub stop_kspan_after: Option<Duration>,
+    /// Take the receiver away for a while during the run.
+    pub receiver_outage: Option<Outage>,
 }
 
 /// The run's settings and outcome, saved as `run.json` for the judge.
@@ -109,6 +111,14 @@ pub async fn run_capture(config: &CaptureConfig) -> anyhow::Result<RunRecord> {
     let (receiver, exporter_args) = match config.destination {
         Destination::Receiver(transport) => {
             let (receiver, args) = start_receiver(transport).await?;
+            let receiver = match config.receiver_outage {
+                Some(outage) => ReceiverHandle::Outage(tokio::spawn(outage.run(
+                    receiver,
+                    ready.clone(),
+                    config.timeout,
+                ))),
+                None => ReceiverHandle::Running(receiver),
+            };
             (Some(receiver), args)
         }
         Destination::Stdout => (None, vec!["--exporter".to_string(), "stdout".to_string()]),
@@ -179,6 +189,10 @@ pub async fn run_capture(config: &CaptureConfig) -> anyhow::Result<RunRecord> {
         _ = tokio::time::sleep(config.timeout) => bail!("the workload did not finish within {:?}", config.timeout),
     };
     if let Some(receiver) = receiver {
+        let receiver = match receiver {
+            ReceiverHandle::Running(receiver) => receiver,
+            ReceiverHandle::Outage(task) => task.await??,
+        };
         receiver
             .store()
             .write_jsonl(&out.join(artifacts::RECEIVED))?;
@@ -196,6 +210,45 @@ pub async fn run_capture(config: &CaptureConfig) -> anyhow::Result<RunRecord> {
         serde_json::to_string_pretty(&record)?,
     )?;
     Ok(record)
+}
+
+/// The receiver, or the task that stops and restarts it.
+enum ReceiverHandle {
+    Running(Receiver),
+    Outage(tokio::task::JoinHandle<anyhow::Result<Receiver>>),
+}
+
+/// A collector outage: the receiver stops this long after kspan is ready, and comes back on
+/// the same address, with what it had received, after `length`.
+#[derive(Clone, Copy, Debug)]
+pub struct Outage {
+    /// From kspan's readiness to the outage.
+    pub after: Duration,
+    /// How long the receiver is gone.
+    pub length: Duration,
+}
+
+impl Outage {
+    async fn run(
+        self,
+        receiver: Receiver,
+        ready: PathBuf,
+        timeout: Duration,
+    ) -> anyhow::Result<Receiver> {
+        wait_for_file(&ready, timeout).await?;
+        tokio::time::sleep(self.after).await;
+        let store = receiver.store();
+        let config = ReceiverConfig {
+            grpc_addr: receiver.grpc_addr(),
+            http_addr: receiver.http_addr(),
+            ..ReceiverConfig::default()
+        };
+        receiver.shutdown().await;
+        tokio::time::sleep(self.length).await;
+        Receiver::start_with_store(config, store)
+            .await
+            .context("restarting the receiver after the outage")
+    }
 }
 
 /// A receiver on a free loopback port, and the kspan arguments that point at it.

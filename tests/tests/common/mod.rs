@@ -41,6 +41,7 @@ pub fn config(name: &str, workload: Workload, kspan_args: &[&str]) -> CaptureCon
         kspan_args: kspan_args.iter().map(|arg| arg.to_string()).collect(),
         timeout: Duration::from_secs(300),
         stop_kspan_after: None,
+        receiver_outage: None,
     }
 }
 
