@@ -67,6 +67,8 @@ struct Shared {
     /// Bumped after every accepted request; waiters subscribe to it.
     changed: watch::Sender<()>,
     observer: Option<Box<RequestObserver>>,
+    /// False for a counting store: requests are counted, then dropped.
+    keep: bool,
 }
 
 #[derive(Default)]
@@ -86,6 +88,7 @@ impl fmt::Debug for Store {
         f.debug_struct("Store")
             .field("stats", &self.stats())
             .field("observer", &self.shared.observer.is_some())
+            .field("keep", &self.shared.keep)
             .finish()
     }
 }
@@ -93,7 +96,15 @@ impl fmt::Debug for Store {
 impl Store {
     /// An empty store.
     pub fn new() -> Self {
-        Self::build(None)
+        Self::build(None, true)
+    }
+
+    /// An empty store that only counts: [`Store::stats`] and [`Store::wait_for`] work, but no
+    /// request is kept (so `requests`, `spans`, `logs` and dumps stay empty).
+    ///
+    /// For benchmarks: millions of kept spans and logs would take gigabytes.
+    pub fn counting() -> Self {
+        Self::build(None, false)
     }
 
     /// An empty store that calls `observer` with each request it accepts, in acceptance order.
@@ -103,15 +114,16 @@ impl Store {
     pub fn with_observer(
         observer: impl Fn(&ReceivedRequest) -> Result<(), ReceiverError> + Send + Sync + 'static,
     ) -> Self {
-        Self::build(Some(Box::new(observer)))
+        Self::build(Some(Box::new(observer)), true)
     }
 
-    fn build(observer: Option<Box<RequestObserver>>) -> Self {
+    fn build(observer: Option<Box<RequestObserver>>, keep: bool) -> Self {
         Store {
             shared: Arc::new(Shared {
                 contents: Mutex::new(Contents::default()),
                 changed: watch::Sender::new(()),
                 observer,
+                keep,
             }),
         }
     }
@@ -140,7 +152,9 @@ impl Store {
                 ExportRequest::Logs(_) => stats.log_requests.count(received.transport),
                 ExportRequest::Metrics(_) => stats.metrics_requests.count(received.transport),
             }
-            contents.requests.push(received);
+            if self.shared.keep {
+                contents.requests.push(received);
+            }
         }
         self.shared.changed.send_replace(());
         Ok(())
@@ -284,6 +298,17 @@ mod tests {
         assert_eq!(store.metrics_requests().len(), 1);
         assert_eq!(store.requests().len(), 4);
         assert_eq!(store.spans()[3].transport, Transport::Http);
+        Ok(())
+    }
+
+    #[test]
+    fn a_counting_store_counts_but_keeps_nothing() -> Result<(), ReceiverError> {
+        let store = Store::counting();
+        store.record(traces(Transport::Grpc))?;
+        store.record(logs(Transport::Http))?;
+        assert_eq!((store.stats().spans, store.stats().logs), (3, 1));
+        assert_eq!(store.stats().trace_requests.total(), 1);
+        assert!(store.requests().is_empty() && store.spans().is_empty());
         Ok(())
     }
 

@@ -4,7 +4,7 @@
 use std::{process::Command, time::Duration};
 
 use anyhow::{bail, Context as _, Result};
-use kspan_e2e::{artifacts, run_capture, CaptureConfig, Destination};
+use kspan_e2e::{artifacts, run_capture, CaptureConfig, Destination, Workload};
 
 use crate::{command, paths, setup};
 
@@ -27,10 +27,11 @@ pub fn run() -> Result<()> {
         destination: Destination::Stdout,
         bin_dir: paths::target_dir().join("release"),
         out_dir: out_dir.clone(),
-        workload_args: vec![],
+        workload: Workload::Scenarios(vec![]),
         kspan_args: vec![],
         timeout: Duration::from_secs(120),
         stop_kspan_after: None,
+        receiver_outage: None,
     };
     println!("==> running signalfd-workload under kspan (one line per captured call)\n");
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;

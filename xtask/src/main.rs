@@ -4,6 +4,7 @@
 
 mod apt;
 mod attach_mode;
+mod bench;
 mod command;
 mod paths;
 mod setup;
@@ -34,6 +35,26 @@ enum Command {
         #[arg(long)]
         bench: bool,
     },
+    /// Measure kspan's per-call overhead (against the bare call, the empty-program floor and
+    /// bpftrace), lossless throughput and footprint; results in target/bench/.
+    Bench {
+        /// A few seconds of everything: proves the bench runs, measures nothing meaningful.
+        #[arg(long)]
+        smoke: bool,
+        /// Seconds each throughput load runs [default: 60; 1 with --smoke].
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        duration: Option<u64>,
+        /// Overhead rounds, each running every variant once [default: 7; 2 with --smoke].
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        rounds: Option<u64>,
+        /// Timed signalfd4 calls per overhead run on the host; guests time a tenth
+        /// [default: 200000; 5000 with --smoke].
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        calls: Option<u64>,
+        /// Also measure the overhead in QEMU guests, in kprobe and fentry mode.
+        #[arg(long)]
+        vm: bool,
+    },
     /// Boot Debian kernels in QEMU, run the end-to-end capture in each guest once per attach
     /// mode, and judge the results on the host.
     VmTest {
@@ -44,7 +65,7 @@ enum Command {
         #[arg(long = "mode", value_enum, value_name = "MODE")]
         modes: Vec<AttachMode>,
         /// Longest one guest may run, boot to power-off, in seconds.
-        #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+        #[arg(long, default_value_t = vm::DEFAULT_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
         timeout: u64,
         /// Boot the remaining kernels after one has failed.
         #[arg(long)]
@@ -56,20 +77,37 @@ enum Command {
     },
 }
 
-fn default_jobs() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Setup { vm, bench } => setup::run(setup::SetupOptions { vm, bench }).map(|()| true),
-        Command::VmTest { kernels, modes, timeout, keep_going, jobs } => vm::run(&vm::VmTestOptions {
+        Command::Setup { vm, bench } => {
+            setup::run(setup::SetupOptions { vm, bench }).map(|()| true)
+        }
+        Command::VmTest {
+            kernels,
+            modes,
+            timeout,
+            keep_going,
+            jobs,
+        } => vm::run(&vm::VmTestOptions {
             kernel_images: kernels,
             modes,
             timeout: std::time::Duration::from_secs(timeout),
             keep_going,
-            jobs: jobs.map_or_else(default_jobs, |jobs| jobs as usize),
+            jobs: jobs.map_or_else(vm::default_jobs, |jobs| jobs as usize),
+        }),
+        Command::Bench {
+            smoke,
+            duration,
+            rounds,
+            calls,
+            vm,
+        } => bench::run(&bench::BenchOptions {
+            smoke,
+            duration: duration.map(std::time::Duration::from_secs),
+            rounds: rounds.map(|rounds| rounds as usize),
+            calls,
+            vm,
         }),
     };
     match result {
