@@ -16,28 +16,9 @@ pub struct Summary {
     /// Kernel-side counters.
     pub kernel: KernelCounters,
     /// Export-side counters.
-    pub export: ExportCounts,
+    pub export: ExportSnapshot,
     /// Calls lost at any stage: ring buffer, in-flight map, decoding, export queue, export.
     pub lost: u64,
-}
-
-/// A serializable copy of the export counters.
-#[derive(Clone, Copy, Debug, serde::Serialize)]
-pub struct ExportCounts {
-    /// Calls accepted into the export queue.
-    pub accepted: u64,
-    /// Calls dropped because the export queue was full.
-    pub dropped_queue_full: u64,
-    /// Spans (or stdout lines) delivered.
-    pub spans_exported: u64,
-    /// Spans lost to failed exports.
-    pub spans_failed: u64,
-    /// Log records delivered.
-    pub logs_exported: u64,
-    /// Log records lost to failed exports.
-    pub logs_failed: u64,
-    /// Failed export requests.
-    pub export_errors: u64,
 }
 
 impl Summary {
@@ -55,15 +36,7 @@ impl Summary {
             calls_read,
             malformed,
             kernel,
-            export: ExportCounts {
-                accepted: export.accepted,
-                dropped_queue_full: export.dropped_queue_full,
-                spans_exported: export.spans_exported,
-                spans_failed: export.spans_failed,
-                logs_exported: export.logs_exported,
-                logs_failed: export.logs_failed,
-                export_errors: export.export_errors,
-            },
+            export,
             lost,
         }
     }

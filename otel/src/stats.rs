@@ -24,7 +24,7 @@ pub struct ExportStats {
 }
 
 /// A point-in-time copy of [`ExportStats`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ExportSnapshot {
     /// See [`ExportStats::accepted`].
     pub accepted: u64,

@@ -37,6 +37,36 @@ impl Verdict {
     }
 }
 
+/// Mismatches shown in a report; the rest are counted.
+const SHOWN_MISMATCHES: usize = 40;
+
+impl std::fmt::Display for Verdict {
+    /// The counts and verdict on one line, then the first mismatches, one per line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "expected {} calls, received {} spans and {} logs, {} missing, {} lost: {}",
+            self.expected,
+            self.spans,
+            self.logs,
+            self.missing,
+            self.lost,
+            if self.passed() { "PASS" } else { "FAIL" }
+        )?;
+        for mismatch in self.mismatches.iter().take(SHOWN_MISMATCHES) {
+            write!(f, "\n  {mismatch}")?;
+        }
+        if self.mismatches.len() > SHOWN_MISMATCHES {
+            write!(
+                f,
+                "\n  ... and {} more",
+                self.mismatches.len() - SHOWN_MISMATCHES
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// How many of the expected calls must arrive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Completeness {

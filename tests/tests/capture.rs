@@ -19,15 +19,7 @@ fn assert_exact(verdict: &Verdict) {
         "the workload made only {} calls",
         verdict.expected
     );
-    assert!(
-        verdict.passed(),
-        "expected {} calls, got {} spans and {} logs, {} lost; differences:\n{}",
-        verdict.expected,
-        verdict.spans,
-        verdict.logs,
-        verdict.lost,
-        verdict.mismatches.join("\n")
-    );
+    assert!(verdict.passed(), "{verdict}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -157,7 +157,9 @@ struct Shared {
 impl Shared {
     fn backlog(&self) -> std::sync::MutexGuard<'_, Backlog> {
         // A panic elsewhere cannot leave the backlog half-updated: keep going with it.
-        self.backlog.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.backlog
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Adds a batch, counting what falls out of the backlog.
@@ -172,7 +174,10 @@ impl Shared {
             (backlog.push(pending), backlog.len())
         };
         for batch in evicted {
-            tracing::warn!(calls = batch.calls.len(), "export backlog full: dropping the oldest calls");
+            tracing::warn!(
+                calls = batch.calls.len(),
+                "export backlog full: dropping the oldest calls"
+            );
             self.give_up(&batch);
         }
         ExportStats::set(&self.stats.backlog, waiting as u64);
