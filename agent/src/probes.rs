@@ -33,6 +33,8 @@ pub fn open(
         filter_comm: u8::from(!filters.comms.is_empty()),
         _pad: [0; 2],
         tracepoint: layout.unwrap_or_default(),
+        // A quarter full: the reader's timer drains long before, bursts still wake it at once.
+        wakeup_bytes: ring_buffer_bytes / 4,
     };
     let mut ebpf = EbpfLoader::new()
         .override_global(CONFIG_GLOBAL, &config, true)

@@ -1,8 +1,11 @@
 //! Reads complete calls from the kernel ring buffer as they arrive and hands them to export.
 
-use std::sync::{
-    atomic::{AtomicU64, Ordering},
-    Arc,
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
 };
 
 use aya::maps::{MapData, RingBuf};
@@ -14,6 +17,9 @@ use tokio::{
 };
 
 use crate::event::CallDecoder;
+
+/// How often the ring buffer is drained when the probes have not asked for a wakeup.
+const DRAIN_EVERY: Duration = Duration::from_millis(10);
 
 /// What the reader has seen so far.
 #[derive(Debug, Default)]
@@ -74,9 +80,14 @@ async fn read_until_stopped(
     counts: Arc<ReaderCounts>,
     mut stopped: oneshot::Receiver<()>,
 ) -> anyhow::Result<Pipeline> {
+    // The probes wake this task only when the buffer fills up (see `wakeup_bytes`); otherwise
+    // it drains on a short timer, which bounds the delay a call waits in the kernel.
+    let mut tick = tokio::time::interval(DRAIN_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = &mut stopped => break,
+            _ = tick.tick() => drain(ring.get_mut(), &mut decoder, &pipeline, &counts),
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
                 drain(guard.get_inner_mut(), &mut decoder, &pipeline, &counts);

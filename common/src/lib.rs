@@ -180,6 +180,9 @@ pub struct ProbeConfig {
     pub _pad: [u8; 2],
     /// Field offsets for the tracepoint programs.
     pub tracepoint: TracepointLayout,
+    /// Wake the reader only once this many bytes wait in the ring buffer; below that it drains
+    /// on its own timer. A wakeup per event would cost every traced call a reader wakeup.
+    pub wakeup_bytes: u32,
 }
 
 #[cfg(feature = "user")]
@@ -193,4 +196,4 @@ mod pod {
 
 // The ring buffer record must have no implicit padding: both sides read it as raw bytes.
 const _: () = assert!(core::mem::size_of::<CallEvent>() == 80);
-const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 24);
+const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 28);

@@ -3,7 +3,7 @@
 use core::intrinsics::AtomicOrdering;
 
 use aya_ebpf::{
-    bindings::BPF_ANY,
+    bindings::{BPF_ANY, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
         bpf_get_current_uid_gid, bpf_ktime_get_boot_ns, bpf_probe_read_kernel, bpf_probe_read_user,
@@ -53,6 +53,7 @@ static CONFIG: ProbeConfig = ProbeConfig {
         flags: 0,
         ret: 0,
     },
+    wakeup_bytes: 0,
 };
 
 /// x86_64 syscall numbers (`orig_ax` in the task's user registers).
@@ -174,7 +175,18 @@ pub fn record_return(ret: i32) {
     unsafe {
         (*pending).end_boot_ns = bpf_ktime_get_boot_ns();
         (*pending).ret = ret;
-        if EVENTS.output::<CallEvent>(&*pending, 0).is_err() {
+        // Waking the reader per event costs the caller more than the rest of the probe: let it
+        // drain on its timer, and wake it only when the buffer fills up.
+        let waiting = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+        let wakeup = if waiting >= u64::from(config().wakeup_bytes) {
+            BPF_RB_FORCE_WAKEUP
+        } else {
+            BPF_RB_NO_WAKEUP
+        };
+        if EVENTS
+            .output::<CallEvent>(&*pending, wakeup as u64)
+            .is_err()
+        {
             count(Counter::RingBufferFull);
         }
     }

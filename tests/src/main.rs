@@ -92,18 +92,7 @@ async fn main() -> ExitCode {
             Ok(verdict) => {
                 // A closed stdout (e.g. `| head`) must not turn a verdict into a panic.
                 let mut out = std::io::stdout().lock();
-                let _ = writeln!(
-                    out,
-                    "expected {} calls, received {} spans and {} logs, {} lost: {}",
-                    verdict.expected,
-                    verdict.spans,
-                    verdict.logs,
-                    verdict.lost,
-                    if verdict.passed() { "PASS" } else { "FAIL" }
-                );
-                for mismatch in &verdict.mismatches {
-                    let _ = writeln!(out, "  {mismatch}");
-                }
+                let _ = writeln!(out, "{verdict}");
                 if verdict.passed() {
                     ExitCode::SUCCESS
                 } else {

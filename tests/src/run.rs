@@ -241,7 +241,6 @@ impl Outage {
         let config = ReceiverConfig {
             grpc_addr: receiver.grpc_addr(),
             http_addr: receiver.http_addr(),
-            ..ReceiverConfig::default()
         };
         receiver.shutdown().await;
         tokio::time::sleep(self.length).await;

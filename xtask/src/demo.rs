@@ -10,7 +10,10 @@ use crate::{command, paths, setup};
 
 /// Builds kspan and the workload, runs one capture and prints what kspan counted.
 pub fn run() -> Result<()> {
-    setup::run(setup::SetupOptions { vm: false, bench: false })?;
+    setup::run(setup::SetupOptions {
+        vm: false,
+        bench: false,
+    })?;
     if !nix::unistd::geteuid().is_root() {
         bail!("the demo loads eBPF programs: run it as root (e.g. `sudo -E cargo xtask demo`)");
     }
@@ -18,7 +21,14 @@ pub fn run() -> Result<()> {
     command::run(
         Command::new(env!("CARGO"))
             .current_dir(paths::workspace_root())
-            .args(["build", "--release", "-p", "kspan", "-p", "signalfd-workload"]),
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "kspan",
+                "-p",
+                "signalfd-workload",
+            ]),
     )?;
     let out_dir = paths::target_dir().join("demo");
     let _ = std::fs::remove_dir_all(&out_dir);
@@ -36,9 +46,17 @@ pub fn run() -> Result<()> {
     println!("==> running signalfd-workload under kspan (one line per captured call)\n");
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let record = runtime.block_on(run_capture(&config))?;
-    let summary = std::fs::read_to_string(out_dir.join(artifacts::SUMMARY)).context("reading kspan's summary")?;
-    println!("\n==> kspan exited with {:?}; its counters ({}):\n{summary}", record.kspan_exit, out_dir.join(artifacts::SUMMARY).display());
-    println!("The workload's own record of every call: {}", out_dir.join(artifacts::MANIFEST).display());
+    let summary = std::fs::read_to_string(out_dir.join(artifacts::SUMMARY))
+        .context("reading kspan's summary")?;
+    println!(
+        "\n==> kspan exited with {:?}; its counters ({}):\n{summary}",
+        record.kspan_exit,
+        out_dir.join(artifacts::SUMMARY).display()
+    );
+    println!(
+        "The workload's own record of every call: {}",
+        out_dir.join(artifacts::MANIFEST).display()
+    );
     println!("To send OTLP to a collector instead, see README.md (\"Sending to an OpenTelemetry Collector and Jaeger\").");
     if record.kspan_exit != Some(0) {
         bail!("kspan exited with {:?}", record.kspan_exit);

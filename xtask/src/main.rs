@@ -5,7 +5,9 @@
 mod apt;
 mod attach_mode;
 mod bench;
+mod check;
 mod command;
+mod demo;
 mod paths;
 mod setup;
 mod vm;
@@ -35,6 +37,26 @@ enum Command {
         #[arg(long)]
         bench: bool,
     },
+    /// Boot Debian kernels in QEMU, run the end-to-end capture in each guest once per attach
+    /// mode, and judge the results on the host.
+    VmTest {
+        /// Boot this bzImage instead of the kernels in ci/kernels.toml (repeatable).
+        #[arg(long = "kernel", value_name = "PATH")]
+        kernels: Vec<PathBuf>,
+        /// Run only these attach modes (repeatable; default: each kernel's required modes).
+        #[arg(long = "mode", value_enum, value_name = "MODE")]
+        modes: Vec<AttachMode>,
+        /// Longest one guest may run, boot to power-off, in seconds.
+        #[arg(long, default_value_t = vm::DEFAULT_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+        timeout: u64,
+        /// Boot the remaining kernels after one has failed.
+        #[arg(long)]
+        keep_going: bool,
+        /// Guests running at once [default: the number of CPUs; on 2 cores two guests at once
+        /// finished sooner than one after the other].
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=64))]
+        jobs: Option<u64>,
+    },
     /// Measure kspan's per-call overhead (against the bare call, the empty-program floor and
     /// bpftrace), lossless throughput and footprint; results in target/bench/.
     Bench {
@@ -55,25 +77,15 @@ enum Command {
         #[arg(long)]
         vm: bool,
     },
-    /// Boot Debian kernels in QEMU, run the end-to-end capture in each guest once per attach
-    /// mode, and judge the results on the host.
-    VmTest {
-        /// Boot this bzImage instead of the kernels in ci/kernels.toml (repeatable).
-        #[arg(long = "kernel", value_name = "PATH")]
-        kernels: Vec<PathBuf>,
-        /// Run only these attach modes (repeatable; default: each kernel's required modes).
-        #[arg(long = "mode", value_enum, value_name = "MODE")]
-        modes: Vec<AttachMode>,
-        /// Longest one guest may run, boot to power-off, in seconds.
-        #[arg(long, default_value_t = vm::DEFAULT_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
-        timeout: u64,
-        /// Boot the remaining kernels after one has failed.
+    /// Build kspan and the workload, run the workload under kspan and print each captured
+    /// call (no collector needed). Needs root.
+    Demo,
+    /// Everything CI runs: install what is missing, lint, unit/CLI/end-to-end tests, VM tests
+    /// and a benchmark smoke run. Needs root.
+    Test {
+        /// Skip the QEMU guests (a quicker local run; CI never skips them).
         #[arg(long)]
-        keep_going: bool,
-        /// Guests running at once [default: the number of CPUs; on 2 cores two guests at once
-        /// finished sooner than one after the other].
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=64))]
-        jobs: Option<u64>,
+        skip_vm: bool,
     },
 }
 
@@ -109,6 +121,8 @@ fn main() -> ExitCode {
             calls,
             vm,
         }),
+        Command::Demo => demo::run().map(|()| true),
+        Command::Test { skip_vm } => check::run(&check::CheckOptions { skip_vm }),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

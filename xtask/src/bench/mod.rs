@@ -1,0 +1,267 @@
+//! `cargo xtask bench`: measures kspan's per-call overhead (against the bare call, the
+//! empty-program floor and bpftrace, variants interleaved), lossless throughput and footprint,
+//! and reports them in `target/bench/`: results.json, results.md (also printed) and bench.png.
+//! It measures and reports; it never asserts timing.
+
+mod chart;
+mod guest;
+mod results;
+mod stats;
+mod table;
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _, Result};
+use kspan_e2e::bench::{
+    overhead::{measure_overhead, OverheadConfig, OverheadSample, Variant},
+    throughput::{measure_throughput, Load, ThroughputConfig},
+};
+
+use self::results::{BenchResults, HostResults, OverheadSummary, ThroughputRow};
+use crate::{command, paths, setup};
+
+/// Throughput loads, in the order they run.
+const LOADS: [Load; 4] = [
+    Load::Rate(1_000),
+    Load::Rate(10_000),
+    Load::Rate(100_000),
+    Load::FlatOut,
+];
+
+/// What `bench` was asked to do; `None` picks the default (or the smoke value).
+pub struct BenchOptions {
+    /// Seconds of everything: checks that the bench runs, measures nothing meaningful.
+    pub smoke: bool,
+    /// How long each throughput load runs.
+    pub duration: Option<Duration>,
+    /// Overhead rounds.
+    pub rounds: Option<usize>,
+    /// Timed calls per overhead run on the host.
+    pub calls: Option<u64>,
+    /// Also measure the overhead in QEMU guests (kprobe and fentry).
+    pub vm: bool,
+}
+
+/// The settings a run uses once defaults are applied.
+struct Plan {
+    duration: Duration,
+    rounds: usize,
+    calls: u64,
+}
+
+impl BenchOptions {
+    /// The CI run: seconds of everything, defaults otherwise.
+    pub fn smoke() -> Self {
+        Self {
+            smoke: true,
+            duration: None,
+            rounds: None,
+            calls: None,
+            vm: false,
+        }
+    }
+
+    fn plan(&self) -> Plan {
+        let (duration, rounds, calls) = if self.smoke {
+            (Duration::from_secs(1), 2, 5_000)
+        } else {
+            (Duration::from_secs(60), 7, 200_000)
+        };
+        Plan {
+            duration: self.duration.unwrap_or(duration),
+            rounds: self.rounds.unwrap_or(rounds),
+            calls: self.calls.unwrap_or(calls),
+        }
+    }
+}
+
+/// Runs the bench and writes its reports; `Ok(false)` when part of it could not run.
+pub fn run(options: &BenchOptions) -> Result<bool> {
+    let started = Instant::now();
+    setup::run(setup::SetupOptions {
+        vm: options.vm,
+        bench: true,
+    })?;
+    if !nix::unistd::geteuid().is_root() {
+        bail!("the bench loads eBPF programs: run `cargo xtask bench` as root");
+    }
+    let plan = options.plan();
+    let bench_dir = paths::target_dir().join("bench");
+    if bench_dir.exists() {
+        fs::remove_dir_all(&bench_dir)
+            .with_context(|| format!("cannot clear {}", bench_dir.display()))?;
+    }
+    // The guest's binaries include the host's.
+    let guest_binaries = if options.vm {
+        Some(crate::vm::build_guest_binaries()?)
+    } else {
+        println!("==> building kspan and signalfd-workload (release)");
+        command::run(
+            Command::new(env!("CARGO"))
+                .current_dir(paths::workspace_root())
+                .args([
+                    "build",
+                    "--release",
+                    "-p",
+                    "kspan",
+                    "-p",
+                    "signalfd-workload",
+                ]),
+        )?;
+        None
+    };
+    let bin_dir = paths::target_dir().join("release");
+    let bpftrace = command::find_on_path("bpftrace")
+        .context("bpftrace is not on PATH: `cargo xtask setup --bench` installs it")?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let host = runtime.block_on(host_bench(
+        &plan,
+        &bin_dir,
+        &bpftrace,
+        &bench_dir.join("host"),
+    ))?;
+    let mut complete = true;
+    let vm = match guest_binaries {
+        Some(binaries) => {
+            let vm = guest::run(
+                &binaries,
+                plan.rounds,
+                guest_calls(plan.calls),
+                &bench_dir.join("vm"),
+            )?;
+            complete = vm.problems.is_empty();
+            Some(vm)
+        }
+        None => None,
+    };
+    let results = BenchResults {
+        smoke: options.smoke,
+        host,
+        vm,
+    };
+    let markdown = table::render(&results);
+    write(
+        &bench_dir.join("results.json"),
+        &serde_json::to_string_pretty(&results)?,
+    )?;
+    write(&bench_dir.join("results.md"), &markdown)?;
+    let png = bench_dir.join("bench.png");
+    chart::draw(&results, &png)?;
+    println!("\n{markdown}");
+    println!(
+        "Results: {} (also results.md); chart: {}; took {:.0} s.",
+        bench_dir.join("results.json").display(),
+        png.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(complete)
+}
+
+/// Emulation makes each call tens of times slower: guests time fewer calls per run.
+fn guest_calls(host_calls: u64) -> u64 {
+    (host_calls / 10).max(1_000)
+}
+
+/// The host's overhead rounds (every variant) and throughput loads.
+async fn host_bench(
+    plan: &Plan,
+    bin_dir: &Path,
+    bpftrace: &Path,
+    out_dir: &Path,
+) -> Result<HostResults> {
+    println!(
+        "==> per-call overhead: {} rounds of bare, floor, kspan, bpftrace; {} calls per run",
+        plan.rounds, plan.calls
+    );
+    let config = OverheadConfig {
+        attach: "auto".into(),
+        variants: Variant::ALL.to_vec(),
+        rounds: plan.rounds,
+        calls: plan.calls,
+        bin_dir: bin_dir.to_path_buf(),
+        out_dir: out_dir.join("overhead"),
+        bpftrace: Some(bpftrace.to_path_buf()),
+    };
+    let report = measure_overhead(&config, print_sample).await?;
+    let overhead = OverheadSummary::new(report);
+    let threads = std::thread::available_parallelism().map_or(2, usize::from);
+    let mut throughput = Vec::new();
+    for load in LOADS {
+        println!(
+            "==> throughput at {load} for {} s ({threads} workload threads)",
+            plan.duration.as_secs_f64()
+        );
+        let config = ThroughputConfig {
+            attach: overhead.probe.clone(),
+            load,
+            threads,
+            duration: plan.duration,
+            bin_dir: bin_dir.to_path_buf(),
+            out_dir: out_dir.join("throughput"),
+        };
+        let row = ThroughputRow::new(measure_throughput(&config).await?);
+        println!(
+            "    {} calls ({:.0}/s), {} spans received, {} lost; kspan {:.1} ms CPU per 1k calls, \
+             {:.1} MiB peak, exited {:.1} s after the stop",
+            row.run.calls_made,
+            row.calls_per_second,
+            row.run.spans_received,
+            row.lost,
+            row.cpu_ms_per_1k_calls,
+            row.peak_rss_mib,
+            row.run.exit_seconds,
+        );
+        throughput.push(row);
+    }
+    let max_lossless = results::max_lossless(&throughput);
+    Ok(HostResults {
+        overhead,
+        throughput_seconds: plan.duration.as_secs_f64(),
+        throughput,
+        max_lossless,
+    })
+}
+
+fn print_sample(sample: &OverheadSample) {
+    println!(
+        "    round {} {:<8} {:>9.1} ns/call",
+        sample.round,
+        sample.variant.name(),
+        sample.ns_per_call
+    );
+}
+
+fn write(path: &PathBuf, text: &str) -> Result<()> {
+    fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smoke_is_short_and_options_override_defaults() {
+        let options = BenchOptions {
+            smoke: true,
+            duration: None,
+            rounds: Some(3),
+            calls: None,
+            vm: false,
+        };
+        let plan = options.plan();
+        assert_eq!(plan.duration, Duration::from_secs(1));
+        assert_eq!((plan.rounds, plan.calls), (3, 5_000));
+        let full = BenchOptions {
+            smoke: false,
+            rounds: None,
+            ..options
+        }
+        .plan();
+        assert!(full.duration >= Duration::from_secs(60) && full.rounds >= 5);
+    }
+}

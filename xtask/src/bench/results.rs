@@ -1,0 +1,229 @@
+//! What `cargo xtask bench` found, as written to `target/bench/results.json`.
+
+use std::collections::BTreeMap;
+
+use kspan_e2e::bench::{
+    overhead::{OverheadReport, OverheadSample},
+    throughput::ThroughputRun,
+};
+use serde::Serialize;
+
+use super::stats::{self, GoalCheck, VariantSummary};
+
+/// Everything one bench run measured.
+#[derive(Debug, Serialize)]
+pub struct BenchResults {
+    /// A smoke run: too short to mean anything.
+    pub smoke: bool,
+    /// Measured on this machine.
+    pub host: HostResults,
+    /// Measured in QEMU guests (`--vm`).
+    pub vm: Option<VmResults>,
+}
+
+/// The host's overhead and throughput.
+#[derive(Debug, Serialize)]
+pub struct HostResults {
+    /// Per-call overhead.
+    pub overhead: OverheadSummary,
+    /// Seconds each throughput load ran.
+    pub throughput_seconds: f64,
+    /// One row per load.
+    pub throughput: Vec<ThroughputRow>,
+    /// The highest load that lost nothing.
+    pub max_lossless: Option<MaxLossless>,
+}
+
+/// One overhead measurement, summed up, with its runs.
+#[derive(Debug, Serialize)]
+pub struct OverheadSummary {
+    /// Kernel release.
+    pub kernel: String,
+    /// Probe mode.
+    pub probe: String,
+    /// Timed calls per run.
+    pub calls_per_run: u64,
+    /// Rounds run.
+    pub rounds: usize,
+    /// Per variant.
+    pub variants: Vec<VariantSummary>,
+    /// The goals, checked (not asserted).
+    pub goals: Vec<GoalCheck>,
+    /// Every run, in order.
+    pub runs: Vec<OverheadSample>,
+}
+
+impl OverheadSummary {
+    /// Sums up a report.
+    pub fn new(report: OverheadReport) -> Self {
+        let variants = stats::summarize(&report);
+        let goals = stats::goals(&variants);
+        Self {
+            kernel: report.kernel,
+            probe: report.attach,
+            calls_per_run: report.calls,
+            rounds: report.rounds,
+            variants,
+            goals,
+            runs: report.samples,
+        }
+    }
+}
+
+/// A throughput run with the figures derived from it.
+#[derive(Debug, Serialize)]
+pub struct ThroughputRow {
+    /// The load's name, e.g. `10k/s`.
+    pub label: String,
+    /// What was measured.
+    #[serde(flatten)]
+    pub run: ThroughputRun,
+    /// Calls per second achieved.
+    pub calls_per_second: f64,
+    /// Spans per second of workload time that arrived.
+    pub spans_per_second: f64,
+    /// Calls that never arrived as spans.
+    pub lost: u64,
+    /// Where they were lost (non-zero stages only).
+    pub lost_at: BTreeMap<&'static str, u64>,
+    /// kspan's CPU milliseconds per 1,000 calls, startup excluded.
+    pub cpu_ms_per_1k_calls: f64,
+    /// kspan's peak RSS in MiB.
+    pub peak_rss_mib: f64,
+}
+
+impl ThroughputRow {
+    /// Derives the row's figures.
+    pub fn new(run: ThroughputRun) -> Self {
+        Self {
+            label: run.load.to_string(),
+            calls_per_second: run.calls_per_second(),
+            spans_per_second: run.spans_per_second(),
+            lost: run.lost(),
+            lost_at: loss_stages(&run),
+            cpu_ms_per_1k_calls: run.cpu_ms_per_1k_calls(),
+            peak_rss_mib: run.peak_rss_kib as f64 / 1024.0,
+            run,
+        }
+    }
+
+    /// Whether every call arrived and the workload's calls went as planned.
+    pub fn lossless(&self) -> bool {
+        self.lost == 0 && self.run.unexpected == 0
+    }
+}
+
+/// kspan's loss counters that are non-zero, plus calls missing that kspan did not count.
+fn loss_stages(run: &ThroughputRun) -> BTreeMap<&'static str, u64> {
+    let (agent, kernel, export) = (&run.agent, &run.agent.kernel, &run.agent.export);
+    let uncounted = run.lost().saturating_sub(agent.lost);
+    [
+        ("ring buffer full", kernel.ring_buffer_full),
+        ("entry without return", kernel.stale_entries),
+        ("in-flight map full", kernel.in_flight_map_full),
+        ("malformed", agent.malformed),
+        ("export queue full", export.dropped_queue_full),
+        (
+            "export failed or evicted from the retry backlog",
+            export.spans_failed,
+        ),
+        ("not counted by kspan", uncounted),
+    ]
+    .into_iter()
+    .filter(|(_, count)| *count > 0)
+    .collect()
+}
+
+/// The highest load at which nothing was lost.
+#[derive(Debug, Serialize)]
+pub struct MaxLossless {
+    /// The load's name.
+    pub label: String,
+    /// Calls per second achieved at it.
+    pub calls_per_second: f64,
+}
+
+/// The lossless row with the highest achieved rate.
+pub fn max_lossless(rows: &[ThroughputRow]) -> Option<MaxLossless> {
+    rows.iter()
+        .filter(|row| row.lossless())
+        .max_by(|a, b| a.calls_per_second.total_cmp(&b.calls_per_second))
+        .map(|row| MaxLossless {
+            label: row.label.clone(),
+            calls_per_second: row.calls_per_second,
+        })
+}
+
+/// Overhead in QEMU guests.
+#[derive(Debug, Serialize)]
+pub struct VmResults {
+    /// Timed calls per guest run.
+    pub calls_per_run: u64,
+    /// One per kernel and mode that brought results back.
+    pub guests: Vec<GuestOverhead>,
+    /// Kernels or modes that brought none, and why.
+    pub problems: Vec<String>,
+}
+
+/// One kernel × mode's overhead.
+#[derive(Debug, Serialize)]
+pub struct GuestOverhead {
+    /// The kernel's name in `ci/kernels.toml`.
+    pub kernel_name: String,
+    /// The measurement.
+    #[serde(flatten)]
+    pub overhead: OverheadSummary,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kspan_e2e::bench::{throughput::Load, AgentSummary};
+
+    fn run(load: Load, calls: u64, spans: u64, queue_full: u64) -> ThroughputRun {
+        let mut agent = AgentSummary::default();
+        agent.export.dropped_queue_full = queue_full;
+        agent.lost = queue_full;
+        ThroughputRun {
+            load,
+            probe: "tracepoint".into(),
+            threads: 2,
+            calls_made: calls,
+            workload_seconds: 1.0,
+            unexpected: 0,
+            spans_received: spans,
+            logs_received: spans,
+            agent,
+            startup_ms: 100.0,
+            cpu_seconds_at_ready: 0.0,
+            cpu_seconds: 1.0,
+            peak_rss_kib: 2048,
+            exit_seconds: 0.5,
+        }
+    }
+
+    #[test]
+    fn losses_are_placed_and_the_best_lossless_load_found() {
+        let rows: Vec<ThroughputRow> = [
+            run(Load::Rate(1000), 1000, 1000, 0),
+            run(Load::Rate(10_000), 10_000, 10_000, 0),
+            run(Load::Rate(100_000), 100_000, 60_000, 39_000),
+        ]
+        .into_iter()
+        .map(ThroughputRow::new)
+        .collect();
+        let lossy = &rows[2];
+        assert_eq!(lossy.lost, 40_000);
+        assert_eq!(
+            lossy.lost_at,
+            BTreeMap::from([
+                ("export queue full", 39_000),
+                ("not counted by kspan", 1000)
+            ])
+        );
+        assert_eq!(lossy.peak_rss_mib, 2.0);
+        let best = max_lossless(&rows).expect("a lossless load");
+        assert_eq!(best.label, "10k/s");
+        assert_eq!(max_lossless(&rows[2..]).map(|b| b.label), None);
+    }
+}

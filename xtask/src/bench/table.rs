@@ -1,0 +1,207 @@
+//! The results as markdown: printed at the end of a run and saved beside results.json.
+
+use std::fmt::Write as _;
+
+use kspan_e2e::bench::overhead::Variant;
+
+use super::{
+    results::{BenchResults, OverheadSummary, ThroughputRow, VmResults},
+    stats::{Spread, VariantSummary},
+};
+
+/// The whole report.
+pub fn render(results: &BenchResults) -> String {
+    let mut out = String::new();
+    if results.smoke {
+        out.push_str("**Smoke run: too short for the numbers to mean anything.**\n\n");
+    }
+    let host = &results.host;
+    let overhead = &host.overhead;
+    let _ = writeln!(
+        out,
+        "### Per-call overhead: host, {} probes, kernel {}\n\n{} timed `signalfd4` mask updates per run, \
+         {} rounds, variants interleaved; ratios are taken round by round.\n",
+        overhead.probe, overhead.kernel, overhead.calls_per_run, overhead.rounds
+    );
+    out.push_str(&overhead_table(overhead));
+    out.push('\n');
+    for goal in &overhead.goals {
+        let _ = writeln!(
+            out,
+            "- Goal: {}: kspan adds {:.0} ns, the limit is {:.0} ns: **{}**",
+            goal.goal,
+            goal.kspan_added_ns,
+            goal.limit_ns,
+            if goal.met { "met" } else { "not met" }
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n### Throughput and footprint: host, {} s per load\n\n\
+         kspan exports every call over OTLP/gRPC to a receiver on the same machine. It is stopped \
+         (SIGINT) when the workload is done and exports what it still holds before exiting.\n",
+        host.throughput_seconds
+    );
+    out.push_str(&throughput_table(&host.throughput));
+    match &host.max_lossless {
+        Some(best) => {
+            let _ = writeln!(
+                out,
+                "\nHighest load with zero loss: **{}** ({:.0} calls/s).",
+                best.label, best.calls_per_second
+            );
+        }
+        None => out.push_str("\nEvery load lost calls.\n"),
+    }
+    if let Some(vm) = &results.vm {
+        out.push('\n');
+        out.push_str(&vm_section(vm));
+    }
+    out
+}
+
+fn overhead_table(overhead: &OverheadSummary) -> String {
+    let mut out = String::from(
+        "| variant | ns/call: median (min–max) | × bare: median (min–max) | added ns/call | startup ms | calls delivered |\n\
+         |---|---:|---:|---:|---:|---:|\n",
+    );
+    for summary in &overhead.variants {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            summary.variant.name(),
+            spread(&summary.ns_per_call, 0),
+            summary
+                .ratio_to_bare
+                .as_ref()
+                .map_or("1".to_string(), |r| spread(r, 2)),
+            summary
+                .added_ns
+                .map_or("–".to_string(), |ns| format!("{ns:+.0}")),
+            summary
+                .startup_ms
+                .as_ref()
+                .map_or("–".to_string(), |s| format!("{:.0}", s.median)),
+            delivered(summary),
+        );
+    }
+    out
+}
+
+fn delivered(summary: &VariantSummary) -> String {
+    match (summary.delivered, summary.lost) {
+        (Some(delivered), Some(lost)) => format!(
+            "{delivered} of {} (kspan counted {lost} lost)",
+            summary.calls_made
+        ),
+        (Some(delivered), None) => format!("{delivered} of {}", summary.calls_made),
+        _ => "–".to_string(),
+    }
+}
+
+fn throughput_table(rows: &[ThroughputRow]) -> String {
+    let mut out = String::from(
+        "| load | calls made | calls/s | spans received | lost | where lost | kspan CPU ms per 1k calls | kspan peak RSS MiB | kspan startup ms | kspan exit after stop, s |\n\
+         |---|---:|---:|---:|---:|---|---:|---:|---:|---:|\n",
+    );
+    for row in rows {
+        let lost_at = if row.lost_at.is_empty() {
+            "–".to_string()
+        } else {
+            row.lost_at
+                .iter()
+                .map(|(stage, count)| format!("{stage}: {count}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let load = if row.run.unexpected > 0 {
+            format!("{} ({} unexpected answers)", row.label, row.run.unexpected)
+        } else {
+            row.label.clone()
+        };
+        let _ = writeln!(
+            out,
+            "| {load} | {} | {:.0} | {} | {} | {lost_at} | {:.1} | {:.1} | {:.0} | {:.1} |",
+            row.run.calls_made,
+            row.calls_per_second,
+            row.run.spans_received,
+            row.lost,
+            row.cpu_ms_per_1k_calls,
+            row.peak_rss_mib,
+            row.run.startup_ms,
+            row.run.exit_seconds,
+        );
+    }
+    out
+}
+
+fn vm_section(vm: &VmResults) -> String {
+    let mut out = format!(
+        "### Per-call overhead in QEMU guests (emulated CPU: compare ratios only)\n\n\
+         {} timed calls per run.\n\n\
+         | kernel | probe | floor × bare | kspan × bare | kspan added ÷ floor added | rounds |\n\
+         |---|---|---:|---:|---:|---:|\n",
+        vm.calls_per_run
+    );
+    for guest in &vm.guests {
+        let ratio = |variant: Variant| {
+            guest
+                .overhead
+                .variants
+                .iter()
+                .find(|s| s.variant == variant)
+                .and_then(|s| s.ratio_to_bare.as_ref())
+                .map_or("–".to_string(), |r| spread(r, 2))
+        };
+        let added = |variant: Variant| {
+            guest
+                .overhead
+                .variants
+                .iter()
+                .find(|s| s.variant == variant)
+                .and_then(|s| s.added_ns)
+        };
+        let relative = match (added(Variant::Kspan), added(Variant::Floor)) {
+            (Some(kspan), Some(floor)) if floor > 0.0 => format!("{:.2}", kspan / floor),
+            _ => "–".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} ({}) | {} | {} | {} | {relative} | {} |",
+            guest.kernel_name,
+            guest.overhead.kernel,
+            guest.overhead.probe,
+            ratio(Variant::Floor),
+            ratio(Variant::Kspan),
+            guest.overhead.rounds,
+        );
+    }
+    for problem in &vm.problems {
+        let _ = writeln!(out, "\n- No results: {problem}");
+    }
+    out
+}
+
+/// `median (min–max)` with `decimals` digits.
+fn spread(spread: &Spread, decimals: usize) -> String {
+    format!(
+        "{:.*} ({:.*}–{:.*})",
+        decimals, spread.median, decimals, spread.min, decimals, spread.max
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spreads_read_as_median_then_range() {
+        let s = Spread {
+            median: 1.234,
+            min: 1.1,
+            max: 1.5,
+        };
+        assert_eq!(spread(&s, 2), "1.23 (1.10–1.50)");
+        assert_eq!(spread(&s, 0), "1 (1–2)");
+    }
+}
