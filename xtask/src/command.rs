@@ -7,6 +7,20 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 
+/// Builds `packages` in release mode in the workspace; returns where their binaries are.
+pub fn build_release(packages: &[&str]) -> Result<PathBuf> {
+    println!("==> building (release): {}", packages.join(" "));
+    let mut build = Command::new(env!("CARGO"));
+    build
+        .current_dir(crate::paths::workspace_root())
+        .args(["build", "--release"]);
+    for package in packages {
+        build.args(["-p", package]);
+    }
+    run(&mut build)?;
+    Ok(crate::paths::target_dir().join("release"))
+}
+
 /// The command line of `command`, for messages.
 pub fn describe(command: &Command) -> String {
     let mut words = vec![command.get_program().to_string_lossy().into_owned()];

@@ -1,7 +1,7 @@
 //! `cargo xtask demo`: the agent capturing the workload, each call printed as kspan saw it.
 //! No collector needed: kspan runs with `--exporter stdout`.
 
-use std::{process::Command, time::Duration};
+use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use kspan_e2e::{artifacts, run_capture, CaptureConfig, Destination, Workload};
@@ -17,25 +17,13 @@ pub fn run() -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
         bail!("the demo loads eBPF programs: run it as root (e.g. `sudo -E cargo xtask demo`)");
     }
-    println!("==> building kspan and signalfd-workload");
-    command::run(
-        Command::new(env!("CARGO"))
-            .current_dir(paths::workspace_root())
-            .args([
-                "build",
-                "--release",
-                "-p",
-                "kspan",
-                "-p",
-                "signalfd-workload",
-            ]),
-    )?;
+    let bin_dir = command::build_release(&["kspan", "signalfd-workload"])?;
     let out_dir = paths::target_dir().join("demo");
     let _ = std::fs::remove_dir_all(&out_dir);
     let config = CaptureConfig {
         attach: "auto".into(),
         destination: Destination::Stdout,
-        bin_dir: paths::target_dir().join("release"),
+        bin_dir,
         out_dir: out_dir.clone(),
         workload: Workload::Scenarios(vec![]),
         kspan_args: vec![],

@@ -14,7 +14,6 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     fs,
     path::{Path, PathBuf},
-    process::Command,
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
         Mutex,
@@ -168,20 +167,7 @@ fn plan_kernels(options: &VmTestOptions, cache: &Path, apt: &mut Apt) -> Result<
 
 /// Builds the guest's binaries (release) and returns their paths.
 pub(crate) fn build_guest_binaries() -> Result<Vec<PathBuf>> {
-    println!(
-        "building guest binaries (release): {}",
-        guest::CARGO_PACKAGES.join(" ")
-    );
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut build = Command::new(cargo);
-    build
-        .args(["build", "--release"])
-        .current_dir(paths::workspace_root());
-    for package in guest::CARGO_PACKAGES {
-        build.args(["-p", package]);
-    }
-    command::run(&mut build)?;
-    let release = paths::target_dir().join("release");
+    let release = command::build_release(guest::CARGO_PACKAGES)?;
     guest::GUEST_BINARIES
         .iter()
         .map(|name| {

@@ -12,7 +12,6 @@ mod table;
 use std::{
     fs,
     path::{Path, PathBuf},
-    process::Command,
     time::{Duration, Instant},
 };
 
@@ -100,19 +99,7 @@ pub fn run(options: &BenchOptions) -> Result<bool> {
     let guest_binaries = if options.vm {
         Some(crate::vm::build_guest_binaries()?)
     } else {
-        println!("==> building kspan and signalfd-workload (release)");
-        command::run(
-            Command::new(env!("CARGO"))
-                .current_dir(paths::workspace_root())
-                .args([
-                    "build",
-                    "--release",
-                    "-p",
-                    "kspan",
-                    "-p",
-                    "signalfd-workload",
-                ]),
-        )?;
+        command::build_release(&["kspan", "signalfd-workload"])?;
         None
     };
     let bin_dir = paths::target_dir().join("release");
