@@ -290,7 +290,7 @@ mod tests {
         encoding: Option<&str>,
         body: Vec<u8>,
     ) -> Result<(StatusCode, Option<String>, Vec<u8>), reqwest::Error> {
-        let mut request = reqwest::Client::new()
+        let mut request = crate::test_http_client()
             .post(url)
             .header("content-type", content_type)
             .body(body);
@@ -468,10 +468,10 @@ mod tests {
         assert_eq!(stats.rejected_http_requests, expected_rejections);
         assert_eq!(stats.trace_requests.total(), 0);
 
-        let missing = reqwest::Client::new().post(url).body("x").send().await?;
+        let missing = crate::test_http_client().post(url).body("x").send().await?;
         assert_eq!(missing.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
         assert!(missing.text().await?.contains("(none given)"));
-        let wrong_path = reqwest::Client::new()
+        let wrong_path = crate::test_http_client()
             .post(format!("{base}/v1/profiles"))
             .send()
             .await?;

@@ -49,3 +49,10 @@ pub use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsService
 /// Generous on purpose: a benchmark's exporter may send big batches, and a refused batch would
 /// look like lost telemetry.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// An HTTP client for tests, whatever TLS features the workspace build turned on.
+#[cfg(test)]
+pub(crate) fn test_http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}

@@ -264,7 +264,7 @@ mod tests {
         let mut client = TraceServiceClient::connect(endpoint.clone()).await?;
         client.export(trace_request()).await?;
         let http_base = receiver.http_endpoint().ok_or("no HTTP")?;
-        let http_client = reqwest::Client::new();
+        let http_client = crate::test_http_client();
         http_client
             .post(format!("{http_base}/v1/traces"))
             .header("content-type", "application/x-protobuf")

@@ -131,6 +131,8 @@ impl Running {
 }
 
 async fn post_protobuf(url: String, body: Vec<u8>) -> Result<(), Box<dyn std::error::Error>> {
+    // kspan-otel may turn on reqwest's TLS without a default provider: install ring's.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let response = reqwest::Client::new()
         .post(url)
         .header("content-type", "application/x-protobuf")
