@@ -33,7 +33,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let host = host_info()?;
     let grouping = TraceGrouping::new(boot_id()?, cli.trace_window);
     let sink = build_sink(&cli, &host, grouping)?;
-    privileges::check()?;
+    privileges::check(cli.attach)?;
     raise_memlock_limit();
 
     let wants_tracepoints = cli.attach.candidates().contains(&ProbeMode::Tracepoint);

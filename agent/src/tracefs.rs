@@ -14,8 +14,11 @@ const DEBUGFS_TRACING: &str = "/sys/kernel/debug/tracing";
 #[derive(Debug, thiserror::Error)]
 pub enum TracefsError {
     /// Not mounted, and mounting it failed.
-    #[error("tracefs is not mounted at {TRACEFS} and mounting it failed ({0}): run `mount -t tracefs nodev {TRACEFS}`")]
+    #[error("tracefs is not mounted at {TRACEFS} and mounting it failed ({0}; mounting needs CAP_SYS_ADMIN): run `mount -t tracefs nodev {TRACEFS}` as root")]
     NotMounted(nix::Error),
+    /// Mounted, but closed to kspan (tracefs is root-only).
+    #[error("cannot open {}: permission denied (tracefs is root-only): run kspan as root or grant it CAP_DAC_READ_SEARCH", .0.display())]
+    Denied(PathBuf),
     /// A format file could not be read.
     #[error("cannot read {}: {source}", path.display())]
     Unreadable {
@@ -47,8 +50,14 @@ pub enum TracefsError {
 /// The tracing root, mounting tracefs at [`TRACEFS`] if no tracing root is available.
 pub fn ensure_mounted() -> Result<PathBuf, TracefsError> {
     for root in [TRACEFS, DEBUGFS_TRACING] {
-        if Path::new(root).join("events").is_dir() {
-            return Ok(PathBuf::from(root));
+        let events = Path::new(root).join("events");
+        match std::fs::metadata(&events) {
+            Ok(meta) if meta.is_dir() => return Ok(PathBuf::from(root)),
+            // Mounting over a tracefs kspan may not read would not help: say so instead.
+            Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => {
+                return Err(TracefsError::Denied(events))
+            }
+            _ => {}
         }
     }
     mount(
@@ -61,6 +70,46 @@ pub fn ensure_mounted() -> Result<PathBuf, TracefsError> {
     .map_err(TracefsError::NotMounted)?;
     tracing::info!(path = TRACEFS, "mounted tracefs");
     Ok(PathBuf::from(TRACEFS))
+}
+
+/// Whether kspan's user may read the mounted tracefs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Readable, or not mounted at all (then mounting it is the question, not reading it).
+    Open,
+    /// Mounted, but its files are closed to the user kspan runs as, capabilities aside.
+    Denied,
+}
+
+/// Whether the user kspan runs as may read the first tracepoint format file kspan reads.
+/// `access(2)` answers for the real user without its capabilities: the question is whether
+/// CAP_DAC_READ_SEARCH is needed, not whether it is held.
+pub fn access() -> Access {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let mounted = tracefs_mount_points(&mounts);
+    let Some(root) = [TRACEFS, DEBUGFS_TRACING]
+        .into_iter()
+        .find(|root| mounted.contains(root))
+    else {
+        return Access::Open;
+    };
+    let format = Path::new(root).join("events/syscalls/sys_enter_signalfd/format");
+    match nix::unistd::access(&format, nix::unistd::AccessFlags::R_OK) {
+        Err(nix::errno::Errno::EACCES) => Access::Denied,
+        _ => Access::Open,
+    }
+}
+
+/// Where tracefs is mounted, from `/proc/self/mounts` lines (`nodev /sys/kernel/tracing tracefs rw 0 0`).
+fn tracefs_mount_points(mounts: &str) -> Vec<&str> {
+    mounts
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let point = fields.nth(1)?;
+            (fields.next()? == "tracefs").then_some(point)
+        })
+        .collect()
 }
 
 /// Field offsets of `syscalls:sys_{enter,exit}_signalfd{,4}`, from their format files.
@@ -170,6 +219,19 @@ format:
             Err(TracefsError::Inconsistent { field: "ret", .. })
         ));
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn finds_tracefs_mount_points() {
+        let mounts = "sysfs /sys sysfs rw,nosuid 0 0\n\
+                      nodev /sys/kernel/tracing tracefs rw,relatime 0 0\n\
+                      debugfs /sys/kernel/debug debugfs rw 0 0\n\
+                      tracefs /sys/kernel/debug/tracing tracefs rw 0 0\n";
+        assert_eq!(
+            tracefs_mount_points(mounts),
+            ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+        );
+        assert!(tracefs_mount_points("").is_empty());
     }
 
     #[test]
