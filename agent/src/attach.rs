@@ -4,9 +4,11 @@ use std::fmt;
 
 use anyhow::Context as _;
 use aya::{
-    programs::{FEntry, FExit, KProbe, TracePoint},
-    Btf, Ebpf,
+    programs::{FEntry, FExit, KProbe, ProgramError, TracePoint},
+    Btf, BtfError, Ebpf,
 };
+
+use crate::kernel_function;
 
 /// A probe pair kspan can attach.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -177,12 +179,19 @@ fn attach_pair(ebpf: &mut Ebpf, mode: ProbeMode, target: &Target<'_>) -> anyhow:
     let programs = Programs::of(target.floor);
     match mode {
         ProbeMode::Kprobe => {
+            if !kernel_function::kprobes_available() {
+                anyhow::bail!(
+                    "this kernel has no kprobes ({} is missing: built without CONFIG_KPROBES)",
+                    kernel_function::KPROBE_PMU
+                );
+            }
             for name in programs.kprobe {
                 let probe: &mut KProbe = program(ebpf, name)?;
                 probe.load().with_context(|| format!("loading {name}"))?;
                 probe
                     .attach(function, 0)
-                    .with_context(|| format!("attaching {name} to {function}"))?;
+                    .with_context(|| format!("attaching {name} to {function}"))
+                    .map_err(|error| blame_function(error, function))?;
             }
         }
         ProbeMode::Fentry => {
@@ -191,10 +200,12 @@ fn attach_pair(ebpf: &mut Ebpf, mode: ProbeMode, target: &Target<'_>) -> anyhow:
             let entry: &mut FEntry = program(ebpf, programs.fentry)?;
             entry
                 .load(function, &btf)
-                .with_context(|| format!("loading fentry for {function}"))?;
+                .with_context(|| format!("loading fentry for {function}"))
+                .map_err(|error| blame_function_if_not_in_btf(error, function))?;
             entry
                 .attach()
-                .with_context(|| format!("attaching fentry to {function}"))?;
+                .with_context(|| format!("attaching fentry to {function}"))
+                .map_err(|error| blame_function(error, function))?;
             let exit: &mut FExit = program(ebpf, programs.fexit)?;
             exit.load(function, &btf)
                 .with_context(|| format!("loading fexit for {function}"))?;
@@ -221,6 +232,33 @@ fn attach_pair(ebpf: &mut Ebpf, mode: ProbeMode, target: &Target<'_>) -> anyhow:
         }
     }
     Ok(())
+}
+
+/// Puts the kernel's own reason first when `function` is missing, inlined or blacklisted: the
+/// error from the attach syscall alone (ENOENT, EINVAL) does not say which. Only called on
+/// failures that involve the function, as reading /proc/kallsyms takes tens of milliseconds.
+fn blame_function(error: anyhow::Error, function: &str) -> anyhow::Error {
+    match kernel_function::why_unprobeable(function) {
+        Some(why) => error.context(why),
+        None => error,
+    }
+}
+
+/// [`blame_function`] when loading failed because BTF has no such function (other load
+/// failures, e.g. no BPF trampolines, are not the function's fault).
+fn blame_function_if_not_in_btf(error: anyhow::Error, function: &str) -> anyhow::Error {
+    // aya wraps the BTF error transparently: it is the ProgramError itself, not its source.
+    let not_in_btf = error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<ProgramError>(),
+            Some(ProgramError::Btf(BtfError::UnknownBtfTypeName { .. }))
+        )
+    });
+    if not_in_btf {
+        blame_function(error, function)
+    } else {
+        error
+    }
 }
 
 /// Detaches and unloads every program of a pair (those never loaded are skipped).

@@ -5,6 +5,7 @@ mod attach;
 mod cli;
 mod clock;
 mod event;
+mod kernel_function;
 mod privileges;
 mod probes;
 mod process_names;

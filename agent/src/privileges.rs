@@ -64,7 +64,7 @@ pub fn missing(mode: AttachMode, host: Host, held: &HashSet<Capability>) -> Vec<
     {
         missing.push(Missing {
             capability: Capability::CAP_DAC_READ_SEARCH,
-            why: "to read the tracepoints' format and id files in tracefs, which only root may read",
+            why: "to read the tracepoint formats in tracefs, which only root may read",
         });
     }
     if host.memlock_limited && !holds(Capability::CAP_SYS_RESOURCE) {
@@ -211,8 +211,8 @@ mod tests {
         assert_eq!(
             text,
             "missing CAP_PERFMON (to load tracing programs and attach them to kprobes, \
-             fentry and tracepoints) and CAP_DAC_READ_SEARCH (to read the tracepoints' format \
-             and id files in tracefs, which only root may read): run kspan as root, or grant it \
+             fentry and tracepoints) and CAP_DAC_READ_SEARCH (to read the tracepoint formats \
+             in tracefs, which only root may read): run kspan as root, or grant it \
              `setcap cap_bpf,cap_perfmon,cap_dac_read_search+ep <path to kspan>`"
         );
         assert!(!text.contains('\n'));
