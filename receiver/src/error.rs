@@ -20,6 +20,28 @@ pub enum ReceiverError {
         /// What the OS said.
         cause: std::io::Error,
     },
+    /// A TLS certificate or key file could not be read.
+    #[error("cannot read TLS file {}: {cause}", path.display())]
+    TlsFile {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        cause: std::io::Error,
+    },
+    /// The TLS certificate chain or key is unusable.
+    #[error(
+        "unusable TLS identity: {message} (give a PEM certificate chain and its PEM private key)"
+    )]
+    Tls {
+        /// What is wrong (never the key's bytes).
+        message: String,
+    },
+    /// A required header that no request could carry.
+    #[error("invalid required header `{name}`: give NAME=VALUE, a header name and a visible-ASCII value")]
+    InvalidRequiredHeader {
+        /// The header's name as given (its value is not shown: it is a secret).
+        name: String,
+    },
     /// A dump file could not be created or written.
     #[error("cannot write receiver dump {}: {cause}", path.display())]
     DumpWrite {

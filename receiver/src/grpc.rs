@@ -1,6 +1,6 @@
 //! OTLP/gRPC: tonic's TraceService, LogsService and MetricsService, all feeding the store.
 
-use crate::{ExportRequest, ReceivedRequest, Store, Transport, MAX_MESSAGE_BYTES};
+use crate::{ExportRequest, ReceivedRequest, RequiredHeader, Store, Transport, MAX_MESSAGE_BYTES};
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
     LogsService, LogsServiceServer,
 };
@@ -22,16 +22,36 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use std::future::Future;
 use tokio::net::TcpListener;
 use tonic::codec::CompressionEncoding;
+use tonic::metadata::MetadataMap;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::ServerTlsConfig;
 use tonic::{Request, Response, Status};
 
 /// The three OTLP collector services over one store.
 #[derive(Clone)]
 struct OtlpServices {
     store: Store,
+    required_header: Option<RequiredHeader>,
 }
 
 impl OtlpServices {
+    /// Refuses (and counts) a request without the required header.
+    fn authenticate(&self, metadata: &MetadataMap) -> Result<(), Status> {
+        let Some(required) = &self.required_header else {
+            return Ok(());
+        };
+        let present = metadata.get(required.name()).map(|value| value.as_bytes());
+        if required.admits(present) {
+            return Ok(());
+        }
+        self.store.count_unauthenticated(Transport::Grpc);
+        tracing::warn!(
+            header = required.name(),
+            "refusing an unauthenticated gRPC export"
+        );
+        Err(Status::unauthenticated(required.refusal()))
+    }
+
     fn record(&self, request: ExportRequest) -> Result<(), Status> {
         self.store
             .record(ReceivedRequest {
@@ -51,6 +71,7 @@ impl TraceService for OtlpServices {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        self.authenticate(request.metadata())?;
         self.record(ExportRequest::Traces(request.into_inner()))?;
         Ok(Response::new(ExportTraceServiceResponse::default()))
     }
@@ -62,6 +83,7 @@ impl LogsService for OtlpServices {
         &self,
         request: Request<ExportLogsServiceRequest>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
+        self.authenticate(request.metadata())?;
         self.record(ExportRequest::Logs(request.into_inner()))?;
         Ok(Response::new(ExportLogsServiceResponse::default()))
     }
@@ -73,19 +95,30 @@ impl MetricsService for OtlpServices {
         &self,
         request: Request<ExportMetricsServiceRequest>,
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
+        self.authenticate(request.metadata())?;
         self.record(ExportRequest::Metrics(request.into_inner()))?;
         Ok(Response::new(ExportMetricsServiceResponse::default()))
     }
 }
 
-/// Serves OTLP/gRPC on `listener` until `shutdown` completes.
+/// Serves OTLP/gRPC on `listener` until `shutdown` completes: over TLS with `tls`, and
+/// refusing requests without `required_header` when one is given.
 pub(crate) async fn serve(
     listener: TcpListener,
     store: Store,
+    tls: Option<ServerTlsConfig>,
+    required_header: Option<RequiredHeader>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    let services = OtlpServices { store };
-    tonic::transport::Server::builder()
+    let services = OtlpServices {
+        store,
+        required_header,
+    };
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        server = server.tls_config(tls)?;
+    }
+    server
         .add_service(
             TraceServiceServer::new(services.clone())
                 .accept_compressed(CompressionEncoding::Gzip)
@@ -122,6 +155,7 @@ mod tests {
         let receiver = Receiver::start(ReceiverConfig {
             grpc_addr: Some("127.0.0.1:0".parse()?),
             http_addr: None,
+            ..ReceiverConfig::default()
         })
         .await?;
         let endpoint = receiver.grpc_endpoint().ok_or("no gRPC endpoint")?;

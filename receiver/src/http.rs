@@ -1,7 +1,7 @@
 //! OTLP/HTTP: `POST /v1/traces`, `/v1/logs` and `/v1/metrics` with a protobuf or JSON body,
 //! optionally gzip-compressed.
 
-use crate::{ExportRequest, ReceivedRequest, Store, Transport, MAX_MESSAGE_BYTES};
+use crate::{ExportRequest, ReceivedRequest, RequiredHeader, Store, Transport, MAX_MESSAGE_BYTES};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::header::{CONTENT_ENCODING, CONTENT_TYPE};
@@ -23,6 +23,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::future::Future;
 use std::io::Read;
+use std::sync::Arc;
 use tokio::net::TcpListener;
 
 const PROTOBUF: &str = "application/x-protobuf";
@@ -102,33 +103,73 @@ impl IntoResponse for Rejection {
     }
 }
 
+/// What the HTTP handlers share: the store, and the header every request must carry.
+#[derive(Clone)]
+struct HttpState {
+    store: Store,
+    required_header: Option<RequiredHeader>,
+}
+
 /// The OTLP/HTTP routes over one store.
-pub(crate) fn router(store: Store) -> Router {
+fn router(state: HttpState) -> Router {
     Router::new()
         .route("/v1/traces", post(export::<ExportTraceServiceRequest>))
         .route("/v1/logs", post(export::<ExportLogsServiceRequest>))
         .route("/v1/metrics", post(export::<ExportMetricsServiceRequest>))
         .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES))
-        .with_state(store)
+        .with_state(state)
 }
 
-/// Serves OTLP/HTTP on `listener` until `shutdown` completes.
+/// Serves OTLP/HTTP on `listener` until `shutdown` completes: over TLS with `tls`, and
+/// refusing requests without `required_header` when one is given.
 pub(crate) async fn serve(
     listener: TcpListener,
     store: Store,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    required_header: Option<RequiredHeader>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(store))
-        .with_graceful_shutdown(shutdown)
+    let app = router(HttpState {
+        store,
+        required_header,
+    });
+    let Some(tls) = tls else {
+        return axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
+    };
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        // Open connections may finish; the receiver cuts them after its grace period.
+        stopper.graceful_shutdown(None);
+    });
+    let tls = axum_server::tls_rustls::RustlsConfig::from_config(tls);
+    axum_server::from_tcp_rustls(listener.into_std()?, tls)?
+        .handle(handle)
+        .serve(app.into_make_service())
         .await
 }
 
 async fn export<R: HttpExport>(
-    State(store): State<Store>,
+    State(state): State<HttpState>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match accept::<R>(&store, &headers, &body) {
+    let store = &state.store;
+    if let Some(required) = &state.required_header {
+        let present = headers.get(required.name()).map(|value| value.as_bytes());
+        if !required.admits(present) {
+            store.count_unauthenticated(Transport::Http);
+            tracing::warn!(
+                header = required.name(),
+                "refusing an unauthenticated HTTP export"
+            );
+            return Rejection::new(StatusCode::UNAUTHORIZED, required.refusal()).into_response();
+        }
+    }
+    match accept::<R>(store, &headers, &body) {
         Ok(response) => response,
         Err(rejection) => {
             if rejection.status != StatusCode::INTERNAL_SERVER_ERROR {
@@ -278,6 +319,7 @@ mod tests {
         let receiver = Receiver::start(ReceiverConfig {
             grpc_addr: None,
             http_addr: Some("127.0.0.1:0".parse()?),
+            ..ReceiverConfig::default()
         })
         .await?;
         let endpoint = receiver.http_endpoint().ok_or("no HTTP endpoint")?;

@@ -31,12 +31,16 @@ mod http;
 pub mod inspect;
 mod received;
 mod receiver;
+mod security;
 mod store;
+#[cfg(any(test, feature = "test-pki"))]
+pub mod test_pki;
 
 pub use dump::DumpWriter;
 pub use error::ReceiverError;
 pub use received::{ExportRequest, ReceivedLog, ReceivedRequest, ReceivedSpan, Signal, Transport};
 pub use receiver::{Receiver, ReceiverConfig};
+pub use security::{ReceiverSecurity, RequiredHeader, TlsIdentity};
 pub use store::{ReceiverStats, RequestObserver, Store, TransportCounts};
 
 /// The OTLP protobuf types the receiver hands out, re-exported so users need no version match.

@@ -3,7 +3,8 @@
 use anyhow::Context as _;
 use clap::Parser;
 use kspan_receiver::{
-    DumpWriter, ExportRequest, ReceivedRequest, Receiver, ReceiverConfig, ReceiverError, Store,
+    DumpWriter, ExportRequest, ReceivedRequest, Receiver, ReceiverConfig, ReceiverError,
+    ReceiverSecurity, RequiredHeader, Store, TlsIdentity,
 };
 use std::io::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -31,9 +32,25 @@ struct Cli {
     /// Do not print a line per received span.
     #[arg(long)]
     quiet: bool,
+    /// Serve both transports over TLS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Refuse requests without this header and value, e.g. `authorization=Bearer TOKEN`
+    /// (gRPC UNAUTHENTICATED, HTTP 401).
+    #[arg(
+        long,
+        value_name = "KEY=VALUE",
+        env = "OTLP_RECEIVER_REQUIRE_HEADER",
+        hide_env_values = true
+    )]
+    require_header: Option<String>,
 }
 
-/// Exit code for bad arguments, including an address that cannot be listened on (as clap's).
+/// Exit code for bad arguments, including an address that cannot be listened on or an unusable
+/// TLS file (as clap's).
 const EXIT_BAD_ADDRESS: u8 = 2;
 
 /// Accepts `IP:PORT` or `HOST:PORT` (resolved now, first address wins).
@@ -52,12 +69,19 @@ async fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) if error.use_stderr() => {
-            // clap's first line says what is wrong; the rest is a pointer to --help.
+            // clap's first paragraph says what is wrong (e.g. which arguments are missing); the
+            // rest is a pointer to --help. One line, for scripts.
             let rendered = error.to_string();
-            eprintln!(
-                "{}",
-                rendered.lines().next().unwrap_or("error: bad arguments")
-            );
+            let what: Vec<&str> = rendered
+                .lines()
+                .take_while(|line| !line.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            if what.is_empty() {
+                eprintln!("error: bad arguments");
+            } else {
+                eprintln!("{}", what.join(" "));
+            }
             return ExitCode::from(EXIT_BAD_ADDRESS);
         }
         Err(help_or_version) => help_or_version.exit(),
@@ -75,7 +99,12 @@ async fn main() -> ExitCode {
             eprintln!("otlp-receiver: {error:#}");
             let bad_address = matches!(
                 error.downcast_ref::<ReceiverError>(),
-                Some(ReceiverError::Bind { .. })
+                Some(
+                    ReceiverError::Bind { .. }
+                        | ReceiverError::TlsFile { .. }
+                        | ReceiverError::Tls { .. }
+                        | ReceiverError::InvalidRequiredHeader { .. }
+                )
             );
             ExitCode::from(if bad_address { EXIT_BAD_ADDRESS } else { 1 })
         }
@@ -98,9 +127,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             None => Ok(()),
         }
     });
+    let tls = match (&cli.tls_cert, &cli.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsIdentity::from_pem_files(cert, key)?),
+        _ => None,
+    };
+    // Parsed here rather than by clap, whose error would quote the secret value.
+    let required_header = cli
+        .require_header
+        .as_deref()
+        .map(RequiredHeader::parse)
+        .transpose()?;
     let config = ReceiverConfig {
         grpc_addr: Some(cli.grpc),
         http_addr: Some(cli.http),
+        security: ReceiverSecurity {
+            tls,
+            required_header,
+        },
     };
     let receiver = Receiver::start_with_store(config, store).await?;
     let grpc = receiver.grpc_endpoint().unwrap_or_default();

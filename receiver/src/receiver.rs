@@ -1,6 +1,6 @@
 //! The receiver's life cycle: bind, serve gRPC and HTTP in the background, shut down.
 
-use crate::{grpc, http, ReceiverError, Store, Transport};
+use crate::{grpc, http, ReceiverError, ReceiverSecurity, Store, TlsIdentity, Transport};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -10,16 +10,18 @@ use tokio::task::JoinHandle;
 /// How long [`Receiver::shutdown`] lets open connections finish before cutting them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
-/// Where the receiver listens.
+/// Where the receiver listens, and how it is secured.
 ///
 /// Build it with [`ReceiverConfig::loopback`] or a struct literal ending in
-/// `..Default::default()`: TLS and authentication settings will join these fields.
+/// `..Default::default()`: more settings may join these fields.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReceiverConfig {
     /// The OTLP/gRPC listening address; port 0 picks a free port; `None` serves no gRPC.
     pub grpc_addr: Option<SocketAddr>,
     /// The OTLP/HTTP listening address; port 0 picks a free port; `None` serves no HTTP.
     pub http_addr: Option<SocketAddr>,
+    /// TLS and a required header, for both transports; none by default.
+    pub security: ReceiverSecurity,
 }
 
 impl ReceiverConfig {
@@ -29,6 +31,7 @@ impl ReceiverConfig {
         ReceiverConfig {
             grpc_addr: Some(any_port),
             http_addr: Some(any_port),
+            ..ReceiverConfig::default()
         }
     }
 }
@@ -38,6 +41,7 @@ impl ReceiverConfig {
 #[derive(Debug)]
 pub struct Receiver {
     store: Store,
+    security: ReceiverSecurity,
     grpc: Option<RunningServer>,
     http: Option<RunningServer>,
 }
@@ -57,6 +61,16 @@ impl Receiver {
         if config.grpc_addr.is_none() && config.http_addr.is_none() {
             return Err(ReceiverError::NoListener);
         }
+        let security = config.security;
+        // gRPC's TLS is built by tonic from the process's default rustls provider: make it ring,
+        // the workspace's provider, unless the program chose one already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let grpc_tls = security.tls.as_ref().map(TlsIdentity::tonic_config);
+        let http_tls = security
+            .tls
+            .as_ref()
+            .map(TlsIdentity::rustls_config)
+            .transpose()?;
         // Bind both before serving either, so a failed bind leaves nothing running.
         let grpc_listener = match config.grpc_addr {
             Some(addr) => Some(bind(Transport::Grpc, addr).await?),
@@ -68,21 +82,46 @@ impl Receiver {
         };
         let grpc = grpc_listener.map(|(listener, local_addr)| {
             let store = store.clone();
+            let required_header = security.required_header.clone();
             RunningServer::spawn(Transport::Grpc, local_addr, |stop| async move {
-                grpc::serve(listener, store, stop)
+                grpc::serve(listener, store, grpc_tls, required_header, stop)
                     .await
                     .map_err(|e| e.to_string())
             })
         });
         let http = http_listener.map(|(listener, local_addr)| {
             let store = store.clone();
+            let required_header = security.required_header.clone();
             RunningServer::spawn(Transport::Http, local_addr, |stop| async move {
-                http::serve(listener, store, stop)
+                http::serve(listener, store, http_tls, required_header, stop)
                     .await
                     .map_err(|e| e.to_string())
             })
         });
-        Ok(Receiver { store, grpc, http })
+        Ok(Receiver {
+            store,
+            security,
+            grpc,
+            http,
+        })
+    }
+
+    /// The configuration with the addresses actually bound: starting a receiver with it after
+    /// [`Receiver::shutdown`] brings the same receiver back (a simulated collector outage).
+    pub fn config(&self) -> ReceiverConfig {
+        ReceiverConfig {
+            grpc_addr: self.grpc_addr(),
+            http_addr: self.http_addr(),
+            security: self.security.clone(),
+        }
+    }
+
+    /// `https` when the receiver serves TLS, else `http`.
+    fn scheme(&self) -> &'static str {
+        match self.security.tls {
+            Some(_) => "https",
+            None => "http",
+        }
     }
 
     /// The address the gRPC server listens on, if it runs.
@@ -95,14 +134,17 @@ impl Receiver {
         self.http.as_ref().map(|server| server.local_addr)
     }
 
-    /// The OTLP/gRPC endpoint for an exporter, e.g. `http://127.0.0.1:40123`.
+    /// The OTLP/gRPC endpoint for an exporter, e.g. `http://127.0.0.1:40123` (`https://` with
+    /// TLS).
     pub fn grpc_endpoint(&self) -> Option<String> {
-        self.grpc_addr().map(|addr| format!("http://{addr}"))
+        self.grpc_addr()
+            .map(|addr| format!("{}://{addr}", self.scheme()))
     }
 
     /// The OTLP/HTTP base URL; exporters post to `{base}/v1/traces`, `/v1/logs`, `/v1/metrics`.
     pub fn http_endpoint(&self) -> Option<String> {
-        self.http_addr().map(|addr| format!("http://{addr}"))
+        self.http_addr()
+            .map(|addr| format!("{}://{addr}", self.scheme()))
     }
 
     /// The store that receives everything (a cheap, shared handle).
@@ -240,6 +282,7 @@ mod tests {
         let result = Receiver::start(ReceiverConfig {
             grpc_addr: Some("127.0.0.1:0".parse()?),
             http_addr: Some(addr),
+            ..ReceiverConfig::default()
         })
         .await;
         let message = result.err().map(|e| e.to_string()).unwrap_or_default();
@@ -256,10 +299,7 @@ mod tests {
     async fn shutdown_frees_the_ports_for_a_restart() -> TestResult {
         let receiver = Receiver::start(ReceiverConfig::loopback()).await?;
         let endpoint = receiver.grpc_endpoint().ok_or("no gRPC")?;
-        let config = ReceiverConfig {
-            grpc_addr: receiver.grpc_addr(),
-            http_addr: receiver.http_addr(),
-        };
+        let config = receiver.config();
         let store = receiver.store();
         let mut client = TraceServiceClient::connect(endpoint.clone()).await?;
         client.export(trace_request()).await?;

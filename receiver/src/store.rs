@@ -17,7 +17,7 @@ use tokio::sync::watch;
 pub type RequestObserver = dyn Fn(&ReceivedRequest) -> Result<(), ReceiverError> + Send + Sync;
 
 /// Request counts of one signal, per transport.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TransportCounts {
     /// Requests received over OTLP/gRPC.
     pub grpc: usize,
@@ -40,7 +40,7 @@ impl TransportCounts {
 }
 
 /// What the receiver has taken in so far.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ReceiverStats {
     /// Trace export requests accepted.
     pub trace_requests: TransportCounts,
@@ -54,6 +54,8 @@ pub struct ReceiverStats {
     pub logs: usize,
     /// HTTP requests refused (wrong content type or encoding, undecodable body).
     pub rejected_http_requests: usize,
+    /// Requests refused for a missing or wrong required header (gRPC UNAUTHENTICATED, HTTP 401).
+    pub unauthenticated_requests: TransportCounts,
 }
 
 /// Everything the receiver accepted; clones share the same contents.
@@ -163,6 +165,14 @@ impl Store {
     /// Counts one refused HTTP request.
     pub(crate) fn count_rejected_http(&self) {
         self.contents().stats.rejected_http_requests += 1;
+    }
+
+    /// Counts one request refused for a missing or wrong required header.
+    pub(crate) fn count_unauthenticated(&self, transport: Transport) {
+        self.contents()
+            .stats
+            .unauthenticated_requests
+            .count(transport);
     }
 
     /// Every accepted request, in arrival order.
@@ -284,6 +294,7 @@ mod tests {
             request: ExportRequest::Metrics(ExportMetricsServiceRequest::default()),
         })?;
         store.count_rejected_http();
+        store.count_unauthenticated(Transport::Grpc);
         let expected = ReceiverStats {
             trace_requests: TransportCounts { grpc: 1, http: 1 },
             log_requests: TransportCounts { grpc: 0, http: 1 },
@@ -291,6 +302,7 @@ mod tests {
             spans: 6,
             logs: 1,
             rejected_http_requests: 1,
+            unauthenticated_requests: TransportCounts { grpc: 1, http: 0 },
         };
         assert_eq!(store.stats(), expected);
         assert_eq!(store.spans().len(), 6);

@@ -1,5 +1,5 @@
 //! The `otlp-receiver` binary: start-up line and ready file, real OTLP over both transports,
-//! printed spans, the dump, signals and bad addresses.
+//! printed spans, the dump, signals, bad addresses, TLS and a required header.
 
 use kspan_receiver::proto::collector::logs::v1::ExportLogsServiceRequest;
 use kspan_receiver::proto::collector::trace::v1::trace_service_client::TraceServiceClient;
@@ -294,5 +294,147 @@ fn a_taken_port_is_one_line_and_exit_2() -> TestResult {
         )),
         "{stderr}"
     );
+    Ok(())
+}
+
+/// TLS and a required header from the command line (the header through its variable, so the
+/// secret stays out of the process list): `https` endpoints, the right header passes, a missing
+/// one is refused.
+#[tokio::test]
+async fn tls_and_a_required_header_from_the_command_line() -> TestResult {
+    use kspan_receiver::test_pki::TestPki;
+    use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+
+    let dir = scratch("tls")?;
+    let pki = TestPki::generate()?;
+    let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
+    std::fs::write(&cert, &pki.server_cert_pem)?;
+    std::fs::write(&key, &pki.server_key_pem)?;
+    let mut child = Command::new(BIN)
+        .args(["--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0", "--quiet"])
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .env(
+            "OTLP_RECEIVER_REQUIRE_HEADER",
+            "authorization=Bearer s3cr3t",
+        )
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
+    let mut line = String::new();
+    tokio::time::timeout(Duration::from_secs(30), stdout.read_line(&mut line)).await??;
+    let grpc = line
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("grpc="))
+        .ok_or(format!("no grpc= in {line:?}"))?
+        .to_owned();
+    assert!(grpc.starts_with("https://127.0.0.1:"), "{line:?}");
+    assert!(line.contains(" http=https://127.0.0.1:"), "{line:?}");
+
+    let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&pki.ca_pem));
+    let channel = Channel::from_shared(grpc)?
+        .tls_config(tls)?
+        .connect()
+        .await?;
+    let mut client = TraceServiceClient::new(channel);
+    let mut request = tonic::Request::new(span_request("with-token"));
+    request
+        .metadata_mut()
+        .insert("authorization", "Bearer s3cr3t".parse()?);
+    client.export(request).await?;
+    let refused = client.export(span_request("without")).await;
+    assert_eq!(
+        refused.err().map(|status| status.code()),
+        Some(tonic::Code::Unauthenticated)
+    );
+
+    kill(
+        Pid::from_raw(i32::try_from(child.id().ok_or("reaped")?)?),
+        Signal::SIGTERM,
+    )?;
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await??;
+    assert!(status.success(), "{status}");
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).await?;
+    assert_eq!(
+        rest,
+        "stopped: 1 spans, 0 log records, 0 metrics requests\n"
+    );
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+/// Runs the receiver with `args`, expecting exit 2 and one line on stderr; returns the line.
+fn fails_with_one_line(
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Result<String, Box<dyn std::error::Error>> {
+    let output = assert_cmd::Command::new(BIN)
+        .args(["--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .args(args)
+        .envs(env.iter().copied())
+        .assert()
+        .code(2)
+        .stdout("")
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8(output.stderr)?;
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    Ok(stderr)
+}
+
+#[test]
+fn tls_needs_both_certificate_and_key() -> TestResult {
+    let stderr = fails_with_one_line(&["--tls-cert", "/etc/hostname"], &[])?;
+    assert!(stderr.contains("--tls-key <FILE>"), "{stderr}");
+    Ok(())
+}
+
+#[test]
+fn unusable_tls_files_are_one_line_and_exit_2() -> TestResult {
+    let missing = fails_with_one_line(
+        &[
+            "--tls-cert",
+            "/nonexistent/cert.pem",
+            "--tls-key",
+            "/nonexistent/key.pem",
+        ],
+        &[],
+    )?;
+    assert!(
+        missing.starts_with("otlp-receiver: cannot read TLS file /nonexistent/cert.pem: "),
+        "{missing}"
+    );
+    let dir = scratch("bad-pem")?;
+    let not_pem = dir.join("not.pem");
+    std::fs::write(&not_pem, "hello")?;
+    let path = not_pem.to_str().ok_or("path")?;
+    let garbage = fails_with_one_line(&["--tls-cert", path, "--tls-key", path], &[])?;
+    assert!(
+        garbage.contains(
+            "unusable TLS identity: the certificate chain holds no PEM CERTIFICATE block"
+        ),
+        "{garbage}"
+    );
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+#[test]
+fn a_malformed_required_header_does_not_show_its_value() -> TestResult {
+    for (args, env) in [
+        (vec!["--require-header", "bad name=s3cr3t"], vec![]),
+        (
+            vec![],
+            vec![("OTLP_RECEIVER_REQUIRE_HEADER", "s3cr3t-without-name")],
+        ),
+    ] {
+        let stderr = fails_with_one_line(&args, &env)?;
+        assert!(stderr.contains("invalid required header"), "{stderr}");
+        assert!(!stderr.contains("s3cr3t"), "{stderr}");
+    }
     Ok(())
 }

@@ -69,9 +69,11 @@ async fn main() -> ExitCode {
                 out_dir,
                 workload: Workload::Scenarios(workload_args),
                 kspan_args,
+                kspan_env: Vec::new(),
                 timeout: Duration::from_secs(timeout_secs),
                 stop_kspan_after: None,
                 receiver_outage: None,
+                receiver_security: Default::default(),
             };
             match run_capture(&config).await {
                 Ok(record) => {

@@ -7,7 +7,7 @@ use std::{
 };
 
 use anyhow::{bail, Context as _};
-use kspan_receiver::{Receiver, ReceiverConfig};
+use kspan_receiver::{Receiver, ReceiverConfig, ReceiverSecurity, ReceiverStats};
 use nix::{
     sys::signal::{kill, Signal},
     unistd::Pid,
@@ -22,7 +22,7 @@ pub mod artifacts {
     pub const RECEIVED: &str = "received.jsonl";
     /// kspan's `--summary-file`.
     pub const SUMMARY: &str = "summary.json";
-    /// kspan's stderr.
+    /// kspan's stderr (and its stdout, when it sends to a receiver).
     pub const KSPAN_LOG: &str = "kspan.log";
     /// The run's settings and exit statuses.
     pub const RUN: &str = "run.json";
@@ -81,12 +81,17 @@ pub struct CaptureConfig {
     pub workload: Workload,
     /// Extra arguments for kspan.
     pub kspan_args: Vec<String>,
+    /// Extra environment variables for kspan.
+    pub kspan_env: Vec<(String, String)>,
     /// Longest the workload may run.
     pub timeout: Duration,
     /// Stop kspan (SIGTERM) this long after it is ready, while the workload still runs.
     pub stop_kspan_after: Option<Duration>,
     /// Take the receiver away for a while during the run.
     pub receiver_outage: Option<Outage>,
+    /// TLS and a required header for the receiver (kspan's trust and header go in
+    /// `kspan_args`/`kspan_env`); none by default.
+    pub receiver_security: ReceiverSecurity,
 }
 
 /// The run's settings and outcome, saved as `run.json` for the judge.
@@ -100,6 +105,9 @@ pub struct RunRecord {
     pub kspan_exit: Option<i32>,
     /// The workload's exit code.
     pub workload_exit: Option<i32>,
+    /// What the receiver accepted and refused, when kspan sent to one.
+    #[serde(default)]
+    pub receiver: Option<ReceiverStats>,
 }
 
 /// Runs the workload under kspan with a receiver, leaving the artifacts in `out_dir`.
@@ -110,7 +118,8 @@ pub async fn run_capture(config: &CaptureConfig) -> anyhow::Result<RunRecord> {
     let _ = std::fs::remove_file(&ready);
     let (receiver, exporter_args) = match config.destination {
         Destination::Receiver(transport) => {
-            let (receiver, args) = start_receiver(transport).await?;
+            let (receiver, args) =
+                start_receiver(transport, config.receiver_security.clone()).await?;
             let receiver = match config.receiver_outage {
                 Some(outage) => ReceiverHandle::Outage(tokio::spawn(outage.run(
                     receiver,
@@ -155,9 +164,14 @@ pub async fn run_capture(config: &CaptureConfig) -> anyhow::Result<RunRecord> {
         .arg("--summary-file")
         .arg(out.join(artifacts::SUMMARY))
         .args(&config.kspan_args)
+        .envs(config.kspan_env.iter().cloned())
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
         .env_remove("OTEL_EXPORTER_OTLP_PROTOCOL")
         .stdin(Stdio::null())
+        .stdout(match config.destination {
+            Destination::Receiver(_) => Stdio::from(kspan_log.try_clone()?),
+            Destination::Stdout => Stdio::inherit(),
+        })
         .stderr(kspan_log)
         .kill_on_drop(true)
         .spawn()
@@ -188,6 +202,7 @@ pub async fn run_capture(config: &CaptureConfig) -> anyhow::Result<RunRecord> {
         }
         _ = tokio::time::sleep(config.timeout) => bail!("the workload did not finish within {:?}", config.timeout),
     };
+    let mut receiver_stats = None;
     if let Some(receiver) = receiver {
         let receiver = match receiver {
             ReceiverHandle::Running(receiver) => receiver,
@@ -196,6 +211,7 @@ pub async fn run_capture(config: &CaptureConfig) -> anyhow::Result<RunRecord> {
         receiver
             .store()
             .write_jsonl(&out.join(artifacts::RECEIVED))?;
+        receiver_stats = Some(receiver.store().stats());
         receiver.shutdown().await;
     }
 
@@ -204,6 +220,7 @@ pub async fn run_capture(config: &CaptureConfig) -> anyhow::Result<RunRecord> {
         destination: config.destination,
         kspan_exit,
         workload_exit: workload_exit.code(),
+        receiver: receiver_stats,
     };
     std::fs::write(
         out.join(artifacts::RUN),
@@ -238,10 +255,7 @@ impl Outage {
         wait_for_file(&ready, timeout).await?;
         tokio::time::sleep(self.after).await;
         let store = receiver.store();
-        let config = ReceiverConfig {
-            grpc_addr: receiver.grpc_addr(),
-            http_addr: receiver.http_addr(),
-        };
+        let config = receiver.config();
         receiver.shutdown().await;
         tokio::time::sleep(self.length).await;
         Receiver::start_with_store(config, store)
@@ -251,14 +265,19 @@ impl Outage {
 }
 
 /// A receiver on a free loopback port, and the kspan arguments that point at it.
-async fn start_receiver(transport: Transport) -> anyhow::Result<(Receiver, Vec<String>)> {
+async fn start_receiver(
+    transport: Transport,
+    security: ReceiverSecurity,
+) -> anyhow::Result<(Receiver, Vec<String>)> {
     let config = match transport {
         Transport::Grpc => ReceiverConfig {
             grpc_addr: Some(loopback()),
+            security,
             ..ReceiverConfig::default()
         },
         Transport::Http => ReceiverConfig {
             http_addr: Some(loopback()),
+            security,
             ..ReceiverConfig::default()
         },
     };

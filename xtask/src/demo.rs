@@ -27,9 +27,11 @@ pub fn run() -> Result<()> {
         out_dir: out_dir.clone(),
         workload: Workload::Scenarios(vec![]),
         kspan_args: vec![],
+        kspan_env: Vec::new(),
         timeout: Duration::from_secs(120),
         stop_kspan_after: None,
         receiver_outage: None,
+        receiver_security: Default::default(),
     };
     println!("==> running signalfd-workload under kspan (one line per captured call)\n");
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;

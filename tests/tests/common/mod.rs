@@ -39,9 +39,11 @@ pub fn config(name: &str, workload: Workload, kspan_args: &[&str]) -> CaptureCon
         out_dir,
         workload,
         kspan_args: kspan_args.iter().map(|arg| arg.to_string()).collect(),
+        kspan_env: Vec::new(),
         timeout: Duration::from_secs(300),
         stop_kspan_after: None,
         receiver_outage: None,
+        receiver_security: Default::default(),
     }
 }
 
