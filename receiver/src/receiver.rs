@@ -41,7 +41,8 @@ impl ReceiverConfig {
 #[derive(Debug)]
 pub struct Receiver {
     store: Store,
-    security: ReceiverSecurity,
+    // Boxed: keeps `Receiver` small enough to move around in enums.
+    security: Box<ReceiverSecurity>,
     grpc: Option<RunningServer>,
     http: Option<RunningServer>,
 }
@@ -100,7 +101,7 @@ impl Receiver {
         });
         Ok(Receiver {
             store,
-            security,
+            security: Box::new(security),
             grpc,
             http,
         })
@@ -112,7 +113,7 @@ impl Receiver {
         ReceiverConfig {
             grpc_addr: self.grpc_addr(),
             http_addr: self.http_addr(),
-            security: self.security.clone(),
+            security: (*self.security).clone(),
         }
     }
 
