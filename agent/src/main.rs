@@ -3,6 +3,7 @@
 
 mod attach;
 mod cli;
+mod health;
 mod clock;
 mod event;
 mod kernel_function;
@@ -24,9 +25,8 @@ use tracing_subscriber::EnvFilter;
 #[error(transparent)]
 pub struct UsageError(#[from] kspan_otel::ExportError);
 
-/// kspan's own events at info; the OpenTelemetry SDK's internal chatter only when it matters.
-const DEFAULT_LOG_FILTER: &str =
-    "info,opentelemetry=warn,opentelemetry_sdk=warn,opentelemetry_otlp=warn";
+/// kspan's own events (and its libraries' warnings) at info.
+const DEFAULT_LOG_FILTER: &str = "info";
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();

@@ -5,7 +5,9 @@ use std::{path::Path, time::Duration};
 use anyhow::Context as _;
 use kspan_otel::{
     agent_resource,
-    export::{OtlpConfig, OtlpSink, Pipeline, PipelineConfig, Protocol, Sink, StdoutSink},
+    export::{
+        MetricsExporter, OtlpConfig, OtlpSink, Pipeline, PipelineConfig, Protocol, Sink, StdoutSink,
+    },
     HostInfo, TraceGrouping,
 };
 use tokio::signal::unix::{signal, SignalKind};
@@ -15,6 +17,7 @@ use crate::{
     cli::{Cli, ExporterKind, OtlpProtocol},
     clock::BootClock,
     event::CallDecoder,
+    health::{self, HealthReporter},
     privileges, probes,
     reader::EventReader,
     summary::Summary,
@@ -32,7 +35,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     // Everything the user configured is checked before the kernel is touched: no partial start.
     let host = host_info()?;
     let grouping = TraceGrouping::new(boot_id()?, cli.trace_window);
-    let sink = build_sink(&cli, &host, grouping)?;
+    let (sink, health_exporter) = build_sink(&cli, &host, grouping)?;
     privileges::check(cli.attach)?;
     raise_memlock_limit();
 
@@ -90,6 +93,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     tracing::info!(probe = %attached.mode, "ready");
 
+    let health =
+        health_exporter.map(|(exporter, interval)| HealthReporter::start(exporter, interval));
     let mut report = tokio::time::interval(LOSS_REPORT_EVERY);
     let mut reported = Summary::new(
         &reader_counts,
@@ -104,6 +109,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 let now = Summary::new(&reader_counts, counter_maps.read()?, export_stats.snapshot());
                 if now.lost > reported.lost {
                     tracing::warn!(lost_since_last_report = now.lost - reported.lost, lost_total = now.lost, "calls lost");
+                }
+                if let Some(health) = &health {
+                    health.update(now.health());
                 }
                 reported = now;
             }
@@ -131,6 +139,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         export_stats.snapshot(),
     );
     summary.log();
+    if let Some(health) = health {
+        health.finish(summary.health()).await;
+    }
     if let Some(path) = &cli.summary_file {
         let json = serde_json::to_string_pretty(&summary)?;
         std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
@@ -138,9 +149,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn build_sink(cli: &Cli, host: &HostInfo, grouping: TraceGrouping) -> anyhow::Result<Sink> {
+/// Where calls go and, with OTLP, the health metrics exporter and its interval (unless
+/// `OTEL_METRICS_EXPORTER=none`).
+type Destination = (Sink, Option<(MetricsExporter, Duration)>);
+
+fn build_sink(cli: &Cli, host: &HostInfo, grouping: TraceGrouping) -> anyhow::Result<Destination> {
     Ok(match cli.exporter {
-        ExporterKind::Stdout => Sink::Stdout(StdoutSink::new(grouping)),
+        ExporterKind::Stdout => (Sink::Stdout(StdoutSink::new(grouping)), None),
         ExporterKind::Otlp => {
             let protocol = match cli.otlp_protocol {
                 Some(OtlpProtocol::Grpc) => Protocol::Grpc,
@@ -156,10 +171,16 @@ fn build_sink(cli: &Cli, host: &HostInfo, grouping: TraceGrouping) -> anyhow::Re
                 ca_certificate: cli.otlp_ca_cert.clone(),
                 timeout: cli.otlp_timeout,
             };
-            kspan_otel::export::validate_env().map_err(UsageError::from)?;
-            let sink = OtlpSink::new(&config, &agent_resource(host), grouping)
-                .map_err(UsageError::from)?;
-            Sink::Otlp(Box::new(sink))
+            let resource = agent_resource(host);
+            let sink = OtlpSink::new(&config, &resource, grouping).map_err(UsageError::from)?;
+            let health = match health::interval_from_env().map_err(UsageError::from)? {
+                Some(interval) => Some((
+                    MetricsExporter::new(&config, &resource).map_err(UsageError::from)?,
+                    interval,
+                )),
+                None => None,
+            };
+            (Sink::Otlp(Box::new(sink)), health)
         }
     })
 }

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::Ordering;
 
-use kspan_otel::ExportSnapshot;
+use kspan_otel::{ExportSnapshot, Health, LossStage};
 
 use crate::{probes::KernelCounters, reader::ReaderCounts};
 
@@ -38,6 +38,28 @@ impl Summary {
             kernel,
             export,
             lost,
+        }
+    }
+
+    /// The same figures as health metrics.
+    pub fn health(&self) -> Health {
+        let (k, e) = (&self.kernel, &self.export);
+        Health {
+            calls_captured: self.calls_read,
+            lost: vec![
+                (LossStage::RingBuffer, k.ring_buffer_full),
+                (LossStage::InFlightMap, k.in_flight_map_full),
+                (LossStage::StaleEntry, k.stale_entries),
+                (LossStage::Decode, self.malformed),
+                (LossStage::ExportQueue, e.dropped_queue_full),
+                (LossStage::Export, e.spans_failed),
+            ],
+            returns_without_entry: k.returns_without_entry,
+            spans_exported: e.spans_exported,
+            logs_exported: e.logs_exported,
+            export_errors: e.export_errors,
+            export_queue_depth: e.queued,
+            export_backlog_depth: e.backlog,
         }
     }
 
@@ -93,9 +115,13 @@ mod tests {
             spans_failed: 6,
             ..Default::default()
         };
+        let summary = Summary::new(&reader, kernel, export);
+        assert_eq!(summary.lost, 1 + 2 + 3 + 4 + 5 + 6);
+        let health = summary.health();
         assert_eq!(
-            Summary::new(&reader, kernel, export).lost,
-            1 + 2 + 3 + 4 + 5 + 6
+            health.lost.iter().map(|(_, n)| n).sum::<u64>(),
+            summary.lost
         );
+        assert_eq!(health.calls_captured, 10);
     }
 }

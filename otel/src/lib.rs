@@ -4,6 +4,7 @@
 mod call;
 pub mod decode;
 pub mod export;
+mod health;
 mod ids;
 mod record;
 mod resource;
@@ -12,6 +13,7 @@ mod stats;
 use std::path::PathBuf;
 
 pub use call::Call;
+pub use health::{Health, LossStage};
 pub use ids::TraceGrouping;
 pub use record::{call_attributes, LOG_EVENT_NAME};
 pub use resource::{agent_resource, HostInfo};
@@ -41,12 +43,20 @@ pub enum ExportError {
     #[error("malformed {variable}: entry {entry} is not KEY=VALUE with a valid header name")]
     InvalidEnvHeaders {
         /// The variable.
-        variable: &'static str,
+        variable: String,
         /// 1-based position of the bad entry (the text is not shown: it may be a secret).
         entry: usize,
     },
-    /// The CA certificate could not be read.
-    #[error("cannot read CA certificate {}: {source}", path.display())]
+    /// Another `OTEL_EXPORTER_OTLP_*` variable has a value kspan cannot use.
+    #[error("invalid {variable}: expected {expected}")]
+    InvalidEnv {
+        /// The variable.
+        variable: String,
+        /// What it may hold.
+        expected: &'static str,
+    },
+    /// A certificate or key file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
     Certificate {
         /// The file.
         path: PathBuf,
@@ -56,9 +66,6 @@ pub enum ExportError {
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
     HttpClient(String),
-    /// opentelemetry-otlp refused the configuration.
-    #[error("cannot build the OTLP exporter: {0}")]
-    Build(#[from] opentelemetry_otlp::ExporterBuildError),
     /// A queue or batch size of zero.
     #[error("the export queue and batch sizes must be at least 1")]
     InvalidQueue,

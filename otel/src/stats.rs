@@ -21,6 +21,8 @@ pub struct ExportStats {
     pub export_errors: AtomicU64,
     /// Calls waiting in the retry backlog now (a gauge).
     pub backlog: AtomicU64,
+    /// Calls moved from the export queue into the backlog.
+    pub dequeued: AtomicU64,
 }
 
 /// A point-in-time copy of [`ExportStats`].
@@ -42,6 +44,8 @@ pub struct ExportSnapshot {
     pub export_errors: u64,
     /// See [`ExportStats::backlog`].
     pub backlog: u64,
+    /// Calls waiting in the export queue now.
+    pub queued: u64,
 }
 
 impl ExportStats {
@@ -67,6 +71,7 @@ impl ExportStats {
             logs_failed: read(&self.logs_failed),
             export_errors: read(&self.export_errors),
             backlog: read(&self.backlog),
+            queued: read(&self.accepted).saturating_sub(read(&self.dequeued)),
         }
     }
 }

@@ -18,7 +18,9 @@ use tokio::{
     task::JoinHandle,
 };
 
-pub use otlp::{validate_endpoint, validate_env, OtlpConfig, OtlpSink, Protocol};
+pub use otlp::{
+    validate_endpoint, MetricsExporter, OtlpConfig, OtlpSink, Protocol, Rejected, Signal,
+};
 pub use stdout::StdoutSink;
 
 use crate::{call::Call, stats::ExportStats, ExportError};
@@ -33,29 +35,23 @@ pub enum Sink {
 }
 
 impl Sink {
-    async fn export_spans(&self, calls: &[Call]) -> Result<(), String> {
+    async fn export_spans(&self, calls: &[Call]) -> Result<Rejected, String> {
         match self {
             Sink::Otlp(sink) => sink.export_spans(calls).await,
-            Sink::Stdout(sink) => sink.export(calls),
+            Sink::Stdout(sink) => sink.export(calls).map(|()| 0),
         }
     }
 
-    async fn export_logs(&self, calls: &[Call]) -> Result<(), String> {
+    async fn export_logs(&self, calls: &[Call]) -> Result<Rejected, String> {
         match self {
             Sink::Otlp(sink) => sink.export_logs(calls).await,
-            Sink::Stdout(_) => Ok(()),
+            Sink::Stdout(_) => Ok(0),
         }
     }
 
     /// Whether this sink sends log records besides spans.
     fn sends_logs(&self) -> bool {
         matches!(self, Sink::Otlp(_))
-    }
-
-    fn shutdown(&mut self) {
-        if let Sink::Otlp(sink) = self {
-            sink.shutdown();
-        }
     }
 }
 
@@ -164,6 +160,7 @@ impl Shared {
 
     /// Adds a batch, counting what falls out of the backlog.
     fn enqueue(&self, calls: Vec<Call>) {
+        ExportStats::add(&self.stats.dequeued, calls.len() as u64);
         let pending = PendingBatch {
             calls,
             spans_sent: false,
@@ -244,26 +241,40 @@ async fn deliver(sink: Sink, config: PipelineConfig, shared: Arc<Shared>) {
         // Spans and logs travel on separate requests: send them concurrently.
         let spans = async {
             match batch.spans_sent {
-                true => Ok(()),
-                false => sink.export_spans(&batch.calls).await,
+                true => None,
+                false => Some(sink.export_spans(&batch.calls).await),
             }
         };
         let logs = async {
             match batch.logs_sent {
-                true => Ok(()),
-                false => sink.export_logs(&batch.calls).await,
+                true => None,
+                false => Some(sink.export_logs(&batch.calls).await),
             }
         };
         let (spans, logs) = tokio::join!(spans, logs);
-        if spans.is_ok() && !batch.spans_sent {
+        let stats = &shared.stats;
+        if let Some(Ok(rejected)) = spans {
             batch.spans_sent = true;
-            ExportStats::add(&shared.stats.spans_exported, count);
+            count_delivery(
+                "spans",
+                count,
+                rejected,
+                &stats.spans_exported,
+                &stats.spans_failed,
+            );
         }
-        if logs.is_ok() && !batch.logs_sent {
+        if let Some(Ok(rejected)) = logs {
             batch.logs_sent = true;
-            ExportStats::add(&shared.stats.logs_exported, count);
+            count_delivery(
+                "log records",
+                count,
+                rejected,
+                &stats.logs_exported,
+                &stats.logs_failed,
+            );
         }
-        match spans.and(logs) {
+        let failed = [spans, logs].into_iter().flatten().find_map(Result::err);
+        match failed.map_or(Ok(()), Err) {
             Ok(()) => {
                 if backoff.current() != config.initial_backoff {
                     tracing::info!("export recovered: delivering the backlog");
@@ -290,9 +301,22 @@ async fn deliver(sink: Sink, config: PipelineConfig, shared: Arc<Shared>) {
         ExportStats::set(&shared.stats.backlog, shared.backlog().len() as u64);
     }
     ExportStats::set(&shared.stats.backlog, 0);
-    // The SDK's shutdown blocks on its own futures: run it off the async threads.
-    let mut sink = sink;
-    let _ = tokio::task::spawn_blocking(move || sink.shutdown()).await;
+}
+
+/// Counts an accepted request: what the collector kept, and what it rejected (lost, and said).
+fn count_delivery(
+    what: &str,
+    sent: u64,
+    rejected: u64,
+    exported: &std::sync::atomic::AtomicU64,
+    failed: &std::sync::atomic::AtomicU64,
+) {
+    let rejected = rejected.min(sent);
+    ExportStats::add(exported, sent - rejected);
+    if rejected > 0 {
+        ExportStats::add(failed, rejected);
+        tracing::warn!(rejected, sent, "the collector rejected some {what}");
+    }
 }
 
 #[cfg(test)]

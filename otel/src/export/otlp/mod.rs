@@ -1,0 +1,179 @@
+//! OTLP export of spans and log records over gRPC or HTTP/protobuf. Requests are built straight
+//! from calls as `opentelemetry-proto` messages; standard `OTEL_EXPORTER_OTLP_*` variables apply
+//! wherever the command line leaves a setting open.
+
+mod client;
+mod config;
+
+use opentelemetry::{Array, Value};
+use opentelemetry_proto::tonic::{
+    collector::{
+        logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest,
+        trace::v1::ExportTraceServiceRequest,
+    },
+    common::v1::{any_value, AnyValue, ArrayValue, InstrumentationScope},
+    logs::v1::{ResourceLogs, ScopeLogs},
+    metrics::v1::{Metric, ResourceMetrics, ScopeMetrics},
+    resource::v1::Resource,
+    trace::v1::{ResourceSpans, ScopeSpans},
+};
+
+pub use client::Rejected;
+pub use config::{validate_endpoint, OtlpConfig, Protocol, Signal};
+
+use crate::{call::Call, ids::TraceGrouping, record, ExportError};
+use client::Endpoint;
+
+/// Who is sending: the agent's resource and instrumentation scope, on every request.
+#[derive(Clone)]
+struct Sender {
+    resource: Resource,
+    scope: InstrumentationScope,
+}
+
+impl Sender {
+    /// The resource, detected through the SDK (which parses OTEL_RESOURCE_ATTRIBUTES), as OTLP.
+    fn new(resource: &opentelemetry_sdk::Resource) -> Self {
+        Self {
+            resource: Resource {
+                attributes: resource
+                    .iter()
+                    .map(|(key, value)| record::key_value(key.as_str(), proto_value(value)))
+                    .collect(),
+                ..Resource::default()
+            },
+            scope: InstrumentationScope {
+                name: "kspan".to_string(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                ..InstrumentationScope::default()
+            },
+        }
+    }
+}
+
+/// Encodes calls as OTLP spans and log records and sends them.
+pub struct OtlpSink {
+    traces: Endpoint,
+    logs: Endpoint,
+    sender: Sender,
+    grouping: TraceGrouping,
+}
+
+impl OtlpSink {
+    /// Resolves every setting (failing on anything malformed) and prepares both endpoints.
+    /// Must run inside a tokio runtime.
+    pub fn new(
+        config: &OtlpConfig,
+        resource: &opentelemetry_sdk::Resource,
+        grouping: TraceGrouping,
+    ) -> Result<Self, ExportError> {
+        let endpoint = |signal| Endpoint::new(config.protocol, &config.target(signal)?);
+        Ok(Self {
+            traces: endpoint(Signal::Traces)?,
+            logs: endpoint(Signal::Logs)?,
+            sender: Sender::new(resource),
+            grouping,
+        })
+    }
+
+    /// Sends one span per call.
+    pub(crate) async fn export_spans(&self, calls: &[Call]) -> Result<Rejected, String> {
+        let spans = calls
+            .iter()
+            .map(|call| record::span(call, &self.grouping, record::call_attributes(call)))
+            .collect();
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(self.sender.resource.clone()),
+                scope_spans: vec![ScopeSpans {
+                    scope: Some(self.sender.scope.clone()),
+                    spans,
+                    ..ScopeSpans::default()
+                }],
+                ..ResourceSpans::default()
+            }],
+        };
+        self.traces.send(request).await
+    }
+
+    /// Sends one log record per call.
+    pub(crate) async fn export_logs(&self, calls: &[Call]) -> Result<Rejected, String> {
+        let log_records = calls
+            .iter()
+            .map(|call| record::log_record(call, &self.grouping, record::call_attributes(call)))
+            .collect();
+        let request = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                resource: Some(self.sender.resource.clone()),
+                scope_logs: vec![ScopeLogs {
+                    scope: Some(self.sender.scope.clone()),
+                    log_records,
+                    ..ScopeLogs::default()
+                }],
+                ..ResourceLogs::default()
+            }],
+        };
+        self.logs.send(request).await
+    }
+}
+
+/// Sends kspan's own health metrics to the collector the calls go to.
+pub struct MetricsExporter {
+    metrics: Endpoint,
+    sender: Sender,
+}
+
+impl MetricsExporter {
+    /// Resolves the metrics settings like [`OtlpSink::new`] does for spans and logs.
+    pub fn new(
+        config: &OtlpConfig,
+        resource: &opentelemetry_sdk::Resource,
+    ) -> Result<Self, ExportError> {
+        Ok(Self {
+            metrics: Endpoint::new(config.protocol, &config.target(Signal::Metrics)?)?,
+            sender: Sender::new(resource),
+        })
+    }
+
+    /// Sends metrics under the agent's resource and scope.
+    pub async fn export(&self, metrics: Vec<Metric>) -> Result<Rejected, String> {
+        let request = ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                resource: Some(self.sender.resource.clone()),
+                scope_metrics: vec![ScopeMetrics {
+                    scope: Some(self.sender.scope.clone()),
+                    metrics,
+                    ..ScopeMetrics::default()
+                }],
+                ..ResourceMetrics::default()
+            }],
+        };
+        self.metrics.send(request).await
+    }
+}
+
+fn proto_value(value: &Value) -> any_value::Value {
+    fn array<T>(items: &[T], each: impl Fn(&T) -> any_value::Value) -> any_value::Value {
+        any_value::Value::ArrayValue(ArrayValue {
+            values: items
+                .iter()
+                .map(|item| AnyValue {
+                    value: Some(each(item)),
+                })
+                .collect(),
+        })
+    }
+    match value {
+        Value::Bool(b) => any_value::Value::BoolValue(*b),
+        Value::I64(i) => any_value::Value::IntValue(*i),
+        Value::F64(f) => any_value::Value::DoubleValue(*f),
+        Value::String(s) => any_value::Value::StringValue(s.to_string()),
+        Value::Array(Array::Bool(items)) => array(items, |b| any_value::Value::BoolValue(*b)),
+        Value::Array(Array::I64(items)) => array(items, |i| any_value::Value::IntValue(*i)),
+        Value::Array(Array::F64(items)) => array(items, |f| any_value::Value::DoubleValue(*f)),
+        Value::Array(Array::String(items)) => {
+            array(items, |s| any_value::Value::StringValue(s.to_string()))
+        }
+        other => any_value::Value::StringValue(other.to_string()),
+    }
+}
