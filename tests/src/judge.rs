@@ -26,6 +26,11 @@ pub struct Verdict {
     pub lost: u64,
     /// Expected calls that no span matched.
     pub missing: usize,
+    /// Calls already inside the kernel when the probe attached: no span may show them, and
+    /// each return must be counted as a return without entry.
+    pub midflight: usize,
+    /// kspan's count of returns without an entry.
+    pub returns_without_entry: u64,
     /// Every difference found, readable.
     pub mismatches: Vec<String>,
 }
@@ -53,6 +58,13 @@ impl std::fmt::Display for Verdict {
             self.lost,
             if self.passed() { "PASS" } else { "FAIL" }
         )?;
+        if self.midflight > 0 {
+            write!(
+                f,
+                " ({} calls mid-flight at attach, {} returns without entry counted)",
+                self.midflight, self.returns_without_entry
+            )?;
+        }
         for mismatch in self.mismatches.iter().take(SHOWN_MISMATCHES) {
             write!(f, "\n  {mismatch}")?;
         }
@@ -108,8 +120,15 @@ impl Expectation {
     fn sees(self, call: &CallRecord) -> bool {
         match self {
             Expectation::KernelFunction(_) => call.reaches_kernel_function(),
-            Expectation::Tracepoint => true,
+            Expectation::Tracepoint => !call.midflight,
         }
+    }
+
+    /// Whether the call was inside the probed code when the probe attached, so only its return
+    /// can be seen. Mid-flight calls are held in the syscall's copy of the mask: past the
+    /// `sys_enter` tracepoint, but before `do_signalfd4`, which kprobe and fentry watch.
+    fn sees_only_the_return(self, call: &CallRecord) -> bool {
+        self == Expectation::Tracepoint && call.midflight
     }
 
     /// `signalfd.mask.source` for the call, and whether the mask value is meaningful.
@@ -163,6 +182,20 @@ pub fn judge_dir_with(dir: &Path, completeness: Completeness) -> anyhow::Result<
         verdict.mismatches.push(format!(
             "kspan counted {} lost calls, {} calls are missing: {summary}",
             verdict.lost, verdict.missing
+        ));
+    }
+    let kernel_count = |name: &str| {
+        summary["kernel"][name]
+            .as_u64()
+            .with_context(|| format!("summary.json has no `kernel.{name}`"))
+    };
+    verdict.returns_without_entry = kernel_count("returns_without_entry")?;
+    // An entry the full in-flight map could not hold also leaves its return alone.
+    let lone_returns = verdict.midflight as u64 + kernel_count("in_flight_map_full")?;
+    if verdict.returns_without_entry != lone_returns {
+        verdict.mismatches.push(format!(
+            "kspan counted {} returns without entry, expected {lone_returns} ({} calls mid-flight at attach + entries the in-flight map refused): {summary}",
+            verdict.returns_without_entry, verdict.midflight
         ));
     }
     if run.kspan_exit != Some(0) {
@@ -232,6 +265,26 @@ pub fn judge(
     }
     for spans in spans_by_tid.values_mut() {
         spans.sort_by_key(|span| span.start_time_unix_nano);
+    }
+    for call in manifest
+        .iter()
+        .filter(|call| expect.sees_only_the_return(call))
+    {
+        verdict.midflight += 1;
+        let window = call.wall_before_ns..=call.wall_after_ns;
+        let shown = spans_by_tid
+            .get(&i64::from(call.tid))
+            .into_iter()
+            .flatten()
+            .filter(|span| window.contains(&span.start_time_unix_nano));
+        for span in shown {
+            mismatches.push(format!(
+                "thread {}: call seq {} was mid-flight when the probe attached, yet {} shows it",
+                call.tid,
+                call.seq,
+                describe(span)
+            ));
+        }
     }
     for (tid, spans) in &spans_by_tid {
         if !calls_by_tid.contains_key(tid) {
@@ -499,6 +552,7 @@ mod tests {
             errno_name: fd.is_none().then(|| "EINVAL".into()),
             wall_before_ns: 1_000 + seq * 1_000,
             wall_after_ns: 1_900 + seq * 1_000,
+            midflight: false,
         }
     }
 
@@ -773,6 +827,51 @@ mod tests {
         );
         assert!(verdict.passed(), "{:#?}", verdict.mismatches);
         assert_eq!(verdict.missing, 1);
+    }
+
+    #[test]
+    fn midflight_calls_must_make_no_span() {
+        let (mut manifest, spans, logs) = fixture();
+        let mut held = call(0, 100, Some(7));
+        held.midflight = true;
+        manifest.push(held.clone());
+        let verdict = judge(
+            &manifest,
+            &spans,
+            &logs,
+            Expectation::Tracepoint,
+            Completeness::Exact,
+        );
+        assert!(verdict.passed(), "{:#?}", verdict.mismatches);
+        assert_eq!((verdict.expected, verdict.midflight), (3, 1));
+
+        let (mut spans, mut logs) = (spans, logs);
+        spans.push(span_for(&held));
+        logs.push(log_for(spans.last().unwrap()));
+        let verdict = judge(
+            &manifest,
+            &spans,
+            &logs,
+            Expectation::Tracepoint,
+            Completeness::Exact,
+        );
+        assert!(
+            verdict
+                .mismatches
+                .iter()
+                .any(|m| m.starts_with("thread 100: call seq 0 was mid-flight")),
+            "{:#?}",
+            verdict.mismatches
+        );
+        // kprobe and fentry see the held call begin: do_signalfd4 runs after it is let go.
+        let kprobe = judge(
+            &manifest,
+            &spans,
+            &logs,
+            Expectation::KernelFunction("kprobe"),
+            Completeness::Exact,
+        );
+        assert_eq!((kprobe.expected, kprobe.midflight), (4, 0));
     }
 
     #[test]

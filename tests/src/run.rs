@@ -28,6 +28,8 @@ pub mod artifacts {
     pub const RUN: &str = "run.json";
     /// kspan's ready file.
     pub const READY: &str = "ready";
+    /// The workload's file saying its mid-flight calls are held inside the kernel.
+    pub const HELD: &str = "held";
 }
 
 /// OTLP transport between kspan and the receiver.
@@ -63,6 +65,14 @@ pub enum Workload {
     Bench {
         /// Updates to make.
         calls: u64,
+    },
+    /// `calls` calls held inside the kernel before kspan starts (`--midflight`): kspan starts
+    /// once they are held and they finish once it is ready; then the scenarios, as above.
+    MidFlight {
+        /// Calls held, one thread each.
+        calls: u16,
+        /// Scenario arguments.
+        scenarios: Vec<String>,
     },
 }
 
@@ -133,6 +143,8 @@ pub async fn run_capture(config: &CaptureConfig) -> anyhow::Result<RunRecord> {
         Destination::Stdout => (None, vec!["--exporter".to_string(), "stdout".to_string()]),
     };
 
+    let held = out.join(artifacts::HELD);
+    let _ = std::fs::remove_file(&held);
     let mut workload = Command::new(binary(&config.bin_dir, "signalfd-workload")?);
     match &config.workload {
         Workload::Scenarios(args) => workload
@@ -140,6 +152,12 @@ pub async fn run_capture(config: &CaptureConfig) -> anyhow::Result<RunRecord> {
             .arg(out.join(artifacts::MANIFEST))
             .args(args),
         Workload::Bench { calls } => workload.args(["bench", "--calls", &calls.to_string()]),
+        Workload::MidFlight { calls, scenarios } => workload
+            .arg("--manifest")
+            .arg(out.join(artifacts::MANIFEST))
+            .args(["--midflight", &calls.to_string(), "--midflight-file"])
+            .arg(&held)
+            .args(scenarios),
     };
     let mut workload = workload
         .arg("--wait-for")
@@ -149,6 +167,13 @@ pub async fn run_capture(config: &CaptureConfig) -> anyhow::Result<RunRecord> {
         .spawn()
         .context("starting signalfd-workload")?;
     let workload_pid = workload.id().context("workload exited at once")?;
+    if let Workload::MidFlight { .. } = config.workload {
+        // kspan must attach while the held calls are already inside the kernel.
+        tokio::select! {
+            waited = wait_for_file(&held, config.timeout) => waited?,
+            status = workload.wait() => bail!("the workload exited ({status:?}) before its mid-flight calls were held"),
+        }
+    }
 
     let kspan_log = std::fs::File::create(out.join(artifacts::KSPAN_LOG))?;
     let mut kspan = Command::new(binary(&config.bin_dir, "kspan")?)

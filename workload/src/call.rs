@@ -150,15 +150,26 @@ impl<'r> Caller<'r> {
     /// and records it. Unexpected answers are recorded as problems, not returned as errors;
     /// the error is only for a manifest that cannot be written.
     pub fn call(&self, spec: &CallSpec) -> Result<Called, ManifestError> {
+        self.make(spec, sys::mask_ptr(spec.mask.as_ref()), false)
+    }
+
+    /// Like [`Caller::call`], but the kernel reads the mask from `mask_at`, which must hold
+    /// `spec.mask` by the time the kernel reads it (a page that faults holds the call inside the
+    /// kernel until it is supplied); the record is marked mid-flight.
+    pub fn call_held(&self, spec: &CallSpec, mask_at: *const u64) -> Result<Called, ManifestError> {
+        self.make(spec, mask_at, true)
+    }
+
+    fn make(
+        &self,
+        spec: &CallSpec,
+        mask_at: *const u64,
+        midflight: bool,
+    ) -> Result<Called, ManifestError> {
         let seq = self.recorder.next_seq();
-        let timed = sys::timed_call(
-            spec.syscall,
-            spec.ufd,
-            spec.mask.as_ref(),
-            spec.sizemask,
-            spec.flags,
-        );
-        let record = self.record(seq, spec, &timed);
+        let timed = sys::timed_call(spec.syscall, spec.ufd, mask_at, spec.sizemask, spec.flags);
+        let mut record = self.record(seq, spec, &timed);
+        record.midflight = midflight;
         let verdict = judge(spec, timed.result);
         let fd = match (spec.expect, timed.result) {
             (Expect::Failed(_), Ok(fd)) => {
@@ -194,6 +205,7 @@ impl<'r> Caller<'r> {
             errno_name: errno.map(|e| format!("{e:?}")),
             wall_before_ns: timed.wall_before_ns,
             wall_after_ns: timed.wall_after_ns,
+            midflight: false,
         }
     }
 }

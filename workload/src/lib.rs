@@ -9,12 +9,14 @@ pub mod bench;
 pub mod call;
 pub mod manifest;
 pub mod mask;
+pub mod midflight;
 pub mod pace;
 pub mod proof;
 pub mod record;
 pub mod run;
 pub mod scenario;
 pub mod sys;
+pub mod uffd;
 pub mod wait;
 
 #[cfg(test)]
@@ -22,5 +24,5 @@ mod test_support;
 
 pub use manifest::{read_manifest, CallRecord, ManifestError, ManifestWriter, Syscall};
 pub use record::RunSummary;
-pub use run::{run, RunConfig, WorkloadError};
+pub use run::{run, run_gated, HeldCalls, RunConfig, WorkloadError};
 pub use scenario::Scenario;

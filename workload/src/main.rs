@@ -6,7 +6,7 @@ use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use signalfd_workload::bench::{bench, SETUP_CALLS};
 use signalfd_workload::wait::wait_for_path;
-use signalfd_workload::{run, RunConfig, Scenario};
+use signalfd_workload::{run_gated, HeldCalls, RunConfig, Scenario, WorkloadError};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -56,6 +56,13 @@ struct RunArgs {
     /// Volume mode: run for this many seconds (rate x duration calls).
     #[arg(long, value_name = "SECS", requires = "rate", value_parser = positive_number)]
     duration: Option<f64>,
+    /// Before --wait-for, hold this many calls inside the kernel (one thread each; their mask
+    /// page faults); they finish once --wait-for exists, then the scenarios run. Needs root.
+    #[arg(long, value_name = "CALLS", requires = "midflight_file", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    midflight: Option<u16>,
+    /// Create this file once every --midflight call is held inside the kernel.
+    #[arg(long, value_name = "PATH", requires = "midflight")]
+    midflight_file: Option<PathBuf>,
     #[command(flatten)]
     wait: WaitArgs,
 }
@@ -80,7 +87,7 @@ struct WaitArgs {
 }
 
 impl WaitArgs {
-    fn wait(&self) -> anyhow::Result<()> {
+    fn wait(&self) -> Result<(), WorkloadError> {
         if let Some(path) = &self.wait_for {
             wait_for_path(path, Duration::from_secs_f64(self.wait_timeout))?;
         }
@@ -113,6 +120,13 @@ impl RunArgs {
             seed: self.seed,
             rate: self.rate,
             manifest: self.manifest.clone(),
+            midflight: self
+                .midflight
+                .zip(self.midflight_file.clone())
+                .map(|(calls, held_file)| HeldCalls {
+                    calls: usize::from(calls),
+                    held_file,
+                }),
         }
     }
 }
@@ -126,8 +140,8 @@ fn run_command(args: &RunArgs) -> anyhow::Result<ExitCode> {
             )
             .exit();
     }
-    args.wait.wait()?;
-    let summary = run(&args.config()).context("workload run failed")?;
+    let gate = || args.wait.wait();
+    let summary = run_gated(&args.config(), gate).context("workload run failed")?;
     eprintln!("signalfd-workload: {summary}");
     if summary.all_as_expected() {
         return Ok(ExitCode::SUCCESS);
@@ -206,5 +220,23 @@ mod tests {
             panic!("run subcommand expected");
         };
         assert_eq!(args.config().scenarios, [Scenario::Errors, Scenario::Masks]);
+    }
+
+    #[test]
+    fn midflight_needs_its_file_and_runs_before_the_scenarios() {
+        assert!(Cli::try_parse_from(["w", "--midflight", "3"]).is_err());
+        assert!(Cli::try_parse_from(["w", "--midflight-file", "held"]).is_err());
+        assert!(Cli::try_parse_from(["w", "--scenario", "midflight"]).is_err());
+        let cli = Cli::try_parse_from(["w", "--midflight", "3", "--midflight-file", "held"])
+            .expect("parse");
+        let config = cli.run.config();
+        assert_eq!(
+            config.midflight,
+            Some(HeldCalls {
+                calls: 3,
+                held_file: "held".into()
+            })
+        );
+        assert_eq!(config.scenarios, Scenario::DEFAULT);
     }
 }

@@ -71,6 +71,10 @@ pub struct CallRecord {
     pub wall_before_ns: u64,
     /// CLOCK_REALTIME in unix ns, read just after the syscall.
     pub wall_after_ns: u64,
+    /// Held inside the kernel across the run's gate (see `midflight`): an agent that became ready
+    /// meanwhile attached while this call was already in flight, and sees only its return.
+    #[serde(default)]
+    pub midflight: bool,
 }
 
 impl CallRecord {
@@ -227,6 +231,7 @@ mod tests {
             errno_name: Some("EINVAL".to_string()),
             wall_before_ns: 1_700_000_000_000_000_000,
             wall_after_ns: 1_700_000_000_000_000_500,
+            midflight: false,
         }
     }
 
@@ -245,6 +250,14 @@ mod tests {
         }
         writer.flush().expect("flush");
         assert_eq!(read_manifest(path.as_ref()).expect("read"), written);
+    }
+
+    #[test]
+    fn records_without_the_midflight_field_read_as_ordinary_calls() {
+        let mut json: serde_json::Value = serde_json::to_value(record(0)).expect("encode");
+        json.as_object_mut().expect("object").remove("midflight");
+        let read: CallRecord = serde_json::from_value(json).expect("decode");
+        assert_eq!(read, record(0));
     }
 
     #[test]

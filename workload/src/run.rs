@@ -23,6 +23,17 @@ pub struct RunConfig {
     pub rate: Option<f64>,
     /// Where to write the manifest; `None` writes none (only counters are kept).
     pub manifest: Option<PathBuf>,
+    /// Calls to hold inside the kernel across the run's gate, before the scenarios.
+    pub midflight: Option<HeldCalls>,
+}
+
+/// Calls held inside the kernel while the run waits for its gate (see [`crate::midflight`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeldCalls {
+    /// How many, one thread each.
+    pub calls: usize,
+    /// Created once every one of them is inside the kernel.
+    pub held_file: PathBuf,
 }
 
 impl Default for RunConfig {
@@ -34,6 +45,7 @@ impl Default for RunConfig {
             seed: 1,
             rate: None,
             manifest: None,
+            midflight: None,
         }
     }
 }
@@ -89,12 +101,25 @@ pub enum WorkloadError {
 
 /// Runs the configured scenarios and sums them up.
 pub fn run(config: &RunConfig) -> Result<RunSummary, WorkloadError> {
+    run_gated(config, || Ok(()))
+}
+
+/// Runs the configured scenarios once `gate` returns (e.g. the agent's ready file exists); held
+/// calls, if any, are inside the kernel before the gate is awaited and finish after it opens.
+pub fn run_gated(
+    config: &RunConfig,
+    gate: impl FnOnce() -> Result<(), WorkloadError>,
+) -> Result<RunSummary, WorkloadError> {
     let writer = config
         .manifest
         .as_deref()
         .map(ManifestWriter::create)
         .transpose()?;
     let recorder = Recorder::new(writer);
+    match &config.midflight {
+        Some(held) => crate::midflight::run(&recorder, held.calls, Some(&held.held_file), gate)?,
+        None => gate()?,
+    }
     let start = Instant::now();
     for scenario in &config.scenarios {
         tracing::debug!(scenario = scenario.name(), "scenario starts");

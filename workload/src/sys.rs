@@ -30,20 +30,27 @@ pub fn realtime_ns() -> u64 {
 }
 
 /// The mask pointer to pass: a real 8-byte buffer, or null (unreadable: the EFAULT case).
-fn mask_ptr(mask: Option<&u64>) -> *const u64 {
+pub fn mask_ptr(mask: Option<&u64>) -> *const u64 {
     mask.map_or(std::ptr::null(), |m| m as *const u64)
 }
 
 /// `signalfd4(ufd, mask, sizemask, flags)` as a raw syscall; returns the raw return value.
 #[inline(always)]
 pub fn raw_signalfd4(ufd: RawFd, mask: Option<&u64>, sizemask: u64, flags: i32) -> libc::c_long {
-    // SAFETY: the mask pointer is null or points to a live u64; the kernel rejects any sizemask
-    // but 8 before reading, then reads exactly those 8 bytes, and reports a null pointer as EFAULT.
+    signalfd4_at(ufd, mask_ptr(mask), sizemask, flags)
+}
+
+/// `signalfd4` with the mask read from `mask`, an address the kernel checks (a bad one is EFAULT).
+#[inline(always)]
+fn signalfd4_at(ufd: RawFd, mask: *const u64, sizemask: u64, flags: i32) -> libc::c_long {
+    // SAFETY: only the kernel reads through the pointer, with copy_from_user: an address it
+    // cannot read is reported as EFAULT. It rejects any sizemask but 8 before reading, then
+    // reads exactly those 8 bytes.
     unsafe {
         libc::syscall(
             libc::SYS_signalfd4,
             ufd as libc::c_long,
-            mask_ptr(mask),
+            mask,
             sizemask as libc::c_long,
             flags as libc::c_long,
         )
@@ -53,36 +60,43 @@ pub fn raw_signalfd4(ufd: RawFd, mask: Option<&u64>, sizemask: u64, flags: i32) 
 /// `signalfd(ufd, mask, sizemask)` as a raw syscall; returns the raw return value.
 #[inline(always)]
 pub fn raw_signalfd(ufd: RawFd, mask: Option<&u64>, sizemask: u64) -> libc::c_long {
-    // SAFETY: as for `raw_signalfd4`: the mask pointer is null or a live u64 and the kernel only
-    // reads 8 bytes from it.
+    signalfd_at(ufd, mask_ptr(mask), sizemask)
+}
+
+/// `signalfd` with the mask read from `mask`, an address the kernel checks (a bad one is EFAULT).
+#[inline(always)]
+fn signalfd_at(ufd: RawFd, mask: *const u64, sizemask: u64) -> libc::c_long {
+    // SAFETY: as for `signalfd4_at`: only the kernel reads through the pointer, and it reports
+    // an address it cannot read as EFAULT.
     unsafe {
         libc::syscall(
             libc::SYS_signalfd,
             ufd as libc::c_long,
-            mask_ptr(mask),
+            mask,
             sizemask as libc::c_long,
         )
     }
 }
 
-/// Makes one call, reading the wall clock immediately before and after it and nothing else
-/// in between, so that the kernel's view of the call falls inside the two readings.
+/// Makes one call with the mask read from `mask` (see [`mask_ptr`]), reading the wall clock
+/// immediately before and after it and nothing else in between, so that the kernel's view of
+/// the call falls inside the two readings.
 pub fn timed_call(
     syscall: Syscall,
     ufd: RawFd,
-    mask: Option<&u64>,
+    mask: *const u64,
     sizemask: u64,
     flags: i32,
 ) -> TimedResult {
     let (wall_before_ns, ret, wall_after_ns) = match syscall {
         Syscall::Signalfd4 => {
             let before = realtime_ns();
-            let ret = raw_signalfd4(ufd, mask, sizemask, flags);
+            let ret = signalfd4_at(ufd, mask, sizemask, flags);
             (before, ret, realtime_ns())
         }
         Syscall::Signalfd => {
             let before = realtime_ns();
-            let ret = raw_signalfd(ufd, mask, sizemask);
+            let ret = signalfd_at(ufd, mask, sizemask);
             (before, ret, realtime_ns())
         }
     };
@@ -128,7 +142,7 @@ mod tests {
 
     #[test]
     fn timed_call_brackets_and_reports_errno() {
-        let timed = timed_call(Syscall::Signalfd4, -1, Some(&0), 8, 0x1);
+        let timed = timed_call(Syscall::Signalfd4, -1, &0, 8, 0x1);
         assert_eq!(timed.result, Err(Errno::EINVAL));
         assert!(timed.wall_before_ns <= timed.wall_after_ns);
         assert!(timed.wall_before_ns > 1_600_000_000_000_000_000);

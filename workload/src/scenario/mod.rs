@@ -30,6 +30,11 @@ pub enum Scenario {
     Threads,
     /// A seeded random mix of all of the above, `--calls` in total over `--threads` threads.
     Random,
+    /// `--threads` calls held inside the kernel on a faulting mask page, then let go, each
+    /// followed by an update on its thread. Not listed: `--midflight` runs it before the others,
+    /// holding the calls across the agent's start.
+    #[value(skip)]
+    MidFlight,
 }
 
 impl Scenario {
@@ -52,6 +57,7 @@ impl Scenario {
             Scenario::Errors => "errors",
             Scenario::Threads => "threads",
             Scenario::Random => "random",
+            Scenario::MidFlight => "midflight",
         }
     }
 
@@ -64,6 +70,9 @@ impl Scenario {
             Scenario::Errors => errors::run(&Caller::new(recorder, self))?,
             Scenario::Threads => threads::run(recorder, config.threads, config.calls)?,
             Scenario::Random => random::run(recorder, config)?,
+            Scenario::MidFlight => {
+                crate::midflight::run(recorder, config.threads, None, || Ok(()))?
+            }
         }
         Ok(())
     }
@@ -125,6 +134,7 @@ pub(crate) mod tests {
             seed,
             rate: None,
             manifest: Some(path.as_ref().to_path_buf()),
+            midflight: None,
         };
         let summary = crate::run(&config).expect("run");
         let mut records = read_manifest(path.as_ref()).expect("read manifest");
