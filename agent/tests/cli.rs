@@ -119,6 +119,47 @@ fn unreadable_ca_certificate() {
     );
 }
 
+/// A CA file that is not PEM is refused at start, not at the first TLS handshake; over both
+/// transports, from the option and from OTEL_EXPORTER_OTLP_CERTIFICATE.
+#[test]
+fn ca_certificate_that_is_not_pem() {
+    let path = std::env::temp_dir().join(format!("kspan-cli-not-pem-{}.pem", std::process::id()));
+    std::fs::write(&path, "this is not a certificate\n").expect("writing the test file");
+    let message = format!(
+        "cannot read CA certificate {}: it holds no PEM CERTIFICATE block",
+        path.display()
+    );
+    // Accepted, kspan would run until stopped: the timeout turns that into a failure.
+    let kspan = || {
+        let mut command = kspan();
+        command.timeout(std::time::Duration::from_secs(20));
+        command
+    };
+    for protocol in ["grpc", "http/protobuf"] {
+        fails_with(
+            kspan()
+                .args([
+                    "--otlp-protocol",
+                    protocol,
+                    "--otlp-endpoint",
+                    "https://127.0.0.1:1",
+                ])
+                .arg("--otlp-ca-cert")
+                .arg(&path),
+            2,
+            &message,
+        );
+        fails_with(
+            kspan()
+                .args(["--otlp-protocol", protocol])
+                .env("OTEL_EXPORTER_OTLP_CERTIFICATE", &path),
+            2,
+            &message,
+        );
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
 #[test]
 fn ring_buffer_size_must_be_a_power_of_two() {
     let output = kspan()

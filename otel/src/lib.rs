@@ -6,16 +6,16 @@ pub mod decode;
 pub mod export;
 mod health;
 mod ids;
-mod record;
 mod resource;
 mod stats;
+mod wire;
 
 use std::path::PathBuf;
 
 pub use call::Call;
 pub use health::{Health, LossStage};
 pub use ids::TraceGrouping;
-pub use record::{call_attributes, LOG_EVENT_NAME};
+pub use wire::LOG_EVENT_NAME;
 pub use resource::{agent_resource, HostInfo};
 pub use stats::{ExportSnapshot, ExportStats};
 
@@ -56,12 +56,20 @@ pub enum ExportError {
         expected: &'static str,
     },
     /// A certificate or key file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {cause}", path.display())]
     Certificate {
         /// The file.
         path: PathBuf,
-        /// Why.
-        source: std::io::Error,
+        /// Why (in the message only, so a report of the error chain says it once).
+        cause: std::io::Error,
+    },
+    /// The CA certificate file cannot be read, or holds no usable PEM certificate.
+    #[error("cannot read CA certificate {}: {reason}", path.display())]
+    CaCertificate {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
     },
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]

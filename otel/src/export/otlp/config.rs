@@ -3,6 +3,8 @@
 
 use std::{path::PathBuf, str::FromStr, time::Duration};
 
+use rustls::pki_types::{pem::PemObject as _, CertificateDer};
+
 use crate::ExportError;
 
 /// OTLP transport.
@@ -163,7 +165,7 @@ impl OtlpConfig {
                 })
             }
         };
-        let ca_pem = self.ca_certificate.as_ref().map(read_pem).transpose()?;
+        let ca_pem = self.ca_certificate.as_ref().map(read_ca).transpose()?;
         let client_identity = match (
             env_setting(signal, "CLIENT_CERTIFICATE"),
             env_setting(signal, "CLIENT_KEY"),
@@ -265,10 +267,36 @@ fn parse_header_list(variable: &str, list: &str) -> Result<Vec<(String, String)>
 }
 
 fn read_pem(path: &PathBuf) -> Result<Vec<u8>, ExportError> {
-    std::fs::read(path).map_err(|source| ExportError::Certificate {
+    std::fs::read(path).map_err(|cause| ExportError::Certificate {
         path: path.clone(),
-        source,
+        cause,
     })
+}
+
+/// The CA file's PEM, checked now: without a certificate in it, TLS would fail only at the first
+/// export (gRPC) or the file would be ignored (HTTP).
+fn read_ca(path: &PathBuf) -> Result<Vec<u8>, ExportError> {
+    let invalid = |reason: String| ExportError::CaCertificate {
+        path: path.clone(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|error| invalid(error.to_string()))?;
+    let certificates = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| invalid(format!("it is not valid PEM ({error})")))?;
+    if certificates.is_empty() {
+        return Err(invalid(
+            "it holds no PEM CERTIFICATE block: give the collector's CA certificate in PEM form"
+                .into(),
+        ));
+    }
+    let (_, unparsable) = rustls::RootCertStore::empty().add_parsable_certificates(certificates);
+    if unparsable > 0 {
+        return Err(invalid(format!(
+            "{unparsable} of its PEM certificates are not X.509 certificates"
+        )));
+    }
+    Ok(pem)
 }
 
 #[cfg(test)]
@@ -361,6 +389,33 @@ mod tests {
         };
         let error = config.target(Signal::Traces).expect_err("must fail");
         assert!(error.to_string().contains("/nonexistent/ca.pem"), "{error}");
+    }
+
+    #[test]
+    fn a_ca_file_without_a_certificate_is_refused() {
+        let path = std::env::temp_dir().join(format!("kspan-ca-test-{}.pem", std::process::id()));
+        let cases = [
+            ("hello", "holds no PEM CERTIFICATE block"),
+            (
+                "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+                "1 of its PEM certificates are not X.509 certificates",
+            ),
+        ];
+        for (contents, expected) in cases {
+            std::fs::write(&path, contents).unwrap();
+            let config = OtlpConfig {
+                ca_certificate: Some(path.clone()),
+                ..config(Protocol::HttpProtobuf, None)
+            };
+            let error = config.target(Signal::Traces).expect_err("must fail");
+            let message = error.to_string();
+            assert!(
+                message.starts_with("cannot read CA certificate "),
+                "{message}"
+            );
+            assert!(message.contains(expected), "{message}");
+        }
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]
