@@ -10,7 +10,7 @@ use opentelemetry_proto::tonic::{
     },
 };
 
-use crate::record::{key_value, unix_nanos};
+use crate::wire::{key_value, unix_nanos};
 
 /// Where along the way calls were lost, as the `kspan.stage` attribute names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -20,10 +20,16 @@ impl SignalMask {
     }
 
     /// The names of the signals in the mask, ascending.
-    pub fn names(self) -> Vec<String> {
-        self.signals().map(signal_name).collect()
+    pub fn names(self) -> Vec<&'static str> {
+        self.signals()
+            .map(|signo| NAMES[signo as usize].as_str())
+            .collect()
     }
 }
+
+/// Every signal's name, by number (index 0 unused): masks are decoded per call, names once.
+static NAMES: std::sync::LazyLock<Vec<String>> =
+    std::sync::LazyLock::new(|| (0..=64).map(signal_name).collect());
 
 impl fmt::Display for SignalMask {
     /// `0x` and 16 hex digits, so masks line up and sort.

@@ -1,108 +1,40 @@
-//! Sends OTLP requests, already built as `opentelemetry-proto` messages, over gRPC (tonic) or
-//! HTTP/protobuf (reqwest). No retries here: the pipeline retries with backoff and counts.
+//! Sends OTLP requests, already encoded as protobuf bytes, over gRPC (tonic) or HTTP/protobuf
+//! (reqwest). No retries here: the pipeline retries with backoff and counts.
 
-use std::{io::Write as _, str::FromStr};
+use std::{io::Write as _, marker::PhantomData, str::FromStr};
 
+use bytes::BufMut as _;
 use flate2::{write::GzEncoder, Compression};
 use opentelemetry_proto::tonic::collector::{
-    logs::v1::{
-        logs_service_client::LogsServiceClient, ExportLogsServiceRequest, ExportLogsServiceResponse,
-    },
-    metrics::v1::{
-        metrics_service_client::MetricsServiceClient, ExportMetricsServiceRequest,
-        ExportMetricsServiceResponse,
-    },
-    trace::v1::{
-        trace_service_client::TraceServiceClient, ExportTraceServiceRequest,
-        ExportTraceServiceResponse,
-    },
+    logs::v1::ExportLogsServiceResponse, metrics::v1::ExportMetricsServiceResponse,
+    trace::v1::ExportTraceServiceResponse,
 };
 use prost::Message;
 use tonic::{
-    codec::CompressionEncoding,
+    codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder},
     metadata::{MetadataKey, MetadataMap, MetadataValue},
     transport::{Certificate, Channel, ClientTlsConfig, Identity},
 };
 
-use super::config::{Protocol, Target};
+use super::config::{Protocol, Signal, Target};
 use crate::ExportError;
 
 /// How many items of an accepted request the collector rejected (OTLP partial success).
 pub type Rejected = u64;
 
-/// One kind of OTLP export request: how it travels over gRPC and what its response says.
-pub trait ExportRequest: Message + Sized + 'static {
-    /// The service's response.
-    type Response: Message + Default;
-
-    /// Calls the signal's gRPC service.
-    fn grpc_export(
-        channel: Channel,
-        gzip: bool,
-        request: tonic::Request<Self>,
-    ) -> impl std::future::Future<Output = Result<Self::Response, tonic::Status>> + Send;
-
-    /// Items the collector rejected.
-    fn rejected(response: &Self::Response) -> Rejected;
-}
-
-/// Implements [`ExportRequest`] for one signal's request, client and partial-success field.
-macro_rules! export_request {
-    ($request:ty, $response:ty, $client:ident, $rejected:ident) => {
-        impl ExportRequest for $request {
-            type Response = $response;
-
-            async fn grpc_export(
-                channel: Channel,
-                gzip: bool,
-                request: tonic::Request<Self>,
-            ) -> Result<Self::Response, tonic::Status> {
-                let mut client = $client::new(channel);
-                if gzip {
-                    client = client.send_compressed(CompressionEncoding::Gzip);
-                }
-                Ok(client.export(request).await?.into_inner())
-            }
-
-            fn rejected(response: &Self::Response) -> Rejected {
-                response
-                    .partial_success
-                    .as_ref()
-                    .map_or(0, |partial| partial.$rejected.max(0) as u64)
-            }
-        }
-    };
-}
-
-export_request!(
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-    TraceServiceClient,
-    rejected_spans
-);
-export_request!(
-    ExportLogsServiceRequest,
-    ExportLogsServiceResponse,
-    LogsServiceClient,
-    rejected_log_records
-);
-export_request!(
-    ExportMetricsServiceRequest,
-    ExportMetricsServiceResponse,
-    MetricsServiceClient,
-    rejected_data_points
-);
-
 /// Where one signal's requests go.
-pub enum Endpoint {
-    /// OTLP/gRPC.
+pub struct Endpoint {
+    signal: Signal,
+    transport: Transport,
+}
+
+enum Transport {
     Grpc(GrpcEndpoint),
-    /// OTLP/HTTP with protobuf bodies.
     Http(HttpEndpoint),
 }
 
 /// OTLP/gRPC on a lazily connected channel.
-pub struct GrpcEndpoint {
+struct GrpcEndpoint {
     /// Reconnects by itself after an outage.
     channel: Channel,
     /// Headers, sent as metadata on every request.
@@ -114,7 +46,7 @@ pub struct GrpcEndpoint {
 }
 
 /// OTLP/HTTP with protobuf bodies.
-pub struct HttpEndpoint {
+struct HttpEndpoint {
     /// Carries the timeout and TLS settings.
     client: reqwest::Client,
     /// The full URL requests are posted to.
@@ -126,37 +58,124 @@ pub struct HttpEndpoint {
 }
 
 impl Endpoint {
-    /// Prepares the transport to `target`; gRPC connects on first use. Must run inside a tokio
-    /// runtime.
-    pub fn new(protocol: Protocol, target: &Target) -> Result<Self, ExportError> {
-        match protocol {
-            Protocol::Grpc => grpc(target).map(Endpoint::Grpc),
-            Protocol::HttpProtobuf => http(target).map(Endpoint::Http),
-        }
+    /// Prepares the transport for `signal` to `target`; gRPC connects on first use. Must run
+    /// inside a tokio runtime.
+    pub fn new(protocol: Protocol, signal: Signal, target: &Target) -> Result<Self, ExportError> {
+        let transport = match protocol {
+            Protocol::Grpc => Transport::Grpc(grpc(target)?),
+            Protocol::HttpProtobuf => Transport::Http(http(target)?),
+        };
+        Ok(Self { signal, transport })
     }
 
-    /// Sends one request; returns how many of its items the collector rejected.
-    pub async fn send<R: ExportRequest>(&self, request: R) -> Result<Rejected, String> {
-        let response = match self {
-            Endpoint::Grpc(grpc) => {
-                let mut request = tonic::Request::new(request);
-                *request.metadata_mut() = grpc.metadata.clone();
-                request.set_timeout(grpc.timeout);
-                R::grpc_export(grpc.channel.clone(), grpc.gzip, request)
-                    .await
-                    .map_err(grpc_error)?
+    /// Sends one encoded export request of this endpoint's signal; returns how many of its
+    /// items the collector rejected.
+    pub async fn send(&self, body: Vec<u8>) -> Result<Rejected, String> {
+        Ok(match self.signal {
+            Signal::Traces => {
+                let response: ExportTraceServiceResponse = self.call(body).await?;
+                response.partial_success.map_or(0, |p| p.rejected_spans)
             }
-            Endpoint::Http(http) => http.post::<R>(request).await?,
-        };
-        Ok(R::rejected(&response))
+            Signal::Logs => {
+                let response: ExportLogsServiceResponse = self.call(body).await?;
+                response
+                    .partial_success
+                    .map_or(0, |p| p.rejected_log_records)
+            }
+            Signal::Metrics => {
+                let response: ExportMetricsServiceResponse = self.call(body).await?;
+                response
+                    .partial_success
+                    .map_or(0, |p| p.rejected_data_points)
+            }
+        }
+        .max(0) as Rejected)
+    }
+
+    async fn call<R: Message + Default + Send + 'static>(
+        &self,
+        body: Vec<u8>,
+    ) -> Result<R, String> {
+        match &self.transport {
+            Transport::Grpc(grpc) => grpc.call(self.signal, body).await,
+            Transport::Http(http) => http.post(body).await,
+        }
+    }
+}
+
+impl GrpcEndpoint {
+    async fn call<R: Message + Default + Send + 'static>(
+        &self,
+        signal: Signal,
+        body: Vec<u8>,
+    ) -> Result<R, String> {
+        let path = http::uri::PathAndQuery::from_static(match signal {
+            Signal::Traces => "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            Signal::Logs => "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+            Signal::Metrics => "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+        });
+        let mut request = tonic::Request::new(body);
+        *request.metadata_mut() = self.metadata.clone();
+        request.set_timeout(self.timeout);
+        let mut client = tonic::client::Grpc::new(self.channel.clone());
+        if self.gzip {
+            client = client.send_compressed(CompressionEncoding::Gzip);
+        }
+        client
+            .ready()
+            .await
+            .map_err(|error| format!("gRPC: {}", error_chain(&error)))?;
+        client
+            .unary(request, path, PreEncoded::<R>(PhantomData))
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(grpc_error)
+    }
+}
+
+/// A gRPC codec sending bytes already encoded, and decoding the response `R` with prost.
+struct PreEncoded<R>(PhantomData<R>);
+
+impl<R: Message + Default + Send + 'static> Codec for PreEncoded<R> {
+    type Encode = Vec<u8>;
+    type Decode = R;
+    type Encoder = PreEncoded<Vec<u8>>;
+    type Decoder = PreEncoded<R>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        PreEncoded(PhantomData)
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        PreEncoded(PhantomData)
+    }
+}
+
+impl Encoder for PreEncoded<Vec<u8>> {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl<R: Message + Default> Decoder for PreEncoded<R> {
+    type Item = R;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<R>, Self::Error> {
+        R::decode(src)
+            .map(Some)
+            .map_err(|error| tonic::Status::internal(format!("bad response: {error}")))
     }
 }
 
 impl HttpEndpoint {
     /// Posts a protobuf body; a non-2xx status is a failure.
-    async fn post<R: ExportRequest>(&self, message: R) -> Result<R::Response, String> {
+    async fn post<R: Message + Default>(&self, mut body: Vec<u8>) -> Result<R, String> {
         let url = &self.url;
-        let mut body = message.encode_to_vec();
         let mut request = self
             .client
             .post(url.as_str())
@@ -185,8 +204,7 @@ impl HttpEndpoint {
             return Err(format!("POST {url}: HTTP {status}"));
         }
         // An empty body is a full success.
-        R::Response::decode(bytes)
-            .map_err(|error| format!("POST {url}: bad response body: {error}"))
+        R::decode(bytes).map_err(|error| format!("POST {url}: bad response body: {error}"))
     }
 }
 

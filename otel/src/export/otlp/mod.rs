@@ -1,5 +1,5 @@
-//! OTLP export of spans and log records over gRPC or HTTP/protobuf. Requests are built straight
-//! from calls as `opentelemetry-proto` messages; standard `OTEL_EXPORTER_OTLP_*` variables apply
+//! OTLP export of spans and log records over gRPC or HTTP/protobuf. Requests are encoded straight
+//! from calls (see `wire`); standard `OTEL_EXPORTER_OTLP_*` variables apply
 //! wherever the command line leaves a setting open.
 
 mod client;
@@ -7,21 +7,22 @@ mod config;
 
 use opentelemetry::{Array, Value};
 use opentelemetry_proto::tonic::{
-    collector::{
-        logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest,
-        trace::v1::ExportTraceServiceRequest,
-    },
+    collector::metrics::v1::ExportMetricsServiceRequest,
     common::v1::{any_value, AnyValue, ArrayValue, InstrumentationScope},
-    logs::v1::{ResourceLogs, ScopeLogs},
     metrics::v1::{Metric, ResourceMetrics, ScopeMetrics},
     resource::v1::Resource,
-    trace::v1::{ResourceSpans, ScopeSpans},
 };
+use prost::Message as _;
 
 pub use client::Rejected;
 pub use config::{validate_endpoint, OtlpConfig, Protocol, Signal};
 
-use crate::{call::Call, ids::TraceGrouping, record, ExportError};
+use crate::{
+    call::Call,
+    ids::TraceGrouping,
+    wire::{key_value, CallEncoder},
+    ExportError,
+};
 use client::Endpoint;
 
 /// Who is sending: the agent's resource and instrumentation scope, on every request.
@@ -38,7 +39,7 @@ impl Sender {
             resource: Resource {
                 attributes: resource
                     .iter()
-                    .map(|(key, value)| record::key_value(key.as_str(), proto_value(value)))
+                    .map(|(key, value)| key_value(key.as_str(), proto_value(value)))
                     .collect(),
                 ..Resource::default()
             },
@@ -55,8 +56,7 @@ impl Sender {
 pub struct OtlpSink {
     traces: Endpoint,
     logs: Endpoint,
-    sender: Sender,
-    grouping: TraceGrouping,
+    encoder: CallEncoder,
 }
 
 impl OtlpSink {
@@ -67,54 +67,27 @@ impl OtlpSink {
         resource: &opentelemetry_sdk::Resource,
         grouping: TraceGrouping,
     ) -> Result<Self, ExportError> {
-        let endpoint = |signal| Endpoint::new(config.protocol, &config.target(signal)?);
+        let sender = Sender::new(resource);
         Ok(Self {
-            traces: endpoint(Signal::Traces)?,
-            logs: endpoint(Signal::Logs)?,
-            sender: Sender::new(resource),
-            grouping,
+            traces: endpoint(config, Signal::Traces)?,
+            logs: endpoint(config, Signal::Logs)?,
+            encoder: CallEncoder::new(grouping, &sender.resource, &sender.scope),
         })
     }
 
     /// Sends one span per call.
     pub(crate) async fn export_spans(&self, calls: &[Call]) -> Result<Rejected, String> {
-        let spans = calls
-            .iter()
-            .map(|call| record::span(call, &self.grouping, record::call_attributes(call)))
-            .collect();
-        let request = ExportTraceServiceRequest {
-            resource_spans: vec![ResourceSpans {
-                resource: Some(self.sender.resource.clone()),
-                scope_spans: vec![ScopeSpans {
-                    scope: Some(self.sender.scope.clone()),
-                    spans,
-                    ..ScopeSpans::default()
-                }],
-                ..ResourceSpans::default()
-            }],
-        };
-        self.traces.send(request).await
+        self.traces.send(self.encoder.traces_request(calls)).await
     }
 
     /// Sends one log record per call.
     pub(crate) async fn export_logs(&self, calls: &[Call]) -> Result<Rejected, String> {
-        let log_records = calls
-            .iter()
-            .map(|call| record::log_record(call, &self.grouping, record::call_attributes(call)))
-            .collect();
-        let request = ExportLogsServiceRequest {
-            resource_logs: vec![ResourceLogs {
-                resource: Some(self.sender.resource.clone()),
-                scope_logs: vec![ScopeLogs {
-                    scope: Some(self.sender.scope.clone()),
-                    log_records,
-                    ..ScopeLogs::default()
-                }],
-                ..ResourceLogs::default()
-            }],
-        };
-        self.logs.send(request).await
+        self.logs.send(self.encoder.logs_request(calls)).await
     }
+}
+
+fn endpoint(config: &OtlpConfig, signal: Signal) -> Result<Endpoint, ExportError> {
+    Endpoint::new(config.protocol, signal, &config.target(signal)?)
 }
 
 /// Sends kspan's own health metrics to the collector the calls go to.
@@ -130,7 +103,7 @@ impl MetricsExporter {
         resource: &opentelemetry_sdk::Resource,
     ) -> Result<Self, ExportError> {
         Ok(Self {
-            metrics: Endpoint::new(config.protocol, &config.target(Signal::Metrics)?)?,
+            metrics: endpoint(config, Signal::Metrics)?,
             sender: Sender::new(resource),
         })
     }
@@ -148,7 +121,7 @@ impl MetricsExporter {
                 ..ResourceMetrics::default()
             }],
         };
-        self.metrics.send(request).await
+        self.metrics.send(request.encode_to_vec()).await
     }
 }
 
