@@ -4,12 +4,9 @@
 mod attach;
 mod cli;
 mod health;
-mod clock;
-mod event;
 mod kernel_function;
 mod privileges;
 mod probes;
-mod process_names;
 mod reader;
 mod run;
 mod summary;
@@ -18,6 +15,8 @@ mod tracefs;
 use std::{io::IsTerminal as _, process::ExitCode};
 
 use clap::Parser as _;
+// The record decoding is the library half of this package (the fuzz targets use it too).
+use kspan::{clock, event};
 use tracing_subscriber::EnvFilter;
 
 /// A configuration mistake the user can fix: exit code 2, like clap's own usage errors.

@@ -65,9 +65,13 @@ impl Call {
         (self.ret >= 0).then_some(self.ret)
     }
 
-    /// The errno name, when the call failed.
+    /// The errno name, when the call failed. Negating `ret` would overflow for `i32::MIN`, which
+    /// no kernel returns but a corrupt record can carry: that one is named by its magnitude.
     pub fn error(&self) -> Option<String> {
-        (self.ret < 0).then(|| errno_name(-self.ret))
+        (self.ret < 0).then(|| {
+            let errno = self.ret.unsigned_abs();
+            i32::try_from(errno).map_or_else(|_| format!("E{errno}"), errno_name)
+        })
     }
 
     /// `kprobe`, `fentry` or `tracepoint`.
@@ -164,6 +168,18 @@ pub(crate) mod tests {
         assert_eq!(call.operation(), "update");
         assert_eq!(call.fd(), None);
         assert_eq!(call.error().as_deref(), Some("EINVAL"));
+    }
+
+    /// Found by the event_decoder fuzz target (fuzz/corpus/event_decoder/regression-ret-i32-min-*).
+    #[test]
+    fn the_most_negative_result_is_named_without_overflow() {
+        let call = Call {
+            ret: i32::MIN,
+            ..sample_call()
+        };
+        assert_eq!(call.error().as_deref(), Some("E2147483648"));
+        assert!(call.summary().ends_with(") = -1 E2147483648"));
+        assert_eq!(call.fd(), None);
     }
 
     #[test]

@@ -7,7 +7,11 @@ use std::{
 
 use anyhow::{bail, Result};
 
-use crate::{bench, command, paths, setup, vm};
+use crate::{bench, command, fuzz, paths, setup, vm};
+
+/// Seconds each fuzz target runs in CI. The fuzzer found its one bug within a second; what a
+/// CI run mostly pays for is building the targets, which keeps them from rotting.
+const FUZZ_SMOKE_SECONDS: u64 = 15;
 
 /// What `test` runs besides the cargo tests.
 pub struct CheckOptions {
@@ -15,8 +19,8 @@ pub struct CheckOptions {
     pub skip_vm: bool,
 }
 
-/// Installs the toolchain and tools, then lints, tests (unit, CLI, end to end), VM tests and a
-/// benchmark smoke run. Returns whether everything passed.
+/// Installs the toolchain and tools, then lints, tests (unit, CLI, end to end), a short fuzz run,
+/// VM tests and a benchmark smoke run. Returns whether everything passed.
 pub fn run(options: &CheckOptions) -> Result<bool> {
     // bench: bpftool lists loaded programs in the shutdown test; bpftrace is the bench's peer.
     setup::run(setup::SetupOptions {
@@ -93,6 +97,14 @@ pub fn run(options: &CheckOptions) -> Result<bool> {
         timings.push((name, started.elapsed()));
     }
     let mut passed = true;
+    println!(
+        "==> fuzz ({FUZZ_SMOKE_SECONDS} s per target; `cargo test` already replayed fuzz/corpus/)"
+    );
+    let started = Instant::now();
+    passed &= fuzz::run(&fuzz::FuzzOptions {
+        seconds: FUZZ_SMOKE_SECONDS,
+    })?;
+    timings.push(("fuzz", started.elapsed()));
     if !options.skip_vm {
         println!("==> vm-test");
         let started = Instant::now();

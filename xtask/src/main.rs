@@ -8,6 +8,7 @@ mod bench;
 mod check;
 mod command;
 mod demo;
+mod fuzz;
 mod paths;
 mod setup;
 mod vm;
@@ -36,6 +37,9 @@ enum Command {
         /// Also install the benchmark peers (bpftrace, bpftool).
         #[arg(long)]
         bench: bool,
+        /// Also install cargo-fuzz (for `cargo xtask fuzz`).
+        #[arg(long)]
+        fuzz: bool,
     },
     /// Boot Debian kernels in QEMU, run the end-to-end capture in each guest once per attach
     /// mode, and judge the results on the host.
@@ -80,6 +84,13 @@ enum Command {
     /// Build kspan and the workload, run the workload under kspan and print each captured
     /// call (no collector needed). Needs root.
     Demo,
+    /// Fuzz the event decoder and the mask/flags/errno decoders (cargo-fuzz targets in fuzz/,
+    /// seeded with fuzz/corpus/); installs cargo-fuzz if missing.
+    Fuzz {
+        /// Seconds each target runs.
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+        seconds: u64,
+    },
     /// Everything CI runs: install what is missing, lint, unit/CLI/end-to-end tests, VM tests
     /// and a benchmark smoke run. Needs root.
     Test {
@@ -92,9 +103,15 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Setup { vm, bench } => {
-            setup::run(setup::SetupOptions { vm, bench }).map(|()| true)
-        }
+        Command::Setup { vm, bench, fuzz } => setup::run(setup::SetupOptions { vm, bench })
+            .and_then(|()| {
+                if fuzz {
+                    setup::ensure_cargo_fuzz()
+                } else {
+                    Ok(())
+                }
+            })
+            .map(|()| true),
         Command::VmTest {
             kernels,
             modes,
@@ -122,6 +139,7 @@ fn main() -> ExitCode {
             vm,
         }),
         Command::Demo => demo::run().map(|()| true),
+        Command::Fuzz { seconds } => fuzz::run(&fuzz::FuzzOptions { seconds }),
         Command::Test { skip_vm } => check::run(&check::CheckOptions { skip_vm }),
     };
     match result {

@@ -108,6 +108,15 @@ fn is_present(tool: &AptTool) -> bool {
     }
 }
 
+/// cargo-fuzz, for `cargo xtask fuzz` (it builds the targets with the nightly toolchain).
+pub fn ensure_cargo_fuzz() -> Result<()> {
+    if command::find_on_path("cargo-fuzz").is_some() {
+        return Ok(());
+    }
+    println!("setup: installing cargo-fuzz from crates.io: it runs the fuzz targets in fuzz/");
+    command::run(Command::new(env!("CARGO")).args(["install", "cargo-fuzz", "--locked"]))
+}
+
 /// `rust-src` for the nightly: the probes are built with `-Z build-std=core`.
 fn ensure_rust_src() -> Result<()> {
     let installed = command::stdout_of(

@@ -1,0 +1,126 @@
+//! The fuzz targets' bodies: each feeds bytes to kspan's own decoders and checks what must hold
+//! for any input. `fuzz_targets/` runs them under libFuzzer (nightly, `cargo xtask fuzz`);
+//! `agent/tests/fuzz_corpus.rs` replays the committed corpus through them in every `cargo test`.
+
+use std::sync::{Mutex, OnceLock, PoisonError};
+
+use kspan::{
+    clock::BootClock,
+    event::{parse_event, CallDecoder, EventError},
+};
+use kspan_common::{CallEvent, COMM_LEN};
+use kspan_otel::decode::{errno_name, flag_names, signal_name, SignalMask};
+
+/// Size of one ring-buffer record.
+const RECORD: usize = size_of::<CallEvent>();
+
+/// One decoder for the whole run, as in the agent: its clock offset and name cache carry over.
+fn decoder() -> &'static Mutex<CallDecoder> {
+    static DECODER: OnceLock<Mutex<CallDecoder>> = OnceLock::new();
+    DECODER.get_or_init(|| {
+        let clock = BootClock::measure().expect("CLOCK_REALTIME and CLOCK_BOOTTIME are readable");
+        Mutex::new(CallDecoder::new(clock))
+    })
+}
+
+/// A ring-buffer record through the agent's decoder, then the call through what renders it
+/// (span name, operation, probe and mask-source names, fd/errno, the strace-like summary).
+pub fn event_decoder(data: &[u8]) {
+    let parsed = parse_event(data);
+    assert_eq!(parsed.is_ok(), data.len() == RECORD, "{parsed:?}");
+    let decoded = decoder()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .decode(data);
+    let call = match (decoded, parsed) {
+        (Ok(call), Ok(event)) => {
+            let raw = (event.pid, event.tid, event.uid, event.cgroup_id);
+            assert_eq!(raw, (call.pid, call.tid, call.uid, call.cgroup_id));
+            let args = (event.ufd, event.flags, event.mask, event.ret);
+            assert_eq!(args, (call.ufd, call.flags, call.mask.0, call.ret));
+            call
+        }
+        (Err(EventError::Size(len)), _) => return assert_eq!(len, data.len()),
+        (Err(EventError::Field { .. }), _) => return assert_eq!(data.len(), RECORD),
+        (Ok(_), Err(error)) => panic!("decoded a record that does not parse: {error}"),
+    };
+    // Each byte of a comm that is not UTF-8 becomes U+FFFD, three bytes long.
+    assert!(
+        call.thread_name.len() <= 3 * COMM_LEN,
+        "{:?}",
+        call.thread_name
+    );
+    assert!(!call.thread_name.contains('\0'), "{:?}", call.thread_name);
+    let summary = call.summary();
+    assert!(summary.starts_with(call.name()), "{summary}");
+    assert_eq!(call.fd().is_some(), call.ret >= 0, "{summary}");
+    match call.error() {
+        Some(errno) => {
+            assert!(call.ret < 0, "{summary}");
+            assert!(summary.ends_with(&format!(") = -1 {errno}")), "{summary}");
+        }
+        None => assert!(summary.ends_with(&format!(") = {}", call.ret)), "{summary}"),
+    }
+    let names = [call.operation(), call.probe_name(), call.mask_source_name()];
+    assert!(names.iter().all(|name| !name.is_empty()), "{names:?}");
+}
+
+/// The values the bytes spell, little-endian, zero-padded: mask, flags, errno, signal number.
+fn spelled(data: &[u8]) -> (u64, i32, i32, i32) {
+    let mut bytes = [0u8; 20];
+    let used = data.len().min(bytes.len());
+    bytes[..used].copy_from_slice(&data[..used]);
+    let word =
+        |at: usize| i32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+    let mut mask = [0u8; 8];
+    mask.copy_from_slice(&bytes[..8]);
+    (u64::from_le_bytes(mask), word(8), word(12), word(16))
+}
+
+/// The mask, signal-number, flags and errno decoders: nothing lost, nothing invented.
+pub fn decoders(data: &[u8]) {
+    let (mask, flags, errno, signo) = spelled(data);
+
+    let names = SignalMask(mask).names();
+    assert_eq!(names.len(), mask.count_ones() as usize, "{names:?}");
+    let mut distinct = names.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(
+        distinct.len(),
+        names.len(),
+        "a name stands for two signals: {names:?}"
+    );
+    for (name, signo) in names.iter().zip(SignalMask(mask).signals()) {
+        assert_eq!(*name, signal_name(signo));
+        assert!(name.starts_with("SIG") && name.len() > 3, "{name}");
+    }
+    let shown = SignalMask(mask).to_string();
+    assert_eq!(shown.len(), 18, "{shown}");
+    assert_eq!(
+        u64::from_str_radix(&shown[2..], 16).ok(),
+        Some(mask),
+        "{shown}"
+    );
+
+    let name = signal_name(signo);
+    assert!(name.starts_with("SIG") && name.len() > 3, "{signo}: {name}");
+
+    let mut rebuilt = 0i32;
+    for name in flag_names(flags) {
+        rebuilt |= match name.as_str() {
+            "SFD_CLOEXEC" => libc::SFD_CLOEXEC,
+            "SFD_NONBLOCK" => libc::SFD_NONBLOCK,
+            hex => {
+                let digits = hex
+                    .strip_prefix("0x")
+                    .unwrap_or_else(|| panic!("flag {hex}"));
+                u32::from_str_radix(digits, 16).unwrap_or_else(|_| panic!("flag {hex}")) as i32
+            }
+        };
+    }
+    assert_eq!(rebuilt, flags, "{:?}", flag_names(flags));
+
+    let name = errno_name(errno);
+    assert!(name.starts_with('E') && name.len() > 1, "{errno}: {name}");
+}
