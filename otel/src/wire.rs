@@ -268,17 +268,26 @@ fn bytes(buf: &mut Vec<u8>, field: u32, value: &[u8]) {
     buf.extend_from_slice(value);
 }
 
-/// A nested message: written in place, then its length is slipped in before it (a short move;
-/// sizes are not known up front).
+/// A nested message, written in place after a one-byte length; the rare body of 128 bytes or
+/// more (spans, the request's containers) is moved up to make room for a longer length.
 fn message(buf: &mut Vec<u8>, field: u32, body: impl FnOnce(&mut Vec<u8>)) {
     key(buf, field, LENGTH_DELIMITED);
+    let length_at = buf.len();
+    buf.push(0);
     let start = buf.len();
     body(buf);
-    let mut length = [0u8; 10];
-    let mut slice = &mut length[..];
-    encode_varint((buf.len() - start) as u64, &mut slice);
-    let written = 10 - slice.len();
-    buf.splice(start..start, length[..written].iter().copied());
+    let length = buf.len() - start;
+    if length < 0x80 {
+        buf[length_at] = length as u8;
+        return;
+    }
+    let mut varint = [0u8; 10];
+    let mut unused = &mut varint[..];
+    encode_varint(length as u64, &mut unused);
+    let size = 10 - unused.len();
+    buf.resize(buf.len() + size - 1, 0);
+    buf.copy_within(start..start + length, length_at + size);
+    buf[length_at..length_at + size].copy_from_slice(&varint[..size]);
 }
 
 /// An OTLP key-value pair, for the few messages built as structs (resource, metrics).
@@ -366,7 +375,8 @@ mod tests {
 
     #[test]
     fn request_carries_resource_scope_and_every_call() {
-        let calls = vec![sample_call(); 3];
+        // 100 spans: the containers' lengths need three-byte varints.
+        let calls = vec![sample_call(); 100];
         let (request, spans) = spans(&calls);
         let resource_spans = &request.resource_spans[0];
         assert_eq!(
@@ -380,7 +390,8 @@ mod tests {
             resource_spans.scope_spans[0].scope.as_ref().unwrap().name,
             "kspan"
         );
-        assert_eq!(spans.len(), 3);
+        assert_eq!(spans.len(), 100);
+        assert!(spans.iter().all(|span| span.name == "signalfd4"));
     }
 
     #[test]
