@@ -364,6 +364,16 @@ mod tests {
     }
 
     #[test]
+    fn rejected_items_are_counted_lost_not_delivered() {
+        let stats = ExportStats::default();
+        count_delivery("spans", 10, 3, &stats.spans_exported, &stats.spans_failed);
+        // A collector claiming more rejections than items sent cannot make counts negative.
+        count_delivery("spans", 5, 9, &stats.spans_exported, &stats.spans_failed);
+        let snapshot = stats.snapshot();
+        assert_eq!((snapshot.spans_exported, snapshot.spans_failed), (7, 8));
+    }
+
+    #[test]
     fn zero_sized_queue_is_refused() {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
