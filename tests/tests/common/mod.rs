@@ -8,10 +8,12 @@ use std::{path::PathBuf, time::Duration};
 use kspan_e2e::{run_capture, CaptureConfig, Destination, RunRecord, Transport, Workload};
 
 /// Where the kspan and signalfd-workload binaries are: `KSPAN_BIN_DIR` (`cargo xtask test`
-/// points it at the release build), else `target/<profile>` next to this test.
+/// points it at the release build; a relative path is taken from the workspace root, as in
+/// `KSPAN_BIN_DIR=target/release cargo test`), else `target/<profile>` next to this test.
 pub fn bin_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("KSPAN_BIN_DIR") {
-        return PathBuf::from(dir);
+        // cargo runs tests in the package's directory, one below the workspace root.
+        return PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(dir);
     }
     let exe = std::env::current_exe().expect("test executable path");
     exe.parent()
