@@ -13,7 +13,9 @@ use kspan_e2e::{run_capture, CaptureConfig, Destination, RunRecord, Transport, W
 pub fn bin_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("KSPAN_BIN_DIR") {
         // cargo runs tests in the package's directory, one below the workspace root.
-        return PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(dir);
+        return PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(dir);
     }
     let exe = std::env::current_exe().expect("test executable path");
     exe.parent()
