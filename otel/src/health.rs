@@ -73,25 +73,26 @@ impl Health {
             value: Some(number_data_point::Value::AsInt(value as i64)),
             ..NumberDataPoint::default()
         };
-        let counter = |name: &str, unit: &str, description: &str, points| Metric {
+        let metric = |name: &str, unit: &str, description: &str, data| Metric {
             name: name.to_string(),
             description: description.to_string(),
             unit: unit.to_string(),
-            data: Some(metric::Data::Sum(Sum {
+            data: Some(data),
+            ..Metric::default()
+        };
+        let counter = |name: &str, unit: &str, description: &str, points| {
+            let sum = Sum {
                 data_points: points,
                 aggregation_temporality: AggregationTemporality::Cumulative.into(),
                 is_monotonic: true,
-            })),
-            ..Metric::default()
+            };
+            metric(name, unit, description, metric::Data::Sum(sum))
         };
-        let gauge = |name: &str, unit: &str, description: &str, points| Metric {
-            name: name.to_string(),
-            description: description.to_string(),
-            unit: unit.to_string(),
-            data: Some(metric::Data::Gauge(Gauge {
+        let gauge = |name: &str, unit: &str, description: &str, points| {
+            let gauge = Gauge {
                 data_points: points,
-            })),
-            ..Metric::default()
+            };
+            metric(name, unit, description, metric::Data::Gauge(gauge))
         };
         let labelled = |key: &str, value: &str| {
             vec![key_value(
