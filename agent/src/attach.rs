@@ -8,7 +8,7 @@ use aya::{
     Btf, BtfError, Ebpf,
 };
 
-use crate::kernel_function;
+use crate::{kernel_function, privileges};
 
 /// A probe pair kspan can attach.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -185,6 +185,7 @@ fn attach_pair(ebpf: &mut Ebpf, mode: ProbeMode, target: &Target<'_>) -> anyhow:
                     kernel_function::KPROBE_PMU
                 );
             }
+            privileges::require(ProbeMode::Kprobe)?;
             for name in programs.kprobe {
                 let probe: &mut KProbe = program(ebpf, name)?;
                 probe.load().with_context(|| format!("loading {name}"))?;
@@ -213,6 +214,7 @@ fn attach_pair(ebpf: &mut Ebpf, mode: ProbeMode, target: &Target<'_>) -> anyhow:
                 .with_context(|| format!("attaching fexit to {function}"))?;
         }
         ProbeMode::Tracepoint => {
+            privileges::require(ProbeMode::Tracepoint)?;
             target.tracepoints.clone().map_err(anyhow::Error::msg)?;
             for (name, events) in programs
                 .tracepoints

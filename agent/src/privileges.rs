@@ -1,10 +1,12 @@
 //! Checks, before touching the kernel, that kspan holds the capabilities it needs for the
 //! chosen `--attach`, and names each missing one with what it is for.
 //!
-//! Measured on Linux 6.18 (README, "Privileges"): without CAP_BPF map creation fails, without
-//! CAP_PERFMON loading a tracing program fails, and a non-root user cannot open tracefs (mode
-//! 0700, owned by root) without CAP_DAC_READ_SEARCH. Nothing else is needed: BPF memory has
-//! been charged to the memory cgroup, not RLIMIT_MEMLOCK, since 5.11, and `/proc/<pid>/comm`,
+//! Measured (README, "Privileges"): without CAP_BPF map creation fails; without CAP_PERFMON
+//! loading a kprobe, fentry or tracepoint program fails; creating a kprobe through the kernel's
+//! kprobe PMU still needs CAP_SYS_ADMIN (Linux 6.1 and 6.12: `perf_event_open` fails with
+//! EACCES, even with CAP_BPF and CAP_PERFMON); a non-root user cannot open tracefs (mode 0700,
+//! owned by root) without CAP_DAC_READ_SEARCH. Nothing else is needed: BPF memory has been
+//! charged to the memory cgroup, not RLIMIT_MEMLOCK, since 5.11, and `/proc/<pid>/comm`,
 //! `/sys/kernel/btf/vmlinux` and the kprobe PMU's sysfs files are world-readable.
 
 use std::collections::HashSet;
@@ -27,6 +29,16 @@ pub struct Host {
     pub memlock_limited: bool,
 }
 
+impl Host {
+    /// This host, as seen by this process.
+    fn current() -> Self {
+        Host {
+            tracefs_denied: tracefs::access() == tracefs::Access::Denied,
+            memlock_limited: memlock_limited(),
+        }
+    }
+}
+
 /// One capability kspan lacks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Missing {
@@ -36,8 +48,9 @@ pub struct Missing {
     pub why: &'static str,
 }
 
-/// The capabilities kspan lacks to run `mode` on `host` holding `held` (empty when it can run).
-/// `auto` needs what each of its fallbacks needs, so that it can fall back.
+/// The capabilities kspan lacks to start with `mode` on `host` holding `held` (empty when it
+/// can start). `auto` needs only what every probe needs: a probe whose own capability is
+/// missing is refused by the fallback chain, which says why ([`require`]).
 pub fn missing(mode: AttachMode, host: Host, held: &HashSet<Capability>) -> Vec<Missing> {
     let holds = |capability| held.contains(&capability);
     // CAP_SYS_ADMIN still grants what CAP_BPF and CAP_PERFMON were split from (Linux 5.8).
@@ -52,20 +65,14 @@ pub fn missing(mode: AttachMode, host: Host, held: &HashSet<Capability>) -> Vec<
     if !admin && !holds(Capability::CAP_PERFMON) {
         missing.push(Missing {
             capability: Capability::CAP_PERFMON,
-            why: "to load tracing programs and attach them to kprobes, fentry and tracepoints",
+            why: "to load kprobe, fentry and tracepoint programs and attach them",
         });
     }
-    let wants_tracefs = mode.candidates().contains(&ProbeMode::Tracepoint);
-    // CAP_DAC_OVERRIDE also opens tracefs, but grants writing anywhere too: never asked for.
-    if wants_tracefs
-        && host.tracefs_denied
-        && !holds(Capability::CAP_DAC_READ_SEARCH)
-        && !holds(Capability::CAP_DAC_OVERRIDE)
-    {
-        missing.push(Missing {
-            capability: Capability::CAP_DAC_READ_SEARCH,
-            why: "to read the tracepoint formats in tracefs, which only root may read",
-        });
+    match mode {
+        AttachMode::Auto => {}
+        AttachMode::Kprobe => missing.extend(missing_for(ProbeMode::Kprobe, host, held)),
+        AttachMode::Fentry => missing.extend(missing_for(ProbeMode::Fentry, host, held)),
+        AttachMode::Tracepoint => missing.extend(missing_for(ProbeMode::Tracepoint, host, held)),
     }
     if host.memlock_limited && !holds(Capability::CAP_SYS_RESOURCE) {
         missing.push(Missing {
@@ -76,39 +83,80 @@ pub fn missing(mode: AttachMode, host: Host, held: &HashSet<Capability>) -> Vec<
     missing
 }
 
+/// What one probe needs beyond CAP_BPF and CAP_PERFMON, and lacks.
+pub fn missing_for(probe: ProbeMode, host: Host, held: &HashSet<Capability>) -> Vec<Missing> {
+    let holds = |capability| held.contains(&capability);
+    match probe {
+        ProbeMode::Kprobe if !holds(Capability::CAP_SYS_ADMIN) => vec![Missing {
+            capability: Capability::CAP_SYS_ADMIN,
+            why: "to create kprobes: the kernel's kprobe PMU still requires it, where fentry \
+                  and tracepoints need only CAP_BPF and CAP_PERFMON",
+        }],
+        // CAP_DAC_OVERRIDE also opens tracefs, but grants writing anywhere too: never asked for.
+        ProbeMode::Tracepoint
+            if host.tracefs_denied
+                && !holds(Capability::CAP_DAC_READ_SEARCH)
+                && !holds(Capability::CAP_DAC_OVERRIDE) =>
+        {
+            vec![Missing {
+                capability: Capability::CAP_DAC_READ_SEARCH,
+                why: "to read the tracepoint formats in tracefs, which only root may read",
+            }]
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// Fails with one line naming each missing capability and why it is needed.
 pub fn check(mode: AttachMode) -> anyhow::Result<()> {
     let held = caps::read(None, CapSet::Effective)?;
-    let host = Host {
-        tracefs_denied: tracefs::access() == tracefs::Access::Denied,
-        memlock_limited: memlock_limited(),
-    };
+    let host = Host::current();
     let missing = missing(mode, host, &held);
     if missing.is_empty() {
         return Ok(());
     }
-    anyhow::bail!("{}", explain(&missing, host))
+    anyhow::bail!(
+        "{}: run kspan as root, or grant it `setcap {}+ep <path to kspan>`",
+        describe(&missing),
+        grant(mode, host).join(",")
+    )
 }
 
-/// `missing CAP_X (to ...) and CAP_Y (to ...): run kspan as root, or grant it ...`.
-fn explain(missing: &[Missing], host: Host) -> String {
+/// Fails, naming what is missing, when `probe` needs a capability kspan lacks (the fallback
+/// chain then moves on to the next probe).
+pub fn require(probe: ProbeMode) -> anyhow::Result<()> {
+    let held = caps::read(None, CapSet::Effective)?;
+    let missing = missing_for(probe, Host::current(), &held);
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("{}", describe(&missing))
+    }
+}
+
+/// `missing CAP_X (to ...) and CAP_Y (to ...)`.
+fn describe(missing: &[Missing]) -> String {
     let lacks: Vec<String> = missing
         .iter()
         .map(|m| format!("{} ({})", m.capability, m.why))
         .collect();
-    // The whole set for this host, so that granting it once is enough.
-    let mut grant = vec!["cap_bpf", "cap_perfmon"];
-    if host.tracefs_denied {
+    format!("missing {}", lacks.join(" and "))
+}
+
+/// The whole set to grant for `mode` on `host`, so that granting it once is enough.
+fn grant(mode: AttachMode, host: Host) -> Vec<&'static str> {
+    let mut grant = if mode == AttachMode::Kprobe {
+        vec!["cap_sys_admin"]
+    } else {
+        vec!["cap_bpf", "cap_perfmon"]
+    };
+    if host.tracefs_denied && mode.candidates().contains(&ProbeMode::Tracepoint) {
         grant.push("cap_dac_read_search");
     }
     if host.memlock_limited {
         grant.push("cap_sys_resource");
     }
-    format!(
-        "missing {}: run kspan as root, or grant it `setcap {}+ep <path to kspan>`",
-        lacks.join(" and "),
-        grant.join(",")
-    )
+    grant
 }
 
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; kspan raises the limit to infinity,
@@ -143,53 +191,66 @@ mod tests {
         memlock_limited: false,
     };
 
-    fn lacks(mode: AttachMode, host: Host, held: &[Capability]) -> Vec<Capability> {
-        let held = held.iter().copied().collect();
-        missing(mode, host, &held)
+    fn held(caps: &[Capability]) -> HashSet<Capability> {
+        caps.iter().copied().collect()
+    }
+
+    fn lacks(mode: AttachMode, host: Host, caps: &[Capability]) -> Vec<Capability> {
+        missing(mode, host, &held(caps))
+            .into_iter()
+            .map(|m| m.capability)
+            .collect()
+    }
+
+    fn probe_lacks(probe: ProbeMode, host: Host, caps: &[Capability]) -> Vec<Capability> {
+        missing_for(probe, host, &held(caps))
             .into_iter()
             .map(|m| m.capability)
             .collect()
     }
 
     #[test]
-    fn root_needs_bpf_and_perfmon() {
-        assert_eq!(
-            lacks(AttachMode::Auto, ROOT_HOST, &[]),
-            [CAP_BPF, CAP_PERFMON]
-        );
-        assert_eq!(
-            lacks(AttachMode::Auto, ROOT_HOST, &[CAP_BPF]),
-            [CAP_PERFMON]
-        );
-        assert!(lacks(AttachMode::Tracepoint, ROOT_HOST, &[CAP_BPF, CAP_PERFMON]).is_empty());
-        assert!(lacks(AttachMode::Auto, ROOT_HOST, &[CAP_SYS_ADMIN]).is_empty());
+    fn every_mode_needs_bpf_and_perfmon() {
+        for mode in [AttachMode::Auto, AttachMode::Fentry, AttachMode::Tracepoint] {
+            assert_eq!(lacks(mode, ROOT_HOST, &[]), [CAP_BPF, CAP_PERFMON]);
+            assert_eq!(lacks(mode, ROOT_HOST, &[CAP_BPF]), [CAP_PERFMON]);
+            assert!(lacks(mode, ROOT_HOST, &[CAP_BPF, CAP_PERFMON]).is_empty());
+            assert!(lacks(mode, ROOT_HOST, &[CAP_SYS_ADMIN]).is_empty());
+        }
     }
 
     #[test]
-    fn a_user_needs_tracefs_access_only_where_tracepoints_may_be_used() {
+    fn kprobes_need_sys_admin() {
         assert_eq!(
-            lacks(AttachMode::Auto, USER_HOST, &[CAP_BPF, CAP_PERFMON]),
-            [CAP_DAC_READ_SEARCH]
+            lacks(AttachMode::Kprobe, ROOT_HOST, &[CAP_BPF, CAP_PERFMON]),
+            [CAP_SYS_ADMIN]
         );
+        assert!(lacks(AttachMode::Kprobe, USER_HOST, &[CAP_SYS_ADMIN]).is_empty());
+        // auto starts without it and leaves kprobes to the fallback chain.
+        assert!(lacks(AttachMode::Auto, ROOT_HOST, &[CAP_BPF, CAP_PERFMON]).is_empty());
+        assert_eq!(
+            probe_lacks(ProbeMode::Kprobe, ROOT_HOST, &[CAP_BPF, CAP_PERFMON]),
+            [CAP_SYS_ADMIN]
+        );
+        assert!(probe_lacks(ProbeMode::Fentry, USER_HOST, &[]).is_empty());
+    }
+
+    #[test]
+    fn a_user_needs_tracefs_access_for_tracepoints() {
         assert_eq!(
             lacks(AttachMode::Tracepoint, USER_HOST, &[CAP_BPF, CAP_PERFMON]),
             [CAP_DAC_READ_SEARCH]
         );
-        for mode in [AttachMode::Kprobe, AttachMode::Fentry] {
-            assert!(lacks(mode, USER_HOST, &[CAP_BPF, CAP_PERFMON]).is_empty());
+        assert!(lacks(AttachMode::Fentry, USER_HOST, &[CAP_BPF, CAP_PERFMON]).is_empty());
+        assert!(lacks(AttachMode::Auto, USER_HOST, &[CAP_BPF, CAP_PERFMON]).is_empty());
+        assert_eq!(
+            probe_lacks(ProbeMode::Tracepoint, USER_HOST, &[CAP_BPF, CAP_PERFMON]),
+            [CAP_DAC_READ_SEARCH]
+        );
+        for dac in [CAP_DAC_READ_SEARCH, CAP_DAC_OVERRIDE] {
+            assert!(probe_lacks(ProbeMode::Tracepoint, USER_HOST, &[dac]).is_empty());
         }
-        assert!(lacks(
-            AttachMode::Auto,
-            USER_HOST,
-            &[CAP_BPF, CAP_PERFMON, CAP_DAC_READ_SEARCH]
-        )
-        .is_empty());
-        assert!(lacks(
-            AttachMode::Auto,
-            USER_HOST,
-            &[CAP_BPF, CAP_PERFMON, CAP_DAC_OVERRIDE]
-        )
-        .is_empty());
+        assert!(probe_lacks(ProbeMode::Tracepoint, ROOT_HOST, &[]).is_empty());
     }
 
     #[test]
@@ -199,23 +260,30 @@ mod tests {
             ..ROOT_HOST
         };
         assert_eq!(
-            lacks(AttachMode::Kprobe, old, &[CAP_BPF, CAP_PERFMON]),
+            lacks(AttachMode::Fentry, old, &[CAP_BPF, CAP_PERFMON]),
             [CAP_SYS_RESOURCE]
         );
     }
 
     #[test]
     fn the_message_names_each_missing_capability_and_the_whole_set_to_grant() {
-        let held = [CAP_BPF].into_iter().collect();
-        let text = explain(&missing(AttachMode::Auto, USER_HOST, &held), USER_HOST);
+        let missing = missing(AttachMode::Tracepoint, USER_HOST, &held(&[CAP_BPF]));
+        let text = describe(&missing);
         assert_eq!(
             text,
-            "missing CAP_PERFMON (to load tracing programs and attach them to kprobes, \
-             fentry and tracepoints) and CAP_DAC_READ_SEARCH (to read the tracepoint formats \
-             in tracefs, which only root may read): run kspan as root, or grant it \
-             `setcap cap_bpf,cap_perfmon,cap_dac_read_search+ep <path to kspan>`"
+            "missing CAP_PERFMON (to load kprobe, fentry and tracepoint programs and attach \
+             them) and CAP_DAC_READ_SEARCH (to read the tracepoint formats in tracefs, which \
+             only root may read)"
         );
-        assert!(!text.contains('\n'));
+        assert_eq!(
+            grant(AttachMode::Auto, USER_HOST),
+            ["cap_bpf", "cap_perfmon", "cap_dac_read_search"]
+        );
+        assert_eq!(
+            grant(AttachMode::Fentry, USER_HOST),
+            ["cap_bpf", "cap_perfmon"]
+        );
+        assert_eq!(grant(AttachMode::Kprobe, ROOT_HOST), ["cap_sys_admin"]);
     }
 
     #[test]
