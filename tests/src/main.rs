@@ -66,6 +66,7 @@ async fn main() -> ExitCode {
                 attach,
                 destination: Destination::Receiver(transport),
                 bin_dir,
+                kspan_wrapper: Vec::new(),
                 out_dir,
                 workload: Workload::Scenarios(workload_args),
                 kspan_args,

@@ -85,6 +85,9 @@ pub struct CaptureConfig {
     pub destination: Destination,
     /// Directory holding the `kspan` and `signalfd-workload` binaries.
     pub bin_dir: PathBuf,
+    /// Program and arguments that launch kspan, its path and arguments appended (e.g. capsh
+    /// with fewer capabilities); empty: kspan runs directly.
+    pub kspan_wrapper: Vec<String>,
     /// Where the artifacts go (created if missing).
     pub out_dir: PathBuf,
     /// What the workload does.
@@ -176,7 +179,7 @@ pub async fn run_capture(config: &CaptureConfig) -> anyhow::Result<RunRecord> {
     }
 
     let kspan_log = std::fs::File::create(out.join(artifacts::KSPAN_LOG))?;
-    let mut kspan = Command::new(binary(&config.bin_dir, "kspan")?)
+    let mut kspan = kspan_command(&config.kspan_wrapper, binary(&config.bin_dir, "kspan")?)
         .args([
             "--attach",
             &config.attach,
@@ -343,6 +346,18 @@ async fn wait_for_file(path: &Path, timeout: Duration) -> anyhow::Result<()> {
 
 fn loopback() -> std::net::SocketAddr {
     std::net::SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// `kspan`, or `wrapper... kspan` when a wrapper launches it.
+fn kspan_command(wrapper: &[String], kspan: PathBuf) -> Command {
+    match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut command = Command::new(program);
+            command.args(args).arg(kspan);
+            command
+        }
+        None => Command::new(kspan),
+    }
 }
 
 fn binary(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {

@@ -24,6 +24,7 @@ pub fn run() -> Result<()> {
         attach: "auto".into(),
         destination: Destination::Stdout,
         bin_dir,
+        kspan_wrapper: Vec::new(),
         out_dir: out_dir.clone(),
         workload: Workload::Scenarios(vec![]),
         kspan_args: vec![],

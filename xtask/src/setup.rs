@@ -64,10 +64,18 @@ const BENCH_TOOLS: &[AptTool] = &[
     },
 ];
 
-/// Installs the eBPF build toolchain and the requested tool sets.
+/// What the end-to-end tests need on every machine that runs them.
+const TEST_TOOLS: &[AptTool] = &[AptTool {
+    package: "libcap2-bin",
+    binary: Some("capsh"),
+    why: "launches kspan with only the capabilities it needs (tests/tests/privileges.rs)",
+}];
+
+/// Installs the eBPF build toolchain, the test tools and the requested tool sets.
 pub fn run(options: SetupOptions) -> Result<()> {
     let mut apt = Apt::default();
     ensure_ebpf_toolchain()?;
+    ensure_apt_tools(&mut apt, TEST_TOOLS)?;
     if options.vm {
         ensure_vm_tools(&mut apt)?;
     }

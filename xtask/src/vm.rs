@@ -93,7 +93,7 @@ pub fn run(options: &VmTestOptions) -> Result<bool> {
     let packing = Instant::now();
     initramfs::build(
         &binaries,
-        &initramfs::init_script(guest::GUEST_COMMAND),
+        &initramfs::init_script(&guest::guest_command()),
         &vm_dir.join("initramfs"),
         &initrd,
     )?;
@@ -126,11 +126,7 @@ fn plan_kernels(options: &VmTestOptions, cache: &Path, apt: &mut Apt) -> Result<
             .collect()
     };
     if !options.kernel_images.is_empty() {
-        let all = [
-            AttachMode::Kprobe,
-            AttachMode::Fentry,
-            AttachMode::Tracepoint,
-        ];
+        let all = AttachMode::ALL;
         let mut taken = BTreeSet::new();
         return options
             .kernel_images
@@ -308,7 +304,7 @@ fn test_kernel(plan: &Plan, initrd: &Path, vm_dir: &Path, timeout: Duration) -> 
     let mut unpacked = results::unpack_stream_file(&run.results_stream, &results_dir);
     for cell in &mut report.cells {
         cell.outcome = match unpacked.remove(&cell.mode) {
-            Some(Ok(())) => match guest::judge(&results_dir.join(cell.mode.as_str())) {
+            Some(Ok(())) => match guest::judge(cell.mode, &results_dir.join(cell.mode.as_str())) {
                 Ok(verdict) => Outcome::Judged(verdict),
                 Err(error) => Outcome::Error(format!("cannot judge the results: {error:#}")),
             },

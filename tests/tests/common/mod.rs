@@ -40,6 +40,7 @@ pub fn config(name: &str, workload: Workload, kspan_args: &[&str]) -> CaptureCon
         attach: "auto".into(),
         destination: Destination::Receiver(Transport::Grpc),
         bin_dir: bin_dir(),
+        kspan_wrapper: Vec::new(),
         out_dir,
         workload,
         kspan_args: kspan_args.iter().map(|arg| arg.to_string()).collect(),

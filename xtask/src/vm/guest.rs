@@ -4,8 +4,10 @@
 use std::path::Path;
 
 use anyhow::Result;
-
 pub use kspan_e2e::Verdict;
+use kspan_e2e::MISSING_KERNEL_FUNCTION;
+
+use crate::attach_mode::AttachMode;
 
 /// Cargo packages built (release) for the guest.
 pub const CARGO_PACKAGES: &[&str] = &["kspan", "signalfd-workload", "kspan-e2e"];
@@ -14,12 +16,67 @@ pub const CARGO_PACKAGES: &[&str] = &["kspan", "signalfd-workload", "kspan-e2e"]
 /// receiver in-process).
 pub const GUEST_BINARIES: &[&str] = &["kspan", "signalfd-workload", "kspan-e2e"];
 
-/// Shell command `/init` runs once per attach mode, with `$mode` set; it leaves its files in
+/// `kspan-e2e run` arguments that make `mode`'s run.
+fn run_args(mode: AttachMode) -> Vec<String> {
+    match mode {
+        AttachMode::Kprobe | AttachMode::Fentry | AttachMode::Tracepoint => {
+            vec!["--attach".into(), mode.as_str().into()]
+        }
+        AttachMode::Fallback => vec![
+            "--attach".into(),
+            "auto".into(),
+            "--kspan-arg=--kernel-function".into(),
+            format!("--kspan-arg={MISSING_KERNEL_FUNCTION}"),
+        ],
+    }
+}
+
+/// Shell command `/init` runs once per mode, with `$mode` set; it leaves its files in
 /// `/results/$mode` (which exists). Its exit status does not matter: the host judges the files.
-pub const GUEST_COMMAND: &str =
-    r#"kspan-e2e run --attach "$mode" --bin-dir /bin --out-dir "/results/$mode""#;
+pub fn guest_command() -> String {
+    let mut command = String::from("case \"$mode\" in\n");
+    for mode in AttachMode::ALL {
+        command.push_str(&format!(
+            "        {mode}) kspan-e2e run {} --bin-dir /bin --out-dir \"/results/$mode\" ;;\n",
+            run_args(mode).join(" ")
+        ));
+    }
+    command.push_str("    esac");
+    command
+}
 
 /// Judges the files one mode's guest run left in `dir` (unpacked on the host).
-pub fn judge(dir: &Path) -> Result<Verdict> {
-    kspan_e2e::judge_dir(dir)
+pub fn judge(mode: AttachMode, dir: &Path) -> Result<Verdict> {
+    let mut verdict = kspan_e2e::judge_dir(dir)?;
+    if mode == AttachMode::Fallback {
+        // Guest kernels have kprobes: kprobe must be refused for the missing function itself.
+        verdict
+            .mismatches
+            .extend(kspan_e2e::fallback_mismatches(dir, true)?);
+    }
+    Ok(verdict)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_mode_has_its_own_run() {
+        let command = guest_command();
+        for mode in AttachMode::ALL {
+            assert!(
+                command.contains(&format!("{mode}) kspan-e2e run ")),
+                "{command}"
+            );
+        }
+        assert!(
+            command.contains(
+                "fallback) kspan-e2e run --attach auto --kspan-arg=--kernel-function \
+                 --kspan-arg=kspan_no_such_function --bin-dir /bin"
+            ),
+            "{command}"
+        );
+        assert!(command.contains("kprobe) kspan-e2e run --attach kprobe --bin-dir /bin"));
+    }
 }
