@@ -2,12 +2,13 @@
 //! chosen `--attach`, and names each missing one with what it is for.
 //!
 //! Measured (README, "Privileges"): without CAP_BPF map creation fails; without CAP_PERFMON
-//! loading a kprobe, fentry or tracepoint program fails; creating a kprobe through the kernel's
-//! kprobe PMU still needs CAP_SYS_ADMIN (Linux 6.1 and 6.12: `perf_event_open` fails with
-//! EACCES, even with CAP_BPF and CAP_PERFMON); a non-root user cannot open tracefs (mode 0700,
-//! owned by root) without CAP_DAC_READ_SEARCH. Nothing else is needed: BPF memory has been
-//! charged to the memory cgroup, not RLIMIT_MEMLOCK, since 5.11, and `/proc/<pid>/comm`,
-//! `/sys/kernel/btf/vmlinux` and the kprobe PMU's sysfs files are world-readable.
+//! loading a kprobe, fentry or tracepoint program fails; a non-root user cannot open tracefs
+//! (mode 0700, owned by root) without CAP_DAC_READ_SEARCH; and where `kernel.perf_event_paranoid`
+//! is above 2 (Debian's default 3, a distribution patch), `perf_event_open`, which kprobes and
+//! tracepoints are attached through, fails with EACCES without CAP_SYS_ADMIN (fentry needs no
+//! perf event). Nothing else is needed: BPF memory has been charged to the memory cgroup, not
+//! RLIMIT_MEMLOCK, since 5.11, and `/proc/<pid>/comm`, `/sys/kernel/btf/vmlinux` and the kprobe
+//! PMU's sysfs files are world-readable.
 
 use std::collections::HashSet;
 
@@ -27,6 +28,9 @@ pub struct Host {
     /// The kernel charges BPF memory to RLIMIT_MEMLOCK (before 5.11) and the hard limit is
     /// finite, so kspan must raise it.
     pub memlock_limited: bool,
+    /// `kernel.perf_event_paranoid` is above 2: distributions that patch this level in (Debian,
+    /// Ubuntu) let only CAP_SYS_ADMIN open perf events.
+    pub perf_events_restricted: bool,
 }
 
 impl Host {
@@ -35,6 +39,7 @@ impl Host {
         Host {
             tracefs_denied: tracefs::access() == tracefs::Access::Denied,
             memlock_limited: memlock_limited(),
+            perf_events_restricted: perf_event_paranoid().is_some_and(|level| level > 2),
         }
     }
 }
@@ -68,11 +73,9 @@ pub fn missing(mode: AttachMode, host: Host, held: &HashSet<Capability>) -> Vec<
             why: "to load kprobe, fentry and tracepoint programs and attach them",
         });
     }
-    match mode {
-        AttachMode::Auto => {}
-        AttachMode::Kprobe => missing.extend(missing_for(ProbeMode::Kprobe, host, held)),
-        AttachMode::Fentry => missing.extend(missing_for(ProbeMode::Fentry, host, held)),
-        AttachMode::Tracepoint => missing.extend(missing_for(ProbeMode::Tracepoint, host, held)),
+    // One probe asked for must be usable at start; `auto` leaves it to the fallback chain.
+    if let [probe] = mode.candidates() {
+        missing.extend(missing_for(*probe, host, held));
     }
     if host.memlock_limited && !holds(Capability::CAP_SYS_RESOURCE) {
         missing.push(Missing {
@@ -86,25 +89,28 @@ pub fn missing(mode: AttachMode, host: Host, held: &HashSet<Capability>) -> Vec<
 /// What one probe needs beyond CAP_BPF and CAP_PERFMON, and lacks.
 pub fn missing_for(probe: ProbeMode, host: Host, held: &HashSet<Capability>) -> Vec<Missing> {
     let holds = |capability| held.contains(&capability);
-    match probe {
-        ProbeMode::Kprobe if !holds(Capability::CAP_SYS_ADMIN) => vec![Missing {
+    let mut missing = Vec::new();
+    let opens_perf_events = matches!(probe, ProbeMode::Kprobe | ProbeMode::Tracepoint);
+    if opens_perf_events && host.perf_events_restricted && !holds(Capability::CAP_SYS_ADMIN) {
+        missing.push(Missing {
             capability: Capability::CAP_SYS_ADMIN,
-            why: "to create kprobes: the kernel's kprobe PMU still requires it, where fentry \
-                  and tracepoints need only CAP_BPF and CAP_PERFMON",
-        }],
-        // CAP_DAC_OVERRIDE also opens tracefs, but grants writing anywhere too: never asked for.
-        ProbeMode::Tracepoint
-            if host.tracefs_denied
-                && !holds(Capability::CAP_DAC_READ_SEARCH)
-                && !holds(Capability::CAP_DAC_OVERRIDE) =>
-        {
-            vec![Missing {
-                capability: Capability::CAP_DAC_READ_SEARCH,
-                why: "to read the tracepoint formats in tracefs, which only root may read",
-            }]
-        }
-        _ => Vec::new(),
+            why: "to open perf events for kprobes and tracepoints while \
+                  kernel.perf_event_paranoid is above 2; setting it to 2 also works, and \
+                  fentry needs neither",
+        });
     }
+    // CAP_DAC_OVERRIDE also opens tracefs, but grants writing anywhere too: never asked for.
+    if probe == ProbeMode::Tracepoint
+        && host.tracefs_denied
+        && !holds(Capability::CAP_DAC_READ_SEARCH)
+        && !holds(Capability::CAP_DAC_OVERRIDE)
+    {
+        missing.push(Missing {
+            capability: Capability::CAP_DAC_READ_SEARCH,
+            why: "to read the tracepoint formats in tracefs, which only root may read",
+        });
+    }
+    missing
 }
 
 /// Fails with one line naming each missing capability and why it is needed.
@@ -145,7 +151,9 @@ fn describe(missing: &[Missing]) -> String {
 
 /// The whole set to grant for `mode` on `host`, so that granting it once is enough.
 fn grant(mode: AttachMode, host: Host) -> Vec<&'static str> {
-    let mut grant = if mode == AttachMode::Kprobe {
+    let perf_events = matches!(mode, AttachMode::Kprobe | AttachMode::Tracepoint);
+    // CAP_SYS_ADMIN covers CAP_BPF and CAP_PERFMON.
+    let mut grant = if perf_events && host.perf_events_restricted {
         vec!["cap_sys_admin"]
     } else {
         vec!["cap_bpf", "cap_perfmon"]
@@ -171,6 +179,15 @@ fn memlock_limited() -> bool {
     charged && !infinite
 }
 
+/// `kernel.perf_event_paranoid`, if readable.
+fn perf_event_paranoid() -> Option<i32> {
+    std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// `(major, minor)` of a kernel release such as `6.1.0-28-amd64`.
 fn kernel_version(release: &str) -> Option<(u32, u32)> {
     let mut parts = release.split(|c: char| !c.is_ascii_digit());
@@ -185,10 +202,15 @@ mod tests {
     const ROOT_HOST: Host = Host {
         tracefs_denied: false,
         memlock_limited: false,
+        perf_events_restricted: false,
     };
     const USER_HOST: Host = Host {
         tracefs_denied: true,
-        memlock_limited: false,
+        ..ROOT_HOST
+    };
+    const DEBIAN_HOST: Host = Host {
+        perf_events_restricted: true,
+        ..ROOT_HOST
     };
 
     fn held(caps: &[Capability]) -> HashSet<Capability> {
@@ -211,28 +233,36 @@ mod tests {
 
     #[test]
     fn every_mode_needs_bpf_and_perfmon() {
-        for mode in [AttachMode::Auto, AttachMode::Fentry, AttachMode::Tracepoint] {
+        for mode in [
+            AttachMode::Auto,
+            AttachMode::Kprobe,
+            AttachMode::Fentry,
+            AttachMode::Tracepoint,
+        ] {
             assert_eq!(lacks(mode, ROOT_HOST, &[]), [CAP_BPF, CAP_PERFMON]);
             assert_eq!(lacks(mode, ROOT_HOST, &[CAP_BPF]), [CAP_PERFMON]);
             assert!(lacks(mode, ROOT_HOST, &[CAP_BPF, CAP_PERFMON]).is_empty());
-            assert!(lacks(mode, ROOT_HOST, &[CAP_SYS_ADMIN]).is_empty());
+            assert!(lacks(mode, DEBIAN_HOST, &[CAP_SYS_ADMIN]).is_empty());
         }
     }
 
     #[test]
-    fn kprobes_need_sys_admin() {
-        assert_eq!(
-            lacks(AttachMode::Kprobe, ROOT_HOST, &[CAP_BPF, CAP_PERFMON]),
-            [CAP_SYS_ADMIN]
-        );
-        assert!(lacks(AttachMode::Kprobe, USER_HOST, &[CAP_SYS_ADMIN]).is_empty());
-        // auto starts without it and leaves kprobes to the fallback chain.
-        assert!(lacks(AttachMode::Auto, ROOT_HOST, &[CAP_BPF, CAP_PERFMON]).is_empty());
-        assert_eq!(
-            probe_lacks(ProbeMode::Kprobe, ROOT_HOST, &[CAP_BPF, CAP_PERFMON]),
-            [CAP_SYS_ADMIN]
-        );
-        assert!(probe_lacks(ProbeMode::Fentry, USER_HOST, &[]).is_empty());
+    fn restricted_perf_events_need_sys_admin_for_kprobes_and_tracepoints() {
+        let bpf_perfmon = [CAP_BPF, CAP_PERFMON];
+        for mode in [AttachMode::Kprobe, AttachMode::Tracepoint] {
+            assert_eq!(lacks(mode, DEBIAN_HOST, &bpf_perfmon), [CAP_SYS_ADMIN]);
+        }
+        assert!(lacks(AttachMode::Fentry, DEBIAN_HOST, &bpf_perfmon).is_empty());
+        // auto starts without it and leaves kprobes and tracepoints to the fallback chain.
+        assert!(lacks(AttachMode::Auto, DEBIAN_HOST, &bpf_perfmon).is_empty());
+        for probe in [ProbeMode::Kprobe, ProbeMode::Tracepoint] {
+            assert_eq!(
+                probe_lacks(probe, DEBIAN_HOST, &bpf_perfmon),
+                [CAP_SYS_ADMIN]
+            );
+            assert!(probe_lacks(probe, ROOT_HOST, &bpf_perfmon).is_empty());
+        }
+        assert!(probe_lacks(ProbeMode::Fentry, DEBIAN_HOST, &bpf_perfmon).is_empty());
     }
 
     #[test]
@@ -283,7 +313,15 @@ mod tests {
             grant(AttachMode::Fentry, USER_HOST),
             ["cap_bpf", "cap_perfmon"]
         );
-        assert_eq!(grant(AttachMode::Kprobe, ROOT_HOST), ["cap_sys_admin"]);
+        assert_eq!(
+            grant(AttachMode::Kprobe, ROOT_HOST),
+            ["cap_bpf", "cap_perfmon"]
+        );
+        assert_eq!(grant(AttachMode::Kprobe, DEBIAN_HOST), ["cap_sys_admin"]);
+        assert_eq!(
+            grant(AttachMode::Auto, DEBIAN_HOST),
+            ["cap_bpf", "cap_perfmon"]
+        );
     }
 
     #[test]

@@ -264,17 +264,3 @@ fn as_nobody_without_any_one_needed_capability_kspan_names_it_and_stops() {
         refuses_without(Identity::Nobody, cap);
     }
 }
-
-/// The kernel's kprobe PMU still requires CAP_SYS_ADMIN: `--attach kprobe` says so at start
-/// (`auto` instead refuses kprobes and falls back, see above).
-#[test]
-fn kprobe_mode_without_sys_admin_names_it_and_stops() {
-    let _turn = ONE_AT_A_TIME.blocking_lock();
-    common::require_root();
-    refuses(
-        Identity::Root,
-        Identity::Root.needs(),
-        &["--attach", "kprobe"],
-        "cap_sys_admin",
-    );
-}
