@@ -73,7 +73,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         tracing::warn!(probe = %mode, reason = why, "probe refused, falling back");
         tracing::debug!(probe = %mode, %reason, "full refusal");
     }
-    tracing::info!(probe = %attached.mode, function = %cli.kernel_function, "attached");
+    if attached.mode == ProbeMode::Tracepoint {
+        tracing::info!(probe = %attached.mode, "attached");
+    } else {
+        tracing::info!(probe = %attached.mode, function = %cli.kernel_function, "attached");
+    }
 
     let pipeline_config = PipelineConfig {
         queue_capacity: cli.export_queue as usize,
