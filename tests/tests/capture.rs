@@ -13,23 +13,14 @@ async fn capture(name: &str, transport: Transport, kspan_args: &[&str]) -> Verdi
         .unwrap_or_else(|error| panic!("cannot judge {}: {error:#}", config.out_dir.display()))
 }
 
-fn assert_exact(verdict: &Verdict) {
-    assert!(
-        verdict.expected > 100,
-        "the workload made only {} calls",
-        verdict.expected
-    );
-    assert!(verdict.passed(), "{verdict}");
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn every_call_arrives_over_grpc() {
-    assert_exact(&capture("grpc", Transport::Grpc, &[]).await);
+    common::assert_exact(&capture("grpc", Transport::Grpc, &[]).await);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_call_arrives_over_http() {
-    assert_exact(&capture("http", Transport::Http, &[]).await);
+    common::assert_exact(&capture("http", Transport::Http, &[]).await);
 }
 
 /// The check must fail when capture is broken: here a comm filter no thread matches.

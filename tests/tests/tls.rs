@@ -10,7 +10,7 @@ use std::path::Path;
 
 use kspan_e2e::{
     artifacts, judge_dir, judge_dir_with, CaptureConfig, Completeness, Destination, RunRecord,
-    Transport, Verdict,
+    Transport,
 };
 use kspan_receiver::{test_pki::TestPki, ReceiverSecurity, RequiredHeader};
 
@@ -98,60 +98,43 @@ fn receiver_stats(record: &RunRecord) -> kspan_receiver::ReceiverStats {
     record.receiver.expect("the run had a receiver")
 }
 
-fn assert_exact(verdict: &Verdict) {
-    assert!(
-        verdict.expected > 100,
-        "the workload made only {} calls",
-        verdict.expected
-    );
-    assert!(verdict.passed(), "{verdict}");
+/// A run over TLS with the right token: every call arrives exactly, nothing is refused, and the
+/// token is shown nowhere.
+async fn assert_secured_delivery(name: &str, transport: Transport, via: HeaderVia) {
+    let config = secured_run(name, transport, via, TOKEN, true);
+    let record = common::run(&config).await;
+    let verdict = judge_dir(&config.out_dir).expect("judge");
+    println!("{verdict}");
+    common::assert_exact(&verdict);
     assert_eq!(
         (verdict.spans, verdict.logs),
         (verdict.expected, verdict.expected),
         "{verdict}"
     );
+    let stats = receiver_stats(&record);
+    assert_eq!(
+        stats.unauthenticated_requests.total(),
+        0,
+        "requests were refused: {stats:?}"
+    );
+    let requests = match transport {
+        Transport::Grpc => stats.trace_requests.grpc,
+        Transport::Http => stats.trace_requests.http,
+    };
+    assert!(requests > 0, "{stats:?}");
+    assert_token_never_shown(&config.out_dir);
 }
 
 /// (a) gRPC over TLS, the token from OTEL_EXPORTER_OTLP_HEADERS: every call arrives exactly.
 #[tokio::test(flavor = "multi_thread")]
 async fn grpc_over_tls_with_the_header_from_the_environment() {
-    let config = secured_run(
-        "tls-grpc",
-        Transport::Grpc,
-        HeaderVia::Environment,
-        TOKEN,
-        true,
-    );
-    let record = common::run(&config).await;
-    let verdict = judge_dir(&config.out_dir).expect("judge");
-    println!("{verdict}");
-    assert_exact(&verdict);
-    let stats = receiver_stats(&record);
-    assert_eq!(
-        stats.unauthenticated_requests.total(),
-        0,
-        "requests were refused: {stats:?}"
-    );
-    assert!(stats.trace_requests.grpc > 0, "{stats:?}");
-    assert_token_never_shown(&config.out_dir);
+    assert_secured_delivery("tls-grpc", Transport::Grpc, HeaderVia::Environment).await;
 }
 
 /// (b) HTTP/protobuf over TLS, the token from `--otlp-header`: every call arrives exactly.
 #[tokio::test(flavor = "multi_thread")]
 async fn http_over_tls_with_the_header_from_the_command_line() {
-    let config = secured_run("tls-http", Transport::Http, HeaderVia::Option, TOKEN, true);
-    let record = common::run(&config).await;
-    let verdict = judge_dir(&config.out_dir).expect("judge");
-    println!("{verdict}");
-    assert_exact(&verdict);
-    let stats = receiver_stats(&record);
-    assert_eq!(
-        stats.unauthenticated_requests.total(),
-        0,
-        "requests were refused: {stats:?}"
-    );
-    assert!(stats.trace_requests.http > 0, "{stats:?}");
-    assert_token_never_shown(&config.out_dir);
+    assert_secured_delivery("tls-http", Transport::Http, HeaderVia::Option).await;
 }
 
 /// (c) A wrong token: the receiver refuses every request, kspan counts every call as lost at

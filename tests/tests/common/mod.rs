@@ -64,3 +64,13 @@ pub async fn run(config: &CaptureConfig) -> RunRecord {
 pub fn scenarios(args: &[&str]) -> Workload {
     Workload::Scenarios(args.iter().map(|arg| arg.to_string()).collect())
 }
+
+/// A real run was judged, and the judge found every call and nothing else.
+pub fn assert_exact(verdict: &kspan_e2e::Verdict) {
+    assert!(
+        verdict.expected > 100,
+        "the workload made only {} calls",
+        verdict.expected
+    );
+    assert!(verdict.passed(), "{verdict}");
+}
