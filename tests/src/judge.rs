@@ -667,6 +667,15 @@ mod tests {
         );
     }
 
+    /// The verdict lists a mismatch starting with `prefix`.
+    fn assert_mismatch(verdict: &Verdict, prefix: &str) {
+        assert!(
+            verdict.mismatches.iter().any(|m| m.starts_with(prefix)),
+            "no mismatch starting with {prefix:?}: {:#?}",
+            verdict.mismatches
+        );
+    }
+
     #[test]
     fn an_extra_span_fails() {
         let (manifest, mut spans, mut logs) = fixture();
@@ -681,14 +690,7 @@ mod tests {
             Expectation::Tracepoint,
             Completeness::Exact,
         );
-        assert!(
-            verdict
-                .mismatches
-                .iter()
-                .any(|m| m.starts_with("1 span(s) from thread 300")),
-            "{:#?}",
-            verdict.mismatches
-        );
+        assert_mismatch(&verdict, "1 span(s) from thread 300");
     }
 
     #[test]
@@ -855,14 +857,7 @@ mod tests {
             Expectation::Tracepoint,
             Completeness::Exact,
         );
-        assert!(
-            verdict
-                .mismatches
-                .iter()
-                .any(|m| m.starts_with("thread 100: call seq 0 was mid-flight")),
-            "{:#?}",
-            verdict.mismatches
-        );
+        assert_mismatch(&verdict, "thread 100: call seq 0 was mid-flight");
         // kprobe and fentry see the held call begin: do_signalfd4 runs after it is let go.
         let kprobe = judge(
             &manifest,
