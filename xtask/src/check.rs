@@ -5,7 +5,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::{bench, command, fuzz, paths, setup, vm};
 
@@ -31,6 +31,8 @@ pub fn run(options: &CheckOptions) -> Result<bool> {
         bail!("the end-to-end tests load eBPF programs: run `cargo xtask test` as root");
     }
     let root = paths::workspace_root();
+    let free_at_start = free_disk_bytes(&root)?;
+    println!("==> disk: {} free", gib(free_at_start));
     let release = paths::target_dir().join("release");
     let cargo = |args: &[&str]| {
         let mut command = Command::new(env!("CARGO"));
@@ -116,7 +118,24 @@ pub fn run(options: &CheckOptions) -> Result<bool> {
     passed &= bench::run(&bench::BenchOptions::smoke())?;
     timings.push(("bench smoke", started.elapsed()));
     print_timings(&timings);
+    // A CI run once failed for want of disk: say what a run takes.
+    let free_at_end = free_disk_bytes(&root)?;
+    println!(
+        "==> disk: {} free, this run used {}",
+        gib(free_at_end),
+        gib(free_at_start.saturating_sub(free_at_end))
+    );
     Ok(passed)
+}
+
+fn free_disk_bytes(path: &std::path::Path) -> Result<u64> {
+    let stats =
+        nix::sys::statvfs::statvfs(path).with_context(|| format!("statvfs {}", path.display()))?;
+    Ok(stats.blocks_available() * stats.fragment_size())
+}
+
+fn gib(bytes: u64) -> String {
+    format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
 }
 
 fn print_timings(timings: &[(&str, Duration)]) {
