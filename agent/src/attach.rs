@@ -69,7 +69,7 @@ pub struct Attached {
 pub struct Target<'a> {
     /// The kernel function for kprobe and fentry (`do_signalfd4`).
     pub function: &'a str,
-    /// Whether the tracepoints' layout could be read, or why not.
+    /// Whether the tracepoints carry their fields where the probes read them, or why not.
     pub tracepoints: Result<(), String>,
     /// Attach the empty floor programs instead of the capturing ones.
     pub floor: bool,

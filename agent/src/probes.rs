@@ -6,8 +6,8 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use kspan_common::{
-    CallEvent, Counter, ProbeConfig, TracepointLayout, COMM_FILTER_MAP, COMM_LEN, CONFIG_GLOBAL,
-    CONTROL_MAP, CONTROL_STOPPING, COUNTERS_MAP, EVENTS_MAP, IN_FLIGHT_MAP, PID_FILTER_MAP,
+    CallEvent, Counter, ProbeConfig, COMM_FILTER_MAP, COMM_LEN, CONFIG_GLOBAL, CONTROL_MAP,
+    CONTROL_STOPPING, COUNTERS_MAP, EVENTS_MAP, IN_FLIGHT_MAP, PID_FILTER_MAP,
 };
 
 /// The probes, compiled by build.rs.
@@ -23,18 +23,11 @@ pub struct Filters {
 }
 
 /// Parses the embedded object with the given settings (programs are loaded at attach time).
-pub fn open(
-    filters: &Filters,
-    layout: Option<TracepointLayout>,
-    ring_buffer_bytes: u32,
-) -> anyhow::Result<Ebpf> {
+pub fn open(filters: &Filters, ring_buffer_bytes: u32) -> anyhow::Result<Ebpf> {
     let config = ProbeConfig {
         filter_pid: u8::from(!filters.pids.is_empty()),
         filter_comm: u8::from(!filters.comms.is_empty()),
         _pad: [0; 2],
-        tracepoint: layout.unwrap_or_default(),
-        // A quarter full: the reader's timer drains long before, bursts still wake it at once.
-        wakeup_bytes: ring_buffer_bytes / 4,
     };
     let mut ebpf = EbpfLoader::new()
         .override_global(CONFIG_GLOBAL, &config, true)

@@ -9,17 +9,20 @@ use std::{
 };
 
 use aya::maps::{MapData, RingBuf};
+use kspan_common::CallEvent;
 use kspan_otel::export::Pipeline;
-use tokio::{
-    io::{unix::AsyncFd, Interest},
-    sync::oneshot,
-    task::JoinHandle,
-};
+use tokio::{sync::oneshot, task::JoinHandle};
 
 use crate::event::CallDecoder;
 
-/// How often the ring buffer is drained when the probes have not asked for a wakeup.
-const DRAIN_EVERY: Duration = Duration::from_millis(10);
+/// The probes never wake the reader (a wakeup would cost every traced call more than the
+/// probe itself): it drains on a timer whose period follows the load, between these bounds.
+/// The slowest bounds how long a call waits in the kernel; tokio's timers tick in milliseconds.
+const SLOWEST_DRAIN: Duration = Duration::from_millis(10);
+const FASTEST_DRAIN: Duration = Duration::from_millis(1);
+
+/// Bytes a record takes in the ring buffer: the event and the kernel's 8-byte header.
+const RECORD_BYTES: usize = size_of::<CallEvent>() + 8;
 
 /// What the reader has seen so far.
 #[derive(Debug, Default)]
@@ -38,26 +41,24 @@ pub struct EventReader {
 }
 
 impl EventReader {
-    /// Starts reading `ring` on the current runtime.
+    /// Starts reading `ring`, of `ring_bytes` bytes, on the current runtime.
     pub fn start(
         ring: RingBuf<MapData>,
+        ring_bytes: u32,
         decoder: CallDecoder,
         pipeline: Pipeline,
-    ) -> anyhow::Result<Self> {
-        // SAFETY: the RingBuf owns its map fd and keeps it open until it is dropped, which only
-        // happens when this AsyncFd is dropped.
-        let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
-            .map_err(std::io::Error::from)?;
+    ) -> Self {
         let (stop, stopped) = oneshot::channel();
         let counts = Arc::new(ReaderCounts::default());
         let task = tokio::spawn(read_until_stopped(
             ring,
+            DrainPace::new(ring_bytes as usize / RECORD_BYTES),
             decoder,
             pipeline,
             counts.clone(),
             stopped,
         ));
-        Ok(Self { stop, task, counts })
+        Self { stop, task, counts }
     }
 
     /// Counters shared with the reader.
@@ -74,38 +75,65 @@ impl EventReader {
 }
 
 async fn read_until_stopped(
-    mut ring: AsyncFd<RingBuf<MapData>>,
+    mut ring: RingBuf<MapData>,
+    mut pace: DrainPace,
     mut decoder: CallDecoder,
     pipeline: Pipeline,
     counts: Arc<ReaderCounts>,
     mut stopped: oneshot::Receiver<()>,
 ) -> anyhow::Result<Pipeline> {
-    // The probes wake this task only when the buffer fills up (see `wakeup_bytes`); otherwise
-    // it drains on a short timer, which bounds the delay a call waits in the kernel.
-    let mut tick = tokio::time::interval(DRAIN_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = &mut stopped => break,
-            _ = tick.tick() => drain(ring.get_mut(), &mut decoder, &pipeline, &counts),
-            guard = ring.readable_mut() => {
-                let mut guard = guard?;
-                drain(guard.get_inner_mut(), &mut decoder, &pipeline, &counts);
-                guard.clear_ready();
+            _ = tokio::time::sleep(pace.period()) => {
+                let drained = drain(&mut ring, &mut decoder, &pipeline, &counts);
+                pace.after_drain(drained);
             }
         }
     }
-    drain(ring.get_mut(), &mut decoder, &pipeline, &counts);
+    drain(&mut ring, &mut decoder, &pipeline, &counts);
     Ok(pipeline)
 }
 
+/// The drain period: halved while drains find the buffer over a quarter full, doubled back
+/// while they find it under a sixteenth, so a burst gets drained before the buffer fills.
+#[derive(Debug)]
+struct DrainPace {
+    capacity_records: usize,
+    period: Duration,
+}
+
+impl DrainPace {
+    fn new(capacity_records: usize) -> Self {
+        Self {
+            capacity_records,
+            period: SLOWEST_DRAIN,
+        }
+    }
+
+    fn period(&self) -> Duration {
+        self.period
+    }
+
+    fn after_drain(&mut self, drained_records: usize) {
+        if drained_records * 4 > self.capacity_records {
+            self.period = (self.period / 2).max(FASTEST_DRAIN);
+        } else if drained_records * 16 < self.capacity_records {
+            self.period = (self.period * 2).min(SLOWEST_DRAIN);
+        }
+    }
+}
+
+/// Reads every record waiting in the ring buffer; returns how many there were.
 fn drain(
     ring: &mut RingBuf<MapData>,
     decoder: &mut CallDecoder,
     pipeline: &Pipeline,
     counts: &ReaderCounts,
-) {
+) -> usize {
+    let mut drained = 0;
     while let Some(record) = ring.next() {
+        drained += 1;
         match decoder.decode(&record) {
             Ok(call) => {
                 counts.calls.fetch_add(1, Ordering::Relaxed);
@@ -116,5 +144,31 @@ fn drain(
                 tracing::warn!(%error, "dropped a malformed ring buffer record");
             }
         }
+    }
+    drained
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pace_quickens_under_load_and_relaxes_when_idle() {
+        let mut pace = DrainPace::new(1600);
+        assert_eq!(pace.period(), SLOWEST_DRAIN);
+        // Over a quarter full: halve, down to the fastest.
+        for _ in 0..10 {
+            pace.after_drain(401);
+        }
+        assert_eq!(pace.period(), FASTEST_DRAIN);
+        // Between a sixteenth and a quarter: hold.
+        pace.after_drain(200);
+        assert_eq!(pace.period(), FASTEST_DRAIN);
+        pace.after_drain(99);
+        assert_eq!(pace.period(), FASTEST_DRAIN * 2);
+        for _ in 0..10 {
+            pace.after_drain(0);
+        }
+        assert_eq!(pace.period(), SLOWEST_DRAIN);
     }
 }

@@ -40,27 +40,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     raise_memlock_limit();
 
     let wants_tracepoints = cli.attach.candidates().contains(&ProbeMode::Tracepoint);
-    let layout = wants_tracepoints
-        .then(|| tracefs::ensure_mounted().and_then(|root| tracefs::signalfd_layout(&root)));
-    if let (attach::AttachMode::Tracepoint, Some(Err(error))) = (cli.attach, &layout) {
+    let offsets_checked = wants_tracepoints
+        .then(|| tracefs::ensure_mounted().and_then(|root| tracefs::check_signalfd_offsets(&root)));
+    if let (attach::AttachMode::Tracepoint, Some(Err(error))) = (cli.attach, &offsets_checked) {
         anyhow::bail!("{error}");
     }
-    let usable_layout = layout
-        .as_ref()
-        .and_then(|layout| layout.as_ref().ok())
-        .copied();
     let filters = probes::Filters {
         pids: cli.pids.clone(),
         comms: cli.comms.clone(),
     };
-    let mut ebpf = probes::open(&filters, usable_layout, cli.ring_buffer_bytes)?;
+    let mut ebpf = probes::open(&filters, cli.ring_buffer_bytes)?;
     let ring = probes::take_events(&mut ebpf)?;
     let counter_maps = probes::CounterMaps::take(&mut ebpf)?;
 
     let target = Target {
         function: &cli.kernel_function,
-        tracepoints: match layout {
-            Some(Ok(_)) => Ok(()),
+        tracepoints: match offsets_checked {
+            Some(Ok(())) => Ok(()),
             Some(Err(error)) => Err(error.to_string()),
             None => Err("not requested".to_string()),
         },
@@ -87,7 +83,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let pipeline = Pipeline::start(sink, pipeline_config)?;
     let export_stats = pipeline.stats();
     let decoder = CallDecoder::new(BootClock::measure().context("reading the system clocks")?);
-    let reader = EventReader::start(ring, decoder, pipeline)?;
+    let reader = EventReader::start(ring, cli.ring_buffer_bytes, decoder, pipeline);
     let reader_counts = reader.counts();
 
     let mut sigint = signal(SignalKind::interrupt())?;

@@ -1,8 +1,8 @@
-//! tracefs: making sure it is mounted, and reading the signalfd tracepoints' field layout.
+//! tracefs: making sure it is mounted, and checking the signalfd tracepoints' field offsets.
 
 use std::path::{Path, PathBuf};
 
-use kspan_common::TracepointLayout;
+use kspan_common::tracepoint_offsets;
 use nix::mount::{mount, MsFlags};
 
 /// Where tracefs normally lives.
@@ -35,15 +35,17 @@ pub enum TracefsError {
         /// The format file.
         path: PathBuf,
     },
-    /// `signalfd` and `signalfd4` disagree on a shared field's offset.
-    #[error(
-        "field `{field}` is at different offsets in sys_{kind}_signalfd and sys_{kind}_signalfd4"
-    )]
-    Inconsistent {
+    /// A field is not where the probes read it.
+    #[error("field `{field}` is at offset {found} in {}, but the probes read it at {expected}", path.display())]
+    UnexpectedOffset {
         /// The field.
         field: &'static str,
-        /// `enter` or `exit`.
-        kind: &'static str,
+        /// The format file.
+        path: PathBuf,
+        /// The compiled-in offset.
+        expected: usize,
+        /// The offset tracefs gives.
+        found: usize,
     },
 }
 
@@ -112,43 +114,45 @@ fn tracefs_mount_points(mounts: &str) -> Vec<&str> {
         .collect()
 }
 
-/// Field offsets of `syscalls:sys_{enter,exit}_signalfd{,4}`, from their format files.
-pub fn signalfd_layout(root: &Path) -> Result<TracepointLayout, TracefsError> {
-    let read = |event: &str| {
+/// Checks that `syscalls:sys_{enter,exit}_signalfd{,4}` carry each field the tracepoint programs
+/// read at the offset they read it, from the events' format files.
+pub fn check_signalfd_offsets(root: &Path) -> Result<(), TracefsError> {
+    use tracepoint_offsets::{FLAGS, RET, SIZEMASK, UFD, USER_MASK};
+    const FIELDS: [(&str, &str, usize); 9] = [
+        ("sys_enter_signalfd", "ufd", UFD),
+        ("sys_enter_signalfd", "user_mask", USER_MASK),
+        ("sys_enter_signalfd", "sizemask", SIZEMASK),
+        ("sys_enter_signalfd4", "ufd", UFD),
+        ("sys_enter_signalfd4", "user_mask", USER_MASK),
+        ("sys_enter_signalfd4", "sizemask", SIZEMASK),
+        ("sys_enter_signalfd4", "flags", FLAGS),
+        ("sys_exit_signalfd", "ret", RET),
+        ("sys_exit_signalfd4", "ret", RET),
+    ];
+    for (event, field, expected) in FIELDS {
         let path = root.join("events/syscalls").join(event).join("format");
-        std::fs::read_to_string(&path)
-            .map(|text| (path.clone(), text))
-            .map_err(|source| TracefsError::Unreadable { path, source })
-    };
-    let offset = |(path, text): &(PathBuf, String), field: &'static str| {
-        field_offset(text, field).ok_or_else(|| TracefsError::MissingField {
-            field,
+        let format = std::fs::read_to_string(&path).map_err(|source| TracefsError::Unreadable {
             path: path.clone(),
-        })
-    };
-    let enter = read("sys_enter_signalfd")?;
-    let enter4 = read("sys_enter_signalfd4")?;
-    let exit = read("sys_exit_signalfd")?;
-    let exit4 = read("sys_exit_signalfd4")?;
-    let shared = |field: &'static str, kind: &'static str, a, b| -> Result<u32, TracefsError> {
-        let (a, b) = (offset(a, field)?, offset(b, field)?);
-        if a == b {
-            Ok(a)
-        } else {
-            Err(TracefsError::Inconsistent { field, kind })
+            source,
+        })?;
+        match field_offset(&format, field) {
+            None => return Err(TracefsError::MissingField { field, path }),
+            Some(found) if found != expected => {
+                return Err(TracefsError::UnexpectedOffset {
+                    field,
+                    path,
+                    expected,
+                    found,
+                })
+            }
+            Some(_) => {}
         }
-    };
-    Ok(TracepointLayout {
-        ufd: shared("ufd", "enter", &enter, &enter4)?,
-        user_mask: shared("user_mask", "enter", &enter, &enter4)?,
-        sizemask: shared("sizemask", "enter", &enter, &enter4)?,
-        flags: offset(&enter4, "flags")?,
-        ret: shared("ret", "exit", &exit, &exit4)?,
-    })
+    }
+    Ok(())
 }
 
 /// The offset of `field` in a tracefs format file (`field:int ufd;\toffset:16;\tsize:8;...`).
-fn field_offset(format: &str, field: &str) -> Option<u32> {
+fn field_offset(format: &str, field: &str) -> Option<usize> {
     format.lines().find_map(|line| {
         let mut parts = line.split(';').map(str::trim);
         let declaration = parts.next()?.strip_prefix("field:")?;
@@ -186,7 +190,7 @@ format:
     }
 
     #[test]
-    fn reads_the_layout_from_a_tracing_root() {
+    fn checks_the_offsets_against_a_tracing_root() {
         let root = std::env::temp_dir().join(format!("kspan-tracefs-{}", std::process::id()));
         let write = |event: &str, text: &str| {
             let dir = root.join("events/syscalls").join(event);
@@ -199,24 +203,29 @@ format:
         write("sys_enter_signalfd4", ENTER4);
         write("sys_exit_signalfd", exit);
         write("sys_exit_signalfd4", exit);
-        let layout = signalfd_layout(&root).unwrap();
-        assert_eq!(
-            layout,
-            TracepointLayout {
-                ufd: 16,
-                user_mask: 24,
-                sizemask: 32,
-                flags: 40,
-                ret: 16
-            }
-        );
+        check_signalfd_offsets(&root).unwrap();
+
         write(
             "sys_exit_signalfd4",
             "format:\n\tfield:long ret;\toffset:24;\n",
         );
+        let error = check_signalfd_offsets(&root).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                TracefsError::UnexpectedOffset {
+                    field: "ret",
+                    expected: 16,
+                    found: 24,
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        write("sys_exit_signalfd4", "format:\n");
         assert!(matches!(
-            signalfd_layout(&root),
-            Err(TracefsError::Inconsistent { field: "ret", .. })
+            check_signalfd_offsets(&root),
+            Err(TracefsError::MissingField { field: "ret", .. })
         ));
         std::fs::remove_dir_all(&root).unwrap();
     }
@@ -236,7 +245,7 @@ format:
 
     #[test]
     fn missing_format_names_the_file() {
-        let error = signalfd_layout(Path::new("/nonexistent")).unwrap_err();
+        let error = check_signalfd_offsets(Path::new("/nonexistent")).unwrap_err();
         assert!(
             error
                 .to_string()

@@ -1,5 +1,5 @@
 //! The one definition of what crosses the kernel/user boundary: the paired call event,
-//! the loss counters and the tracepoint field layout. `no_std` so the probes can use it.
+//! the loss counters and the tracepoint field offsets. `no_std` so the probes can use it.
 #![no_std]
 
 /// Maximum length of a task's `comm`, including the trailing NUL (`TASK_COMM_LEN`).
@@ -151,21 +151,22 @@ impl Counter {
     pub const SLOTS: u32 = Counter::ALL.len() as u32;
 }
 
-/// Byte offsets of the fields the tracepoint programs read, taken from tracefs `format` files
-/// at run time so the probes never trust a compiled-in layout.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TracepointLayout {
+/// Byte offsets of the fields the tracepoint programs read: the records of every syscall
+/// tracepoint (`struct syscall_trace_enter` and `_exit`) hold an 8-byte header, the syscall number
+/// padded to 8 bytes, then the arguments or the result, 8 bytes each. The programs read them as
+/// constants (the verifier only allows fixed context offsets); the agent checks them against the
+/// tracefs `format` files before it attaches.
+pub mod tracepoint_offsets {
     /// `ufd` in `sys_enter_signalfd{,4}`.
-    pub ufd: u32,
+    pub const UFD: usize = 16;
     /// `user_mask` in `sys_enter_signalfd{,4}`.
-    pub user_mask: u32,
+    pub const USER_MASK: usize = 24;
     /// `sizemask` in `sys_enter_signalfd{,4}`.
-    pub sizemask: u32,
+    pub const SIZEMASK: usize = 32;
     /// `flags` in `sys_enter_signalfd4`.
-    pub flags: u32,
+    pub const FLAGS: usize = 40;
     /// `ret` in `sys_exit_signalfd{,4}`.
-    pub ret: u32,
+    pub const RET: usize = 16;
 }
 
 /// Settings the agent writes into the probes before loading them.
@@ -178,11 +179,6 @@ pub struct ProbeConfig {
     pub filter_comm: u8,
     /// Explicit padding.
     pub _pad: [u8; 2],
-    /// Field offsets for the tracepoint programs.
-    pub tracepoint: TracepointLayout,
-    /// Wake the reader only once this many bytes wait in the ring buffer; below that it drains
-    /// on its own timer. A wakeup per event would cost every traced call a reader wakeup.
-    pub wakeup_bytes: u32,
 }
 
 #[cfg(feature = "user")]
@@ -196,4 +192,4 @@ mod pod {
 
 // The ring buffer record must have no implicit padding: both sides read it as raw bytes.
 const _: () = assert!(core::mem::size_of::<CallEvent>() == 80);
-const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 28);
+const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 4);

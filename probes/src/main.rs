@@ -13,10 +13,11 @@ mod floor;
 use aya_ebpf::{
     macros::{fentry, fexit, kprobe, kretprobe, tracepoint},
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
+    EbpfContext as _,
 };
-use kspan_common::{MaskSource, ProbeKind, Syscall};
+use kspan_common::{tracepoint_offsets, MaskSource, ProbeKind, Syscall};
 
-use crate::capture::{config, kernel_mask, record_entry, record_return, EntryArgs};
+use crate::capture::{kernel_mask, record_entry, record_return, EntryArgs};
 
 /// kprobe on `do_signalfd4(int ufd, sigset_t *mask, int flags)`.
 #[kprobe]
@@ -90,50 +91,38 @@ pub fn kspan_tp_enter_signalfd4(ctx: TracePointContext) -> u32 {
 /// `syscalls:sys_exit_signalfd` and `syscalls:sys_exit_signalfd4`.
 #[tracepoint]
 pub fn kspan_tp_exit(ctx: TracePointContext) -> u32 {
-    let layout = config().tracepoint;
-    // SAFETY: the offset comes from this tracepoint's tracefs format file; `read_at` copies
-    // with bpf_probe_read, so a wrong offset yields an error, never a bad access.
-    if let Ok(ret) = unsafe { ctx.read_at::<i64>(layout.ret as usize) } {
-        record_return(ret as i32);
-    }
+    record_return(tracepoint_field(&ctx, tracepoint_offsets::RET) as i32);
     0
 }
 
 fn tracepoint_entry(ctx: &TracePointContext, syscall: Syscall) {
-    let layout = config().tracepoint;
-    // SAFETY (all reads below): offsets come from the tracefs format files and `read_at`
-    // copies with bpf_probe_read, so a wrong offset yields an error, never a bad access.
-    let fields = unsafe {
-        (
-            ctx.read_at::<i64>(layout.ufd as usize),
-            ctx.read_at::<u64>(layout.user_mask as usize),
-            ctx.read_at::<u64>(layout.sizemask as usize),
-        )
-    };
-    let (Ok(ufd), Ok(user_mask), Ok(sizemask)) = fields else {
-        return;
-    };
     let flags = match syscall {
-        Syscall::Signalfd4 => match unsafe { ctx.read_at::<i64>(layout.flags as usize) } {
-            Ok(flags) => flags as i32,
-            Err(_) => return,
-        },
+        Syscall::Signalfd4 => tracepoint_field(ctx, tracepoint_offsets::FLAGS) as i32,
         _ => 0,
     };
     // The kernel reads the mask only when `sizemask` is exactly `sizeof(sigset_t)`.
-    let (mask, mask_source) = if sizemask == 8 {
-        capture::user_mask(user_mask as *const u64)
+    let (mask, mask_source) = if tracepoint_field(ctx, tracepoint_offsets::SIZEMASK) == 8 {
+        capture::user_mask(tracepoint_field(ctx, tracepoint_offsets::USER_MASK) as *const u64)
     } else {
         (0, MaskSource::NotRead)
     };
     record_entry(EntryArgs {
         probe: ProbeKind::Tracepoint,
         syscall,
-        ufd: ufd as i32,
+        ufd: tracepoint_field(ctx, tracepoint_offsets::UFD) as i32,
         flags,
         mask,
         mask_source,
     });
+}
+
+/// One 8-byte field of a syscall tracepoint record, loaded directly: unlike `read_at`, no
+/// helper call, which matters on the hot path.
+#[inline(always)]
+fn tracepoint_field(ctx: &TracePointContext, offset: usize) -> u64 {
+    // SAFETY: the offsets are constants inside the record (the agent checks them against
+    // tracefs before attaching) and 8-aligned; the verifier checks every context access.
+    unsafe { core::ptr::read(ctx.as_ptr().cast::<u8>().add(offset).cast::<u64>()) }
 }
 
 #[cfg(not(test))]

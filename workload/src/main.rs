@@ -7,6 +7,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use signalfd_workload::bench::{bench, SETUP_CALLS};
 use signalfd_workload::wait::wait_for_path;
 use signalfd_workload::{run_gated, HeldCalls, RunConfig, Scenario, WorkloadError};
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -165,9 +166,12 @@ fn run_command(args: &RunArgs) -> anyhow::Result<ExitCode> {
 fn bench_command(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     args.wait.wait()?;
     let result = bench(args.calls)?;
-    println!("ns_per_call={}", result.ns_per_call());
-    println!("calls={}", result.calls);
-    println!("setup_calls={SETUP_CALLS}");
+    // A closed stdout (`| head -1`) is an error to report, not a panic as with println!.
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "ns_per_call={}", result.ns_per_call())
+        .and_then(|()| writeln!(out, "calls={}", result.calls))
+        .and_then(|()| writeln!(out, "setup_calls={SETUP_CALLS}"))
+        .context("writing the result to stdout")?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -13,6 +13,7 @@ use std::{
     time::Duration,
 };
 
+use futures_util::{stream::FuturesUnordered, StreamExt as _};
 use tokio::{
     sync::{mpsc, Notify},
     task::JoinHandle,
@@ -62,6 +63,9 @@ pub struct PipelineConfig {
     pub queue_capacity: usize,
     /// Calls per export request.
     pub max_batch: usize,
+    /// Batches being sent at once: one at a time, a batch's round trip (encode, send, the
+    /// collector's decode, the answer) caps throughput while both ends sit partly idle.
+    pub max_in_flight: usize,
     /// How long a partial batch may wait.
     pub flush_interval: Duration,
     /// Calls kept for retry while the destination is unreachable; the oldest beyond this are
@@ -78,6 +82,7 @@ impl Default for PipelineConfig {
         Self {
             queue_capacity: 65_536,
             max_batch: 1024,
+            max_in_flight: 4,
             flush_interval: Duration::from_millis(200),
             backlog_capacity: 262_144,
             initial_backoff: Duration::from_millis(250),
@@ -96,7 +101,11 @@ pub struct Pipeline {
 impl Pipeline {
     /// Starts the worker on the current tokio runtime.
     pub fn start(sink: Sink, config: PipelineConfig) -> Result<Self, ExportError> {
-        if config.queue_capacity == 0 || config.max_batch == 0 || config.backlog_capacity == 0 {
+        if config.queue_capacity == 0
+            || config.max_batch == 0
+            || config.max_in_flight == 0
+            || config.backlog_capacity == 0
+        {
             return Err(ExportError::InvalidQueue);
         }
         let (queue, receiver) = mpsc::channel(config.queue_capacity);
@@ -225,82 +234,107 @@ async fn intake(mut receiver: mpsc::Receiver<Call>, config: PipelineConfig, shar
     shared.added.notify_one();
 }
 
-/// Delivers backlog batches oldest first; on failure puts the batch back and backs off.
+/// Delivers backlog batches oldest first, up to `max_in_flight` at once; a failed batch goes
+/// back to the front of the backlog and nothing new starts until the backoff has passed.
 async fn deliver(sink: Sink, config: PipelineConfig, shared: Arc<Shared>) {
     let mut backoff = Backoff::new(config.initial_backoff, config.max_backoff);
+    let mut in_flight = FuturesUnordered::new();
+    let mut retry_at: Option<tokio::time::Instant> = None;
     loop {
-        let next = shared.backlog().pop_front();
-        let Some(mut batch) = next else {
-            if shared.intake_done.load(Ordering::Acquire) && shared.backlog().is_empty() {
+        while retry_at.is_none() && in_flight.len() < config.max_in_flight {
+            let Some(batch) = shared.backlog().pop_front() else {
                 break;
-            }
-            shared.added.notified().await;
-            continue;
-        };
-        let count = batch.calls.len() as u64;
-        // Spans and logs travel on separate requests: send them concurrently.
-        let spans = async {
-            match batch.spans_sent {
-                true => None,
-                false => Some(sink.export_spans(&batch.calls).await),
-            }
-        };
-        let logs = async {
-            match batch.logs_sent {
-                true => None,
-                false => Some(sink.export_logs(&batch.calls).await),
-            }
-        };
-        let (spans, logs) = tokio::join!(spans, logs);
-        let stats = &shared.stats;
-        if let Some(Ok(rejected)) = spans {
-            batch.spans_sent = true;
-            count_delivery(
-                "spans",
-                count,
-                rejected,
-                &stats.spans_exported,
-                &stats.spans_failed,
-            );
+            };
+            in_flight.push(send(&sink, &shared.stats, batch));
         }
-        if let Some(Ok(rejected)) = logs {
-            batch.logs_sent = true;
-            count_delivery(
-                "log records",
-                count,
-                rejected,
-                &stats.logs_exported,
-                &stats.logs_failed,
-            );
+        if in_flight.is_empty()
+            && retry_at.is_none()
+            && shared.intake_done.load(Ordering::Acquire)
+            && shared.backlog().is_empty()
+        {
+            break;
         }
-        let failed = [spans, logs].into_iter().flatten().find_map(Result::err);
-        match failed.map_or(Ok(()), Err) {
-            Ok(()) => {
-                if backoff.current() != config.initial_backoff {
-                    tracing::info!("export recovered: delivering the backlog");
-                }
-                backoff.reset();
-            }
-            Err(error) => {
-                ExportStats::add(&shared.stats.export_errors, 1);
-                let waiting = shared.backlog().len() + batch.calls.len();
-                tracing::warn!(%error, backlog = waiting, retry_in = ?backoff.current(), "export failed; keeping the calls for retry");
-                if shared.intake_done.load(Ordering::Acquire) {
-                    // Shutting down: one attempt per batch, then count what is left.
-                    shared.give_up(&batch);
-                } else {
-                    let evicted = shared.backlog().push_front(batch);
-                    for batch in evicted {
-                        shared.give_up(&batch);
+        let can_start = retry_at.is_none() && in_flight.len() < config.max_in_flight;
+        tokio::select! {
+            Some((batch, failure)) = in_flight.next() => {
+                match failure {
+                    None => {
+                        if backoff.current() != config.initial_backoff {
+                            tracing::info!("export recovered: delivering the backlog");
+                        }
+                        backoff.reset();
                     }
-                    tokio::time::sleep(backoff.current()).await;
-                    backoff.increase();
+                    Some(error) => {
+                        ExportStats::add(&shared.stats.export_errors, 1);
+                        let waiting = shared.backlog().len() + batch.calls.len();
+                        tracing::warn!(%error, backlog = waiting, retry_in = ?backoff.current(), "export failed; keeping the calls for retry");
+                        if shared.intake_done.load(Ordering::Acquire) {
+                            // Shutting down: one attempt per batch, then count what is left.
+                            shared.give_up(&batch);
+                        } else {
+                            let evicted = shared.backlog().push_front(batch);
+                            for batch in evicted {
+                                shared.give_up(&batch);
+                            }
+                            retry_at = Some(tokio::time::Instant::now() + backoff.current());
+                            backoff.increase();
+                        }
+                    }
                 }
+                ExportStats::set(&shared.stats.backlog, shared.backlog().len() as u64);
             }
+            () = shared.added.notified(), if can_start => {}
+            () = tokio::time::sleep_until(retry_at.unwrap_or_else(tokio::time::Instant::now)),
+                if retry_at.is_some() => retry_at = None,
         }
-        ExportStats::set(&shared.stats.backlog, shared.backlog().len() as u64);
     }
     ExportStats::set(&shared.stats.backlog, 0);
+}
+
+/// Sends what a batch still owes (spans and logs concurrently, on separate requests) and
+/// counts what got through; returns the batch and the first failure, if any.
+async fn send(
+    sink: &Sink,
+    stats: &ExportStats,
+    mut batch: PendingBatch,
+) -> (PendingBatch, Option<String>) {
+    let count = batch.calls.len() as u64;
+    let calls = &batch.calls;
+    let spans = async {
+        match batch.spans_sent {
+            true => None,
+            false => Some(sink.export_spans(calls).await),
+        }
+    };
+    let logs = async {
+        match batch.logs_sent {
+            true => None,
+            false => Some(sink.export_logs(calls).await),
+        }
+    };
+    let (spans, logs) = tokio::join!(spans, logs);
+    if let Some(Ok(rejected)) = spans {
+        batch.spans_sent = true;
+        count_delivery(
+            "spans",
+            count,
+            rejected,
+            &stats.spans_exported,
+            &stats.spans_failed,
+        );
+    }
+    if let Some(Ok(rejected)) = logs {
+        batch.logs_sent = true;
+        count_delivery(
+            "log records",
+            count,
+            rejected,
+            &stats.logs_exported,
+            &stats.logs_failed,
+        );
+    }
+    let failure = [spans, logs].into_iter().flatten().find_map(Result::err);
+    (batch, failure)
 }
 
 /// Counts an accepted request: what the collector kept, and what it rejected (lost, and said).
