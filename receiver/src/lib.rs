@@ -24,6 +24,7 @@
 //! # }
 //! ```
 
+mod counting;
 mod dump;
 mod error;
 mod grpc;
