@@ -147,11 +147,11 @@ pub fn record_entry(args: EntryArgs) {
     };
     // Every helper call costs the traced call (~0.1 µs each where returns are mitigated
     // against SRSO): the common case takes one insert, a stale entry a second.
-    let inserted = match IN_FLIGHT.insert(tid, &event, BPF_NOEXIST as u64) {
+    let inserted = match IN_FLIGHT.insert(tid, event, BPF_NOEXIST as u64) {
         Err(EEXIST) => {
             // A thread is in one call at a time: an older entry lost its return.
             count(Counter::StaleEntry);
-            IN_FLIGHT.insert(tid, &event, BPF_ANY as u64)
+            IN_FLIGHT.insert(tid, event, BPF_ANY as u64)
         }
         other => other,
     };
