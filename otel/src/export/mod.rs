@@ -313,25 +313,27 @@ async fn send(
         }
     };
     let (spans, logs) = tokio::join!(spans, logs);
-    if let Some(Ok(rejected)) = spans {
-        batch.spans_sent = true;
-        count_delivery(
+    let signals = [
+        (
+            &spans,
+            &mut batch.spans_sent,
             "spans",
-            count,
-            rejected,
             &stats.spans_exported,
             &stats.spans_failed,
-        );
-    }
-    if let Some(Ok(rejected)) = logs {
-        batch.logs_sent = true;
-        count_delivery(
+        ),
+        (
+            &logs,
+            &mut batch.logs_sent,
             "log records",
-            count,
-            rejected,
             &stats.logs_exported,
             &stats.logs_failed,
-        );
+        ),
+    ];
+    for (outcome, sent, what, exported, failed) in signals {
+        if let Some(Ok(rejected)) = outcome {
+            *sent = true;
+            count_delivery(what, count, *rejected, exported, failed);
+        }
     }
     let failure = [spans, logs].into_iter().flatten().find_map(Result::err);
     (batch, failure)
