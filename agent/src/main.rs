@@ -2,6 +2,7 @@
 //! and log record.
 
 mod attach;
+mod btf;
 mod cli;
 mod health;
 mod kernel_function;

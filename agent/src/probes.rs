@@ -1,14 +1,18 @@
 //! The embedded eBPF object: loading it with kspan's settings, filters, and kernel counters.
 
+use std::path::Path;
+
 use anyhow::Context as _;
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray},
     Ebpf, EbpfLoader,
 };
 use kspan_common::{
-    CallEvent, Counter, ProbeConfig, COMM_FILTER_MAP, COMM_LEN, CONFIG_GLOBAL, CONTROL_MAP,
-    CONTROL_STOPPING, COUNTERS_MAP, EVENTS_MAP, IN_FLIGHT_MAP, PID_FILTER_MAP,
+    Counter, ProbeConfig, COMM_FILTER_MAP, COMM_LEN, CONFIG_GLOBAL, CONTROL_MAP, CONTROL_STOPPING,
+    COUNTERS_MAP, EVENTS_MAP, PID_FILTER_MAP,
 };
+
+use crate::btf::{Btf, VMLINUX_BTF};
 
 /// The probes, compiled by build.rs.
 static PROBES: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/kspan-probes"));
@@ -24,13 +28,21 @@ pub struct Filters {
 
 /// Parses the embedded object with the given settings (programs are loaded at attach time).
 pub fn open(filters: &Filters, ring_buffer_bytes: u32) -> anyhow::Result<Ebpf> {
+    let task = Btf::read(Path::new(VMLINUX_BTF))
+        .and_then(|btf| btf.task_layout())
+        .context(
+            "kspan needs the kernel's type information (a kernel built with CONFIG_DEBUG_INFO_BTF)",
+        )?;
     let config = ProbeConfig {
         filter_pid: u8::from(!filters.pids.is_empty()),
         filter_comm: u8::from(!filters.comms.is_empty()),
         _pad: [0; 2],
+        task,
     };
     let mut ebpf = EbpfLoader::new()
         .override_global(CONFIG_GLOBAL, &config, true)
+        // aya has no user-space type for task storage (PENDING); only the probes use it.
+        .allow_unsupported_maps()
         .map_max_entries(EVENTS_MAP, ring_buffer_bytes)
         .load(PROBES)
         .context("loading the eBPF maps (is the kernel built with CONFIG_BPF_SYSCALL?)")?;
@@ -66,51 +78,59 @@ fn comm_key(comm: &str) -> [u8; COMM_LEN] {
 /// The kernel-side loss counters and the calls still waiting for their return.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct KernelCounters {
+    /// Entries stored.
+    pub entries: u64,
     /// Complete calls dropped because the ring buffer was full.
     pub ring_buffer_full: u64,
     /// Entries whose return never came (overwritten by the thread's next entry).
     pub stale_entries: u64,
     /// Returns seen without an entry (e.g. the call began before kspan attached).
     pub returns_without_entry: u64,
-    /// Entries not recorded because the in-flight map was full.
-    pub in_flight_map_full: u64,
-    /// Entries still waiting for their return when read.
+    /// Entries not stored: the kernel could not allocate or refused the thread's storage.
+    pub entries_not_stored: u64,
+    /// Entries still waiting for their return (or their record still in the ring buffer) when
+    /// read: entries that neither completed nor went stale.
     pub in_flight: u64,
 }
 
-/// Maps read after the programs are gone.
+impl KernelCounters {
+    /// Fills in [`KernelCounters::in_flight`], given the records read from the ring buffer.
+    pub fn with_records_read(mut self, records: u64) -> Self {
+        let settled = self.stale_entries + self.ring_buffer_full + records;
+        self.in_flight = self.entries.saturating_sub(settled);
+        self
+    }
+}
+
+/// The counters map, read after the programs are gone.
 pub struct CounterMaps {
     counters: PerCpuArray<MapData, u64>,
-    in_flight: HashMap<MapData, u32, CallEvent>,
 }
 
 impl CounterMaps {
-    /// Takes the counter maps out of the object, so they outlive its programs.
+    /// Takes the counters map out of the object, so it outlives its programs.
     pub fn take(ebpf: &mut Ebpf) -> anyhow::Result<Self> {
         let counters = ebpf
             .take_map(COUNTERS_MAP)
             .context("COUNTERS map missing")?;
-        let in_flight = ebpf
-            .take_map(IN_FLIGHT_MAP)
-            .context("IN_FLIGHT map missing")?;
         Ok(Self {
             counters: PerCpuArray::try_from(counters)?,
-            in_flight: HashMap::try_from(in_flight)?,
         })
     }
 
-    /// Sums the per-CPU counters.
+    /// Sums the per-CPU counters ([`KernelCounters::in_flight`] is left for the caller).
     pub fn read(&self) -> anyhow::Result<KernelCounters> {
         let total = |counter: Counter| -> anyhow::Result<u64> {
             let values = self.counters.get(&(counter as u32), 0)?;
             Ok(values.iter().sum())
         };
         Ok(KernelCounters {
+            entries: total(Counter::Entries)?,
             ring_buffer_full: total(Counter::RingBufferFull)?,
             stale_entries: total(Counter::StaleEntry)?,
             returns_without_entry: total(Counter::ReturnWithoutEntry)?,
-            in_flight_map_full: total(Counter::InFlightMapFull)?,
-            in_flight: self.in_flight.keys().count() as u64,
+            entries_not_stored: total(Counter::EntryNotStored)?,
+            in_flight: 0,
         })
     }
 }

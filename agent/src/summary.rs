@@ -26,9 +26,10 @@ impl Summary {
     pub fn new(reader: &ReaderCounts, kernel: KernelCounters, export: ExportSnapshot) -> Self {
         let calls_read = reader.calls.load(Ordering::Relaxed);
         let malformed = reader.malformed.load(Ordering::Relaxed);
+        let kernel = kernel.with_records_read(calls_read + malformed);
         let lost = kernel.ring_buffer_full
             + kernel.stale_entries
-            + kernel.in_flight_map_full
+            + kernel.entries_not_stored
             + malformed
             + export.dropped_queue_full
             + export.spans_failed;
@@ -48,7 +49,7 @@ impl Summary {
             calls_captured: self.calls_read,
             lost: vec![
                 (LossStage::RingBuffer, k.ring_buffer_full),
-                (LossStage::InFlightMap, k.in_flight_map_full),
+                (LossStage::EntryNotStored, k.entries_not_stored),
                 (LossStage::StaleEntry, k.stale_entries),
                 (LossStage::Decode, self.malformed),
                 (LossStage::ExportQueue, e.dropped_queue_full),
@@ -75,7 +76,7 @@ impl Summary {
                     lost = self.lost,
                     ring_buffer_full = k.ring_buffer_full,
                     stale_entries = k.stale_entries,
-                    in_flight_map_full = k.in_flight_map_full,
+                    entries_not_stored = k.entries_not_stored,
                     returns_without_entry = k.returns_without_entry,
                     in_flight_at_exit = k.in_flight,
                     malformed = self.malformed,
@@ -104,11 +105,12 @@ mod tests {
         reader.calls.store(10, Ordering::Relaxed);
         reader.malformed.store(1, Ordering::Relaxed);
         let kernel = KernelCounters {
+            entries: 23,
             ring_buffer_full: 2,
             stale_entries: 3,
             returns_without_entry: 100,
-            in_flight_map_full: 4,
-            in_flight: 7,
+            entries_not_stored: 4,
+            in_flight: 0,
         };
         let export = ExportSnapshot {
             dropped_queue_full: 5,
@@ -123,5 +125,7 @@ mod tests {
             summary.lost
         );
         assert_eq!(health.calls_captured, 10);
+        // 23 entries: 11 records read, 3 stale, 2 dropped by the ring buffer; 7 still inside.
+        assert_eq!(summary.kernel.in_flight, 7);
     }
 }

@@ -17,8 +17,8 @@ use crate::wire::{key_value, unix_nanos};
 pub enum LossStage {
     /// The kernel ring buffer was full.
     RingBuffer,
-    /// The kernel's in-flight map was full at entry.
-    InFlightMap,
+    /// The kernel could not store an entry (no memory for the thread's storage, or refused).
+    EntryNotStored,
     /// An entry whose return never came (or came too late to pair).
     StaleEntry,
     /// A ring-buffer record the agent could not decode.
@@ -33,7 +33,7 @@ impl LossStage {
     fn name(self) -> &'static str {
         match self {
             LossStage::RingBuffer => "ring_buffer",
-            LossStage::InFlightMap => "in_flight_map",
+            LossStage::EntryNotStored => "entry_not_stored",
             LossStage::StaleEntry => "stale_entry",
             LossStage::Decode => "decode",
             LossStage::ExportQueue => "export_queue",

@@ -1,28 +1,37 @@
 //! Pairing of entries with returns, filters and loss counters, shared by every probe pair.
+//!
+//! Every helper call costs the traced call ~0.1 µs where the kernel mitigates returns against
+//! SRSO, more than the rest of a probe: the common path makes three (entry: the task's storage,
+//! the clock, and in kprobe/tracepoint mode the mask read or the syscall number; return: the
+//! storage, the clock, the ring buffer). The caller's identity is loaded straight from its
+//! `task_struct` at offsets the agent read from the kernel's BTF.
 
 use core::intrinsics::AtomicOrdering;
 
 use aya_ebpf::{
-    bindings::{BPF_ANY, BPF_NOEXIST, BPF_RB_NO_WAKEUP},
-    helpers::{
-        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-        bpf_get_current_uid_gid, bpf_ktime_get_boot_ns, bpf_probe_read_kernel, bpf_probe_read_user,
+    bindings::{
+        bpf_map_type::BPF_MAP_TYPE_TASK_STORAGE, task_struct, BPF_F_NO_PREALLOC,
+        BPF_LOCAL_STORAGE_GET_F_CREATE, BPF_RB_NO_WAKEUP,
     },
-    macros::map,
+    helpers::{
+        bpf_get_current_task_btf, bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
+        bpf_probe_read_user, bpf_task_storage_get,
+    },
+    macros::{btf_map, map},
     maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use kspan_common::{
-    CallEvent, Counter, MaskSource, ProbeConfig, ProbeKind, Syscall, COMM_LEN, CONTROL_SLOTS,
-    CONTROL_STOPPING,
+    CallEvent, Counter, MaskSource, PendingCall, ProbeConfig, ProbeKind, Syscall, TaskLayout,
+    COMM_LEN, CONTROL_SLOTS, CONTROL_STOPPING,
 };
 
 /// Complete calls for user space. The agent may resize it at load time.
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
 
-/// Entries waiting for their return, keyed by thread id.
-#[map]
-static IN_FLIGHT: HashMap<u32, CallEvent> = HashMap::with_max_entries(16_384, 0);
+/// Each thread's call between entry and return, in the thread's own task storage.
+#[btf_map]
+static PENDING: TaskStorage<PendingCall> = TaskStorage::new();
 
 /// Loss counters, one slot per [`Counter`].
 #[map]
@@ -40,25 +49,75 @@ static CONTROL: Array<u32> = Array::with_max_entries(CONTROL_SLOTS, 0);
 #[map]
 static COMM_FILTER: HashMap<[u8; COMM_LEN], u8> = HashMap::with_max_entries(1024, 0);
 
-/// Written by the agent before loading (read-only data: the verifier sees constants).
+/// Written by the agent before loading (read-only data: the verifier sees constants, which the
+/// task field loads rely on).
 #[no_mangle]
 static CONFIG: ProbeConfig = ProbeConfig {
     filter_pid: 0,
     filter_comm: 0,
     _pad: [0; 2],
+    task: TaskLayout {
+        task_pid: 0,
+        task_tgid: 0,
+        task_comm: 0,
+        task_cred: 0,
+        cred_uid: 0,
+        task_cgroups: 0,
+        css_set_dfl_cgrp: 0,
+        cgroup_kn: 0,
+        kernfs_node_id: 0,
+    },
 };
 
-/// `-EEXIST` from a map insert with `BPF_NOEXIST`.
-const EEXIST: i32 = -17;
+/// A task-storage map definition in the form the BTF map loader reads (aya-ebpf 0.2 has none):
+/// the map's type, flags, key and value are encoded in the fields' types.
+#[repr(C)]
+pub struct TaskStorage<V> {
+    r#type: *const [i32; BPF_MAP_TYPE_TASK_STORAGE as usize],
+    key: *const i32,
+    value: *const V,
+    max_entries: *const [i32; 0],
+    map_flags: *const [i32; BPF_F_NO_PREALLOC as usize],
+}
+
+// SAFETY: the fields are never dereferenced; the loader replaces the definition with a map.
+unsafe impl<V> Sync for TaskStorage<V> {}
+
+impl<V> TaskStorage<V> {
+    const fn new() -> Self {
+        Self {
+            r#type: core::ptr::null(),
+            key: core::ptr::null(),
+            value: core::ptr::null(),
+            max_entries: core::ptr::null(),
+            map_flags: core::ptr::null(),
+        }
+    }
+
+    /// The task's value, created zeroed with `create`; `None` if absent or refused.
+    fn get(&self, task: *mut task_struct, create: bool) -> Option<*mut V> {
+        let flags = if create {
+            BPF_LOCAL_STORAGE_GET_F_CREATE as u64
+        } else {
+            0
+        };
+        let map = core::ptr::from_ref(self).cast_mut().cast();
+        // SAFETY: `task` is the current task's BTF pointer; a null value pointer asks the kernel
+        // to zero a new value.
+        let value = unsafe { bpf_task_storage_get(map, task, core::ptr::null_mut(), flags) };
+        (!value.is_null()).then_some(value.cast())
+    }
+}
 
 /// x86_64 syscall numbers (`orig_ax` in the task's user registers).
 const NR_SIGNALFD: u64 = 282;
 const NR_SIGNALFD4: u64 = 289;
 
-/// The agent's settings, read so the compiler cannot fold them to their load-time defaults.
-fn config() -> ProbeConfig {
+/// One of the agent's settings, read so the compiler cannot fold it to its load-time default.
+#[inline(always)]
+fn setting<T: Copy>(field: &T) -> T {
     // SAFETY: CONFIG is a plain static; a volatile read just stops constant folding.
-    unsafe { core::ptr::read_volatile(&CONFIG) }
+    unsafe { core::ptr::read_volatile(field) }
 }
 
 /// What an entry probe knows about a call.
@@ -89,22 +148,26 @@ pub fn user_mask(mask: *const u64) -> (u64, MaskSource) {
     }
 }
 
+/// The current task, as a BTF pointer the verifier lets the probes load fields through.
+#[inline(always)]
+fn current_task() -> *mut task_struct {
+    // SAFETY: a helper without arguments; the result is never null.
+    unsafe { bpf_get_current_task_btf() }
+}
+
 /// Which syscall the current task is in, from the syscall number in its saved user registers.
 #[cfg(bpf_target_arch = "x86_64")]
 pub fn current_syscall() -> Syscall {
-    use aya_ebpf::{
-        bindings::pt_regs,
-        helpers::{bpf_get_current_task_btf, bpf_task_pt_regs},
-    };
-    // SAFETY: both helpers return kernel pointers for the current task; the field read goes
-    // through bpf_probe_read_kernel, which fails instead of faulting.
+    use aya_ebpf::{bindings::pt_regs, helpers::bpf_task_pt_regs};
+    // SAFETY: bpf_task_pt_regs returns a BTF pointer to the current task's saved registers; a
+    // load through it is checked by the verifier and cannot fault.
     let nr = unsafe {
-        let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as *const pt_regs;
-        bpf_probe_read_kernel(&(*regs).orig_rax)
+        let regs = bpf_task_pt_regs(current_task()) as *const pt_regs;
+        (*regs).orig_rax
     };
     match nr {
-        Ok(NR_SIGNALFD) => Syscall::Signalfd,
-        Ok(NR_SIGNALFD4) => Syscall::Signalfd4,
+        NR_SIGNALFD => Syscall::Signalfd,
+        NR_SIGNALFD4 => Syscall::Signalfd4,
         _ => Syscall::Unknown,
     }
 }
@@ -115,89 +178,141 @@ pub fn current_syscall() -> Syscall {
     Syscall::Unknown
 }
 
+/// Loads a `T` at `offset` (an agent-provided constant) from a kernel object.
+#[inline(always)]
+fn load<T: Copy>(object: *const u8, offset: &u32) -> T {
+    // SAFETY: `object` is a BTF pointer and `offset` a read-only constant the verifier checks
+    // against the kernel's BTF; such loads are fault-tolerant (a fault reads zero).
+    unsafe { core::ptr::read(object.add(setting(offset) as usize).cast::<T>()) }
+}
+
+/// Thread and process ids of `task`.
+#[inline(always)]
+fn ids(task: *const u8) -> (u32, u32) {
+    let layout = &CONFIG.task;
+    (load(task, &layout.task_tgid), load(task, &layout.task_pid))
+}
+
+/// The thread's `comm`, in two 8-byte loads.
+#[inline(always)]
+fn comm(task: *const u8) -> [u8; COMM_LEN] {
+    let comm = task.wrapping_add(setting(&CONFIG.task.task_comm) as usize);
+    let (low, high): (u64, u64) = (load(comm, &0), load(comm, &8));
+    let mut bytes = [0; COMM_LEN];
+    bytes[..8].copy_from_slice(&low.to_ne_bytes());
+    bytes[8..].copy_from_slice(&high.to_ne_bytes());
+    bytes
+}
+
+/// Real uid and cgroup v2 id of `task`.
+#[inline(always)]
+fn uid_and_cgroup(task: *const u8) -> (u32, u64) {
+    let layout = &CONFIG.task;
+    let cred: *const u8 = load(task, &layout.task_cred);
+    let css_set: *const u8 = load(task, &layout.task_cgroups);
+    let cgroup: *const u8 = load(css_set, &layout.css_set_dfl_cgrp);
+    let kernfs_node: *const u8 = load(cgroup, &layout.cgroup_kn);
+    (
+        load(cred, &layout.cred_uid),
+        load(kernfs_node, &layout.kernfs_node_id),
+    )
+}
+
 /// Records a call's entry for the current thread, if the filters select it.
 pub fn record_entry(args: EntryArgs) {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let (pid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
-    let comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
     // Once the agent is stopping, no new call starts for any syscall at the same instant, so
     // each thread's captured calls end cleanly; calls already inside still complete.
-    if stopping() || !selected(pid, &comm) {
+    if stopping() {
         return;
     }
-    // SAFETY: plain helper calls with no arguments.
-    let (start_boot_ns, cgroup_id) =
-        unsafe { (bpf_ktime_get_boot_ns(), bpf_get_current_cgroup_id()) };
-    let event = CallEvent {
-        start_boot_ns,
-        end_boot_ns: 0,
-        mask: args.mask,
-        cgroup_id,
-        pid,
-        tid,
-        uid: bpf_get_current_uid_gid() as u32,
-        ufd: args.ufd,
-        flags: args.flags,
-        ret: 0,
-        syscall: args.syscall as u8,
-        probe: args.probe as u8,
-        mask_source: args.mask_source as u8,
-        _pad: [0; 5],
-        comm,
-    };
-    // Every helper call costs the traced call (~0.1 µs each where returns are mitigated
-    // against SRSO): the common case takes one insert, a stale entry a second.
-    let inserted = match IN_FLIGHT.insert(tid, event, BPF_NOEXIST as u64) {
-        Err(EEXIST) => {
-            // A thread is in one call at a time: an older entry lost its return.
-            count(Counter::StaleEntry);
-            IN_FLIGHT.insert(tid, event, BPF_ANY as u64)
-        }
-        other => other,
-    };
-    if inserted.is_err() {
-        count(Counter::InFlightMapFull);
+    let task = current_task();
+    if !selected(task.cast()) {
+        return;
     }
+    let Some(pending) = PENDING.get(task, true) else {
+        count(Counter::EntryNotStored);
+        return;
+    };
+    // SAFETY: `pending` points at this thread's storage; only this thread touches it.
+    unsafe {
+        if (*pending).start_boot_ns != 0 {
+            // A thread is in one call at a time: the older entry lost its return.
+            count(Counter::StaleEntry);
+        }
+        *pending = PendingCall {
+            start_boot_ns: bpf_ktime_get_boot_ns(),
+            mask: args.mask,
+            ufd: args.ufd,
+            flags: args.flags,
+            syscall: args.syscall as u8,
+            probe: args.probe as u8,
+            mask_source: args.mask_source as u8,
+            _pad: [0; 5],
+        };
+    }
+    count(Counter::Entries);
 }
 
 /// Completes the current thread's call with its result and sends it to user space.
 pub fn record_return(ret: i32) {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let tid = pid_tgid as u32;
-    let Some(pending) = IN_FLIGHT.get_ptr_mut(tid) else {
-        let comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
+    // SAFETY: a helper without arguments.
+    let end_boot_ns = unsafe { bpf_ktime_get_boot_ns() };
+    let task = current_task();
+    let pending = PENDING
+        .get(task, false)
+        // SAFETY: the pointer is this thread's storage; only this thread touches it.
+        .filter(|pending| unsafe { (**pending).start_boot_ns } != 0);
+    let Some(pending) = pending else {
         // While stopping, entries are skipped on purpose: their returns are expected alone.
-        if !stopping() && selected((pid_tgid >> 32) as u32, &comm) {
+        if !stopping() && selected(task.cast()) {
             count(Counter::ReturnWithoutEntry);
         }
         return;
     };
-    // SAFETY: `pending` points at this thread's map value; only this thread touches it.
-    unsafe {
-        (*pending).end_boot_ns = bpf_ktime_get_boot_ns();
-        (*pending).ret = ret;
-        // Never wake the reader: a wakeup costs the traced call more than the rest of the
-        // probe, and the reader drains on a timer paced to the buffer (see the agent's reader).
-        if EVENTS
-            .output::<CallEvent>(&*pending, BPF_RB_NO_WAKEUP as u64)
-            .is_err()
-        {
-            count(Counter::RingBufferFull);
-        }
+    // SAFETY: as above.
+    let call = unsafe { core::ptr::replace(pending, core::mem::zeroed()) };
+    let task = task.cast::<u8>().cast_const();
+    let (pid, tid) = ids(task);
+    let (uid, cgroup_id) = uid_and_cgroup(task);
+    let event = CallEvent {
+        start_boot_ns: call.start_boot_ns,
+        end_boot_ns,
+        mask: call.mask,
+        cgroup_id,
+        pid,
+        tid,
+        uid,
+        ufd: call.ufd,
+        flags: call.flags,
+        ret,
+        syscall: call.syscall,
+        probe: call.probe,
+        mask_source: call.mask_source,
+        _pad: [0; 5],
+        comm: comm(task),
+    };
+    // Never wake the reader: a wakeup costs the traced call more than the rest of the probe,
+    // and the reader drains on a timer paced to the buffer (see the agent's reader).
+    if EVENTS
+        .output::<CallEvent>(event, BPF_RB_NO_WAKEUP as u64)
+        .is_err()
+    {
+        count(Counter::RingBufferFull);
     }
-    let _ = IN_FLIGHT.remove(tid);
 }
 
 fn stopping() -> bool {
     CONTROL.get(CONTROL_STOPPING).is_some_and(|flag| *flag != 0)
 }
 
-fn selected(pid: u32, comm: &[u8; COMM_LEN]) -> bool {
-    let config = config();
+/// Whether the filters select `task`; loads its ids and name only when a filter is on.
+#[inline(always)]
+fn selected(task: *const u8) -> bool {
+    let (filter_pid, filter_comm) = (setting(&CONFIG.filter_pid), setting(&CONFIG.filter_comm));
     // SAFETY: lookups only; the values are never dereferenced.
     unsafe {
-        (config.filter_pid == 0 || PID_FILTER.get(pid).is_some())
-            && (config.filter_comm == 0 || COMM_FILTER.get(comm).is_some())
+        (filter_pid == 0 || PID_FILTER.get(ids(task).0).is_some())
+            && (filter_comm == 0 || COMM_FILTER.get(&comm(task)).is_some())
     }
 }
 

@@ -53,14 +53,16 @@ pub fn kspan_kprobe_return(ctx: RetProbeContext) -> u32 {
 /// fentry on `do_signalfd4`.
 #[fentry(function = "do_signalfd4")]
 pub fn kspan_fentry(ctx: FEntryContext) -> u32 {
-    let (mask, mask_source) = kernel_mask(ctx.arg::<*const u64>(1));
+    // SAFETY: fentry arguments are typed by the kernel's BTF: `mask` is a `sigset_t *` the
+    // verifier lets the program load through directly (fault-tolerant), no helper call.
+    let mask = unsafe { *ctx.arg::<*const u64>(1) };
     record_entry(EntryArgs {
         probe: ProbeKind::Fentry,
         syscall: capture::current_syscall(),
         ufd: ctx.arg::<i32>(0),
         flags: ctx.arg::<i32>(2),
         mask,
-        mask_source,
+        mask_source: MaskSource::Kernel,
     });
     0
 }

@@ -191,7 +191,7 @@ pub fn judge_dir_with(dir: &Path, completeness: Completeness) -> anyhow::Result<
     };
     verdict.returns_without_entry = kernel_count("returns_without_entry")?;
     // An entry the full in-flight map could not hold also leaves its return alone.
-    let lone_returns = verdict.midflight as u64 + kernel_count("in_flight_map_full")?;
+    let lone_returns = verdict.midflight as u64 + kernel_count("entries_not_stored")?;
     if verdict.returns_without_entry != lone_returns {
         verdict.mismatches.push(format!(
             "kspan counted {} returns without entry, expected {lone_returns} ({} calls mid-flight at attach + entries the in-flight map refused): {summary}",

@@ -40,7 +40,7 @@ pub struct KernelLosses {
     /// Returns without a recorded entry (not calls lost: e.g. calls already running at attach).
     pub returns_without_entry: u64,
     /// Entries dropped because the in-flight map was full.
-    pub in_flight_map_full: u64,
+    pub entries_not_stored: u64,
 }
 
 /// The export-side counters of [`AgentSummary`].
@@ -99,14 +99,14 @@ mod tests {
         let json = r#"{
   "calls_read": 900003, "malformed": 0,
   "kernel": {"ring_buffer_full": 1, "stale_entries": 2, "returns_without_entry": 0,
-             "in_flight_map_full": 3, "in_flight": 0},
+             "entries_not_stored": 3, "in_flight": 0},
   "export": {"accepted": 108544, "dropped_queue_full": 791459, "spans_exported": 108544,
              "spans_failed": 4, "logs_exported": 108544, "logs_failed": 0, "export_errors": 0},
   "lost": 791469
 }"#;
         let summary: AgentSummary = serde_json::from_str(json).expect("parses");
         assert_eq!(summary.calls_read, 900003);
-        assert_eq!(summary.kernel.in_flight_map_full, 3);
+        assert_eq!(summary.kernel.entries_not_stored, 3);
         assert_eq!(summary.export.dropped_queue_full, 791459);
         assert_eq!(summary.lost, 791469);
     }

@@ -120,7 +120,7 @@ fn loss_stages(run: &ThroughputRun) -> BTreeMap<&'static str, u64> {
     [
         ("ring buffer full", kernel.ring_buffer_full),
         ("entry without return", kernel.stale_entries),
-        ("in-flight map full", kernel.in_flight_map_full),
+        ("entry not stored", kernel.entries_not_stored),
         ("malformed", agent.malformed),
         ("export queue full", export.dropped_queue_full),
         (

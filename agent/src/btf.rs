@@ -1,0 +1,409 @@
+//! Field offsets from the kernel's own type information (BTF), for the probes' task loads.
+//!
+//! Only what [`TaskLayout`] needs: structs and unions by name, their members (through
+//! anonymous members, as `task_struct`'s randomised layouts use), and type sizes to check each
+//! field is what the probes load.
+
+use std::{collections::HashMap, path::Path};
+
+use kspan_common::TaskLayout;
+
+/// Where a kernel built with `CONFIG_DEBUG_INFO_BTF` describes its types.
+pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+const MAGIC: u16 = 0xeb9f;
+const HEADER_LEN: usize = 24;
+const TYPE_LEN: usize = 12;
+
+/// Why a field's offset could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum BtfError {
+    /// The file could not be read.
+    #[error("cannot read {0}: {1}")]
+    Read(String, std::io::Error),
+    /// The type data is not BTF or is cut short.
+    #[error("malformed BTF: {0}")]
+    Malformed(&'static str),
+    /// The kernel has no struct of that name.
+    #[error("the kernel's BTF has no struct {0}")]
+    NoStruct(String),
+    /// The struct has no such member.
+    #[error("the kernel's BTF has no field {0}.{1}")]
+    NoField(String, String),
+    /// The member is not of the size the probes load.
+    #[error("{0}.{1} is {2} bytes in this kernel, the probes load {3}")]
+    UnexpectedSize(String, String, u64, u64),
+    /// The member is a bit field.
+    #[error("{0}.{1} is a bit field")]
+    BitField(String, String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Int,
+    Ptr,
+    Array,
+    Struct,
+    Union,
+    Enum,
+    Enum64,
+    /// Typedef, const, volatile, restrict, type tag: the same size as what they refer to.
+    Alias,
+    /// Anything that has no size here (functions, variables, sections, forward declarations).
+    Other,
+}
+
+#[derive(Debug)]
+struct Member {
+    name: u32,
+    type_id: u32,
+    bit_offset: u32,
+    bit_field: bool,
+}
+
+#[derive(Debug)]
+struct Type {
+    name: u32,
+    kind: Kind,
+    /// Size in bytes (ints, structs, unions, enums) or the referred type id (aliases, pointers).
+    size_or_type: u32,
+    /// Element type and count, for arrays.
+    array: Option<(u32, u32)>,
+    members: Vec<Member>,
+}
+
+/// A parsed BTF blob: the types (id 1 is the first) and the string table.
+pub struct Btf {
+    types: Vec<Type>,
+    strings: Vec<u8>,
+    structs: HashMap<String, u32>,
+}
+
+fn u32_at(data: &[u8], at: usize) -> Result<u32, BtfError> {
+    data.get(at..at + 4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .ok_or(BtfError::Malformed("type data cut short"))
+}
+
+impl Btf {
+    /// Reads the BTF file at `path` (usually [`VMLINUX_BTF`]).
+    pub fn read(path: &Path) -> Result<Self, BtfError> {
+        let data =
+            std::fs::read(path).map_err(|e| BtfError::Read(path.display().to_string(), e))?;
+        Self::parse(&data)
+    }
+
+    /// Parses a little-endian BTF blob.
+    pub fn parse(data: &[u8]) -> Result<Self, BtfError> {
+        if data.len() < HEADER_LEN || u16::from_le_bytes([data[0], data[1]]) != MAGIC {
+            return Err(BtfError::Malformed("no little-endian BTF header"));
+        }
+        let header_len = u32_at(data, 4)? as usize;
+        let section = |offset_at: usize| -> Result<&[u8], BtfError> {
+            let start = header_len + u32_at(data, offset_at)? as usize;
+            let len = u32_at(data, offset_at + 4)? as usize;
+            data.get(start..start + len)
+                .ok_or(BtfError::Malformed("section outside the data"))
+        };
+        let (type_data, strings) = (section(8)?, section(16)?);
+        let mut types = Vec::new();
+        let mut at = 0;
+        while at < type_data.len() {
+            let (name, info) = (u32_at(type_data, at)?, u32_at(type_data, at + 4)?);
+            let size_or_type = u32_at(type_data, at + 8)?;
+            let (vlen, kind_flag) = ((info & 0xffff) as usize, info >> 31 == 1);
+            at += TYPE_LEN;
+            let mut ty = Type {
+                name,
+                kind: Kind::Other,
+                size_or_type,
+                array: None,
+                members: Vec::new(),
+            };
+            // Each kind is followed by data of its own: skip or read it.
+            at += match (info >> 24) & 0x1f {
+                1 => {
+                    ty.kind = Kind::Int;
+                    4
+                }
+                2 => {
+                    ty.kind = Kind::Ptr;
+                    0
+                }
+                3 => {
+                    ty.kind = Kind::Array;
+                    ty.array = Some((u32_at(type_data, at)?, u32_at(type_data, at + 8)?));
+                    12
+                }
+                kind @ (4 | 5) => {
+                    ty.kind = if kind == 4 { Kind::Struct } else { Kind::Union };
+                    for i in 0..vlen {
+                        let m = at + i * 12;
+                        let offset = u32_at(type_data, m + 8)?;
+                        ty.members.push(Member {
+                            name: u32_at(type_data, m)?,
+                            type_id: u32_at(type_data, m + 4)?,
+                            bit_offset: if kind_flag { offset & 0xff_ffff } else { offset },
+                            bit_field: kind_flag && offset >> 24 != 0,
+                        });
+                    }
+                    vlen * 12
+                }
+                6 => {
+                    ty.kind = Kind::Enum;
+                    vlen * 8
+                }
+                7 | 12 | 16 => 0,
+                8 | 9 | 10 | 11 | 18 => {
+                    ty.kind = Kind::Alias;
+                    0
+                }
+                13 => vlen * 8,
+                14 | 17 => 4,
+                15 => vlen * 12,
+                19 => {
+                    ty.kind = Kind::Enum64;
+                    vlen * 12
+                }
+                _ => return Err(BtfError::Malformed("unknown type kind")),
+            };
+            types.push(ty);
+        }
+        let mut btf = Self {
+            types,
+            strings: strings.to_vec(),
+            structs: HashMap::new(),
+        };
+        for (index, ty) in btf.types.iter().enumerate() {
+            if matches!(ty.kind, Kind::Struct | Kind::Union) && ty.name != 0 {
+                let name = btf.string(ty.name).to_string();
+                btf.structs.entry(name).or_insert(index as u32 + 1);
+            }
+        }
+        Ok(btf)
+    }
+
+    fn string(&self, offset: u32) -> &str {
+        let tail = self.strings.get(offset as usize..).unwrap_or_default();
+        let end = tail.iter().position(|&b| b == 0).unwrap_or(tail.len());
+        std::str::from_utf8(&tail[..end]).unwrap_or_default()
+    }
+
+    fn type_by_id(&self, id: u32) -> Result<&Type, BtfError> {
+        id.checked_sub(1)
+            .and_then(|index| self.types.get(index as usize))
+            .ok_or(BtfError::Malformed("type id out of range"))
+    }
+
+    /// Size in bytes of type `id`.
+    fn size(&self, id: u32) -> Result<u64, BtfError> {
+        let mut ty = self.type_by_id(id)?;
+        // Aliases can chain (a const typedef); a cycle would be malformed BTF.
+        for _ in 0..32 {
+            return Ok(match ty.kind {
+                Kind::Alias => {
+                    ty = self.type_by_id(ty.size_or_type)?;
+                    continue;
+                }
+                Kind::Ptr => 8,
+                Kind::Array => {
+                    let (element, count) = ty.array.ok_or(BtfError::Malformed("array"))?;
+                    self.size(element)? * u64::from(count)
+                }
+                Kind::Int | Kind::Struct | Kind::Union | Kind::Enum | Kind::Enum64 => {
+                    u64::from(ty.size_or_type)
+                }
+                Kind::Other => return Err(BtfError::Malformed("member of a sizeless type")),
+            });
+        }
+        Err(BtfError::Malformed("type aliases loop"))
+    }
+
+    /// Byte offset and size of `member` in the struct or union `id`, searching anonymous members.
+    fn find(&self, id: u32, member: &str) -> Result<Option<(u32, u64, bool)>, BtfError> {
+        for m in &self.type_by_id(id)?.members {
+            if self.string(m.name) == member {
+                return Ok(Some((m.bit_offset, self.size(m.type_id)?, m.bit_field)));
+            }
+            let inner = self.type_by_id(m.type_id)?;
+            if m.name == 0 && matches!(inner.kind, Kind::Struct | Kind::Union) {
+                if let Some((offset, size, bit_field)) = self.find(m.type_id, member)? {
+                    return Ok(Some((m.bit_offset + offset, size, bit_field)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Byte offset of `structure.member`, checked to be `size` bytes.
+    pub fn offset(&self, structure: &str, member: &str, size: u64) -> Result<u32, BtfError> {
+        let names = || (structure.to_string(), member.to_string());
+        let id = *self
+            .structs
+            .get(structure)
+            .ok_or_else(|| BtfError::NoStruct(structure.to_string()))?;
+        let (bit_offset, found_size, bit_field) = self.find(id, member)?.ok_or_else(|| {
+            let (s, m) = names();
+            BtfError::NoField(s, m)
+        })?;
+        if bit_field || bit_offset % 8 != 0 {
+            let (s, m) = names();
+            return Err(BtfError::BitField(s, m));
+        }
+        if found_size != size {
+            let (s, m) = names();
+            return Err(BtfError::UnexpectedSize(s, m, found_size, size));
+        }
+        Ok(bit_offset / 8)
+    }
+
+    /// Where the probes find the caller's identity in this kernel.
+    pub fn task_layout(&self) -> Result<TaskLayout, BtfError> {
+        Ok(TaskLayout {
+            task_pid: self.offset("task_struct", "pid", 4)?,
+            task_tgid: self.offset("task_struct", "tgid", 4)?,
+            task_comm: self.offset("task_struct", "comm", kspan_common::COMM_LEN as u64)?,
+            task_cred: self.offset("task_struct", "cred", 8)?,
+            cred_uid: self.offset("cred", "uid", 4)?,
+            task_cgroups: self.offset("task_struct", "cgroups", 8)?,
+            css_set_dfl_cgrp: self.offset("css_set", "dfl_cgrp", 8)?,
+            cgroup_kn: self.offset("cgroup", "kn", 8)?,
+            kernfs_node_id: self.offset("kernfs_node", "id", 8)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Builds BTF blobs for tests: strings and types, appended in id order.
+    #[derive(Default)]
+    struct Builder {
+        types: Vec<u8>,
+        strings: Vec<u8>,
+    }
+
+    impl Builder {
+        fn name(&mut self, name: &str) -> u32 {
+            if self.strings.is_empty() {
+                self.strings.push(0);
+            }
+            if name.is_empty() {
+                return 0;
+            }
+            let at = self.strings.len() as u32;
+            self.strings.extend_from_slice(name.as_bytes());
+            self.strings.push(0);
+            at
+        }
+
+        fn header(&mut self, name: &str, kind: u32, vlen: u32, kind_flag: bool, size: u32) {
+            let name = self.name(name);
+            let info = (u32::from(kind_flag) << 31) | (kind << 24) | vlen;
+            for word in [name, info, size] {
+                self.types.extend_from_slice(&word.to_le_bytes());
+            }
+        }
+
+        fn int(&mut self, name: &str, size: u32) {
+            self.header(name, 1, 0, false, size);
+            self.types.extend_from_slice(&(size * 8).to_le_bytes());
+        }
+
+        fn ptr(&mut self, to: u32) {
+            self.header("", 2, 0, false, to);
+        }
+
+        fn array(&mut self, element: u32, count: u32) {
+            self.header("", 3, 0, false, 0);
+            for word in [element, element, count] {
+                self.types.extend_from_slice(&word.to_le_bytes());
+            }
+        }
+
+        fn structure(&mut self, name: &str, size: u32, members: &[(&str, u32, u32)]) {
+            self.header(name, 4, members.len() as u32, false, size);
+            for &(member, type_id, bit_offset) in members {
+                let member = self.name(member);
+                for word in [member, type_id, bit_offset] {
+                    self.types.extend_from_slice(&word.to_le_bytes());
+                }
+            }
+        }
+
+        fn bytes(&self) -> Vec<u8> {
+            let mut data = Vec::new();
+            data.extend_from_slice(&MAGIC.to_le_bytes());
+            data.extend_from_slice(&[1, 0]);
+            let (types, strings) = (self.types.len() as u32, self.strings.len() as u32);
+            for word in [HEADER_LEN as u32, 0, types, types, strings] {
+                data.extend_from_slice(&word.to_le_bytes());
+            }
+            data.extend_from_slice(&self.types);
+            data.extend_from_slice(&self.strings);
+            data
+        }
+    }
+
+    /// A kernel whose task_struct hides `pid` and `comm` inside an anonymous struct.
+    fn kernel() -> Vec<u8> {
+        let mut b = Builder::default();
+        b.int("int", 4); // 1
+        b.int("char", 1); // 2
+        b.array(2, 16); // 3
+        b.structure("", 20, &[("pid", 1, 0), ("comm", 3, 32)]); // 4: anonymous
+        b.structure("cred", 8, &[("usage", 1, 0), ("uid", 1, 32)]); // 5
+        b.ptr(5); // 6
+        b.structure("task_struct", 64, &[("state", 1, 0), ("", 4, 64), ("cred", 6, 256)]); // 7
+        b.bytes()
+    }
+
+    #[test]
+    fn finds_members_through_anonymous_structs() {
+        let btf = Btf::parse(&kernel()).expect("parses");
+        assert_eq!(btf.offset("task_struct", "pid", 4).unwrap(), 8);
+        assert_eq!(btf.offset("task_struct", "comm", 16).unwrap(), 12);
+        assert_eq!(btf.offset("task_struct", "cred", 8).unwrap(), 32);
+        assert_eq!(btf.offset("cred", "uid", 4).unwrap(), 4);
+    }
+
+    #[test]
+    fn a_missing_or_resized_field_is_named() {
+        let btf = Btf::parse(&kernel()).expect("parses");
+        let error = btf.offset("task_struct", "tgid", 4).unwrap_err();
+        assert_eq!(error.to_string(), "the kernel's BTF has no field task_struct.tgid");
+        let error = btf.offset("task_struct", "pid", 8).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "task_struct.pid is 4 bytes in this kernel, the probes load 8"
+        );
+        let error = btf.offset("css_set", "dfl_cgrp", 8).unwrap_err();
+        assert_eq!(error.to_string(), "the kernel's BTF has no struct css_set");
+        assert!(btf.task_layout().is_err());
+    }
+
+    #[test]
+    fn garbage_and_truncated_blobs_are_errors() {
+        assert!(Btf::parse(b"not btf at all, not even close").is_err());
+        let blob = kernel();
+        for cut in [HEADER_LEN, blob.len() / 2, blob.len() - 1] {
+            assert!(Btf::parse(&blob[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn the_running_kernel_describes_every_field_the_probes_load() {
+        let path = Path::new(VMLINUX_BTF);
+        assert!(
+            path.exists(),
+            "{VMLINUX_BTF} is missing: this kernel has no BTF (CONFIG_DEBUG_INFO_BTF), which kspan needs"
+        );
+        let layout = Btf::read(path)
+            .expect("reads the kernel's BTF")
+            .task_layout()
+            .expect("every field is there");
+        assert_ne!(layout.task_pid, layout.task_tgid);
+        assert!(layout.task_comm > 0 && layout.task_cred > 0 && layout.task_cgroups > 0);
+    }
+}
