@@ -102,7 +102,8 @@ mod tests {
             syscall: Syscall::Signalfd4 as u8,
             probe: ProbeKind::Kprobe as u8,
             mask_source: MaskSource::Kernel as u8,
-            _pad: [0; 5],
+            _pad: 0,
+            _pad_word: 0,
             comm,
         }
     }

@@ -119,8 +119,11 @@ pub struct CallEvent {
     pub probe: u8,
     /// A [`MaskSource`] value.
     pub mask_source: u8,
-    /// Explicit padding so the layout has no hidden holes.
-    pub _pad: [u8; 5],
+    /// Explicit padding so the layout has no hidden holes (a byte and a word, not `[u8; 5]`:
+    /// zeroing that takes the BPF target a `memset` call).
+    pub _pad: u8,
+    /// Explicit padding, as above.
+    pub _pad_word: u32,
     /// The calling thread's `comm`, NUL-padded.
     pub comm: [u8; COMM_LEN],
 }
@@ -144,8 +147,11 @@ pub struct PendingCall {
     pub probe: u8,
     /// A [`MaskSource`] value.
     pub mask_source: u8,
-    /// Explicit padding so the layout has no hidden holes.
-    pub _pad: [u8; 5],
+    /// Explicit padding so the layout has no hidden holes (a byte and a word, not `[u8; 5]`:
+    /// zeroing that takes the BPF target a `memset` call).
+    pub _pad: u8,
+    /// Explicit padding, as above.
+    pub _pad_word: u32,
 }
 
 /// Byte offsets of the kernel fields the probes load the caller's identity from, read by the

@@ -95,6 +95,7 @@ impl<V> TaskStorage<V> {
     }
 
     /// The task's value, created zeroed with `create`; `None` if absent or refused.
+    #[inline(always)]
     fn get(&self, task: *mut task_struct, create: bool) -> Option<*mut V> {
         let flags = if create {
             BPF_LOCAL_STORAGE_GET_F_CREATE as u64
@@ -131,6 +132,7 @@ pub struct EntryArgs {
 }
 
 /// Reads the mask from the kernel's copy, the value `do_signalfd4` acts on.
+#[inline(always)]
 pub fn kernel_mask(mask: *const u64) -> (u64, MaskSource) {
     // SAFETY: bpf_probe_read_kernel validates the address and fails instead of faulting.
     match unsafe { bpf_probe_read_kernel(mask) } {
@@ -140,6 +142,7 @@ pub fn kernel_mask(mask: *const u64) -> (u64, MaskSource) {
 }
 
 /// Reads the mask from the caller's buffer, as the syscall is about to.
+#[inline(always)]
 pub fn user_mask(mask: *const u64) -> (u64, MaskSource) {
     // SAFETY: bpf_probe_read_user validates the address and fails instead of faulting.
     match unsafe { bpf_probe_read_user(mask) } {
@@ -157,6 +160,7 @@ fn current_task() -> *mut task_struct {
 
 /// Which syscall the current task is in, from the syscall number in its saved user registers.
 #[cfg(bpf_target_arch = "x86_64")]
+#[inline(always)]
 pub fn current_syscall() -> Syscall {
     use aya_ebpf::{bindings::pt_regs, helpers::bpf_task_pt_regs};
     // SAFETY: bpf_task_pt_regs returns a BTF pointer to the current task's saved registers; a
@@ -174,6 +178,7 @@ pub fn current_syscall() -> Syscall {
 
 /// Other architectures: the syscall is not decoded yet.
 #[cfg(not(bpf_target_arch = "x86_64"))]
+#[inline(always)]
 pub fn current_syscall() -> Syscall {
     Syscall::Unknown
 }
@@ -197,11 +202,9 @@ fn ids(task: *const u8) -> (u32, u32) {
 #[inline(always)]
 fn comm(task: *const u8) -> [u8; COMM_LEN] {
     let comm = task.wrapping_add(setting(&CONFIG.task.task_comm) as usize);
-    let (low, high): (u64, u64) = (load(comm, &0), load(comm, &8));
-    let mut bytes = [0; COMM_LEN];
-    bytes[..8].copy_from_slice(&low.to_ne_bytes());
-    bytes[8..].copy_from_slice(&high.to_ne_bytes());
-    bytes
+    let words: [u64; 2] = [load(comm, &0), load(comm, &8)];
+    // SAFETY: two u64s are 16 plain bytes; building the array byte by byte would cost a memset.
+    unsafe { core::mem::transmute::<[u64; 2], [u8; COMM_LEN]>(words) }
 }
 
 /// Real uid and cgroup v2 id of `task`.
@@ -219,6 +222,7 @@ fn uid_and_cgroup(task: *const u8) -> (u32, u64) {
 }
 
 /// Records a call's entry for the current thread, if the filters select it.
+#[inline(always)]
 pub fn record_entry(args: EntryArgs) {
     // Once the agent is stopping, no new call starts for any syscall at the same instant, so
     // each thread's captured calls end cleanly; calls already inside still complete.
@@ -247,13 +251,15 @@ pub fn record_entry(args: EntryArgs) {
             syscall: args.syscall as u8,
             probe: args.probe as u8,
             mask_source: args.mask_source as u8,
-            _pad: [0; 5],
+            _pad: 0,
+            _pad_word: 0,
         };
     }
     count(Counter::Entries);
 }
 
 /// Completes the current thread's call with its result and sends it to user space.
+#[inline(always)]
 pub fn record_return(ret: i32) {
     // SAFETY: a helper without arguments.
     let end_boot_ns = unsafe { bpf_ktime_get_boot_ns() };
@@ -269,8 +275,12 @@ pub fn record_return(ret: i32) {
         }
         return;
     };
-    // SAFETY: as above.
-    let call = unsafe { core::ptr::replace(pending, core::mem::zeroed()) };
+    // SAFETY: as above. Clearing the start time marks the thread as out of the call.
+    let call = unsafe {
+        let call = *pending;
+        (*pending).start_boot_ns = 0;
+        call
+    };
     let task = task.cast::<u8>().cast_const();
     let (pid, tid) = ids(task);
     let (uid, cgroup_id) = uid_and_cgroup(task);
@@ -288,7 +298,8 @@ pub fn record_return(ret: i32) {
         syscall: call.syscall,
         probe: call.probe,
         mask_source: call.mask_source,
-        _pad: [0; 5],
+        _pad: 0,
+        _pad_word: 0,
         comm: comm(task),
     };
     // Never wake the reader: a wakeup costs the traced call more than the rest of the probe,
@@ -301,6 +312,7 @@ pub fn record_return(ret: i32) {
     }
 }
 
+#[inline(always)]
 fn stopping() -> bool {
     CONTROL.get(CONTROL_STOPPING).is_some_and(|flag| *flag != 0)
 }
@@ -316,6 +328,7 @@ fn selected(task: *const u8) -> bool {
     }
 }
 
+#[inline(always)]
 fn count(counter: Counter) {
     if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
         // SAFETY: the slot is a live, aligned u64 map value; atomic because two programs can

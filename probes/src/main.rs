@@ -97,6 +97,7 @@ pub fn kspan_tp_exit(ctx: TracePointContext) -> u32 {
     0
 }
 
+#[inline(always)]
 fn tracepoint_entry(ctx: &TracePointContext, syscall: Syscall) {
     let flags = match syscall {
         Syscall::Signalfd4 => tracepoint_field(ctx, tracepoint_offsets::FLAGS) as i32,
