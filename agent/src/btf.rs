@@ -143,7 +143,11 @@ impl Btf {
                         ty.members.push(Member {
                             name: u32_at(type_data, m)?,
                             type_id: u32_at(type_data, m + 4)?,
-                            bit_offset: if kind_flag { offset & 0xff_ffff } else { offset },
+                            bit_offset: if kind_flag {
+                                offset & 0xff_ffff
+                            } else {
+                                offset
+                            },
                             bit_field: kind_flag && offset >> 24 != 0,
                         });
                     }
@@ -355,7 +359,11 @@ mod tests {
         b.structure("", 20, &[("pid", 1, 0), ("comm", 3, 32)]); // 4: anonymous
         b.structure("cred", 8, &[("usage", 1, 0), ("uid", 1, 32)]); // 5
         b.ptr(5); // 6
-        b.structure("task_struct", 64, &[("state", 1, 0), ("", 4, 64), ("cred", 6, 256)]); // 7
+        b.structure(
+            "task_struct",
+            64,
+            &[("state", 1, 0), ("", 4, 64), ("cred", 6, 256)],
+        ); // 7
         b.bytes()
     }
 
@@ -372,7 +380,10 @@ mod tests {
     fn a_missing_or_resized_field_is_named() {
         let btf = Btf::parse(&kernel()).expect("parses");
         let error = btf.offset("task_struct", "tgid", 4).unwrap_err();
-        assert_eq!(error.to_string(), "the kernel's BTF has no field task_struct.tgid");
+        assert_eq!(
+            error.to_string(),
+            "the kernel's BTF has no field task_struct.tgid"
+        );
         let error = btf.offset("task_struct", "pid", 8).unwrap_err();
         assert_eq!(
             error.to_string(),

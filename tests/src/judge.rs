@@ -397,6 +397,23 @@ fn compare(call: &CallRecord, span: &Span, expect: Expectation) -> Vec<String> {
         show(int(attrs, "process.pid")),
     );
     check(
+        "process.user.id",
+        call.uid.to_string(),
+        show(int(attrs, "process.user.id")),
+    );
+    check(
+        "thread.name",
+        call.thread_name.clone(),
+        show(string(attrs, "thread.name")),
+    );
+    if let Some(cgroup_id) = call.cgroup_id {
+        check(
+            "kspan.cgroup.id",
+            cgroup_id.to_string(),
+            show(int(attrs, "kspan.cgroup.id").map(|id| id as u64)),
+        );
+    }
+    check(
         "signalfd.ufd",
         call.ufd.to_string(),
         show(int(attrs, "signalfd.ufd")),
@@ -541,6 +558,9 @@ mod tests {
             scenario: "test".into(),
             pid: 10,
             tid,
+            uid: 0,
+            thread_name: "worker".into(),
+            cgroup_id: Some(1),
             syscall: Syscall::Signalfd4,
             ufd: -1,
             flags: 0,
@@ -569,6 +589,9 @@ mod tests {
         let mut attributes = vec![
             kv("process.pid", Value::IntValue(call.pid.into())),
             kv("thread.id", Value::IntValue(call.tid.into())),
+            kv("process.user.id", Value::IntValue(call.uid.into())),
+            kv("thread.name", Value::StringValue(call.thread_name.clone())),
+            kv("kspan.cgroup.id", Value::IntValue(1)),
             kv("signalfd.ufd", Value::IntValue(call.ufd.into())),
             kv("signalfd.flags", Value::IntValue(call.flags.into())),
             kv(
@@ -716,6 +739,46 @@ mod tests {
             text.contains("thread 200 call #0 (seq 3 signalfd4 ufd=-1): timing"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_wrong_identity_is_named() {
+        let (manifest, mut spans, logs) = fixture();
+        for kv in &mut spans[0].attributes {
+            match kv.key.as_str() {
+                "process.user.id" => {
+                    kv.value = Some(AnyValue {
+                        value: Some(Value::IntValue(7)),
+                    })
+                }
+                "kspan.cgroup.id" => {
+                    kv.value = Some(AnyValue {
+                        value: Some(Value::IntValue(2)),
+                    })
+                }
+                "thread.name" => {
+                    kv.value = Some(AnyValue {
+                        value: Some(Value::StringValue("other".into())),
+                    })
+                }
+                _ => {}
+            }
+        }
+        let verdict = judge(
+            &manifest,
+            &spans,
+            &logs,
+            Expectation::Tracepoint,
+            Completeness::Exact,
+        );
+        let text = verdict.mismatches.join("\n");
+        for problem in [
+            "process.user.id: expected 0, got 7",
+            "thread.name: expected worker, got other",
+            "kspan.cgroup.id: expected 1, got 2",
+        ] {
+            assert!(text.contains(problem), "{problem} not in {text}");
+        }
     }
 
     #[test]

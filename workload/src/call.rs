@@ -133,6 +133,9 @@ pub struct Caller<'r> {
     scenario: Scenario,
     pid: u32,
     tid: u32,
+    uid: u32,
+    thread_name: String,
+    cgroup_id: Option<u64>,
 }
 
 impl<'r> Caller<'r> {
@@ -143,6 +146,11 @@ impl<'r> Caller<'r> {
             scenario,
             pid: std::process::id(),
             tid: sys::gettid(),
+            uid: nix::unistd::getuid().as_raw(),
+            // /proc/thread-self is there on every kernel kspan supports; an empty name only
+            // makes the judge report a mismatch.
+            thread_name: sys::thread_name().unwrap_or_default(),
+            cgroup_id: sys::cgroup_id(),
         }
     }
 
@@ -194,6 +202,9 @@ impl<'r> Caller<'r> {
             scenario: self.scenario.name().to_string(),
             pid: self.pid,
             tid: self.tid,
+            uid: self.uid,
+            thread_name: self.thread_name.clone(),
+            cgroup_id: self.cgroup_id,
             syscall: spec.syscall,
             ufd: spec.ufd,
             flags: spec.flags,

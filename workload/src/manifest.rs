@@ -49,6 +49,12 @@ pub struct CallRecord {
     pub pid: u32,
     /// `gettid()` of the calling thread.
     pub tid: u32,
+    /// Real uid of the caller.
+    pub uid: u32,
+    /// The calling thread's name (`comm`).
+    pub thread_name: String,
+    /// cgroup v2 id of the caller (its cgroup directory's inode); `None` without cgroup2.
+    pub cgroup_id: Option<u64>,
     /// Which syscall was made.
     pub syscall: Syscall,
     /// The `ufd` argument: -1 creates a new signalfd, anything else updates that fd.
@@ -220,6 +226,9 @@ mod tests {
             scenario: "errors".to_string(),
             pid: 10,
             tid: 11,
+            uid: 0,
+            thread_name: "worker".to_string(),
+            cgroup_id: Some(1),
             syscall: Syscall::Signalfd4,
             ufd: -1,
             flags: 0x1,

@@ -113,6 +113,28 @@ pub fn timed_call(
     }
 }
 
+/// The calling thread's name (`comm`), as probes see it.
+pub fn thread_name() -> std::io::Result<String> {
+    let comm = std::fs::read_to_string("/proc/thread-self/comm")?;
+    Ok(comm.trim_end_matches('\n').to_string())
+}
+
+/// The cgroup v2 id of the calling process, as `bpf_get_current_cgroup_id` reports it: the inode
+/// of its cgroup's directory. `None` when cgroup2 is not mounted at `/sys/fs/cgroup` (or the
+/// cgroup is outside this mount's view).
+pub fn cgroup_id() -> Option<u64> {
+    use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC};
+    use std::os::unix::fs::MetadataExt as _;
+    const ROOT: &str = "/sys/fs/cgroup";
+    if statfs(ROOT).ok()?.filesystem_type() != CGROUP2_SUPER_MAGIC {
+        return None;
+    }
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let path = cgroups.lines().find_map(|line| line.strip_prefix("0::"))?;
+    let dir = std::path::Path::new(ROOT).join(path.trim_start_matches('/'));
+    std::fs::metadata(dir).ok().map(|meta| meta.ino())
+}
+
 /// The calling thread's kernel thread id.
 pub fn gettid() -> u32 {
     nix::unistd::gettid().as_raw() as u32

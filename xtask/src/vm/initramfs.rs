@@ -32,6 +32,10 @@ mount -t sysfs sysfs /sys
 mount -t tracefs tracefs /sys/kernel/tracing
 mount -t debugfs debugfs /sys/kernel/debug
 mount -t bpf bpf /sys/fs/bpf
+# Everything from here runs in a cgroup of its own: the judge checks the spans' cgroup ids
+# against a cgroup that is not the root.
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+mkdir /sys/fs/cgroup/vm-test && echo $$ > /sys/fs/cgroup/vm-test/cgroup.procs
 ip link set lo up
 echo "{init} $(cut -d' ' -f1 /proc/uptime)"
 # The kernel hands unknown name=value parameters to init as environment variables.
@@ -250,6 +254,7 @@ mod tests {
         for needed in [
             "mount -t tracefs tracefs /sys/kernel/tracing",
             "mount -t bpf bpf /sys/fs/bpf",
+            "mount -t cgroup2 cgroup2 /sys/fs/cgroup",
             "ip link set lo up",
             "    run-it --attach \"$mode\"\n",
             ">/dev/ttyS1",
