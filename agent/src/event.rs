@@ -154,7 +154,7 @@ mod tests {
         let call = decoder.decode(&bytes(&event())).unwrap();
         assert_eq!(call.thread_name, "test");
         assert!(!call.process_name.is_empty());
-        assert_eq!(call.mask.names(), ["SIGUSR1"]);
+        assert!(call.mask.names().eq(["SIGUSR1"]));
         assert_eq!(
             call.end.duration_since(call.start).unwrap().as_nanos(),
             2_000

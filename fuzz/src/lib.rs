@@ -51,7 +51,7 @@ pub fn event_decoder(data: &[u8]) {
         call.thread_name
     );
     assert!(!call.thread_name.contains('\0'), "{:?}", call.thread_name);
-    let summary = call.summary();
+    let summary = call.summary().to_string();
     assert!(summary.starts_with(call.name()), "{summary}");
     assert_eq!(call.fd().is_some(), call.ret >= 0, "{summary}");
     match call.error() {
@@ -81,7 +81,7 @@ fn spelled(data: &[u8]) -> (u64, i32, i32, i32) {
 pub fn decoders(data: &[u8]) {
     let (mask, flags, errno, signo) = spelled(data);
 
-    let names = SignalMask(mask).names();
+    let names: Vec<&str> = SignalMask(mask).names().collect();
     assert_eq!(names.len(), mask.count_ones() as usize, "{names:?}");
     let mut distinct = names.clone();
     distinct.sort();
@@ -108,7 +108,7 @@ pub fn decoders(data: &[u8]) {
 
     let mut rebuilt = 0i32;
     for name in flag_names(flags) {
-        rebuilt |= match name.as_str() {
+        rebuilt |= match name.as_ref() {
             "SFD_CLOEXEC" => libc::SFD_CLOEXEC,
             "SFD_NONBLOCK" => libc::SFD_NONBLOCK,
             hex => {
@@ -119,7 +119,12 @@ pub fn decoders(data: &[u8]) {
             }
         };
     }
-    assert_eq!(rebuilt, flags, "{:?}", flag_names(flags));
+    assert_eq!(
+        rebuilt,
+        flags,
+        "{:?}",
+        flag_names(flags).collect::<Vec<_>>()
+    );
 
     let name = errno_name(errno);
     assert!(name.starts_with('E') && name.len() > 1, "{errno}: {name}");

@@ -1,6 +1,10 @@
 //! One observed signalfd call, in user-space terms: wall-clock times, names, decoded result.
 
-use std::time::SystemTime;
+use std::{
+    borrow::Cow,
+    fmt::{self, Write as _},
+    time::SystemTime,
+};
 
 use kspan_common::{MaskSource, ProbeKind, Syscall};
 
@@ -67,10 +71,10 @@ impl Call {
 
     /// The errno name, when the call failed. Negating `ret` would overflow for `i32::MIN`, which
     /// no kernel returns but a corrupt record can carry: that one is named by its magnitude.
-    pub fn error(&self) -> Option<String> {
+    pub fn error(&self) -> Option<Cow<'static, str>> {
         (self.ret < 0).then(|| {
             let errno = self.ret.unsigned_abs();
-            i32::try_from(errno).map_or_else(|_| format!("E{errno}"), errno_name)
+            i32::try_from(errno).map_or_else(|_| Cow::Owned(format!("E{errno}")), errno_name)
         })
     }
 
@@ -94,26 +98,54 @@ impl Call {
     }
 
     /// A strace-like one-liner: `signalfd4(ufd=-1, mask=[SIGINT,SIGUSR1], flags=SFD_CLOEXEC) = 5`.
-    pub fn summary(&self) -> String {
-        let mask = match self.mask_source {
-            MaskSource::Kernel | MaskSource::User => format!("[{}]", self.mask.names().join(",")),
-            MaskSource::NotRead => "?".to_string(),
-            MaskSource::Unreadable => "<unreadable>".to_string(),
-        };
-        let flags = match flag_names(self.flags) {
-            names if names.is_empty() => "0".to_string(),
-            names => names.join("|"),
-        };
-        let args = match self.syscall {
-            Syscall::Signalfd => format!("ufd={}, mask={mask}", self.ufd),
-            _ => format!("ufd={}, mask={mask}, flags={flags}", self.ufd),
-        };
-        let result = match self.error() {
-            Some(errno) => format!("-1 {errno}"),
-            None => self.ret.to_string(),
-        };
-        format!("{}({args}) = {result}", self.name())
+    pub fn summary(&self) -> Summary<'_> {
+        Summary(self)
     }
+}
+
+/// [`Call::summary`]: written straight to its destination, as it is made for every call.
+pub struct Summary<'a>(&'a Call);
+
+impl fmt::Display for Summary<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let call = self.0;
+        write!(f, "{}(ufd={}, mask=", call.name(), call.ufd)?;
+        match call.mask_source {
+            MaskSource::Kernel | MaskSource::User => {
+                f.write_char('[')?;
+                separated(f, call.mask.names(), ',')?;
+                f.write_char(']')?;
+            }
+            MaskSource::NotRead => f.write_char('?')?,
+            MaskSource::Unreadable => f.write_str("<unreadable>")?,
+        }
+        if call.syscall != Syscall::Signalfd {
+            f.write_str(", flags=")?;
+            if call.flags == 0 {
+                f.write_char('0')?;
+            }
+            separated(f, flag_names(call.flags), '|')?;
+        }
+        match call.error() {
+            Some(errno) => write!(f, ") = -1 {errno}"),
+            None => write!(f, ") = {}", call.ret),
+        }
+    }
+}
+
+/// Writes `items` with `separator` between them.
+fn separated(
+    f: &mut fmt::Formatter<'_>,
+    items: impl Iterator<Item = impl AsRef<str>>,
+    separator: char,
+) -> fmt::Result {
+    for (index, item) in items.enumerate() {
+        if index > 0 {
+            f.write_char(separator)?;
+        }
+        f.write_str(item.as_ref())?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -147,7 +179,7 @@ pub(crate) mod tests {
     #[test]
     fn summary_reads_like_strace() {
         assert_eq!(
-            sample_call().summary(),
+            sample_call().summary().to_string(),
             "signalfd4(ufd=-1, mask=[SIGINT,SIGUSR1], flags=SFD_CLOEXEC) = 5"
         );
     }
@@ -162,7 +194,7 @@ pub(crate) mod tests {
             ..sample_call()
         };
         assert_eq!(
-            call.summary(),
+            call.summary().to_string(),
             "signalfd(ufd=3, mask=[SIGINT,SIGUSR1]) = -1 EINVAL"
         );
         assert_eq!(call.operation(), "update");
@@ -178,7 +210,7 @@ pub(crate) mod tests {
             ..sample_call()
         };
         assert_eq!(call.error().as_deref(), Some("E2147483648"));
-        assert!(call.summary().ends_with(") = -1 E2147483648"));
+        assert!(call.summary().to_string().ends_with(") = -1 E2147483648"));
         assert_eq!(call.fd(), None);
     }
 
@@ -191,7 +223,7 @@ pub(crate) mod tests {
             ..sample_call()
         };
         assert_eq!(
-            call.summary(),
+            call.summary().to_string(),
             "signalfd4(ufd=-1, mask=?, flags=SFD_CLOEXEC) = -1 EINVAL"
         );
     }

@@ -36,32 +36,52 @@ impl TraceGrouping {
         }
     }
 
-    /// The trace of the call's process in the window holding the call's start.
-    pub fn trace_id(&self, call: &Call) -> TraceId {
-        let since_epoch = call
-            .start
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
-        let window = since_epoch.as_nanos() / self.window.as_nanos();
-        let high = self.digest(("trace-high", call.pid, window));
-        let low = self.digest(("trace-low", call.pid, window));
-        TraceId::from(non_zero((u128::from(high) << 64) | u128::from(low)))
-    }
-
-    /// The call's own span id.
-    pub fn span_id(&self, call: &Call) -> SpanId {
+    /// The call's span id, and the trace of its process in the window holding its start.
+    pub fn ids(&self, call: &Call) -> CallIds {
         let start = call
             .start
             .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
-        SpanId::from(non_zero(self.digest(("span", call.tid, start.as_nanos()))))
+            .unwrap_or_default()
+            .as_nanos();
+        let window = (start / self.window.as_nanos()) as u64;
+        let pid = u64::from(call.pid);
+        let high = self.digest([Domain::TraceHigh as u64, pid, window]);
+        let low = self.digest([Domain::TraceLow as u64, pid, window]);
+        CallIds {
+            trace: TraceId::from(non_zero((u128::from(high) << 64) | u128::from(low))),
+            span: SpanId::from(non_zero(self.digest([
+                Domain::Span as u64 | u64::from(call.tid) << 8,
+                start as u64,
+                (start >> 64) as u64,
+            ]))),
+        }
     }
 
-    fn digest(&self, parts: impl Hash) -> u64 {
+    /// Three words hashed after the host: fixed-size input, no tuple or string hashing.
+    fn digest(&self, words: [u64; 3]) -> u64 {
         let mut hasher = self.seeded.clone();
-        parts.hash(&mut hasher);
+        for word in words {
+            hasher.write_u64(word);
+        }
         hasher.finish()
     }
+}
+
+/// Keeps the three ids' inputs apart.
+#[repr(u64)]
+enum Domain {
+    TraceHigh = 1,
+    TraceLow = 2,
+    Span = 3,
+}
+
+/// A call's place in the trace data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallIds {
+    /// The trace of the call's process in the call's window.
+    pub trace: TraceId,
+    /// The call's own span.
+    pub span: SpanId,
 }
 
 /// All-zero ids are invalid in OTLP.
@@ -90,8 +110,9 @@ mod tests {
             start: first.start + Duration::from_secs(1),
             ..first.clone()
         };
-        assert_eq!(grouping().trace_id(&first), grouping().trace_id(&second));
-        assert_ne!(grouping().span_id(&first), grouping().span_id(&second));
+        let (first, second) = (grouping().ids(&first), grouping().ids(&second));
+        assert_eq!(first.trace, second.trace);
+        assert_ne!(first.span, second.span);
     }
 
     #[test]
@@ -105,19 +126,22 @@ mod tests {
             start: call.start + Duration::from_secs(60),
             ..call.clone()
         };
-        let trace = grouping().trace_id(&call);
-        assert_ne!(trace, grouping().trace_id(&other_pid));
-        assert_ne!(trace, grouping().trace_id(&later));
+        let trace = grouping().ids(&call).trace;
+        assert_ne!(trace, grouping().ids(&other_pid).trace);
+        assert_ne!(trace, grouping().ids(&later).trace);
         assert_ne!(
             trace,
-            TraceGrouping::new("boot-2", Duration::from_secs(60)).trace_id(&call)
+            TraceGrouping::new("boot-2", Duration::from_secs(60))
+                .ids(&call)
+                .trace
         );
     }
 
     #[test]
     fn ids_are_stable() {
         let call = sample_call();
-        assert_eq!(grouping().span_id(&call), grouping().span_id(&call));
-        assert_ne!(grouping().trace_id(&call), TraceId::INVALID);
+        assert_eq!(grouping().ids(&call), grouping().ids(&call));
+        assert_ne!(grouping().ids(&call).trace, TraceId::INVALID);
+        assert_ne!(grouping().ids(&call).span, SpanId::INVALID);
     }
 }

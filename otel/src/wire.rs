@@ -4,18 +4,19 @@
 //! it malloc). Tests decode the bytes with prost and check every field.
 //! The attribute names here are kspan's interface (see the README's attribute table).
 
-use std::time::SystemTime;
+use std::{fmt::Write as _, time::SystemTime};
 
 use opentelemetry_proto::tonic::{
     common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue},
     resource::v1::Resource,
 };
-use prost::{
-    encoding::{encode_varint, encoded_len_varint},
-    Message,
-};
+use prost::{encoding::encoded_len_varint, Message};
 
-use crate::{call::Call, ids::TraceGrouping};
+use crate::{
+    call::Call,
+    decode::flag_names,
+    ids::{CallIds, TraceGrouping},
+};
 
 /// Event name of the log record emitted for each call.
 pub const LOG_EVENT_NAME: &str = "signalfd.call";
@@ -125,16 +126,9 @@ impl CallEncoder {
 
     /// The call's span: INTERNAL, timed by the kernel, ERROR with the errno name on failure.
     fn span(&self, buf: &mut Vec<u8>, call: &Call) {
-        bytes(
-            buf,
-            field::SPAN_TRACE_ID,
-            &self.grouping.trace_id(call).to_bytes(),
-        );
-        bytes(
-            buf,
-            field::SPAN_SPAN_ID,
-            &self.grouping.span_id(call).to_bytes(),
-        );
+        let ids = self.grouping.ids(call);
+        bytes(buf, field::SPAN_TRACE_ID, &ids.trace.to_bytes());
+        bytes(buf, field::SPAN_SPAN_ID, &ids.span.to_bytes());
         bytes(buf, field::SPAN_NAME, call.name().as_bytes());
         varint(buf, field::SPAN_KIND, SPAN_KIND_INTERNAL);
         fixed64(buf, field::SPAN_START, unix_nanos(call.start));
@@ -159,20 +153,16 @@ impl CallEncoder {
         varint(buf, field::LOG_SEVERITY_NUMBER, severity);
         bytes(buf, field::LOG_SEVERITY_TEXT, text.as_bytes());
         message(buf, field::LOG_BODY, |buf| {
-            bytes(buf, field::ANY_STRING, call.summary().as_bytes());
+            message(buf, field::ANY_STRING, |buf| {
+                // Writing to a Vec cannot fail.
+                let _ = write!(Utf8(buf), "{}", call.summary());
+            });
         });
         call_attributes(buf, field::LOG_ATTRIBUTES, call);
         fixed32(buf, field::LOG_FLAGS, SAMPLED);
-        bytes(
-            buf,
-            field::LOG_TRACE_ID,
-            &self.grouping.trace_id(call).to_bytes(),
-        );
-        bytes(
-            buf,
-            field::LOG_SPAN_ID,
-            &self.grouping.span_id(call).to_bytes(),
-        );
+        let CallIds { trace, span } = self.grouping.ids(call);
+        bytes(buf, field::LOG_TRACE_ID, &trace.to_bytes());
+        bytes(buf, field::LOG_SPAN_ID, &span.to_bytes());
         fixed64(buf, field::LOG_OBSERVED_TIME, observed);
         bytes(buf, field::LOG_EVENT_NAME, LOG_EVENT_NAME.as_bytes());
     }
@@ -180,60 +170,72 @@ impl CallEncoder {
 
 /// The attributes shared by a call's span and log record, each as a repeated `field`.
 fn call_attributes(buf: &mut Vec<u8>, field: u32, call: &Call) {
-    let int = |buf: &mut Vec<u8>, key: &str, value: i64| {
-        attribute(buf, field, key, |buf| {
-            varint(buf, field::ANY_INT, value as u64)
-        });
-    };
-    let string = |buf: &mut Vec<u8>, key: &str, value: &str| {
-        attribute(buf, field, key, |buf| {
-            bytes(buf, field::ANY_STRING, value.as_bytes())
-        });
-    };
-    let strings = |buf: &mut Vec<u8>, key: &str, values: &mut dyn Iterator<Item = &str>| {
-        attribute(buf, field, key, |buf| {
-            message(buf, field::ANY_ARRAY, |buf| {
-                for value in values {
-                    message(buf, field::ARRAY_VALUES, |buf| {
-                        bytes(buf, field::ANY_STRING, value.as_bytes());
-                    });
-                }
-            });
-        });
-    };
-    int(buf, "process.pid", call.pid.into());
-    int(buf, "thread.id", call.tid.into());
-    string(buf, "thread.name", &call.thread_name);
-    string(buf, "process.executable.name", &call.process_name);
-    int(buf, "process.user.id", call.uid.into());
-    int(buf, "signalfd.ufd", call.ufd.into());
-    string(buf, "signalfd.operation", call.operation());
-    int(buf, "signalfd.flags", call.flags.into());
-    let flag_names = crate::decode::flag_names(call.flags);
-    strings(
-        buf,
-        "signalfd.flags.names",
-        &mut flag_names.iter().map(String::as_str),
-    );
+    int_attribute(buf, field, "process.pid", call.pid.into());
+    int_attribute(buf, field, "thread.id", call.tid.into());
+    string_attribute(buf, field, "thread.name", &call.thread_name);
+    string_attribute(buf, field, "process.executable.name", &call.process_name);
+    int_attribute(buf, field, "process.user.id", call.uid.into());
+    int_attribute(buf, field, "signalfd.ufd", call.ufd.into());
+    string_attribute(buf, field, "signalfd.operation", call.operation());
+    int_attribute(buf, field, "signalfd.flags", call.flags.into());
+    strings_attribute(buf, field, "signalfd.flags.names", flag_names(call.flags));
     let mut mask = [0u8; 18];
-    string(buf, "signalfd.mask", mask_hex(call.mask.0, &mut mask));
-    strings(
+    string_attribute(
         buf,
-        "signalfd.mask.signals",
-        &mut call.mask.names().into_iter(),
+        field,
+        "signalfd.mask",
+        mask_hex(call.mask.0, &mut mask),
     );
-    string(buf, "signalfd.mask.source", call.mask_source_name());
-    string(buf, "kspan.probe", call.probe_name());
-    // The id's bits, reinterpreted: OTLP integers are signed.
-    int(buf, "kspan.cgroup.id", call.cgroup_id as i64);
+    strings_attribute(buf, field, "signalfd.mask.signals", call.mask.names());
+    string_attribute(buf, field, "signalfd.mask.source", call.mask_source_name());
+    string_attribute(buf, field, "kspan.probe", call.probe_name());
+    int_attribute(buf, field, "kspan.cgroup.id", call.cgroup_id as i64);
     match (call.fd(), call.error()) {
-        (Some(fd), _) => int(buf, "signalfd.fd", fd.into()),
-        (None, Some(errno)) => string(buf, "error.type", &errno),
+        (Some(fd), _) => int_attribute(buf, field, "signalfd.fd", fd.into()),
+        (None, Some(errno)) => string_attribute(buf, field, "error.type", &errno),
         (None, None) => {}
     }
 }
 
-/// `0x` and 16 hex digits, like `SignalMask`'s Display, without allocating.
+fn int_attribute(buf: &mut Vec<u8>, field: u32, key: &str, value: i64) {
+    attribute(buf, field, key, |buf| {
+        varint(buf, field::ANY_INT, value as u64)
+    });
+}
+
+fn string_attribute(buf: &mut Vec<u8>, field: u32, key: &str, value: &str) {
+    attribute(buf, field, key, |buf| {
+        bytes(buf, field::ANY_STRING, value.as_bytes())
+    });
+}
+
+fn strings_attribute(
+    buf: &mut Vec<u8>,
+    field: u32,
+    key: &str,
+    values: impl Iterator<Item = impl AsRef<str>>,
+) {
+    attribute(buf, field, key, |buf| {
+        message(buf, field::ANY_ARRAY, |buf| {
+            for value in values {
+                message(buf, field::ARRAY_VALUES, |buf| {
+                    bytes(buf, field::ANY_STRING, value.as_ref().as_bytes());
+                });
+            }
+        });
+    });
+}
+
+/// Text written with `write!` straight into a request.
+struct Utf8<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for Utf8<'_> {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(text.as_bytes());
+        Ok(())
+    }
+}
+
 fn mask_hex(mask: u64, out: &mut [u8; 18]) -> &str {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     out[..2].copy_from_slice(b"0x");
@@ -252,12 +254,23 @@ fn attribute(buf: &mut Vec<u8>, field: u32, key: &str, value: impl FnOnce(&mut V
 }
 
 fn key(buf: &mut Vec<u8>, field: u32, wire_type: u32) {
-    encode_varint(u64::from(field << 3 | wire_type), buf);
+    push_varint(buf, u64::from(field << 3 | wire_type));
 }
 
 fn varint(buf: &mut Vec<u8>, field: u32, value: u64) {
     key(buf, field, VARINT);
-    encode_varint(value, buf);
+    push_varint(buf, value);
+}
+
+/// A protobuf varint, pushed byte by byte (prost's generic `encode_varint` goes through
+/// `BufMut`; this is most of what a request's keys and lengths cost).
+#[inline]
+fn push_varint(buf: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        buf.push(value as u8 | 0x80);
+        value >>= 7;
+    }
+    buf.push(value as u8);
 }
 
 fn fixed64(buf: &mut Vec<u8>, field: u32, value: u64) {
@@ -272,7 +285,7 @@ fn fixed32(buf: &mut Vec<u8>, field: u32, value: u32) {
 
 fn bytes(buf: &mut Vec<u8>, field: u32, value: &[u8]) {
     key(buf, field, LENGTH_DELIMITED);
-    encode_varint(value.len() as u64, buf);
+    push_varint(buf, value.len() as u64);
     buf.extend_from_slice(value);
 }
 
@@ -316,8 +329,12 @@ fn fit_length(buf: &mut Vec<u8>, length_at: usize, reserved: usize, length: usiz
         buf.copy_within(start..start + length, length_at + size);
         buf.truncate(length_at + size + length);
     }
-    let mut length_bytes = &mut buf[length_at..length_at + size];
-    encode_varint(length as u64, &mut length_bytes);
+    let mut length = length as u64;
+    for byte in &mut buf[length_at..length_at + size] {
+        // Every byte but the last has the continuation bit set.
+        *byte = length as u8 & 0x7f | if length >= 0x80 { 0x80 } else { 0 };
+        length >>= 7;
+    }
 }
 
 /// An OTLP key-value pair, for the few messages built as structs (resource, metrics).
@@ -523,7 +540,7 @@ mod tests {
             let span = spans(std::slice::from_ref(&call)).1.remove(0);
             let attrs = &span.attributes;
             proptest::prop_assert_eq!(attribute(attrs, "signalfd.mask"), Some(&text(&call.mask.to_string())));
-            proptest::prop_assert_eq!(attribute(attrs, "signalfd.mask.signals"), Some(&texts(&call.mask.names())));
+            proptest::prop_assert_eq!(attribute(attrs, "signalfd.mask.signals"), Some(&texts(&call.mask.names().collect::<Vec<_>>())));
             proptest::prop_assert_eq!(attribute(attrs, "kspan.cgroup.id").cloned(), Some(any_value::Value::IntValue(cgroup_id as i64)));
             proptest::prop_assert_eq!(attribute(attrs, "signalfd.ufd").cloned(), Some(any_value::Value::IntValue(ufd.into())));
             proptest::prop_assert_eq!(attribute(attrs, "process.pid").cloned(), Some(any_value::Value::IntValue(pid.into())));

@@ -18,7 +18,7 @@ mod properties {
     proptest! {
         #[test]
         fn every_mask_bit_gets_exactly_one_name(mask: u64) {
-            let names = SignalMask(mask).names();
+            let names: Vec<_> = SignalMask(mask).names().collect();
             prop_assert_eq!(names.len(), mask.count_ones() as usize);
             prop_assert!(names.iter().all(|name| name.starts_with("SIG")));
             prop_assert_eq!(SignalMask(mask).to_string().len(), 18);
@@ -26,10 +26,9 @@ mod properties {
 
         #[test]
         fn flags_keep_every_bit(flags: i32) {
-            let names = flag_names(flags);
             let mut rebuilt = 0i32;
-            for name in &names {
-                rebuilt |= match name.as_str() {
+            for name in flag_names(flags) {
+                rebuilt |= match name.as_ref() {
                     "SFD_CLOEXEC" => libc::SFD_CLOEXEC,
                     "SFD_NONBLOCK" => libc::SFD_NONBLOCK,
                     hex => u32::from_str_radix(hex.trim_start_matches("0x"), 16).unwrap() as i32,

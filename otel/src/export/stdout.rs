@@ -65,6 +65,7 @@ impl StdoutSink {
             .end
             .duration_since(call.start)
             .unwrap_or(Duration::ZERO);
+        let ids = self.grouping.ids(call);
         format!(
             "{} {} pid={} tid={} comm={} dur={:.1}µs probe={} trace={} span={}",
             humantime::format_rfc3339_micros(call.start),
@@ -74,8 +75,8 @@ impl StdoutSink {
             call.thread_name,
             duration.as_nanos() as f64 / 1000.0,
             call.probe_name(),
-            self.grouping.trace_id(call),
-            self.grouping.span_id(call),
+            ids.trace,
+            ids.span,
         )
     }
 }
@@ -94,7 +95,7 @@ mod tests {
         let line = lines.lock().unwrap()[0].clone();
         assert!(line.starts_with("2023-11-14T22:13:20.000000Z signalfd4(ufd=-1, mask=[SIGINT,SIGUSR1], flags=SFD_CLOEXEC) = 5 pid=100 tid=101 comm=worker dur=3.0µs probe=tracepoint"), "{line}");
         assert!(
-            line.contains(&format!("trace={}", grouping.trace_id(&call))),
+            line.contains(&format!("trace={}", grouping.ids(&call).trace)),
             "{line}"
         );
     }
