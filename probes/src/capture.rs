@@ -324,7 +324,7 @@ fn selected(task: *const u8) -> bool {
     // SAFETY: lookups only; the values are never dereferenced.
     unsafe {
         (filter_pid == 0 || PID_FILTER.get(ids(task).0).is_some())
-            && (filter_comm == 0 || COMM_FILTER.get(&comm(task)).is_some())
+            && (filter_comm == 0 || COMM_FILTER.get(comm(task)).is_some())
     }
 }
 
