@@ -45,7 +45,10 @@ pub fn open(filters: &Filters, ring_buffer_bytes: u32) -> anyhow::Result<Ebpf> {
         .allow_unsupported_maps()
         .map_max_entries(EVENTS_MAP, ring_buffer_bytes)
         .load(PROBES)
-        .context("loading the eBPF maps (is the kernel built with CONFIG_BPF_SYSCALL?)")?;
+        .context(
+            "loading the eBPF maps (kspan needs Linux 5.11 or newer, built with CONFIG_BPF_SYSCALL, \
+             for the ring buffer and task storage)",
+        )?;
     let mut pid_filter: HashMap<_, u32, u8> = HashMap::try_from(
         ebpf.map_mut(PID_FILTER_MAP)
             .context("PID_FILTER map missing")?,

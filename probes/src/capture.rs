@@ -1,10 +1,10 @@
 //! Pairing of entries with returns, filters and loss counters, shared by every probe pair.
 //!
 //! Every helper call costs the traced call ~0.1 µs where the kernel mitigates returns against
-//! SRSO, more than the rest of a probe: the common path makes three (entry: the task's storage,
-//! the clock, and in kprobe/tracepoint mode the mask read or the syscall number; return: the
-//! storage, the clock, the ring buffer). The caller's identity is loaded straight from its
-//! `task_struct` at offsets the agent read from the kernel's BTF.
+//! SRSO, more than the rest of a probe, so each end makes as few as pairing allows: the task
+//! pointer, its storage and the clock at both; at entry the mask read (kprobe, tracepoint) or
+//! the syscall number (kprobe, fentry), at return the ring-buffer output. The caller's identity
+//! is loaded straight from its `task_struct` at offsets the agent read from the kernel's BTF.
 
 use core::intrinsics::AtomicOrdering;
 
