@@ -124,7 +124,9 @@ fn setting<T: Copy>(field: &T) -> T {
 /// What an entry probe knows about a call.
 pub struct EntryArgs {
     pub probe: ProbeKind,
-    pub syscall: Syscall,
+    /// `None`: read it from the task's saved registers (kernel-function probes), once the call is
+    /// known to be recorded.
+    pub syscall: Option<Syscall>,
     pub ufd: i32,
     pub flags: i32,
     pub mask: u64,
@@ -161,12 +163,12 @@ fn current_task() -> *mut task_struct {
 /// Which syscall the current task is in, from the syscall number in its saved user registers.
 #[cfg(bpf_target_arch = "x86_64")]
 #[inline(always)]
-pub fn current_syscall() -> Syscall {
+fn current_syscall(task: *mut task_struct) -> Syscall {
     use aya_ebpf::{bindings::pt_regs, helpers::bpf_task_pt_regs};
     // SAFETY: bpf_task_pt_regs returns a BTF pointer to the current task's saved registers; a
     // load through it is checked by the verifier and cannot fault.
     let nr = unsafe {
-        let regs = bpf_task_pt_regs(current_task()) as *const pt_regs;
+        let regs = bpf_task_pt_regs(task) as *const pt_regs;
         (*regs).orig_rax
     };
     match nr {
@@ -179,7 +181,7 @@ pub fn current_syscall() -> Syscall {
 /// Other architectures: the syscall is not decoded yet.
 #[cfg(not(bpf_target_arch = "x86_64"))]
 #[inline(always)]
-pub fn current_syscall() -> Syscall {
+fn current_syscall(_task: *mut task_struct) -> Syscall {
     Syscall::Unknown
 }
 
@@ -248,7 +250,7 @@ pub fn record_entry(args: EntryArgs) {
             mask: args.mask,
             ufd: args.ufd,
             flags: args.flags,
-            syscall: args.syscall as u8,
+            syscall: args.syscall.unwrap_or_else(|| current_syscall(task)) as u8,
             probe: args.probe as u8,
             mask_source: args.mask_source as u8,
             _pad: 0,

@@ -32,7 +32,7 @@ pub fn kspan_kprobe_enter(ctx: ProbeContext) -> u32 {
     let (mask, mask_source) = kernel_mask(mask);
     record_entry(EntryArgs {
         probe: ProbeKind::Kprobe,
-        syscall: capture::current_syscall(),
+        syscall: None,
         ufd,
         flags,
         mask,
@@ -58,7 +58,7 @@ pub fn kspan_fentry(ctx: FEntryContext) -> u32 {
     let mask = unsafe { *ctx.arg::<*const u64>(1) };
     record_entry(EntryArgs {
         probe: ProbeKind::Fentry,
-        syscall: capture::current_syscall(),
+        syscall: None,
         ufd: ctx.arg::<i32>(0),
         flags: ctx.arg::<i32>(2),
         mask,
@@ -111,7 +111,7 @@ fn tracepoint_entry(ctx: &TracePointContext, syscall: Syscall) {
     };
     record_entry(EntryArgs {
         probe: ProbeKind::Tracepoint,
-        syscall,
+        syscall: Some(syscall),
         ufd: tracepoint_field(ctx, tracepoint_offsets::UFD) as i32,
         flags,
         mask,
