@@ -391,21 +391,22 @@ fn compare(call: &CallRecord, span: &Span, expect: Expectation) -> Vec<String> {
         Syscall::Signalfd4 => "signalfd4",
     };
     check("name", name.into(), span.name.clone());
-    check(
-        "process.pid",
-        call.pid.to_string(),
-        show(int(attrs, "process.pid")),
-    );
-    check(
-        "process.user.id",
-        call.uid.to_string(),
-        show(int(attrs, "process.user.id")),
-    );
-    check(
-        "thread.name",
-        call.thread_name.clone(),
-        show(string(attrs, "thread.name")),
-    );
+    let ints = [
+        ("process.pid", i64::from(call.pid)),
+        ("process.user.id", call.uid.into()),
+        ("signalfd.ufd", call.ufd.into()),
+        ("signalfd.flags", call.flags.into()),
+    ];
+    for (key, expected) in ints {
+        check(key, expected.to_string(), show(int(attrs, key)));
+    }
+    let strings = [
+        ("thread.name", call.thread_name.as_str()),
+        ("kspan.probe", expect.probe()),
+    ];
+    for (key, expected) in strings {
+        check(key, expected.to_string(), show(string(attrs, key)));
+    }
     if let Some(cgroup_id) = call.cgroup_id {
         check(
             "kspan.cgroup.id",
@@ -413,21 +414,6 @@ fn compare(call: &CallRecord, span: &Span, expect: Expectation) -> Vec<String> {
             show(int(attrs, "kspan.cgroup.id").map(|id| id as u64)),
         );
     }
-    check(
-        "signalfd.ufd",
-        call.ufd.to_string(),
-        show(int(attrs, "signalfd.ufd")),
-    );
-    check(
-        "signalfd.flags",
-        call.flags.to_string(),
-        show(int(attrs, "signalfd.flags")),
-    );
-    check(
-        "kspan.probe",
-        expect.probe().into(),
-        show(string(attrs, "kspan.probe")),
-    );
     let (source, mask_known) = expect.mask_source(call);
     check(
         "signalfd.mask.source",
@@ -691,6 +677,17 @@ mod tests {
     }
 
     /// The verdict lists a mismatch starting with `prefix`.
+    /// The verdict of an exact tracepoint capture.
+    fn judge_exact(manifest: &[CallRecord], spans: &[Span], logs: &[LogRecord]) -> Verdict {
+        judge(
+            manifest,
+            spans,
+            logs,
+            Expectation::Tracepoint,
+            Completeness::Exact,
+        )
+    }
+
     fn assert_mismatch(verdict: &Verdict, prefix: &str) {
         assert!(
             verdict.mismatches.iter().any(|m| m.starts_with(prefix)),
@@ -721,13 +718,7 @@ mod tests {
         let (manifest, mut spans, logs) = fixture();
         spans[0].attributes.retain(|kv| kv.key != "signalfd.fd");
         spans[2].end_time_unix_nano = manifest[2].wall_after_ns + 1;
-        let verdict = judge(
-            &manifest,
-            &spans,
-            &logs,
-            Expectation::Tracepoint,
-            Completeness::Exact,
-        );
+        let verdict = judge_exact(&manifest, &spans, &logs);
         let text = verdict.mismatches.join("\n");
         assert!(
             text.contains(
@@ -745,32 +736,15 @@ mod tests {
     fn a_wrong_identity_is_named() {
         let (manifest, mut spans, logs) = fixture();
         for kv in &mut spans[0].attributes {
-            match kv.key.as_str() {
-                "process.user.id" => {
-                    kv.value = Some(AnyValue {
-                        value: Some(Value::IntValue(7)),
-                    })
-                }
-                "kspan.cgroup.id" => {
-                    kv.value = Some(AnyValue {
-                        value: Some(Value::IntValue(2)),
-                    })
-                }
-                "thread.name" => {
-                    kv.value = Some(AnyValue {
-                        value: Some(Value::StringValue("other".into())),
-                    })
-                }
-                _ => {}
-            }
+            let wrong = match kv.key.as_str() {
+                "process.user.id" => Value::IntValue(7),
+                "kspan.cgroup.id" => Value::IntValue(2),
+                "thread.name" => Value::StringValue("other".into()),
+                _ => continue,
+            };
+            kv.value = Some(AnyValue { value: Some(wrong) });
         }
-        let verdict = judge(
-            &manifest,
-            &spans,
-            &logs,
-            Expectation::Tracepoint,
-            Completeness::Exact,
-        );
+        let verdict = judge_exact(&manifest, &spans, &logs);
         let text = verdict.mismatches.join("\n");
         for problem in [
             "process.user.id: expected 0, got 7",
