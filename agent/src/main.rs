@@ -16,8 +16,6 @@ mod tracefs;
 use std::{io::IsTerminal as _, process::ExitCode};
 
 use clap::Parser as _;
-// The record decoding is the library half of this package (the fuzz targets use it too).
-use kspan::{clock, event};
 use tracing_subscriber::EnvFilter;
 
 /// A configuration mistake the user can fix: exit code 2, like clap's own usage errors.

@@ -13,7 +13,7 @@ use kspan_common::CallEvent;
 use kspan_otel::export::Pipeline;
 use tokio::{sync::oneshot, task::JoinHandle};
 
-use crate::event::CallDecoder;
+use kspan_decode::CallDecoder;
 
 /// The probes never wake the reader (a wakeup would cost every traced call more than the
 /// probe itself): it drains on a timer whose period follows the load, between these bounds.

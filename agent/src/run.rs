@@ -3,6 +3,7 @@
 use std::{path::Path, time::Duration};
 
 use anyhow::Context as _;
+use kspan_decode::{BootClock, CallDecoder};
 use kspan_otel::{
     agent_resource,
     export::{
@@ -15,8 +16,6 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::{
     attach::{self, ProbeMode, Target},
     cli::{Cli, ExporterKind, OtlpProtocol},
-    clock::BootClock,
-    event::CallDecoder,
     health::{self, HealthReporter},
     privileges, probes,
     reader::EventReader,

@@ -1,15 +1,14 @@
 //! The fuzz targets' bodies: each feeds bytes to kspan's own decoders and checks what must hold
 //! for any input. `fuzz_targets/` runs them under libFuzzer (nightly, `cargo xtask fuzz`);
-//! `agent/tests/fuzz_corpus.rs` replays the committed corpus through them in every `cargo test`.
+//! `decode/tests/fuzz_corpus.rs` replays the committed corpus through them in every `cargo test`.
 
 use std::sync::{Mutex, OnceLock, PoisonError};
 
-use kspan::{
-    clock::BootClock,
-    event::{parse_event, CallDecoder, EventError},
-};
 use kspan_common::{CallEvent, COMM_LEN};
-use kspan_otel::decode::{errno_name, flag_names, signal_name, SignalMask};
+use kspan_decode::{
+    errno_name, flag_names, parse_event, signal_name, BootClock, CallDecoder, EventError,
+    SignalMask,
+};
 
 /// Size of one ring-buffer record.
 const RECORD: usize = size_of::<CallEvent>();

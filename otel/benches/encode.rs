@@ -9,7 +9,8 @@ use std::{
 };
 
 use kspan_common::{MaskSource, ProbeKind, Syscall};
-use kspan_otel::{decode::SignalMask, Call, CallEncoder, TraceGrouping};
+use kspan_decode::{Call, SignalMask};
+use kspan_otel::{CallEncoder, TraceGrouping};
 use opentelemetry_proto::tonic::{common::v1::InstrumentationScope, resource::v1::Resource};
 
 const BATCH: usize = 1024;

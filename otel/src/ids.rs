@@ -12,7 +12,7 @@ use std::{
 
 use opentelemetry::trace::{SpanId, TraceId};
 
-use crate::call::Call;
+use kspan_decode::Call;
 
 /// Derives trace and span ids for calls on one host.
 #[derive(Clone, Debug)]
@@ -96,7 +96,7 @@ fn non_zero<T: PartialEq + From<u8>>(id: T) -> T {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::call::tests::sample_call;
+    use kspan_decode::test_support::sample_call;
 
     fn grouping() -> TraceGrouping {
         TraceGrouping::new("boot-1", Duration::from_secs(60))

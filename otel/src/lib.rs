@@ -1,8 +1,6 @@
 //! kspan's telemetry: decoded signalfd calls become OpenTelemetry spans and log records
 //! (or readable lines), shipped by a bounded, counted export pipeline.
 
-mod call;
-pub mod decode;
 pub mod export;
 mod health;
 mod ids;
@@ -12,7 +10,6 @@ mod wire;
 
 use std::path::PathBuf;
 
-pub use call::Call;
 pub use health::{Health, LossStage};
 pub use ids::TraceGrouping;
 pub use resource::{agent_resource, HostInfo};

@@ -12,11 +12,9 @@ use opentelemetry_proto::tonic::{
 };
 use prost::{encoding::encoded_len_varint, Message};
 
-use crate::{
-    call::Call,
-    decode::flag_names,
-    ids::{CallIds, TraceGrouping},
-};
+use kspan_decode::{flag_names, Call};
+
+use crate::ids::{CallIds, TraceGrouping};
 
 /// Event name of the log record emitted for each call.
 pub const LOG_EVENT_NAME: &str = "signalfd.call";
@@ -364,7 +362,7 @@ mod tests {
     };
 
     use super::*;
-    use crate::call::tests::sample_call;
+    use kspan_decode::test_support::sample_call;
 
     fn encoder() -> CallEncoder {
         let resource = Resource {
@@ -536,7 +534,7 @@ mod tests {
         /// Any call encodes to protobuf that decodes back to the same values.
         #[test]
         fn any_call_round_trips(mask: u64, flags: i32, ufd: i32, ret: i32, cgroup_id: u64, pid: u32) {
-            let call = Call { mask: crate::decode::SignalMask(mask), flags, ufd, ret, cgroup_id, pid, ..sample_call() };
+            let call = Call { mask: kspan_decode::SignalMask(mask), flags, ufd, ret, cgroup_id, pid, ..sample_call() };
             let span = spans(std::slice::from_ref(&call)).1.remove(0);
             let attrs = &span.attributes;
             proptest::prop_assert_eq!(attribute(attrs, "signalfd.mask"), Some(&text(&call.mask.to_string())));

@@ -1,6 +1,6 @@
 //! `cargo xtask fuzz`: runs each cargo-fuzz target (`fuzz/`) under libFuzzer for a while, seeded
 //! with the committed corpus. New inputs and crashes go to `target/fuzz/`; the committed corpus
-//! (replayed by `cargo test`, see `agent/tests/fuzz_corpus.rs`) changes only by hand.
+//! (replayed by `cargo test`, see `decode/tests/fuzz_corpus.rs`) changes only by hand.
 
 use std::{path::Path, process::Command};
 
@@ -60,9 +60,6 @@ fn cargo_fuzz(root: &Path, args: &[&str]) -> Command {
     command
         .current_dir(root)
         .args(["run", "nightly", "cargo", "fuzz"])
-        .args(args)
-        // Only the agent's decoding library is fuzzed: its build script need not build the
-        // eBPF programs (which the library does not embed).
-        .env("AYA_BUILD_SKIP", "1");
+        .args(args);
     command
 }

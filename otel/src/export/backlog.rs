@@ -3,7 +3,7 @@
 
 use std::{collections::VecDeque, time::Duration};
 
-use crate::call::Call;
+use kspan_decode::Call;
 
 /// A batch and which of its signals the destination has acknowledged.
 #[derive(Debug)]
@@ -121,7 +121,7 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::call::tests::sample_call;
+    use kspan_decode::test_support::sample_call;
 
     fn batch(size: usize) -> PendingBatch {
         PendingBatch {

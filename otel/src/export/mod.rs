@@ -24,7 +24,9 @@ pub use otlp::{
 };
 pub use stdout::StdoutSink;
 
-use crate::{call::Call, stats::ExportStats, ExportError};
+use kspan_decode::Call;
+
+use crate::{stats::ExportStats, ExportError};
 use backlog::{Backlog, Backoff, PendingBatch};
 
 /// Where calls go.
@@ -358,7 +360,9 @@ fn count_delivery(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{call::tests::sample_call, ids::TraceGrouping};
+    use kspan_decode::test_support::sample_call;
+
+    use crate::ids::TraceGrouping;
 
     #[tokio::test]
     async fn delivers_every_queued_call_before_shutdown() {
@@ -436,7 +440,9 @@ mod outage_tests {
     use kspan_receiver::{Receiver, ReceiverConfig};
 
     use super::*;
-    use crate::{call::tests::sample_call, ids::TraceGrouping, resource::HostInfo};
+    use kspan_decode::test_support::sample_call;
+
+    use crate::{ids::TraceGrouping, resource::HostInfo};
 
     fn free_port() -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -6,7 +6,9 @@ use std::{
     time::Duration,
 };
 
-use crate::{call::Call, ids::TraceGrouping};
+use kspan_decode::Call;
+
+use crate::ids::TraceGrouping;
 
 /// Where the lines go: the process's stdout, or memory for tests.
 enum Output {
@@ -84,7 +86,7 @@ impl StdoutSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::call::tests::sample_call;
+    use kspan_decode::test_support::sample_call;
 
     #[test]
     fn line_shows_time_call_and_ids() {

@@ -18,12 +18,12 @@ pub use client::Rejected;
 pub use config::{validate_endpoint, OtlpConfig, Protocol, Signal};
 
 use crate::{
-    call::Call,
     ids::TraceGrouping,
     wire::{key_value, CallEncoder},
     ExportError,
 };
 use client::Endpoint;
+use kspan_decode::Call;
 
 /// Who is sending: the agent's resource and instrumentation scope, on every request.
 #[derive(Clone)]

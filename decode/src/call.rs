@@ -8,7 +8,7 @@ use std::{
 
 use kspan_common::{MaskSource, ProbeKind, Syscall};
 
-use crate::decode::{errno_name, flag_names, SignalMask};
+use crate::{errno_name, flag_names, SignalMask};
 
 /// A complete call as the agent hands it to telemetry.
 #[derive(Clone, Debug, PartialEq)]
@@ -149,32 +149,9 @@ fn separated(
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use std::time::Duration;
-
+mod tests {
     use super::*;
-
-    /// A successful `signalfd4` create, for tests across the crate.
-    pub(crate) fn sample_call() -> Call {
-        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        Call {
-            syscall: Syscall::Signalfd4,
-            probe: ProbeKind::Tracepoint,
-            mask_source: MaskSource::User,
-            pid: 100,
-            tid: 101,
-            uid: 0,
-            cgroup_id: 7,
-            process_name: "app".into(),
-            thread_name: "worker".into(),
-            ufd: -1,
-            flags: libc::SFD_CLOEXEC,
-            mask: SignalMask(1 << (libc::SIGINT - 1) | 1 << (libc::SIGUSR1 - 1)),
-            ret: 5,
-            start,
-            end: start + Duration::from_micros(3),
-        }
-    }
+    use crate::test_support::sample_call;
 
     #[test]
     fn summary_reads_like_strace() {

@@ -1,9 +1,7 @@
 //! Ring-buffer records to [`Call`]s: layout check, enum validation, wall-clock times, names.
 
+use crate::{clock::BootClock, process_names::ProcessNames, Call, SignalMask};
 use kspan_common::{CallEvent, MaskSource, ProbeKind, Syscall, COMM_LEN};
-use kspan_otel::{decode::SignalMask, Call};
-
-use crate::{clock::BootClock, process_names::ProcessNames};
 
 /// A record that is not a valid [`CallEvent`].
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]

@@ -1,0 +1,22 @@
+//! Ring-buffer records to [`Call`]s (layout check, enum validation, wall-clock times, process
+//! names), and the small named decoders that make kernel values readable (signal masks, signalfd
+//! flags, errnos), each tested on its own. The fuzz targets (`fuzz/`) drive this crate.
+
+mod call;
+mod clock;
+mod errno;
+mod event;
+mod flags;
+mod mask;
+mod process_names;
+#[cfg(test)]
+mod properties;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
+
+pub use call::Call;
+pub use clock::BootClock;
+pub use errno::errno_name;
+pub use event::{parse_event, CallDecoder, EventError};
+pub use flags::flag_names;
+pub use mask::{signal_name, SignalMask};
