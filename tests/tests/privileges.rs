@@ -9,7 +9,7 @@ mod common;
 use std::{
     collections::BTreeSet,
     os::unix::fs::PermissionsExt as _,
-    path::Path,
+    path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
@@ -119,6 +119,45 @@ fn open_dir(dir: &Path) {
         .expect("open the run directory");
 }
 
+/// Where `identity` can run the binaries from. `nobody` gets copies in the temporary directory:
+/// the checkout may sit under a directory only root may enter (`mktemp -d` makes them 0700).
+fn bin_dir_for(identity: Identity) -> PathBuf {
+    let built = common::bin_dir();
+    if matches!(identity, Identity::Root) {
+        return built;
+    }
+    let dir = std::env::temp_dir()
+        .join("kspan-e2e")
+        .join("bin-for-nobody");
+    std::fs::create_dir_all(&dir).expect("create the directory for nobody's binaries");
+    // Ours to open, whatever the umask; the run directories sit in the same parent.
+    for own in [&dir, dir.parent().expect("kspan-e2e")] {
+        std::fs::set_permissions(own, std::fs::Permissions::from_mode(0o755))
+            .expect("open the directory for nobody");
+    }
+    for ancestor in dir.ancestors() {
+        let mode = std::fs::metadata(ancestor)
+            .unwrap_or_else(|error| panic!("{}: {error}", ancestor.display()))
+            .permissions()
+            .mode();
+        assert!(
+            mode & 0o001 != 0,
+            "`nobody` cannot enter {} (mode {mode:o}): point TMPDIR at a directory every user can enter",
+            ancestor.display()
+        );
+    }
+    for name in ["kspan", "signalfd-workload"] {
+        // Copied beside, then renamed: a copy another test is running stays intact.
+        let staged = dir.join(format!("{name}.{}", std::process::id()));
+        std::fs::copy(built.join(name), &staged)
+            .unwrap_or_else(|error| panic!("copy {name} for nobody: {error}"));
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o755))
+            .expect("make the copy executable by nobody");
+        std::fs::rename(&staged, dir.join(name)).expect("put the copy in place");
+    }
+    dir
+}
+
 /// Ids of loaded BPF programs that belong to kspan (`bpftool prog show`).
 fn kspan_programs() -> BTreeSet<String> {
     let output = Command::new("bpftool")
@@ -149,6 +188,7 @@ async fn captures_with_exactly_what_it_needs(identity: Identity, name: &str) {
     let mut config = common::config(name, common::scenarios(&[]), &[]);
     open_dir(&config.out_dir);
     config.kspan_wrapper = wrapper;
+    config.bin_dir = bin_dir_for(identity);
     common::run(&config).await;
     let verdict = judge_dir(&config.out_dir)
         .unwrap_or_else(|error| panic!("cannot judge {}: {error:#}", config.out_dir.display()));
@@ -183,14 +223,17 @@ fn refuses(identity: Identity, caps: &[&str], args: &[&str], lacking: &str) {
     let ready = dir.join("ready");
     let before = kspan_programs();
     let started = Instant::now();
-    let mut kspan = wrapped(&identity.wrapper(caps), &common::bin_dir().join("kspan"))
-        .args(args)
-        .args(["--exporter", "stdout", "--ready-file"])
-        .arg(&ready)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start capsh");
+    let mut kspan = wrapped(
+        &identity.wrapper(caps),
+        &bin_dir_for(identity).join("kspan"),
+    )
+    .args(args)
+    .args(["--exporter", "stdout", "--ready-file"])
+    .arg(&ready)
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("start capsh");
     let status = loop {
         if let Some(status) = kspan.try_wait().expect("wait for kspan") {
             break status;

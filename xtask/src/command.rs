@@ -7,18 +7,49 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 
-/// Builds `packages` in release mode in the workspace; returns where their binaries are.
-pub fn build_release(packages: &[&str]) -> Result<PathBuf> {
-    println!("==> building (release): {}", packages.join(" "));
+/// The cargo profile binaries are built with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Profile {
+    /// `dev`: what `cargo test` builds; `cargo xtask test` reuses its binaries.
+    Dev,
+    /// `release`: what users run and benchmarks measure.
+    Release,
+}
+
+impl Profile {
+    /// The profile's name, as `cargo --profile` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Dev => "dev",
+            Profile::Release => "release",
+        }
+    }
+
+    /// Where cargo puts the profile's binaries.
+    pub fn bin_dir(self) -> PathBuf {
+        let dir = match self {
+            Profile::Dev => "debug",
+            Profile::Release => "release",
+        };
+        crate::paths::target_dir().join(dir)
+    }
+}
+
+/// Builds `packages` with `profile` in the workspace; returns where their binaries are.
+pub fn build_binaries(profile: Profile, packages: &[&str]) -> Result<PathBuf> {
+    println!("==> building ({}): {}", profile.name(), packages.join(" "));
     let mut build = Command::new(env!("CARGO"));
-    build
-        .current_dir(crate::paths::workspace_root())
-        .args(["build", "--release"]);
+    build.current_dir(crate::paths::workspace_root()).args([
+        "build",
+        "--bins",
+        "--profile",
+        profile.name(),
+    ]);
     for package in packages {
         build.args(["-p", package]);
     }
     run(&mut build)?;
-    Ok(crate::paths::target_dir().join("release"))
+    Ok(profile.bin_dir())
 }
 
 /// The command line of `command`, for messages.

@@ -10,14 +10,12 @@ use crate::{command, paths, setup};
 
 /// Builds kspan and the workload, runs one capture and prints what kspan counted.
 pub fn run() -> Result<()> {
-    setup::run(setup::SetupOptions {
-        vm: false,
-        bench: false,
-    })?;
+    setup::run(&setup::Options::default())?;
     if !nix::unistd::geteuid().is_root() {
         bail!("the demo loads eBPF programs: run it as root (e.g. `sudo -E cargo xtask demo`)");
     }
-    let bin_dir = command::build_release(&["kspan", "signalfd-workload"])?;
+    let bin_dir =
+        command::build_binaries(command::Profile::Release, &["kspan", "signalfd-workload"])?;
     let out_dir = paths::target_dir().join("demo");
     let _ = std::fs::remove_dir_all(&out_dir);
     let config = CaptureConfig {

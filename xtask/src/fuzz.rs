@@ -11,14 +11,16 @@ use crate::{command, paths, setup};
 /// The fuzz targets, as `fuzz/Cargo.toml` names them.
 pub const TARGETS: [&str; 2] = ["event_decoder", "decoders"];
 
-/// How long to fuzz.
-pub struct FuzzOptions {
-    /// Seconds per target.
+/// `cargo xtask fuzz` options.
+#[derive(Debug, clap::Args)]
+pub struct Options {
+    /// Seconds each target runs.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub seconds: u64,
 }
 
 /// Builds the targets, then fuzzes each one; returns whether none crashed.
-pub fn run(options: &FuzzOptions) -> Result<bool> {
+pub fn run(options: &Options) -> Result<bool> {
     setup::ensure_cargo_fuzz()?;
     let root = paths::workspace_root();
     let work = paths::target_dir().join("fuzz");

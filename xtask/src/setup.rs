@@ -8,12 +8,19 @@ use anyhow::{Context as _, Result};
 
 use crate::{apt::Apt, command};
 
-/// Which optional tool sets `setup` installs besides the eBPF build toolchain.
-pub struct SetupOptions {
-    /// QEMU, busybox-static and cpio for `vm-test`.
+/// `cargo xtask setup` options: which optional tool sets to install besides the eBPF build
+/// toolchain and the test tools.
+#[derive(Debug, Default, clap::Args)]
+pub struct Options {
+    /// Also install the VM test tools (qemu-system-x86, busybox-static, cpio).
+    #[arg(long)]
     pub vm: bool,
-    /// bpftrace and bpftool for benchmarks against peers.
+    /// Also install the benchmark peers (bpftrace, bpftool).
+    #[arg(long)]
     pub bench: bool,
+    /// Also install cargo-fuzz (for `cargo xtask fuzz`).
+    #[arg(long)]
+    pub fuzz: bool,
 }
 
 /// A tool from a Debian package, present when its binary is on PATH.
@@ -72,7 +79,7 @@ const TEST_TOOLS: &[AptTool] = &[AptTool {
 }];
 
 /// Installs the eBPF build toolchain, the test tools and the requested tool sets.
-pub fn run(options: SetupOptions) -> Result<()> {
+pub fn run(options: &Options) -> Result<()> {
     let mut apt = Apt::default();
     ensure_ebpf_toolchain()?;
     ensure_apt_tools(&mut apt, TEST_TOOLS)?;
@@ -81,6 +88,9 @@ pub fn run(options: SetupOptions) -> Result<()> {
     }
     if options.bench {
         ensure_apt_tools(&mut apt, BENCH_TOOLS)?;
+    }
+    if options.fuzz {
+        ensure_cargo_fuzz()?;
     }
     println!("setup: done");
     Ok(())

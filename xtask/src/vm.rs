@@ -28,41 +28,63 @@ use self::{
     qemu::{Guest, GuestEnd},
     report::{BootTimes, Cell, KernelReport, Outcome},
 };
-use crate::{apt::Apt, attach_mode::AttachMode, command, paths, setup};
+use crate::{
+    apt::Apt,
+    attach_mode::AttachMode,
+    command::{self, Profile},
+    paths, setup,
+};
 
-/// What `vm-test` was asked to do.
-pub struct VmTestOptions {
-    /// bzImages to boot instead of `ci/kernels.toml`.
+/// `cargo xtask vm-test` options.
+#[derive(Debug, clap::Args)]
+pub struct Options {
+    /// Boot this bzImage instead of the kernels in ci/kernels.toml (repeatable).
+    #[arg(long = "kernel", value_name = "PATH")]
     pub kernel_images: Vec<PathBuf>,
-    /// Modes to run instead of each kernel's required ones.
+    /// Run only these attach modes (repeatable; default: each kernel's required modes).
+    #[arg(long = "mode", value_enum, value_name = "MODE")]
     pub modes: Vec<AttachMode>,
-    /// Longest one guest may run.
-    pub timeout: Duration,
-    /// Boot the remaining kernels after a failure.
+    /// Longest one guest may run, boot to power-off, in seconds.
+    #[arg(long = "timeout", value_name = "SECONDS", default_value_t = DEFAULT_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout_secs: u64,
+    /// Boot the remaining kernels after one has failed.
+    #[arg(long)]
     pub keep_going: bool,
-    /// Guests running at once.
-    pub jobs: usize,
+    /// Guests running at once [default: the number of CPUs; on 2 cores two guests at once
+    /// finished sooner than one after the other].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub jobs: Option<u64>,
+    /// Cargo profile of the guest's binaries (`cargo xtask test` reuses its dev build).
+    #[arg(long, value_enum, default_value_t = Profile::Release)]
+    pub profile: Profile,
 }
 
-/// Longest one guest may run unless told otherwise.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+/// Longest one guest may run unless told otherwise, in seconds.
+const DEFAULT_TIMEOUT_SECS: u64 = 120;
 
-/// Guests running at once unless told otherwise: one per CPU (on 2 cores two guests side by
-/// side finished sooner than one after the other).
-pub fn default_jobs() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
-}
-
-impl Default for VmTestOptions {
-    /// Every kernel of `ci/kernels.toml` with its required modes.
-    fn default() -> Self {
-        VmTestOptions {
+impl Options {
+    /// Every kernel of `ci/kernels.toml` with its required modes, binaries of `profile`.
+    pub fn every_kernel(profile: Profile) -> Self {
+        Self {
             kernel_images: Vec::new(),
             modes: Vec::new(),
-            timeout: DEFAULT_TIMEOUT,
+            timeout_secs: DEFAULT_TIMEOUT_SECS,
             keep_going: false,
-            jobs: default_jobs(),
+            jobs: None,
+            profile,
         }
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_secs)
+    }
+
+    /// Guests running at once: one per CPU unless told otherwise.
+    fn jobs(&self) -> usize {
+        self.jobs.map_or_else(
+            || std::thread::available_parallelism().map_or(1, usize::from),
+            |jobs| jobs as usize,
+        )
     }
 }
 
@@ -74,7 +96,7 @@ struct Plan {
 }
 
 /// Runs the VM test; `Ok(false)` when any cell failed.
-pub fn run(options: &VmTestOptions) -> Result<bool> {
+pub fn run(options: &Options) -> Result<bool> {
     let started = Instant::now();
     let mut apt = Apt::default();
     // The guest binaries include kspan, whose build compiles the eBPF probes.
@@ -84,7 +106,7 @@ pub fn run(options: &VmTestOptions) -> Result<bool> {
 
     let plans = plan_kernels(options, &vm_dir.join("kernels"), &mut apt)?;
     let building = Instant::now();
-    let binaries = build_guest_binaries()?;
+    let binaries = build_guest_binaries(options.profile)?;
     println!(
         "guest binaries ready in {:.1} s",
         building.elapsed().as_secs_f64()
@@ -111,7 +133,7 @@ pub fn run(options: &VmTestOptions) -> Result<bool> {
     Ok(reports.iter().all(KernelReport::passed))
 }
 
-fn plan_kernels(options: &VmTestOptions, cache: &Path, apt: &mut Apt) -> Result<Vec<Plan>> {
+fn plan_kernels(options: &Options, cache: &Path, apt: &mut Apt) -> Result<Vec<Plan>> {
     let chosen_modes = |defaults: &[AttachMode]| -> Vec<AttachMode> {
         let modes = if options.modes.is_empty() {
             defaults
@@ -161,9 +183,9 @@ fn plan_kernels(options: &VmTestOptions, cache: &Path, apt: &mut Apt) -> Result<
     Ok(plans)
 }
 
-/// Builds the guest's binaries (release) and returns their paths.
-pub(crate) fn build_guest_binaries() -> Result<Vec<PathBuf>> {
-    let release = command::build_release(guest::CARGO_PACKAGES)?;
+/// Builds the guest's binaries and returns their paths.
+pub(crate) fn build_guest_binaries(profile: Profile) -> Result<Vec<PathBuf>> {
+    let release = command::build_binaries(profile, guest::CARGO_PACKAGES)?;
     guest::GUEST_BINARIES
         .iter()
         .map(|name| {
@@ -187,20 +209,20 @@ fn run_guests(
     plans: &[Plan],
     initrd: &Path,
     vm_dir: &Path,
-    options: &VmTestOptions,
+    options: &Options,
 ) -> Vec<KernelReport> {
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let reports: Mutex<BTreeMap<usize, KernelReport>> = Mutex::new(BTreeMap::new());
     std::thread::scope(|scope| {
-        for _ in 0..options.jobs.min(plans.len()) {
+        for _ in 0..options.jobs().min(plans.len()) {
             scope.spawn(|| loop {
                 let index = next.fetch_add(1, Ordering::SeqCst);
                 let Some(plan) = plans.get(index) else { break };
                 let report = if failed.load(Ordering::SeqCst) && !options.keep_going {
                     unbooted(plan, vm_dir)
                 } else {
-                    test_kernel(plan, initrd, vm_dir, options.timeout)
+                    test_kernel(plan, initrd, vm_dir, options.timeout())
                 };
                 if !report.passed() {
                     failed.store(true, Ordering::SeqCst);

@@ -22,7 +22,10 @@ use kspan_e2e::bench::{
 };
 
 use self::results::{BenchResults, HostResults, OverheadSummary, ThroughputRow};
-use crate::{command, paths, setup};
+use crate::{
+    command::{self, Profile},
+    paths, setup,
+};
 
 /// Throughput loads, in the order they run.
 const LOADS: [Load; 4] = [
@@ -32,18 +35,28 @@ const LOADS: [Load; 4] = [
     Load::FlatOut,
 ];
 
-/// What `bench` was asked to do; `None` picks the default (or the smoke value).
-pub struct BenchOptions {
-    /// Seconds of everything: checks that the bench runs, measures nothing meaningful.
+/// `cargo xtask bench` options; `None` picks the default (or the smoke value).
+#[derive(Debug, clap::Args)]
+pub struct Options {
+    /// A few seconds of everything: proves the bench runs, measures nothing meaningful.
+    #[arg(long)]
     pub smoke: bool,
-    /// How long each throughput load runs.
-    pub duration: Option<Duration>,
-    /// Overhead rounds.
-    pub rounds: Option<usize>,
-    /// Timed calls per overhead run on the host.
+    /// Seconds each throughput load runs [default: 60; 1 with --smoke].
+    #[arg(long = "duration", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub duration_secs: Option<u64>,
+    /// Overhead rounds, each running every variant once [default: 7; 2 with --smoke].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub rounds: Option<u64>,
+    /// Timed signalfd4 calls per overhead run on the host; guests time a tenth
+    /// [default: 200000; 5000 with --smoke].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub calls: Option<u64>,
-    /// Also measure the overhead in QEMU guests (kprobe and fentry).
+    /// Also measure the overhead in QEMU guests, in kprobe and fentry mode.
+    #[arg(long)]
     pub vm: bool,
+    /// Cargo profile of the measured binaries (`cargo xtask test` smoke-runs its dev build).
+    #[arg(long, value_enum, default_value_t = Profile::Release)]
+    pub profile: Profile,
 }
 
 /// The settings a run uses once defaults are applied.
@@ -53,15 +66,16 @@ struct Plan {
     calls: u64,
 }
 
-impl BenchOptions {
-    /// The CI run: seconds of everything, defaults otherwise.
-    pub fn smoke() -> Self {
+impl Options {
+    /// The CI run: seconds of everything with binaries of `profile`, defaults otherwise.
+    pub fn smoke(profile: Profile) -> Self {
         Self {
             smoke: true,
-            duration: None,
+            duration_secs: None,
             rounds: None,
             calls: None,
             vm: false,
+            profile,
         }
     }
 
@@ -72,19 +86,20 @@ impl BenchOptions {
             (Duration::from_secs(60), 7, 200_000)
         };
         Plan {
-            duration: self.duration.unwrap_or(duration),
-            rounds: self.rounds.unwrap_or(rounds),
+            duration: self.duration_secs.map_or(duration, Duration::from_secs),
+            rounds: self.rounds.map_or(rounds, |rounds| rounds as usize),
             calls: self.calls.unwrap_or(calls),
         }
     }
 }
 
 /// Runs the bench and writes its reports; `Ok(false)` when part of it could not run.
-pub fn run(options: &BenchOptions) -> Result<bool> {
+pub fn run(options: &Options) -> Result<bool> {
     let started = Instant::now();
-    setup::run(setup::SetupOptions {
+    setup::run(&setup::Options {
         vm: options.vm,
         bench: true,
+        fuzz: false,
     })?;
     if !nix::unistd::geteuid().is_root() {
         bail!("the bench loads eBPF programs: run `cargo xtask bench` as root");
@@ -97,12 +112,12 @@ pub fn run(options: &BenchOptions) -> Result<bool> {
     }
     // The guest's binaries include the host's.
     let guest_binaries = if options.vm {
-        Some(crate::vm::build_guest_binaries()?)
+        Some(crate::vm::build_guest_binaries(options.profile)?)
     } else {
-        command::build_release(&["kspan", "signalfd-workload"])?;
+        command::build_binaries(options.profile, &["kspan", "signalfd-workload"])?;
         None
     };
-    let bin_dir = paths::target_dir().join("release");
+    let bin_dir = options.profile.bin_dir();
     let bpftrace = command::find_on_path("bpftrace")
         .context("bpftrace is not on PATH: `cargo xtask setup --bench` installs it")?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
@@ -233,17 +248,14 @@ mod tests {
 
     #[test]
     fn smoke_is_short_and_options_override_defaults() {
-        let options = BenchOptions {
-            smoke: true,
-            duration: None,
+        let options = Options {
             rounds: Some(3),
-            calls: None,
-            vm: false,
+            ..Options::smoke(Profile::Release)
         };
         let plan = options.plan();
         assert_eq!(plan.duration, Duration::from_secs(1));
         assert_eq!((plan.rounds, plan.calls), (3, 5_000));
-        let full = BenchOptions {
+        let full = Options {
             smoke: false,
             rounds: None,
             ..options
