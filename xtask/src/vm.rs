@@ -185,11 +185,11 @@ fn plan_kernels(options: &Options, cache: &Path, apt: &mut Apt) -> Result<Vec<Pl
 
 /// Builds the guest's binaries and returns their paths.
 pub(crate) fn build_guest_binaries(profile: Profile) -> Result<Vec<PathBuf>> {
-    let release = command::build_binaries(profile, guest::CARGO_PACKAGES)?;
+    let bin_dir = command::build_binaries(profile, guest::CARGO_PACKAGES)?;
     guest::GUEST_BINARIES
         .iter()
         .map(|name| {
-            let path = release.join(name);
+            let path = bin_dir.join(name);
             if path.is_file() {
                 Ok(path)
             } else {

@@ -9,10 +9,10 @@ use kspan_e2e::MISSING_KERNEL_FUNCTION;
 
 use crate::attach_mode::AttachMode;
 
-/// Cargo packages built (release) for the guest.
+/// Cargo packages built for the guest.
 pub const CARGO_PACKAGES: &[&str] = &["kspan", "signalfd-workload", "kspan-e2e"];
 
-/// Binaries from `target/release/` copied into the guest's `/bin` (`kspan-e2e` runs the OTLP
+/// Binaries of the chosen profile copied into the guest's `/bin` (`kspan-e2e` runs the OTLP
 /// receiver in-process).
 pub const GUEST_BINARIES: &[&str] = &["kspan", "signalfd-workload", "kspan-e2e"];
 
