@@ -27,9 +27,6 @@ use crate::{
 /// running (`cargo xtask fuzz` fuzzes for longer; `cargo test` replays the kept corpus).
 const FUZZ_SMOKE_SECONDS: u64 = 10;
 
-/// Every workspace package but the probes, which build for the BPF target only.
-const WORKSPACE: [&str; 3] = ["--workspace", "--exclude", "kspan-probes"];
-
 /// `cargo xtask test` options.
 #[derive(Debug, clap::Args)]
 pub struct Options {
@@ -70,15 +67,19 @@ pub fn run(options: &Options) -> Result<bool> {
         ("format", Step::Run(cargo(&["fmt", "--all", "--check"]))),
         ("lint probes (BPF target)", Step::Run(lint_probes(&root))),
     ];
-    let mut build_all = cargo(&["test", "--all-targets", "--no-run"]);
-    build_all.args(WORKSPACE);
-    let mut build_bins = cargo(&["build", "--bins"]);
-    build_bins.args(WORKSPACE);
-    steps.push(("build + lint", Step::Lint(vec![build_all, build_bins])));
-    // The end-to-end tests find the binaries next to themselves, in target/debug.
-    let mut test = cargo(&["test", "--no-fail-fast"]);
-    test.args(WORKSPACE);
-    steps.push(("test", Step::Run(test)));
+    // Also builds every binary the tests run (they find them beside themselves, in
+    // target/debug), which vm-test and the bench smoke reuse.
+    steps.push(("build + lint", Step::Lint(cargo(&command::BUILD_ALL_TESTS))));
+    steps.push((
+        "test",
+        Step::Run(cargo(&[
+            "test",
+            "--workspace",
+            "--exclude",
+            "kspan-probes",
+            "--no-fail-fast",
+        ])),
+    ));
 
     for (name, step) in steps {
         let started = Instant::now();
@@ -87,11 +88,9 @@ pub fn run(options: &Options) -> Result<bool> {
                 println!("==> {name}: {}", command::describe(&command));
                 command::run(&mut command)?;
             }
-            Step::Lint(commands) => {
-                for mut command in commands {
-                    println!("==> {name}: {}", command::describe(&command));
-                    build_denying_warnings(&mut command)?;
-                }
+            Step::Lint(mut command) => {
+                println!("==> {name}: {}", command::describe(&command));
+                build_denying_warnings(&mut command)?;
             }
         }
         times.record(name, started);
@@ -142,8 +141,8 @@ pub fn run(options: &Options) -> Result<bool> {
 enum Step {
     /// A command that must exit 0.
     Run(Command),
-    /// Builds that must exit 0 and print no warning.
-    Lint(Vec<Command>),
+    /// A build that must exit 0 and print no warning.
+    Lint(Command),
 }
 
 /// The stable toolchain's clippy-driver, beside the cargo that built xtask.

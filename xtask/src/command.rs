@@ -35,18 +35,35 @@ impl Profile {
     }
 }
 
+/// `cargo` arguments that build every test target of the workspace (but the probes, which
+/// build for the BPF target only) and, with them, every binary the tests run.
+pub const BUILD_ALL_TESTS: [&str; 6] = [
+    "test",
+    "--workspace",
+    "--exclude",
+    "kspan-probes",
+    "--all-targets",
+    "--no-run",
+];
+
 /// Builds `packages` with `profile` in the workspace; returns where their binaries are.
+///
+/// The dev binaries are the very build `cargo test` makes: a `cargo build` of a few packages
+/// would unify features differently (no dev-dependencies) and compile much of the tree again.
 pub fn build_binaries(profile: Profile, packages: &[&str]) -> Result<PathBuf> {
     println!("==> building ({}): {}", profile.name(), packages.join(" "));
     let mut build = Command::new(env!("CARGO"));
-    build.current_dir(crate::paths::workspace_root()).args([
-        "build",
-        "--bins",
-        "--profile",
-        profile.name(),
-    ]);
-    for package in packages {
-        build.args(["-p", package]);
+    build.current_dir(crate::paths::workspace_root());
+    match profile {
+        Profile::Dev => {
+            build.args(BUILD_ALL_TESTS);
+        }
+        Profile::Release => {
+            build.args(["build", "--release", "--bins"]);
+            for package in packages {
+                build.args(["-p", package]);
+            }
+        }
     }
     run(&mut build)?;
     Ok(profile.bin_dir())
