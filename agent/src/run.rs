@@ -36,14 +36,14 @@ const LOSS_REPORT_EVERY: Duration = Duration::from_secs(1);
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     // Everything the user configured is checked before the kernel is touched: no partial start.
     cli.check().map_err(UsageError::from)?;
-    let output_file = |option, path: &Option<std::path::PathBuf>| {
+    let checked = |option, path: &Option<std::path::PathBuf>| {
         path.as_deref()
             .map(|path| OutputFile::check(option, path))
             .transpose()
             .map_err(UsageError::from)
     };
-    let ready_file = output_file("--ready-file", &cli.ready_file)?;
-    let summary_file = output_file("--summary-file", &cli.summary_file)?;
+    let ready_file = checked("--ready-file", &cli.ready_file)?;
+    let summary_file = checked("--summary-file", &cli.summary_file)?;
     let host = host_info()?;
     let grouping = TraceGrouping::new(boot_id()?, cli.trace_window);
     let (sink, health_exporter) = build_sink(&cli, &host, grouping)?;
