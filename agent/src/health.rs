@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use kspan_otel::{export::MetricsExporter, ExportError, Health};
+use kspan_otel::{env_var, export::MetricsExporter, ExportError, Health};
 use tokio::{sync::watch, task::JoinHandle};
 
 /// `OTEL_METRIC_EXPORT_INTERVAL` unset: shorter than the SDK's 60 s, so trouble shows quickly.
@@ -11,8 +11,7 @@ const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 /// Whether and how often to export, from `OTEL_METRICS_EXPORTER` and
 /// `OTEL_METRIC_EXPORT_INTERVAL` (milliseconds). `None`: metrics are off.
 pub fn interval_from_env() -> Result<Option<Duration>, ExportError> {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-    match var("OTEL_METRICS_EXPORTER").as_deref().map(str::trim) {
+    match env_var("OTEL_METRICS_EXPORTER")?.as_deref().map(str::trim) {
         None | Some("otlp") => {}
         Some("none") => return Ok(None),
         Some(_) => {
@@ -22,7 +21,7 @@ pub fn interval_from_env() -> Result<Option<Duration>, ExportError> {
             })
         }
     }
-    match var("OTEL_METRIC_EXPORT_INTERVAL") {
+    match env_var("OTEL_METRIC_EXPORT_INTERVAL")? {
         None => Ok(Some(DEFAULT_INTERVAL)),
         Some(millis) => match millis.trim().parse::<u64>() {
             Ok(millis) if millis > 0 => Ok(Some(Duration::from_millis(millis))),

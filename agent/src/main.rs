@@ -6,6 +6,7 @@ mod btf;
 mod cli;
 mod health;
 mod kernel_function;
+mod output_file;
 mod privileges;
 mod probes;
 mod reader;
@@ -21,13 +22,34 @@ use tracing_subscriber::EnvFilter;
 /// A configuration mistake the user can fix: exit code 2, like clap's own usage errors.
 #[derive(Debug, thiserror::Error)]
 #[error(transparent)]
-pub struct UsageError(#[from] kspan_otel::ExportError);
+pub struct UsageError(Box<dyn std::error::Error + Send + Sync>);
+
+impl From<kspan_otel::ExportError> for UsageError {
+    fn from(error: kspan_otel::ExportError) -> Self {
+        Self(Box::new(error))
+    }
+}
+
+impl From<output_file::OutputFileError> for UsageError {
+    fn from(error: output_file::OutputFileError) -> Self {
+        Self(Box::new(error))
+    }
+}
+
+impl From<cli::CliError> for UsageError {
+    fn from(error: cli::CliError) -> Self {
+        Self(Box::new(error))
+    }
+}
 
 /// kspan's own events (and its libraries' warnings) at info.
 const DEFAULT_LOG_FILTER: &str = "info";
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(error),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("KSPAN_LOG")
@@ -58,4 +80,29 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Help and version as clap prints them; any other command-line error as one line (clap's
+/// message, then its details such as possible values and tips, without the usage block), exit 2.
+fn usage_error(error: clap::Error) -> ExitCode {
+    if !error.use_stderr() {
+        error.exit();
+    }
+    let text = error.render().to_string();
+    let mut lines = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .take_while(|line| {
+            !line.starts_with("Usage:") && !line.starts_with("For more information")
+        });
+    let message = lines.next().unwrap_or("invalid command line");
+    let message = message.strip_prefix("error: ").unwrap_or(message);
+    let details: Vec<&str> = lines.collect();
+    if details.is_empty() {
+        eprintln!("kspan: error: {message}");
+    } else {
+        eprintln!("kspan: error: {message} ({})", details.join("; "));
+    }
+    ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2))
 }

@@ -1,13 +1,14 @@
 //! One agent run: check, load, attach, read and export until SIGINT/SIGTERM, then flush.
 
-use std::{path::Path, time::Duration};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use kspan_decode::{BootClock, CallDecoder};
 use kspan_otel::{
     agent_resource,
     export::{
-        MetricsExporter, OtlpConfig, OtlpSink, Pipeline, PipelineConfig, Protocol, Sink, StdoutSink,
+        read_headers_file, MetricsExporter, OtlpConfig, OtlpSink, Pipeline, PipelineConfig,
+        Protocol, Sink, StdoutSink,
     },
     HostInfo, TraceGrouping,
 };
@@ -17,6 +18,7 @@ use crate::{
     attach::{self, ProbeMode, Target},
     cli::{Cli, ExporterKind, OtlpProtocol},
     health::{self, HealthReporter},
+    output_file::OutputFile,
     privileges, probes,
     reader::EventReader,
     summary::Summary,
@@ -32,6 +34,15 @@ const LOSS_REPORT_EVERY: Duration = Duration::from_secs(1);
 /// Runs the agent until a signal, then exports everything captured and detaches.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     // Everything the user configured is checked before the kernel is touched: no partial start.
+    cli.check().map_err(UsageError::from)?;
+    let checked = |option, path: &Option<std::path::PathBuf>| {
+        path.as_deref()
+            .map(|path| OutputFile::check(option, path))
+            .transpose()
+            .map_err(UsageError::from)
+    };
+    let ready_file = checked("--ready-file", &cli.ready_file)?;
+    let summary_file = checked("--summary-file", &cli.summary_file)?;
     let host = host_info()?;
     let grouping = TraceGrouping::new(boot_id()?, cli.trace_window);
     let (sink, health_exporter) = build_sink(&cli, &host, grouping)?;
@@ -87,8 +98,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
-    if let Some(path) = &cli.ready_file {
-        write_ready_file(path, attached.mode)?;
+    if let Some(file) = &ready_file {
+        let contents = format!("probe={}\npid={}\n", attached.mode, std::process::id());
+        file.write(contents.as_bytes())?;
     }
     tracing::info!(probe = %attached.mode, "ready");
 
@@ -141,9 +153,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(health) = health {
         health.finish(summary.health()).await;
     }
-    if let Some(path) = &cli.summary_file {
+    if let Some(file) = &summary_file {
         let json = serde_json::to_string_pretty(&summary)?;
-        std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
+        file.write((json + "\n").as_bytes())?;
     }
     Ok(())
 }
@@ -153,34 +165,39 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 type Destination = (Sink, Option<(MetricsExporter, Duration)>);
 
 fn build_sink(cli: &Cli, host: &HostInfo, grouping: TraceGrouping) -> anyhow::Result<Destination> {
+    // The OTLP settings are resolved whatever the exporter: one that is wrong is refused (exit 2)
+    // with `--exporter stdout` too, rather than waiting to fail when the exporter changes.
+    let protocol = match cli.otlp_protocol {
+        Some(OtlpProtocol::Grpc) => Protocol::Grpc,
+        Some(OtlpProtocol::HttpProtobuf) => Protocol::HttpProtobuf,
+        None => Protocol::from_env()
+            .map_err(UsageError::from)?
+            .unwrap_or(Protocol::Grpc),
+    };
+    let mut headers = match &cli.otlp_headers_file {
+        Some(path) => read_headers_file(path).map_err(UsageError::from)?,
+        None => Vec::new(),
+    };
+    headers.extend(cli.otlp_headers.iter().cloned());
+    let config = OtlpConfig {
+        protocol,
+        endpoint: cli.otlp_endpoint.clone(),
+        headers,
+        ca_certificate: cli.otlp_ca_cert.clone(),
+        timeout: cli.otlp_timeout,
+    };
+    let resource = agent_resource(host).map_err(UsageError::from)?;
+    let sink = OtlpSink::new(&config, &resource, grouping.clone()).map_err(UsageError::from)?;
+    let health = match health::interval_from_env().map_err(UsageError::from)? {
+        Some(interval) => Some((
+            MetricsExporter::new(&config, &resource).map_err(UsageError::from)?,
+            interval,
+        )),
+        None => None,
+    };
     Ok(match cli.exporter {
         ExporterKind::Stdout => (Sink::Stdout(StdoutSink::new(grouping)), None),
-        ExporterKind::Otlp => {
-            let protocol = match cli.otlp_protocol {
-                Some(OtlpProtocol::Grpc) => Protocol::Grpc,
-                Some(OtlpProtocol::HttpProtobuf) => Protocol::HttpProtobuf,
-                None => Protocol::from_env()
-                    .map_err(UsageError::from)?
-                    .unwrap_or(Protocol::Grpc),
-            };
-            let config = OtlpConfig {
-                protocol,
-                endpoint: cli.otlp_endpoint.clone(),
-                headers: cli.otlp_headers.clone(),
-                ca_certificate: cli.otlp_ca_cert.clone(),
-                timeout: cli.otlp_timeout,
-            };
-            let resource = agent_resource(host);
-            let sink = OtlpSink::new(&config, &resource, grouping).map_err(UsageError::from)?;
-            let health = match health::interval_from_env().map_err(UsageError::from)? {
-                Some(interval) => Some((
-                    MetricsExporter::new(&config, &resource).map_err(UsageError::from)?,
-                    interval,
-                )),
-                None => None,
-            };
-            (Sink::Otlp(Box::new(sink)), health)
-        }
+        ExporterKind::Otlp => (Sink::Otlp(Box::new(sink)), health),
     })
 }
 
@@ -207,15 +224,4 @@ fn raise_memlock_limit() {
     if let Err(error) = setrlimit(Resource::RLIMIT_MEMLOCK, RLIM_INFINITY, RLIM_INFINITY) {
         tracing::debug!(%error, "cannot raise RLIMIT_MEMLOCK");
     }
-}
-
-/// Written atomically (write, then rename) so a watcher never sees a partial file.
-fn write_ready_file(path: &Path, mode: ProbeMode) -> anyhow::Result<()> {
-    let partial = path.with_extension("partial");
-    std::fs::write(
-        &partial,
-        format!("probe={mode}\npid={}\n", std::process::id()),
-    )
-    .and_then(|()| std::fs::rename(&partial, path))
-    .with_context(|| format!("writing ready file {}", path.display()))
 }

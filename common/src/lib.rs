@@ -13,6 +13,8 @@ pub const COUNTERS_MAP: &str = "COUNTERS";
 pub const PID_FILTER_MAP: &str = "PID_FILTER";
 /// Name of the hash map of `comm` values to capture, when the comm filter is on.
 pub const COMM_FILTER_MAP: &str = "COMM_FILTER";
+/// Most distinct values each of [`PID_FILTER_MAP`] and [`COMM_FILTER_MAP`] holds.
+pub const FILTER_CAPACITY: u32 = 1024;
 /// Name of the array of run-time switches the agent sets while the probes run.
 pub const CONTROL_MAP: &str = "CONTROL";
 /// Slot of [`CONTROL_MAP`]: non-zero once the agent is stopping (no new entries are recorded).

@@ -1,6 +1,7 @@
 //! kspan's telemetry: decoded signalfd calls become OpenTelemetry spans and log records
 //! (or readable lines), shipped by a bounded, counted export pipeline.
 
+mod env;
 pub mod export;
 mod health;
 mod ids;
@@ -10,6 +11,7 @@ mod wire;
 
 use std::path::PathBuf;
 
+pub use env::env_var;
 pub use health::{Health, LossStage};
 pub use ids::TraceGrouping;
 pub use resource::{agent_resource, HostInfo};
@@ -71,6 +73,33 @@ pub enum ExportError {
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
     HttpClient(String),
+    /// A certificate or key is given for an endpoint that does not use TLS.
+    #[error("{setting} is set but the OTLP endpoint `{endpoint}` is plaintext http://: use an https:// endpoint (headers would otherwise go in clear)")]
+    TlsFilesWithoutTls {
+        /// The option or variable that names the certificate or key.
+        setting: String,
+        /// The endpoint, without user information.
+        endpoint: String,
+    },
+    /// An export timeout of zero, which would fail every request.
+    #[error("the OTLP export timeout must be more than 0 (with 0 every export fails)")]
+    ZeroTimeout,
+    /// The `--otlp-headers-file` cannot be read or holds a malformed line.
+    #[error("headers file {}: {reason}", path.display())]
+    HeadersFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong (never a header's value: it may be a secret).
+        reason: String,
+    },
+    /// An entry of `OTEL_RESOURCE_ATTRIBUTES` that is not `key=percent-encoded value`.
+    #[error("malformed OTEL_RESOURCE_ATTRIBUTES: entry {entry} {reason}")]
+    InvalidResourceAttribute {
+        /// 1-based position of the bad entry.
+        entry: usize,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// A queue or batch size of zero.
     #[error("the export queue and batch sizes must be at least 1")]
     InvalidQueue,

@@ -22,7 +22,7 @@ use aya_ebpf::{
 };
 use kspan_common::{
     CallEvent, Counter, MaskSource, PendingCall, ProbeConfig, ProbeKind, Syscall, TaskLayout,
-    COMM_LEN, CONTROL_SLOTS, CONTROL_STOPPING,
+    COMM_LEN, CONTROL_SLOTS, CONTROL_STOPPING, FILTER_CAPACITY,
 };
 
 /// Complete calls for user space. The agent may resize it at load time.
@@ -39,7 +39,7 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::SLOTS
 
 /// Process ids to capture when `CONFIG.filter_pid` is set.
 #[map]
-static PID_FILTER: HashMap<u32, u8> = HashMap::with_max_entries(1024, 0);
+static PID_FILTER: HashMap<u32, u8> = HashMap::with_max_entries(FILTER_CAPACITY, 0);
 
 /// Run-time switches from the agent; slot [`CONTROL_STOPPING`] set: the agent is detaching.
 #[map]
@@ -47,7 +47,7 @@ static CONTROL: Array<u32> = Array::with_max_entries(CONTROL_SLOTS, 0);
 
 /// `comm` values to capture when `CONFIG.filter_comm` is set.
 #[map]
-static COMM_FILTER: HashMap<[u8; COMM_LEN], u8> = HashMap::with_max_entries(1024, 0);
+static COMM_FILTER: HashMap<[u8; COMM_LEN], u8> = HashMap::with_max_entries(FILTER_CAPACITY, 0);
 
 /// Written by the agent before loading (read-only data: the verifier sees constants, which the
 /// task field loads rely on).

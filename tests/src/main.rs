@@ -75,6 +75,7 @@ async fn main() -> ExitCode {
                 stop_kspan_after: None,
                 receiver_outage: None,
                 receiver_security: Default::default(),
+                endpoint_userinfo: None,
             };
             match run_capture(&config).await {
                 Ok(record) => {

@@ -105,6 +105,8 @@ pub struct CaptureConfig {
     /// TLS and a required header for the receiver (kspan's trust and header go in
     /// `kspan_args`/`kspan_env`); none by default.
     pub receiver_security: ReceiverSecurity,
+    /// `user:password` put in kspan's endpoint URL (`http://user:password@127.0.0.1:port`).
+    pub endpoint_userinfo: Option<String>,
 }
 
 /// The run's settings and outcome, saved as `run.json` for the judge.
@@ -131,8 +133,12 @@ pub async fn run_capture(config: &CaptureConfig) -> anyhow::Result<RunRecord> {
     let _ = std::fs::remove_file(&ready);
     let (receiver, exporter_args) = match config.destination {
         Destination::Receiver(transport) => {
-            let (receiver, args) =
-                start_receiver(transport, config.receiver_security.clone()).await?;
+            let (receiver, args) = start_receiver(
+                transport,
+                config.receiver_security.clone(),
+                config.endpoint_userinfo.as_deref(),
+            )
+            .await?;
             let receiver = match config.receiver_outage {
                 Some(outage) => ReceiverHandle::Outage(tokio::spawn(outage.run(
                     receiver,
@@ -292,10 +298,12 @@ impl Outage {
     }
 }
 
-/// A receiver on a free loopback port, and the kspan arguments that point at it.
+/// A receiver on a free loopback port, and the kspan arguments that point at it (with
+/// `userinfo` in the URL, if given).
 async fn start_receiver(
     transport: Transport,
     security: ReceiverSecurity,
+    userinfo: Option<&str>,
 ) -> anyhow::Result<(Receiver, Vec<String>)> {
     let config = match transport {
         Transport::Grpc => ReceiverConfig {
@@ -316,7 +324,10 @@ async fn start_receiver(
         Transport::Grpc => ("grpc", receiver.grpc_endpoint()),
         Transport::Http => ("http/protobuf", receiver.http_endpoint()),
     };
-    let endpoint = endpoint.context("receiver has no endpoint")?;
+    let mut endpoint = endpoint.context("receiver has no endpoint")?;
+    if let (Some(userinfo), Some(authority)) = (userinfo, endpoint.find("://")) {
+        endpoint.insert_str(authority + 3, &format!("{userinfo}@"));
+    }
     let args = ["--otlp-protocol", protocol, "--otlp-endpoint", &endpoint]
         .map(String::from)
         .to_vec();

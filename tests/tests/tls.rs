@@ -2,7 +2,9 @@
 //! certificate from a CA made at test time and refuses requests without
 //! `authorization: Bearer <token>`. kspan trusts the CA through `--otlp-ca-cert` and sends the
 //! header from OTEL_EXPORTER_OTLP_HEADERS or `--otlp-header`. Every run logs at trace level, so
-//! the check that the token appears in none of kspan's output means something.
+//! the check that the token appears in none of kspan's output means something. Credentials in
+//! the endpoint URL (`http://user:password@host`) become `authorization: Basic` and are shown
+//! nowhere either.
 
 mod common;
 
@@ -72,15 +74,20 @@ fn secured_run(
 /// Every file the run left (kspan's stderr and stdout, summary, ready file, what the receiver
 /// got): none may hold the token. kspan must have logged at trace level, or this proves little.
 fn assert_token_never_shown(dir: &Path) {
+    assert_never_shown(dir, TOKEN);
+}
+
+/// As [`assert_token_never_shown`], for any secret.
+fn assert_never_shown(dir: &Path, secret: &str) {
     for entry in std::fs::read_dir(dir).expect("the run directory") {
         let path = entry.expect("a directory entry").path();
         let bytes = std::fs::read(&path).expect("an artifact");
         let text = String::from_utf8_lossy(&bytes);
-        if let Some(at) = text.find(TOKEN) {
+        if let Some(at) = text.find(secret) {
             let line_start = text[..at].rfind('\n').map_or(0, |n| n + 1);
             let line_end = text[at..].find('\n').map_or(text.len(), |n| at + n);
             panic!(
-                "the token appears in {}: {}",
+                "the secret appears in {}: {}",
                 path.display(),
                 &text[line_start..line_end]
             );
@@ -228,4 +235,78 @@ async fn an_untrusted_certificate_is_refused_by_kspan() {
         "kspan's log does not say the certificate was not trusted:\n{log}"
     );
     assert_token_never_shown(&config.out_dir);
+}
+
+/// A plaintext receiver that requires `authorization: Basic base64(kspan:{TOKEN})`; kspan's
+/// endpoint carries `kspan:{password}` as its user information.
+fn userinfo_run(name: &str, transport: Transport, password: &str) -> CaptureConfig {
+    let mut config = common::config(name, common::scenarios(&[]), &[]);
+    config.destination = Destination::Receiver(transport);
+    config.receiver_security = ReceiverSecurity {
+        tls: None,
+        required_header: Some(
+            RequiredHeader::new("authorization", &format!("Basic {}", basic(TOKEN)))
+                .expect("a valid header"),
+        ),
+    };
+    config.endpoint_userinfo = Some(format!("kspan:{password}"));
+    config.kspan_env.push(("KSPAN_LOG".into(), "trace".into()));
+    config
+}
+
+/// The credentials `kspan:{password}` as HTTP Basic authentication carries them.
+fn basic(password: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(format!("kspan:{password}"))
+}
+
+/// (e) `user:password@` in the endpoint, over gRPC: sent as `authorization: Basic`, every call
+/// arrives exactly, and neither the password nor its encoding appears in any output.
+#[tokio::test(flavor = "multi_thread")]
+async fn endpoint_credentials_are_sent_as_basic_auth_and_never_shown() {
+    let config = userinfo_run("userinfo-grpc", Transport::Grpc, TOKEN);
+    let record = common::run(&config).await;
+    let verdict = judge_dir(&config.out_dir).expect("judge");
+    println!("{verdict}");
+    common::assert_exact(&verdict);
+    let stats = receiver_stats(&record);
+    assert_eq!(
+        stats.unauthenticated_requests.total(),
+        0,
+        "requests were refused: {stats:?}"
+    );
+    assert_token_never_shown(&config.out_dir);
+    assert_never_shown(&config.out_dir, &basic(TOKEN));
+}
+
+/// (f) A wrong password in the endpoint, over HTTP: every request is refused and every call
+/// counted lost; kspan's warnings name the URL it posts to, without the credentials.
+#[tokio::test(flavor = "multi_thread")]
+async fn endpoint_credentials_are_not_in_export_failures() {
+    let wrong = format!("{TOKEN}-wrong");
+    let config = userinfo_run("userinfo-http-refused", Transport::Http, &wrong);
+    let record = common::run(&config).await;
+    let verdict = judge_dir_with(&config.out_dir, Completeness::Lossy).expect("judge");
+    println!("{verdict}");
+    assert!(verdict.passed(), "{verdict}");
+    assert_eq!(
+        (verdict.spans, verdict.lost),
+        (0, verdict.expected as u64),
+        "{verdict}"
+    );
+    assert!(
+        receiver_stats(&record).unauthenticated_requests.http > 0,
+        "the receiver refused nothing"
+    );
+    let log = std::fs::read_to_string(config.out_dir.join(artifacts::KSPAN_LOG)).expect("log");
+    let failure = log
+        .lines()
+        .find(|line| line.contains("export failed") && line.contains("HTTP 401"))
+        .unwrap_or_else(|| panic!("kspan's log does not say the collector refused it:\n{log}"));
+    assert!(
+        failure.contains("POST http://127.0.0.1:"),
+        "the warning should name the URL, without credentials: {failure}"
+    );
+    assert_token_never_shown(&config.out_dir);
+    assert_never_shown(&config.out_dir, &basic(&wrong));
 }

@@ -31,6 +31,7 @@ pub fn run() -> Result<()> {
         stop_kspan_after: None,
         receiver_outage: None,
         receiver_security: Default::default(),
+        endpoint_userinfo: None,
     };
     println!("==> running signalfd-workload under kspan (one line per captured call)\n");
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;

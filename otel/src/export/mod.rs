@@ -20,7 +20,8 @@ use tokio::{
 };
 
 pub use otlp::{
-    validate_endpoint, MetricsExporter, OtlpConfig, OtlpSink, Protocol, Rejected, Signal,
+    read_headers_file, validate_endpoint, MetricsExporter, OtlpConfig, OtlpSink, Protocol,
+    Rejected, Signal,
 };
 pub use stdout::StdoutSink;
 
@@ -463,7 +464,7 @@ mod outage_tests {
         };
         let grouping = TraceGrouping::new("boot", Duration::from_secs(60));
         Sink::Otlp(Box::new(
-            OtlpSink::new(&config, &crate::agent_resource(&host), grouping).unwrap(),
+            OtlpSink::new(&config, &crate::agent_resource(&host).unwrap(), grouping).unwrap(),
         ))
     }
 

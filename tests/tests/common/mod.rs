@@ -49,6 +49,7 @@ pub fn config(name: &str, workload: Workload, kspan_args: &[&str]) -> CaptureCon
         stop_kspan_after: None,
         receiver_outage: None,
         receiver_security: Default::default(),
+        endpoint_userinfo: None,
     }
 }
 

@@ -1,11 +1,17 @@
 //! Where and how OTLP requests go: the command line first, then the standard
 //! `OTEL_EXPORTER_OTLP_*` variables (signal-specific before general), then the spec's defaults.
 
-use std::{path::PathBuf, str::FromStr, time::Duration};
+use std::{
+    io::Read as _,
+    path::{Path, PathBuf},
+    str::FromStr,
+    time::Duration,
+};
 
+use base64::Engine as _;
 use rustls::pki_types::{pem::PemObject as _, CertificateDer};
 
-use crate::ExportError;
+use crate::{env::env_var, ExportError};
 
 /// OTLP transport.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,7 +38,7 @@ impl FromStr for Protocol {
 impl Protocol {
     /// The protocol named by `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` or `OTEL_EXPORTER_OTLP_PROTOCOL`.
     pub fn from_env() -> Result<Option<Self>, ExportError> {
-        env_setting(Signal::Traces, "PROTOCOL")
+        env_setting(Signal::Traces, "PROTOCOL")?
             .map(|(_, value)| value.parse())
             .transpose()
     }
@@ -114,20 +120,31 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 impl OtlpConfig {
     /// Resolves one signal's target. Fails on anything malformed, naming the setting.
     pub fn target(&self, signal: Signal) -> Result<Target, ExportError> {
-        let url = match (&self.endpoint, env_setting(signal, "ENDPOINT")) {
+        let url = match (&self.endpoint, env_setting(signal, "ENDPOINT")?) {
             (Some(base), _) => self.signal_url(base, signal),
             (None, Some((name, url))) if name.contains(signal.env_name()) => url,
             (None, Some((_, base))) => self.signal_url(&base, signal),
             (None, None) => self.signal_url(self.protocol.default_endpoint(), signal),
         };
         validate_endpoint(&url)?;
-
+        // User information becomes a header (as curl and reqwest do) so that the URL, which
+        // error messages and logs show, holds no secret.
+        let (plain_url, credentials) = split_userinfo(&url);
         let mut headers = Vec::new();
+        if let Some(userinfo) = credentials {
+            headers.push(basic_authorization(userinfo).map_err(|reason| {
+                ExportError::InvalidEndpoint {
+                    endpoint: redact_userinfo(&url),
+                    reason,
+                }
+            })?);
+        }
+        let url = plain_url;
         for variable in [
             "OTEL_EXPORTER_OTLP_HEADERS".to_string(),
             format!("OTEL_EXPORTER_OTLP_{}_HEADERS", signal.env_name()),
         ] {
-            if let Some(list) = non_empty_env(&variable) {
+            if let Some(list) = env_var(&variable)? {
                 merge_headers(&mut headers, parse_header_list(&variable, &list)?);
             }
         }
@@ -142,19 +159,24 @@ impl OtlpConfig {
 
         let timeout = match self.timeout {
             Some(timeout) => timeout,
-            None => match env_setting(signal, "TIMEOUT") {
-                Some((variable, millis)) => millis
-                    .trim()
-                    .parse::<u64>()
-                    .map(Duration::from_millis)
-                    .map_err(|_| ExportError::InvalidEnv {
-                        variable,
-                        expected: "a whole number of milliseconds",
-                    })?,
+            None => match env_setting(signal, "TIMEOUT")? {
+                Some((variable, millis)) => match millis.trim().parse::<u64>() {
+                    Ok(millis) if millis > 0 => Duration::from_millis(millis),
+                    // 0 would fail every request at once: every call lost.
+                    _ => {
+                        return Err(ExportError::InvalidEnv {
+                            variable,
+                            expected: "a positive whole number of milliseconds",
+                        })
+                    }
+                },
                 None => DEFAULT_TIMEOUT,
             },
         };
-        let gzip = match env_setting(signal, "COMPRESSION") {
+        if timeout.is_zero() {
+            return Err(ExportError::ZeroTimeout);
+        }
+        let gzip = match env_setting(signal, "COMPRESSION")? {
             None => false,
             Some((_, value)) if value.trim() == "none" => false,
             Some((_, value)) if value.trim() == "gzip" => true,
@@ -165,21 +187,37 @@ impl OtlpConfig {
                 })
             }
         };
-        let ca_pem = self.ca_certificate.as_ref().map(read_ca).transpose()?;
-        let client_identity = match (
-            env_setting(signal, "CLIENT_CERTIFICATE"),
-            env_setting(signal, "CLIENT_KEY"),
+        let client_files = match (
+            env_setting(signal, "CLIENT_CERTIFICATE")?,
+            env_setting(signal, "CLIENT_KEY")?,
         ) {
             (None, None) => None,
-            (Some((_, cert)), Some((_, key))) => {
-                Some((read_pem(&cert.into())?, read_pem(&key.into())?))
-            }
+            (Some(cert), Some(key)) => Some((cert, key)),
             (Some((variable, _)), None) | (None, Some((variable, _))) => {
                 return Err(ExportError::InvalidEnv {
                     variable,
                     expected: "both OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and OTEL_EXPORTER_OTLP_CLIENT_KEY",
                 })
             }
+        };
+        // A certificate says the user expects TLS; over http:// headers would go in clear.
+        if !url.starts_with("https://") {
+            let setting = match (&self.ca_certificate, &client_files) {
+                (Some(_), _) => Some("--otlp-ca-cert (or OTEL_EXPORTER_OTLP_CERTIFICATE)".into()),
+                (None, Some(((variable, _), _))) => Some(variable.clone()),
+                (None, None) => None,
+            };
+            if let Some(setting) = setting {
+                return Err(ExportError::TlsFilesWithoutTls {
+                    setting,
+                    endpoint: url,
+                });
+            }
+        }
+        let ca_pem = self.ca_certificate.as_ref().map(read_ca).transpose()?;
+        let client_identity = match client_files {
+            None => None,
+            Some(((_, cert), (_, key))) => Some((read_pem(&cert.into())?, read_pem(&key.into())?)),
         };
         Ok(Target {
             url,
@@ -201,10 +239,11 @@ impl OtlpConfig {
     }
 }
 
-/// Checks that an endpoint is an absolute http(s) URL with a host.
+/// Checks that an endpoint is an absolute http(s) URL with a host and, if it names one, a port
+/// from 1 to 65535. Errors show it without its user information.
 pub fn validate_endpoint(endpoint: &str) -> Result<(), ExportError> {
     let invalid = |reason: &str| ExportError::InvalidEndpoint {
-        endpoint: endpoint.to_string(),
+        endpoint: redact_userinfo(endpoint),
         reason: reason.to_string(),
     };
     let uri = http::Uri::from_str(endpoint).map_err(|error| invalid(&error.to_string()))?;
@@ -216,23 +255,80 @@ pub fn validate_endpoint(endpoint: &str) -> Result<(), ExportError> {
     if uri.host().is_none_or(str::is_empty) {
         return Err(invalid("it has no host"));
     }
+    let host_and_port = uri
+        .authority()
+        .map_or("", |authority| authority.as_str())
+        .rsplit('@')
+        .next()
+        .unwrap_or_default();
+    // After the last `:` outside an IPv6 literal's brackets.
+    if let Some((_, port)) = host_and_port
+        .rsplit_once(':')
+        .filter(|(_, port)| !port.contains(']'))
+    {
+        match port.parse::<u16>() {
+            Ok(1..) => {}
+            _ => return Err(invalid(&format!("port `{port}` is not 1 to 65535"))),
+        }
+    }
     Ok(())
 }
 
-/// The signal-specific variable if set, else the general one: its name and value.
-fn env_setting(signal: Signal, suffix: &str) -> Option<(String, String)> {
-    [
-        format!("OTEL_EXPORTER_OTLP_{}_{suffix}", signal.env_name()),
-        format!("OTEL_EXPORTER_OTLP_{suffix}"),
-    ]
-    .into_iter()
-    .find_map(|name| non_empty_env(&name).map(|value| (name, value)))
+/// The endpoint as it may be shown: any user information (`user:password@`) replaced.
+pub fn redact_userinfo(endpoint: &str) -> String {
+    match userinfo_span(endpoint) {
+        Some((start, at)) => format!("{}<redacted>{}", &endpoint[..start], &endpoint[at..]),
+        None => endpoint.to_string(),
+    }
 }
 
-fn non_empty_env(name: &str) -> Option<String> {
-    std::env::var(name)
-        .ok()
-        .filter(|value| !value.trim().is_empty())
+/// The URL without its user information, and that information.
+fn split_userinfo(url: &str) -> (String, Option<&str>) {
+    match userinfo_span(url) {
+        Some((start, at)) => (
+            format!("{}{}", &url[..start], &url[at + 1..]),
+            Some(&url[start..at]),
+        ),
+        None => (url.to_string(), None),
+    }
+}
+
+/// Where the user information starts and where its `@` is, found in the text alone so that it
+/// also works on strings that are not valid URLs.
+fn userinfo_span(url: &str) -> Option<(usize, usize)> {
+    let start = url.find("://").map_or(0, |scheme_end| scheme_end + 3);
+    let authority_len = url[start..]
+        .find(['/', '?', '#'])
+        .unwrap_or(url.len() - start);
+    let at = url[start..start + authority_len].rfind('@')?;
+    Some((start, start + at))
+}
+
+/// `user:password` (percent-encoded, as in a URL) as an `authorization: Basic` header.
+fn basic_authorization(userinfo: &str) -> Result<(String, String), String> {
+    let decoded = |part: &str| {
+        percent_encoding::percent_decode_str(part)
+            .decode_utf8()
+            .map(|text| text.into_owned())
+            .map_err(|_| "its user information does not percent-decode to UTF-8".to_string())
+    };
+    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    let credentials = format!("{}:{}", decoded(user)?, decoded(password)?);
+    let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
+    Ok(("authorization".to_string(), format!("Basic {encoded}")))
+}
+
+/// The signal-specific variable if set, else the general one: its name and value.
+fn env_setting(signal: Signal, suffix: &str) -> Result<Option<(String, String)>, ExportError> {
+    for name in [
+        format!("OTEL_EXPORTER_OTLP_{}_{suffix}", signal.env_name()),
+        format!("OTEL_EXPORTER_OTLP_{suffix}"),
+    ] {
+        if let Some(value) = env_var(&name)? {
+            return Ok(Some((name, value)));
+        }
+    }
+    Ok(None)
 }
 
 /// Later settings win, header by header.
@@ -264,6 +360,55 @@ fn parse_header_list(variable: &str, list: &str) -> Result<Vec<(String, String)>
             Ok((name.to_string(), value.into_owned()))
         })
         .collect()
+}
+
+/// Largest headers file read: a few tokens fit many times over; `/dev/zero` does not.
+const HEADERS_FILE_MAX_BYTES: u64 = 64 * 1024;
+
+/// Headers from a file (`--otlp-headers-file`): one `KEY=VALUE` per line, taken literally (no
+/// percent-decoding), surrounding whitespace trimmed; blank lines and lines starting with `#`
+/// are skipped. Errors name the line, never its text: it may hold a secret.
+pub fn read_headers_file(path: &Path) -> Result<Vec<(String, String)>, ExportError> {
+    let failed = |reason: String| ExportError::HeadersFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| {
+            file.take(HEADERS_FILE_MAX_BYTES + 1)
+                .read_to_end(&mut bytes)
+        })
+        .map_err(|error| failed(error.to_string()))?;
+    if bytes.len() as u64 > HEADERS_FILE_MAX_BYTES {
+        return Err(failed(format!(
+            "it is larger than {HEADERS_FILE_MAX_BYTES} bytes"
+        )));
+    }
+    let mut headers = Vec::new();
+    for (index, line) in bytes.split(|byte| *byte == b'\n').enumerate() {
+        let bad_line = |what: &str| failed(format!("line {} {what}", index + 1));
+        let line = std::str::from_utf8(line)
+            .map_err(|_| bad_line("is not valid UTF-8"))?
+            .trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (name, value) = line
+            .split_once('=')
+            .ok_or_else(|| bad_line("is not KEY=VALUE"))?;
+        let (name, value) = (name.trim(), value.trim());
+        if http::HeaderName::from_str(name).is_err() {
+            return Err(bad_line("does not start with a valid header name"));
+        }
+        if http::HeaderValue::from_str(value).is_err() {
+            return Err(bad_line(
+                "has a value that is not visible ASCII, spaces or tabs",
+            ));
+        }
+        headers.push((name.to_string(), value.to_string()));
+    }
+    Ok(headers)
 }
 
 fn read_pem(path: &PathBuf) -> Result<Vec<u8>, ExportError> {
@@ -327,11 +472,205 @@ mod tests {
 
     #[test]
     fn endpoint_validation() {
-        validate_endpoint("http://localhost:4317").unwrap();
-        validate_endpoint("https://collector.example:4318/").unwrap();
+        for good in [
+            "http://localhost:4317",
+            "https://collector.example:4318/",
+            "http://collector",
+            "http://[::1]:1",
+            "http://[::1]",
+            "http://127.0.0.1:65535/otlp",
+        ] {
+            assert!(validate_endpoint(good).is_ok(), "{good} should be accepted");
+        }
         for bad in ["localhost:4317", "ftp://host", "http://", "not a url", ""] {
             assert!(validate_endpoint(bad).is_err(), "{bad} should be refused");
         }
+    }
+
+    #[test]
+    fn ports_outside_1_to_65535_are_refused() {
+        for (endpoint, port) in [
+            ("http://collector:0", "0"),
+            ("http://collector:65536", "65536"),
+            ("http://collector:99999/v1", "99999"),
+            ("http://[::1]:0", "0"),
+            ("http://u:p@collector:0", "0"),
+        ] {
+            let message = validate_endpoint(endpoint).expect_err(endpoint).to_string();
+            assert!(
+                message.ends_with(&format!("port `{port}` is not 1 to 65535")),
+                "{endpoint}: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn user_information_is_redacted_even_in_invalid_endpoints() {
+        let cases = [
+            (
+                "http://user:s3cr3t@host:4317",
+                "http://<redacted>@host:4317",
+            ),
+            (
+                "https://s3cr3t@host/v1?x=a@b",
+                "https://<redacted>@host/v1?x=a@b",
+            ),
+            ("user:s3cr3t@host:99999", "<redacted>@host:99999"),
+            ("http://u:s3cr3t@host:0", "http://<redacted>@host:0"),
+            ("http://host:4317/a@b", "http://host:4317/a@b"),
+        ];
+        for (endpoint, shown) in cases {
+            assert_eq!(redact_userinfo(endpoint), shown);
+        }
+        let message = validate_endpoint("http://user:s3cr3t@host:0")
+            .unwrap_err()
+            .to_string();
+        assert!(!message.contains("s3cr3t"), "{message}");
+        assert!(message.contains("http://<redacted>@host:0"), "{message}");
+    }
+
+    #[test]
+    fn user_information_becomes_a_basic_authorization_header() {
+        let target = config(
+            Protocol::HttpProtobuf,
+            Some("http://us%40er:p%3Ass@host:4318"),
+        )
+        .target(Signal::Traces)
+        .unwrap();
+        assert_eq!(target.url, "http://host:4318/v1/traces");
+        // base64("us@er:p:ss")
+        assert_eq!(
+            target.headers,
+            vec![("authorization".into(), "Basic dXNAZXI6cDpzcw==".into())]
+        );
+        // An explicit header wins over the URL's.
+        let explicit = OtlpConfig {
+            headers: vec![("Authorization".into(), "Bearer t".into())],
+            ..config(Protocol::Grpc, Some("http://user:pw@host:4317"))
+        };
+        let target = explicit.target(Signal::Logs).unwrap();
+        assert_eq!(target.url, "http://host:4317");
+        assert_eq!(
+            target.headers,
+            vec![("authorization".into(), "Bearer t".into())]
+        );
+    }
+
+    #[test]
+    fn a_certificate_with_a_plaintext_endpoint_is_refused() {
+        let with_ca = |endpoint: Option<&str>| OtlpConfig {
+            ca_certificate: Some("/nonexistent/ca.pem".into()),
+            ..config(Protocol::Grpc, endpoint)
+        };
+        for endpoint in [
+            Some("http://collector:4317"),
+            None,
+            Some("http://u:s3cr3t@c:1"),
+        ] {
+            let error = with_ca(endpoint).target(Signal::Traces).unwrap_err();
+            assert!(
+                matches!(error, ExportError::TlsFilesWithoutTls { .. }),
+                "{endpoint:?}: {error}"
+            );
+            let message = error.to_string();
+            assert!(message.starts_with("--otlp-ca-cert"), "{message}");
+            assert!(!message.contains("s3cr3t"), "{message}");
+        }
+        // With https:// the CA file itself is what is checked next.
+        let error = with_ca(Some("https://collector:4317"))
+            .target(Signal::Traces)
+            .unwrap_err();
+        assert!(
+            matches!(error, ExportError::CaCertificate { .. }),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_zero_timeout_is_refused() {
+        let zero = OtlpConfig {
+            timeout: Some(Duration::ZERO),
+            ..config(Protocol::Grpc, None)
+        };
+        assert!(matches!(
+            zero.target(Signal::Traces),
+            Err(ExportError::ZeroTimeout)
+        ));
+    }
+
+    fn headers_file(name: &str, contents: &[u8]) -> Result<Vec<(String, String)>, String> {
+        let path =
+            std::env::temp_dir().join(format!("kspan-headers-{name}-{}", std::process::id()));
+        std::fs::write(&path, contents).unwrap();
+        let headers = read_headers_file(&path).map_err(|error| {
+            let message = error.to_string();
+            let prefix = format!("headers file {}: ", path.display());
+            message
+                .strip_prefix(&prefix)
+                .unwrap_or(&message)
+                .to_string()
+        });
+        let _ = std::fs::remove_file(&path);
+        headers
+    }
+
+    #[test]
+    fn headers_files_hold_one_header_per_line() {
+        assert_eq!(
+            headers_file(
+                "good",
+                b"# the collector's token\r\nAuthorization = Bearer a=b%20c \r\n\n  x-tenant=7\n"
+            ),
+            Ok(vec![
+                ("Authorization".into(), "Bearer a=b%20c".into()),
+                ("x-tenant".into(), "7".into()),
+            ])
+        );
+        assert_eq!(headers_file("empty", b""), Ok(vec![]));
+    }
+
+    #[test]
+    fn malformed_headers_files_name_the_line_and_hide_the_value() {
+        let cases: [(&str, &[u8], &str); 5] = [
+            ("novalue", b"a=1\ns3cr3t\n", "line 2 is not KEY=VALUE"),
+            (
+                "badname",
+                b"bad name=s3cr3t",
+                "line 1 does not start with a valid header name",
+            ),
+            (
+                "emptyname",
+                b"=s3cr3t",
+                "line 1 does not start with a valid header name",
+            ),
+            (
+                "badvalue",
+                b"a=s3cr3t\x7f",
+                "line 1 has a value that is not visible ASCII, spaces or tabs",
+            ),
+            (
+                "notutf8",
+                b"a=1\n\nb=s3cr3t\xff",
+                "line 3 is not valid UTF-8",
+            ),
+        ];
+        for (name, contents, expected) in cases {
+            assert_eq!(
+                headers_file(name, contents),
+                Err(expected.to_string()),
+                "{name}"
+            );
+        }
+        let missing = read_headers_file(Path::new("/nonexistent/headers")).unwrap_err();
+        assert_eq!(
+            missing.to_string(),
+            "headers file /nonexistent/headers: No such file or directory (os error 2)"
+        );
+        let huge = vec![b'#'; HEADERS_FILE_MAX_BYTES as usize + 1];
+        assert_eq!(
+            headers_file("huge", &huge),
+            Err(format!("it is larger than {HEADERS_FILE_MAX_BYTES} bytes"))
+        );
     }
 
     #[test]
@@ -385,7 +724,7 @@ mod tests {
     fn unreadable_ca_names_the_file() {
         let config = OtlpConfig {
             ca_certificate: Some("/nonexistent/ca.pem".into()),
-            ..config(Protocol::Grpc, None)
+            ..config(Protocol::Grpc, Some("https://collector:4317"))
         };
         let error = config.target(Signal::Traces).expect_err("must fail");
         assert!(error.to_string().contains("/nonexistent/ca.pem"), "{error}");
@@ -405,7 +744,7 @@ mod tests {
             std::fs::write(&path, contents).unwrap();
             let config = OtlpConfig {
                 ca_certificate: Some(path.clone()),
-                ..config(Protocol::HttpProtobuf, None)
+                ..config(Protocol::HttpProtobuf, Some("https://collector:4318"))
             };
             let error = config.target(Signal::Traces).expect_err("must fail");
             let message = error.to_string();

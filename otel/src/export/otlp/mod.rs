@@ -15,7 +15,7 @@ use opentelemetry_proto::tonic::{
 use prost::Message as _;
 
 pub use client::Rejected;
-pub use config::{validate_endpoint, OtlpConfig, Protocol, Signal};
+pub use config::{read_headers_file, validate_endpoint, OtlpConfig, Protocol, Signal};
 
 use crate::{
     ids::TraceGrouping,
