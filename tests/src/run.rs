@@ -123,6 +123,10 @@ pub struct RunRecord {
     /// What the receiver accepted and refused, when kspan sent to one.
     #[serde(default)]
     pub receiver: Option<ReceiverStats>,
+    /// Ids of the BPF programs kspan held once ready (read when it is stopped mid-run), so a
+    /// test can check that exactly these are gone, whatever other kspans the host runs.
+    #[serde(default)]
+    pub kspan_program_ids: Vec<u32>,
 }
 
 /// Runs the workload under kspan with a receiver, leaving the artifacts in `out_dir`.
@@ -211,24 +215,26 @@ pub async fn run_capture(config: &CaptureConfig) -> anyhow::Result<RunRecord> {
         .spawn()
         .context("starting kspan")?;
 
+    let kspan_pid = kspan.id().context("kspan exited at once")?;
     let stop_kspan = async {
         match config.stop_kspan_after {
             // Stopping mid-run: counted from the moment kspan is ready.
             Some(delay) => {
                 wait_for_file(&ready, config.timeout).await?;
+                let programs = bpf_program_ids(kspan_pid)?;
                 tokio::time::sleep(delay).await;
+                anyhow::Ok(programs)
             }
-            None => std::future::pending::<()>().await,
+            None => std::future::pending().await,
         }
-        anyhow::Ok(())
     };
     // The workload starts calling once kspan is ready; kspan dying first is a failure.
-    let (workload_exit, kspan_exit) = tokio::select! {
-        status = workload.wait() => (status?, stop(&mut kspan, Signal::SIGINT).await?),
+    let (workload_exit, kspan_exit, kspan_program_ids) = tokio::select! {
+        status = workload.wait() => (status?, stop(&mut kspan, Signal::SIGINT).await?, Vec::new()),
         stopped = stop_kspan => {
-            stopped?;
+            let programs = stopped?;
             let kspan_exit = stop(&mut kspan, Signal::SIGTERM).await?;
-            (workload.wait().await?, kspan_exit)
+            (workload.wait().await?, kspan_exit, programs)
         }
         status = kspan.wait() => {
             let _ = workload.start_kill();
@@ -255,12 +261,33 @@ pub async fn run_capture(config: &CaptureConfig) -> anyhow::Result<RunRecord> {
         kspan_exit,
         workload_exit: workload_exit.code(),
         receiver: receiver_stats,
+        kspan_program_ids,
     };
     std::fs::write(
         out.join(artifacts::RUN),
         serde_json::to_string_pretty(&record)?,
     )?;
     Ok(record)
+}
+
+/// Ids of the BPF programs process `pid` holds open (`prog_id` in its fds' fdinfo).
+fn bpf_program_ids(pid: u32) -> anyhow::Result<Vec<u32>> {
+    let dir = format!("/proc/{pid}/fdinfo");
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {dir}"))? {
+        // An fd closed since the listing has no fdinfo any more: not a program kspan holds.
+        let Ok(info) = std::fs::read_to_string(entry?.path()) else {
+            continue;
+        };
+        ids.extend(
+            info.lines()
+                .filter_map(|line| line.strip_prefix("prog_id:"))
+                .filter_map(|id| id.trim().parse::<u32>().ok()),
+        );
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
 }
 
 /// The receiver, or the task that stops and restarts it.

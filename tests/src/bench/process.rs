@@ -65,9 +65,20 @@ pub struct Tracer {
 impl Tracer {
     /// Starts `command` with its stderr in `log`.
     pub fn spawn(name: &'static str, command: &mut Command, log: &Path) -> anyhow::Result<Self> {
+        use std::os::unix::process::CommandExt as _;
         let stderr =
             fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let started = Instant::now();
+        // SAFETY: signal() is async-signal-safe, the only kind of call allowed between fork and
+        // exec. A tracer is stopped with SIGINT: if this process was started with SIGINT ignored
+        // (a background job of a non-interactive shell), the tracer would inherit that, and a
+        // shell cannot even trap a signal ignored on entry.
+        unsafe {
+            command.pre_exec(|| {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+                Ok(())
+            });
+        }
         let child = command
             .stdin(Stdio::null())
             .stderr(stderr)
