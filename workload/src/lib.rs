@@ -7,6 +7,8 @@
 
 pub mod bench;
 pub mod call;
+mod config;
+mod error;
 pub mod manifest;
 pub mod mask;
 pub mod midflight;
@@ -22,7 +24,9 @@ pub mod wait;
 #[cfg(test)]
 mod test_support;
 
+pub use config::{HeldCalls, RunConfig};
+pub use error::WorkloadError;
 pub use manifest::{read_manifest, CallRecord, ManifestError, ManifestWriter, Syscall};
 pub use record::RunSummary;
-pub use run::{run, run_gated, HeldCalls, RunConfig, WorkloadError};
+pub use run::{run, run_gated};
 pub use scenario::Scenario;
