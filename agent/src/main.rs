@@ -2,6 +2,7 @@
 //! and log record.
 
 mod attach;
+mod attach_mode;
 mod btf;
 mod cli;
 mod health;
@@ -12,6 +13,7 @@ mod reader;
 mod run;
 mod summary;
 mod tracefs;
+mod usage_error;
 
 use std::{io::IsTerminal as _, process::ExitCode};
 
@@ -19,11 +21,7 @@ use clap::Parser as _;
 // The record decoding is the library half of this package (the fuzz targets use it too).
 use kspan::{clock, event};
 use tracing_subscriber::EnvFilter;
-
-/// A configuration mistake the user can fix: exit code 2, like clap's own usage errors.
-#[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct UsageError(#[from] kspan_otel::ExportError);
+use usage_error::UsageError;
 
 /// kspan's own events (and its libraries' warnings) at info.
 const DEFAULT_LOG_FILTER: &str = "info";
