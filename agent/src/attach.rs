@@ -1,60 +1,13 @@
 //! Loading the embedded probes and attaching one probe pair, falling back in a fixed order.
 
-use std::fmt;
-
 use anyhow::Context as _;
 use aya::{
     programs::{FEntry, FExit, KProbe, ProgramError, TracePoint},
     Btf, BtfError, Ebpf,
 };
 
+pub use crate::attach_mode::{AttachMode, ProbeMode};
 use crate::{kernel_function, privileges};
-
-/// A probe pair kspan can attach.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum ProbeMode {
-    /// kprobe + kretprobe on the kernel function.
-    Kprobe,
-    /// fentry + fexit on the kernel function (needs BTF and BPF trampolines).
-    Fentry,
-    /// The `syscalls:sys_{enter,exit}_signalfd{,4}` tracepoints.
-    Tracepoint,
-}
-
-impl fmt::Display for ProbeMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ProbeMode::Kprobe => "kprobe",
-            ProbeMode::Fentry => "fentry",
-            ProbeMode::Tracepoint => "tracepoint",
-        })
-    }
-}
-
-/// What `--attach` asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum AttachMode {
-    /// kprobe, else fentry, else tracepoint.
-    Auto,
-    /// Only kprobe.
-    Kprobe,
-    /// Only fentry.
-    Fentry,
-    /// Only tracepoint.
-    Tracepoint,
-}
-
-impl AttachMode {
-    /// The probe pairs to try, in order.
-    pub fn candidates(self) -> &'static [ProbeMode] {
-        match self {
-            AttachMode::Auto => &[ProbeMode::Kprobe, ProbeMode::Fentry, ProbeMode::Tracepoint],
-            AttachMode::Kprobe => &[ProbeMode::Kprobe],
-            AttachMode::Fentry => &[ProbeMode::Fentry],
-            AttachMode::Tracepoint => &[ProbeMode::Tracepoint],
-        }
-    }
-}
 
 /// The pair that attached, and why the ones tried before it were refused.
 #[derive(Debug)]
@@ -283,15 +236,6 @@ pub fn unload_pair(ebpf: &mut Ebpf, mode: ProbeMode, floor: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn auto_falls_back_in_order() {
-        assert_eq!(
-            AttachMode::Auto.candidates(),
-            [ProbeMode::Kprobe, ProbeMode::Fentry, ProbeMode::Tracepoint]
-        );
-        assert_eq!(AttachMode::Fentry.candidates(), [ProbeMode::Fentry]);
-    }
 
     #[test]
     fn every_pair_has_an_entry_and_an_exit_program() {

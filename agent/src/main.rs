@@ -2,6 +2,7 @@
 //! and log record.
 
 mod attach;
+mod attach_mode;
 mod btf;
 mod cli;
 mod health;
@@ -13,34 +14,13 @@ mod reader;
 mod run;
 mod summary;
 mod tracefs;
+mod usage_error;
 
 use std::{io::IsTerminal as _, process::ExitCode};
 
 use clap::Parser as _;
 use tracing_subscriber::EnvFilter;
-
-/// A configuration mistake the user can fix: exit code 2, like clap's own usage errors.
-#[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct UsageError(Box<dyn std::error::Error + Send + Sync>);
-
-impl From<kspan_otel::ExportError> for UsageError {
-    fn from(error: kspan_otel::ExportError) -> Self {
-        Self(Box::new(error))
-    }
-}
-
-impl From<output_file::OutputFileError> for UsageError {
-    fn from(error: output_file::OutputFileError) -> Self {
-        Self(Box::new(error))
-    }
-}
-
-impl From<cli::CliError> for UsageError {
-    fn from(error: cli::CliError) -> Self {
-        Self(Box::new(error))
-    }
-}
+use usage_error::UsageError;
 
 /// kspan's own events (and its libraries' warnings) at info.
 const DEFAULT_LOG_FILTER: &str = "info";

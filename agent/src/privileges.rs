@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use caps::{CapSet, Capability};
 
 use crate::{
-    attach::{AttachMode, ProbeMode},
+    attach_mode::{AttachMode, ProbeMode},
     tracefs,
 };
 

@@ -22,7 +22,8 @@ use crate::{
     privileges, probes,
     reader::EventReader,
     summary::Summary,
-    tracefs, UsageError,
+    tracefs,
+    usage_error::UsageError,
 };
 
 /// How long calls already inside `do_signalfd4` get to return before the probes go.

@@ -2,6 +2,8 @@
 //! the loss counters and the tracepoint field offsets. `no_std` so the probes can use it.
 #![no_std]
 
+use num_enum::TryFromPrimitive;
+
 /// Maximum length of a task's `comm`, including the trailing NUL (`TASK_COMM_LEN`).
 pub const COMM_LEN: usize = 16;
 
@@ -26,7 +28,7 @@ pub const CONFIG_GLOBAL: &str = "CONFIG";
 
 /// The syscall that led into `do_signalfd4`.
 #[repr(u8)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, TryFromPrimitive)]
 pub enum Syscall {
     /// The probe could not tell (not a signalfd syscall, or not x86_64).
     Unknown = 0,
@@ -36,18 +38,9 @@ pub enum Syscall {
     Signalfd4 = 2,
 }
 
-impl Syscall {
-    /// The value in [`CallEvent::syscall`], if it is one.
-    pub fn from_raw(raw: u8) -> Option<Self> {
-        [Self::Unknown, Self::Signalfd, Self::Signalfd4]
-            .into_iter()
-            .find(|v| *v as u8 == raw)
-    }
-}
-
 /// Which kind of probe produced an event.
 #[repr(u8)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, TryFromPrimitive)]
 pub enum ProbeKind {
     /// kprobe + kretprobe on `do_signalfd4`.
     Kprobe = 1,
@@ -57,18 +50,9 @@ pub enum ProbeKind {
     Tracepoint = 3,
 }
 
-impl ProbeKind {
-    /// The value in [`CallEvent::probe`], if it is one.
-    pub fn from_raw(raw: u8) -> Option<Self> {
-        [Self::Kprobe, Self::Fentry, Self::Tracepoint]
-            .into_iter()
-            .find(|v| *v as u8 == raw)
-    }
-}
-
 /// Where the signal mask in an event was read from.
 #[repr(u8)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, TryFromPrimitive)]
 pub enum MaskSource {
     /// The kernel's own copy, the value `do_signalfd4` uses.
     Kernel = 1,
@@ -78,15 +62,6 @@ pub enum MaskSource {
     NotRead = 3,
     /// The user pointer could not be read (the kernel fails the call with EFAULT).
     Unreadable = 4,
-}
-
-impl MaskSource {
-    /// The value in [`CallEvent::mask_source`], if it is one.
-    pub fn from_raw(raw: u8) -> Option<Self> {
-        [Self::Kernel, Self::User, Self::NotRead, Self::Unreadable]
-            .into_iter()
-            .find(|v| *v as u8 == raw)
-    }
 }
 
 /// One complete call, paired in the kernel: entry and return in one record.
@@ -257,3 +232,44 @@ mod pod {
 const _: () = assert!(core::mem::size_of::<CallEvent>() == 80);
 const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 40);
 const _: () = assert!(core::mem::size_of::<PendingCall>() == 32);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The variant declared for `raw` in `table`, if any.
+    fn declared<T: Copy>(table: &[(u8, T)], raw: u8) -> Option<T> {
+        table
+            .iter()
+            .find(|(value, _)| *value == raw)
+            .map(|&(_, variant)| variant)
+    }
+
+    #[test]
+    fn each_byte_converts_to_the_variant_that_declares_it_or_to_nothing() {
+        let syscalls = [
+            (0, Syscall::Unknown),
+            (1, Syscall::Signalfd),
+            (2, Syscall::Signalfd4),
+        ];
+        let probes = [
+            (1, ProbeKind::Kprobe),
+            (2, ProbeKind::Fentry),
+            (3, ProbeKind::Tracepoint),
+        ];
+        let sources = [
+            (1, MaskSource::Kernel),
+            (2, MaskSource::User),
+            (3, MaskSource::NotRead),
+            (4, MaskSource::Unreadable),
+        ];
+        for raw in 0..=u8::MAX {
+            let syscall = Syscall::try_from(raw).ok();
+            assert_eq!(syscall, declared(&syscalls, raw), "syscall {raw}");
+            let probe = ProbeKind::try_from(raw).ok();
+            assert_eq!(probe, declared(&probes, raw), "probe {raw}");
+            let source = MaskSource::try_from(raw).ok();
+            assert_eq!(source, declared(&sources, raw), "mask source {raw}");
+        }
+    }
+}

@@ -48,10 +48,10 @@ impl CallDecoder {
     pub fn decode(&mut self, bytes: &[u8]) -> Result<Call, EventError> {
         let event = parse_event(bytes)?;
         let invalid = |field, value| EventError::Field { field, value };
-        let syscall = Syscall::from_raw(event.syscall).ok_or(invalid("syscall", event.syscall))?;
-        let probe = ProbeKind::from_raw(event.probe).ok_or(invalid("probe", event.probe))?;
-        let mask_source = MaskSource::from_raw(event.mask_source)
-            .ok_or(invalid("mask_source", event.mask_source))?;
+        let syscall = Syscall::try_from(event.syscall).map_err(|e| invalid("syscall", e.number))?;
+        let probe = ProbeKind::try_from(event.probe).map_err(|e| invalid("probe", e.number))?;
+        let mask_source = MaskSource::try_from(event.mask_source)
+            .map_err(|e| invalid("mask_source", e.number))?;
         let thread_name = comm_to_string(&event.comm);
         Ok(Call {
             syscall,

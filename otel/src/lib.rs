@@ -16,7 +16,7 @@ pub use health::{Health, LossStage};
 pub use ids::TraceGrouping;
 pub use resource::{agent_resource, HostInfo};
 pub use stats::{ExportSnapshot, ExportStats};
-pub use wire::{CallEncoder, LOG_EVENT_NAME};
+pub use wire::CallEncoder;
 
 /// Why the export stage could not be set up.
 #[derive(Debug, thiserror::Error)]

@@ -545,20 +545,4 @@ mod tests {
             proptest::prop_assert_eq!(span.status.is_some(), ret < 0);
         }
     }
-
-    #[test]
-    fn tmp_encode_cost() {
-        let encoder = encoder();
-        let calls: Vec<Call> = (0..1024u32)
-            .map(|tid| Call {
-                tid,
-                ..sample_call()
-            })
-            .collect();
-        let mut total = 0;
-        for _ in 0..20 {
-            total += encoder.traces_request(&calls).len() + encoder.logs_request(&calls).len();
-        }
-        assert!(total > 0);
-    }
 }

@@ -1,9 +1,8 @@
 //! OTLP/gRPC: tonic's TraceService, LogsService and MetricsService, all feeding the store.
 
 use crate::counting::count_items;
-use crate::{
-    ExportRequest, ReceivedRequest, RequiredHeader, Signal, Store, Transport, MAX_MESSAGE_BYTES,
-};
+use crate::limits::MAX_MESSAGE_BYTES;
+use crate::{ExportRequest, ReceivedRequest, RequiredHeader, Signal, Store, Transport};
 use bytes::Buf as _;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
     LogsService, LogsServiceServer,

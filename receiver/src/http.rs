@@ -1,7 +1,8 @@
 //! OTLP/HTTP: `POST /v1/traces`, `/v1/logs` and `/v1/metrics` with a protobuf or JSON body,
 //! optionally gzip-compressed.
 
-use crate::{ExportRequest, ReceivedRequest, RequiredHeader, Store, Transport, MAX_MESSAGE_BYTES};
+use crate::limits::MAX_MESSAGE_BYTES;
+use crate::{ExportRequest, ReceivedRequest, RequiredHeader, Store, Transport};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::header::{CONTENT_ENCODING, CONTENT_TYPE};

@@ -30,6 +30,7 @@ mod error;
 mod grpc;
 mod http;
 pub mod inspect;
+mod limits;
 mod received;
 mod receiver;
 mod security;
@@ -48,12 +49,6 @@ pub use store::{ReceiverStats, RequestObserver, Store, TransportCounts};
 pub use opentelemetry_proto::tonic as proto;
 /// The metrics export request, kept whole by [`Store::metrics_requests`].
 pub use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-
-/// The largest request the receiver accepts, on either transport, after decompression.
-///
-/// Generous on purpose: a benchmark's exporter may send big batches, and a refused batch would
-/// look like lost telemetry.
-pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
 /// An HTTP client for tests, whatever TLS features the workspace build turned on.
 #[cfg(test)]

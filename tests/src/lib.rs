@@ -8,10 +8,8 @@ mod fallback;
 mod judge;
 mod run;
 
-pub use fallback::{
-    fallback_mismatches, function_missing, refusals, MISSING_KERNEL_FUNCTION, NO_KPROBES,
-};
-pub use judge::{judge, judge_dir, judge_dir_with, Completeness, Expectation, Verdict};
+pub use fallback::{fallback_mismatches, function_missing, MISSING_KERNEL_FUNCTION, NO_KPROBES};
+pub use judge::{judge_dir, judge_dir_with, Completeness, Verdict};
 pub use run::{
     artifacts, run_capture, CaptureConfig, Destination, Outage, RunRecord, Transport, Workload,
 };

@@ -1,8 +1,8 @@
 //! `bench`: a tight loop of signalfd4 calls updating one signalfd's mask, for the cost per
 //! call with and without the agent attached. Nothing is recorded.
 
+use crate::error::WorkloadError;
 use crate::mask::bit;
-use crate::run::WorkloadError;
 use crate::sys::raw_signalfd4;
 use libc::{SFD_CLOEXEC, SIGUSR1, SIGUSR2};
 use nix::errno::Errno;

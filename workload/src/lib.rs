@@ -6,23 +6,27 @@
 //! which records nothing). Each fd a call returns is proven to deliver a signal of its mask.
 
 pub mod bench;
-pub mod call;
+mod call;
+mod config;
+mod error;
 pub mod manifest;
-pub mod mask;
-pub mod midflight;
-pub mod pace;
-pub mod proof;
-pub mod record;
-pub mod run;
-pub mod scenario;
-pub mod sys;
-pub mod uffd;
+mod mask;
+mod midflight;
+mod pace;
+mod proof;
+mod record;
+mod run;
+mod scenario;
+mod sys;
+mod uffd;
 pub mod wait;
 
 #[cfg(test)]
 mod test_support;
 
-pub use manifest::{read_manifest, CallRecord, ManifestError, ManifestWriter, Syscall};
+pub use config::{HeldCalls, RunConfig};
+pub use error::WorkloadError;
+pub use manifest::read_manifest;
 pub use record::RunSummary;
-pub use run::{run, run_gated, HeldCalls, RunConfig, WorkloadError};
+pub use run::{run, run_gated};
 pub use scenario::Scenario;

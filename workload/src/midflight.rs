@@ -13,10 +13,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::call::{CallSpec, Caller};
+use crate::error::WorkloadError;
 use crate::manifest::Syscall;
 use crate::mask::{bit, first_realtime, last_realtime};
 use crate::record::Recorder;
-use crate::run::WorkloadError;
 use crate::scenario::Scenario;
 use crate::uffd::{Mapping, UserFaultFd};
 

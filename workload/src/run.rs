@@ -1,103 +1,13 @@
 //! A whole run: the chosen scenarios in order, one recorder, one summary.
 
-use crate::manifest::{ManifestError, ManifestWriter};
+use crate::call::Caller;
+use crate::config::RunConfig;
+use crate::error::WorkloadError;
+use crate::manifest::ManifestWriter;
+use crate::midflight;
 use crate::record::{Recorder, RunSummary};
-use crate::scenario::Scenario;
-use nix::errno::Errno;
-use std::io;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
-
-/// What to run.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RunConfig {
-    /// Scenarios, run one after the other in this order.
-    pub scenarios: Vec<Scenario>,
-    /// Threads of the `threads` and `random` scenarios.
-    pub threads: usize,
-    /// Calls per thread for `threads`; calls in total for `random`.
-    pub calls: u64,
-    /// Seed of the `random` scenario.
-    pub seed: u64,
-    /// Calls per second (all threads together) for `random`; `None` runs flat out.
-    pub rate: Option<f64>,
-    /// Where to write the manifest; `None` writes none (only counters are kept).
-    pub manifest: Option<PathBuf>,
-    /// Calls to hold inside the kernel across the run's gate, before the scenarios.
-    pub midflight: Option<HeldCalls>,
-}
-
-/// Calls held inside the kernel while the run waits for its gate (see [`crate::midflight`]).
-#[derive(Clone, Debug, PartialEq)]
-pub struct HeldCalls {
-    /// How many, one thread each.
-    pub calls: usize,
-    /// Created once every one of them is inside the kernel.
-    pub held_file: PathBuf,
-}
-
-impl Default for RunConfig {
-    fn default() -> Self {
-        Self {
-            scenarios: Scenario::DEFAULT.to_vec(),
-            threads: 4,
-            calls: 50,
-            seed: 1,
-            rate: None,
-            manifest: None,
-            midflight: None,
-        }
-    }
-}
-
-/// Why a run could not be carried out (unexpected kernel answers are not errors: they are in
-/// the summary).
-#[derive(Debug, thiserror::Error)]
-pub enum WorkloadError {
-    /// The manifest could not be written.
-    #[error(transparent)]
-    Manifest(#[from] ManifestError),
-    /// A resource a scenario needs could not be made.
-    #[error("cannot {what}: {source}")]
-    Setup {
-        /// What was being made.
-        what: &'static str,
-        /// The OS error.
-        source: io::Error,
-    },
-    /// A scenario thread could not be started.
-    #[error("cannot start a thread for scenario {scenario}: {source}")]
-    Spawn {
-        /// The scenario.
-        scenario: &'static str,
-        /// The OS error.
-        source: io::Error,
-    },
-    /// A scenario thread panicked.
-    #[error("a thread of scenario {scenario} panicked")]
-    Panicked {
-        /// The scenario.
-        scenario: &'static str,
-    },
-    /// The ready file did not appear in time.
-    #[error("{} did not appear within {:.3} s: is the agent running and writing its ready file there?", path.display(), timeout.as_secs_f64())]
-    WaitTimeout {
-        /// The awaited path.
-        path: PathBuf,
-        /// How long we waited.
-        timeout: Duration,
-    },
-    /// A benchmark call failed.
-    #[error("bench: {failed} of {calls} signalfd4 calls failed (first: {first})")]
-    BenchFailed {
-        /// Failed calls.
-        failed: u64,
-        /// Calls made.
-        calls: u64,
-        /// The first failure's errno.
-        first: Errno,
-    },
-}
+use crate::scenario::{errors, flags, masks, random, threads, update, Scenario};
+use std::time::Instant;
 
 /// Runs the configured scenarios and sums them up.
 pub fn run(config: &RunConfig) -> Result<RunSummary, WorkloadError> {
@@ -117,15 +27,33 @@ pub fn run_gated(
         .transpose()?;
     let recorder = Recorder::new(writer);
     match &config.midflight {
-        Some(held) => crate::midflight::run(&recorder, held.calls, Some(&held.held_file), gate)?,
+        Some(held) => midflight::run(&recorder, held.calls, Some(&held.held_file), gate)?,
         None => gate()?,
     }
     let start = Instant::now();
     for scenario in &config.scenarios {
         tracing::debug!(scenario = scenario.name(), "scenario starts");
-        scenario.run(&recorder, config)?;
+        run_scenario(*scenario, &recorder, config)?;
     }
     Ok(recorder.finish(start.elapsed())?)
+}
+
+/// Makes one scenario's calls.
+fn run_scenario(
+    scenario: Scenario,
+    recorder: &Recorder,
+    config: &RunConfig,
+) -> Result<(), WorkloadError> {
+    match scenario {
+        Scenario::Masks => masks::run(&Caller::new(recorder, scenario))?,
+        Scenario::Flags => flags::run(&Caller::new(recorder, scenario))?,
+        Scenario::Update => update::run(&Caller::new(recorder, scenario))?,
+        Scenario::Errors => errors::run(&Caller::new(recorder, scenario))?,
+        Scenario::Threads => threads::run(recorder, config.threads, config.calls)?,
+        Scenario::Random => random::run(recorder, config)?,
+        Scenario::MidFlight => midflight::run(recorder, config.threads, None, || Ok(()))?,
+    }
+    Ok(())
 }
 
 #[cfg(test)]

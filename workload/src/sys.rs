@@ -57,12 +57,6 @@ fn signalfd4_at(ufd: RawFd, mask: *const u64, sizemask: u64, flags: i32) -> libc
     }
 }
 
-/// `signalfd(ufd, mask, sizemask)` as a raw syscall; returns the raw return value.
-#[inline(always)]
-pub fn raw_signalfd(ufd: RawFd, mask: Option<&u64>, sizemask: u64) -> libc::c_long {
-    signalfd_at(ufd, mask_ptr(mask), sizemask)
-}
-
 /// `signalfd` with the mask read from `mask`, an address the kernel checks (a bad one is EFAULT).
 #[inline(always)]
 fn signalfd_at(ufd: RawFd, mask: *const u64, sizemask: u64) -> libc::c_long {

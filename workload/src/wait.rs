@@ -1,6 +1,6 @@
 //! Waits for the agent's ready file before the first call.
 
-use crate::run::WorkloadError;
+use crate::error::WorkloadError;
 use std::path::Path;
 use std::time::{Duration, Instant};
 

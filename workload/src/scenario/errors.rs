@@ -3,9 +3,9 @@
 //! inside do_signalfd4.
 
 use crate::call::{CallSpec, Caller};
+use crate::error::WorkloadError;
 use crate::manifest::Syscall;
 use crate::mask::bit;
-use crate::run::WorkloadError;
 use libc::{SFD_NONBLOCK, SIGUSR1, SIGUSR2};
 use nix::errno::Errno::{EBADF, EFAULT, EINVAL};
 use std::os::fd::{AsRawFd, RawFd};

@@ -1,19 +1,16 @@
-//! The named scenarios: each a small module that makes its calls through a [`Caller`].
+//! The named scenarios: each a small module that makes its calls through a [`Caller`]; the run
+//! picks them by [`Scenario`].
 //!
 //! [`Caller`]: crate::call::Caller
 
-mod errors;
-mod flags;
-mod masks;
+pub(crate) mod errors;
+pub(crate) mod flags;
+pub(crate) mod masks;
 pub mod random;
-mod threads;
-mod update;
+pub(crate) mod threads;
+pub(crate) mod update;
 
-pub use errors::UNOPENED_FD;
-
-use crate::call::Caller;
-use crate::record::Recorder;
-use crate::run::{RunConfig, WorkloadError};
+use crate::error::WorkloadError;
 
 /// A named group of calls (the CLI's `--scenario` values).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
@@ -60,22 +57,6 @@ impl Scenario {
             Scenario::MidFlight => "midflight",
         }
     }
-
-    /// Makes the scenario's calls.
-    pub fn run(self, recorder: &Recorder, config: &RunConfig) -> Result<(), WorkloadError> {
-        match self {
-            Scenario::Masks => masks::run(&Caller::new(recorder, self))?,
-            Scenario::Flags => flags::run(&Caller::new(recorder, self))?,
-            Scenario::Update => update::run(&Caller::new(recorder, self))?,
-            Scenario::Errors => errors::run(&Caller::new(recorder, self))?,
-            Scenario::Threads => threads::run(recorder, config.threads, config.calls)?,
-            Scenario::Random => random::run(recorder, config)?,
-            Scenario::MidFlight => {
-                crate::midflight::run(recorder, config.threads, None, || Ok(()))?
-            }
-        }
-        Ok(())
-    }
 }
 
 /// Runs `work(index)` on `count` threads and waits for all; returns the first error.
@@ -114,6 +95,7 @@ where
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::config::RunConfig;
     use crate::manifest::{read_manifest, CallRecord};
     use crate::record::RunSummary;
     use crate::test_support::TempPath;

@@ -3,10 +3,10 @@
 
 use super::{on_threads, Scenario};
 use crate::call::{CallSpec, Caller};
+use crate::error::WorkloadError;
 use crate::manifest::Syscall;
 use crate::mask::{bit, first_realtime, last_realtime};
 use crate::record::Recorder;
-use crate::run::WorkloadError;
 use libc::{SFD_CLOEXEC, SFD_NONBLOCK, SIGALRM, SIGHUP, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH};
 use std::os::fd::{AsRawFd, OwnedFd};
 

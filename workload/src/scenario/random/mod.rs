@@ -5,11 +5,13 @@ mod plan;
 
 pub use plan::{PlannedCall, Planner, Target};
 
-use super::{on_threads, Scenario, UNOPENED_FD};
+use super::errors::UNOPENED_FD;
+use super::{on_threads, Scenario};
 use crate::call::{CallSpec, Caller, Expect};
+use crate::config::RunConfig;
+use crate::error::WorkloadError;
 use crate::pace::Pacer;
 use crate::record::Recorder;
-use crate::run::{RunConfig, WorkloadError};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::Instant;
 
