@@ -68,6 +68,11 @@ pub struct Cli {
     #[arg(long, default_value_t = 262_144, value_parser = clap::value_parser!(u32).range(1..))]
     pub export_backlog: u32,
 
+    /// How long the final flush may take after SIGINT/SIGTERM, e.g. 5s; what it cannot deliver
+    /// by then is counted as lost at stop.
+    #[arg(long, default_value = "5s", value_parser = parse_shutdown_timeout)]
+    pub shutdown_timeout: Duration,
+
     /// Calls of one process within this window share a trace, e.g. 60s.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub trace_window: Duration,
@@ -128,6 +133,15 @@ fn parse_ring_buffer_size(value: &str) -> Result<u32, String> {
     Ok(bytes)
 }
 
+fn parse_shutdown_timeout(value: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(value) {
+        Ok(timeout) if timeout.is_zero() => {
+            Err("the final flush needs some time: give at least 1ms".to_string())
+        }
+        parsed => parsed.map_err(|e| e.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +169,16 @@ mod tests {
         assert!(parse_ring_buffer_size("5000").is_err());
         assert!(parse_ring_buffer_size("2048").is_err());
         assert!(parse_ring_buffer_size("big").is_err());
+    }
+
+    #[test]
+    fn shutdown_timeout_must_be_positive() {
+        assert_eq!(
+            parse_shutdown_timeout("1500ms"),
+            Ok(Duration::from_millis(1500))
+        );
+        assert!(parse_shutdown_timeout("0s").is_err());
+        assert!(parse_shutdown_timeout("soon").is_err());
     }
 
     #[test]
