@@ -166,8 +166,9 @@ async fn serve_connection(mut stream: TcpStream, hostility: Hostility, stats: Ar
         HostileStats::add(&stats.requests, 1);
         let items = count_items(&body).unwrap_or(0) as u64;
         match path.as_str() {
+            "/v1/traces" => HostileStats::add(&stats.spans, items),
             "/v1/logs" => HostileStats::add(&stats.logs, items),
-            _ => HostileStats::add(&stats.spans, items),
+            _ => {}
         }
         let answered = match hostility {
             Hostility::EndlessBody => write_endless_body(&mut stream, &stats).await,
