@@ -77,12 +77,7 @@ impl ExportFailure {
 
 impl fmt::Display for ExportFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)?;
-        match self.kind {
-            FailureKind::Retryable => Ok(()),
-            FailureKind::Refused => f.write_str(" (refused: not sent again)"),
-            FailureKind::NoAnswer => f.write_str(" (no answer in time: the collector may have it)"),
-        }
+        f.write_str(&self.message)
     }
 }
 

@@ -372,7 +372,10 @@ async fn deliver(
                             Some(_) => config.initial_backoff,
                             None => backoff.current(),
                         };
-                        tracing::warn!(%error, backlog = waiting, retry_in = ?wait, "export failed; keeping the calls for retry");
+                        // Unanswered: the collector may have the calls; sending them again may
+                        // duplicate them (delivery is at least once).
+                        let unanswered = error.kind == FailureKind::NoAnswer;
+                        tracing::warn!(%error, unanswered, backlog = waiting, retry_in = ?wait, "export failed; keeping the calls for retry");
                         let evicted = shared.backlog().push_front(batch);
                         for batch in evicted {
                             shared.give_up(&batch, GiveUp::Failed);
@@ -410,7 +413,7 @@ async fn abandon(shared: &Shared, in_flight: Vec<PendingBatch>) {
         shared.give_up(&batch, GiveUp::StopDeadline);
     }
     loop {
-        // Registered before the check, so intake finishing in between still wakes us.
+        // Intake finishing between the check and the wait leaves a permit: the wait ends.
         let added = shared.added.notified();
         let done = shared.intake_done.load(Ordering::Acquire);
         let left: Vec<PendingBatch> = {
