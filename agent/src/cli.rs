@@ -75,6 +75,11 @@ pub struct Cli {
     #[arg(long, default_value_t = 262_144, value_parser = clap::value_parser!(u32).range(1..))]
     pub export_backlog: u32,
 
+    /// How long the final flush may take after SIGINT/SIGTERM, e.g. 5s; what it cannot deliver
+    /// by then is counted as lost at stop.
+    #[arg(long, default_value = "5s", value_parser = parse_shutdown_timeout)]
+    pub shutdown_timeout: Duration,
+
     /// Calls of one process within this window share a trace, e.g. 60s (at least 1s).
     #[arg(long, default_value = "60s", value_parser = parse_trace_window)]
     pub trace_window: Duration,
@@ -212,6 +217,15 @@ fn parse_trace_window(value: &str) -> Result<Duration, String> {
     Ok(window)
 }
 
+fn parse_shutdown_timeout(value: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(value) {
+        Ok(timeout) if timeout.is_zero() => {
+            Err("the final flush needs some time: give at least 1ms".to_string())
+        }
+        parsed => parsed.map_err(|e| e.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,6 +321,16 @@ mod tests {
             parse(&comms).check().unwrap_err().to_string(),
             "1025 distinct --comm values: the in-kernel filter holds at most 1024"
         );
+    }
+
+    #[test]
+    fn shutdown_timeout_must_be_positive() {
+        assert_eq!(
+            parse_shutdown_timeout("1500ms"),
+            Ok(Duration::from_millis(1500))
+        );
+        assert!(parse_shutdown_timeout("0s").is_err());
+        assert!(parse_shutdown_timeout("soon").is_err());
     }
 
     #[test]

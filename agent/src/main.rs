@@ -12,6 +12,7 @@ mod privileges;
 mod probes;
 mod reader;
 mod run;
+mod stop;
 mod summary;
 mod tracefs;
 mod usage_error;
@@ -26,6 +27,8 @@ use usage_error::UsageError;
 const DEFAULT_LOG_FILTER: &str = "info";
 
 fn main() -> ExitCode {
+    // Before anything else, so a SIGTERM during the start is a clean stop, not a kill.
+    let held = stop::hold();
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => return usage_error(error),
@@ -49,7 +52,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run::run(cli)) {
+    let run = async {
+        let signals = stop::StopSignals::install(held)
+            .map_err(|error| anyhow::anyhow!("cannot handle SIGINT and SIGTERM: {error}"))?;
+        run::run(cli, signals).await
+    };
+    match runtime.block_on(run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("kspan: error: {error:#}");

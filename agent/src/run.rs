@@ -12,7 +12,6 @@ use kspan_otel::{
     },
     HostInfo, TraceGrouping,
 };
-use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
     attach::{self, ProbeMode, Target},
@@ -21,6 +20,7 @@ use crate::{
     output_file::OutputFile,
     privileges, probes,
     reader::EventReader,
+    stop::StopSignals,
     summary::Summary,
     tracefs,
     usage_error::UsageError,
@@ -32,8 +32,13 @@ const IN_FLIGHT_GRACE: Duration = Duration::from_millis(20);
 /// How often losses are checked and reported while running.
 const LOSS_REPORT_EVERY: Duration = Duration::from_secs(1);
 
-/// Runs the agent until a signal, then exports everything captured and detaches.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+/// At most this much of the stop deadline (and at most a fifth of it) is kept for the final
+/// health metrics export; the calls get the rest.
+const HEALTH_FINAL_RESERVE: Duration = Duration::from_secs(1);
+
+/// Runs the agent until a stop signal (one that came during the start included), then
+/// detaches and exports everything captured, within `--shutdown-timeout`.
+pub async fn run(cli: Cli, mut signals: StopSignals) -> anyhow::Result<()> {
     // Everything the user configured is checked before the kernel is touched: no partial start.
     cli.check().map_err(UsageError::from)?;
     let checked = |option, path: &Option<std::path::PathBuf>| {
@@ -97,8 +102,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let reader = EventReader::start(ring, cli.ring_buffer_bytes, decoder, pipeline);
     let reader_counts = reader.counts();
 
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
     if let Some(file) = &ready_file {
         let contents = format!("probe={}\npid={}\n", attached.mode, std::process::id());
         file.write(contents.as_bytes())?;
@@ -115,8 +118,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     );
     loop {
         tokio::select! {
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
+            () = signals.recv() => break,
             _ = report.tick() => {
                 let now = Summary::new(&reader_counts, counter_maps.read()?, export_stats.snapshot());
                 if now.lost > reported.lost {
@@ -129,9 +131,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
     }
-    tracing::info!("stopping: detaching probes, exporting what was captured");
+    let stop_deadline = tokio::time::Instant::now() + cli.shutdown_timeout;
+    tracing::info!(timeout = ?cli.shutdown_timeout, "stopping: detaching probes, exporting what was captured");
     tokio::spawn(async move {
-        tokio::select! { _ = sigint.recv() => {}, _ = sigterm.recv() => {} }
+        signals.recv().await;
         eprintln!("kspan: second signal, exiting without flushing");
         std::process::exit(130);
     });
@@ -143,7 +146,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     attach::unload_pair(&mut ebpf, attached.mode, cli.floor);
     drop(ebpf);
     let pipeline = reader.finish().await?;
-    pipeline.shutdown().await;
+    let health_reserve = match health {
+        Some(_) => (cli.shutdown_timeout / 5).min(HEALTH_FINAL_RESERVE),
+        None => Duration::ZERO,
+    };
+    pipeline.shutdown(stop_deadline - health_reserve).await;
 
     let summary = Summary::new(
         &reader_counts,
@@ -152,7 +159,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     );
     summary.log();
     if let Some(health) = health {
-        health.finish(summary.health()).await;
+        let sent = tokio::time::timeout_at(stop_deadline, health.finish(summary.health())).await;
+        if sent.is_err() {
+            tracing::warn!("stop deadline passed: the final health metrics were not sent");
+        }
     }
     if let Some(file) = &summary_file {
         let json = serde_json::to_string_pretty(&summary)?;

@@ -17,8 +17,12 @@ pub struct Summary {
     pub kernel: KernelCounters,
     /// Export-side counters.
     pub export: ExportSnapshot,
-    /// Calls lost at any stage: ring buffer, in-flight map, decoding, export queue, export.
+    /// Calls lost at any stage: ring buffer, in-flight map, decoding, export queue, export,
+    /// stop deadline.
     pub lost: u64,
+    /// Calls whose spans were sent but never acknowledged (the collector did not answer in
+    /// time): delivered or possibly delivered, not lost.
+    pub possibly_delivered: u64,
 }
 
 impl Summary {
@@ -32,13 +36,15 @@ impl Summary {
             + kernel.entries_not_stored
             + malformed
             + export.dropped_queue_full
-            + export.spans_failed;
+            + export.spans_failed
+            + export.spans_lost_at_stop;
         Self {
             calls_read,
             malformed,
             kernel,
             export,
             lost,
+            possibly_delivered: export.spans_possibly_delivered,
         }
     }
 
@@ -54,17 +60,21 @@ impl Summary {
                 (LossStage::Decode, self.malformed),
                 (LossStage::ExportQueue, e.dropped_queue_full),
                 (LossStage::Export, e.spans_failed),
+                (LossStage::StopDeadline, e.spans_lost_at_stop),
             ],
             returns_without_entry: k.returns_without_entry,
             spans_exported: e.spans_exported,
             logs_exported: e.logs_exported,
+            spans_possibly_delivered: e.spans_possibly_delivered,
+            logs_possibly_delivered: e.logs_possibly_delivered,
             export_errors: e.export_errors,
             export_queue_depth: e.queued,
             export_backlog_depth: e.backlog,
         }
     }
 
-    /// Logs the summary: a warning when anything was lost.
+    /// Logs the summary: a warning when anything was lost, or when the collector's answer to
+    /// some calls never came (delivered or possibly delivered).
     pub fn log(&self) {
         let (k, e) = (&self.kernel, &self.export);
         macro_rules! emit {
@@ -74,6 +84,7 @@ impl Summary {
                     spans_exported = e.spans_exported,
                     logs_exported = e.logs_exported,
                     lost = self.lost,
+                    possibly_delivered = self.possibly_delivered,
                     ring_buffer_full = k.ring_buffer_full,
                     stale_entries = k.stale_entries,
                     entries_not_stored = k.entries_not_stored,
@@ -83,12 +94,20 @@ impl Summary {
                     export_queue_full = e.dropped_queue_full,
                     spans_failed = e.spans_failed,
                     logs_failed = e.logs_failed,
+                    spans_lost_at_stop = e.spans_lost_at_stop,
+                    logs_lost_at_stop = e.logs_lost_at_stop,
+                    logs_possibly_delivered = e.logs_possibly_delivered,
                     $message
                 )
             };
         }
-        if self.lost > 0 || e.logs_failed > 0 {
+        if self.lost > 0 || e.logs_failed > 0 || e.logs_lost_at_stop > 0 {
             emit!(warn, "summary: calls were lost");
+        } else if self.possibly_delivered > 0 || e.logs_possibly_delivered > 0 {
+            emit!(
+                warn,
+                "summary: every call delivered or possibly delivered (the collector did not answer some requests in time; it may hold those calls twice)"
+            );
         } else {
             emit!(info, "summary");
         }
@@ -115,10 +134,14 @@ mod tests {
         let export = ExportSnapshot {
             dropped_queue_full: 5,
             spans_failed: 6,
+            spans_lost_at_stop: 7,
+            spans_possibly_delivered: 8,
             ..Default::default()
         };
         let summary = Summary::new(&reader, kernel, export);
-        assert_eq!(summary.lost, 1 + 2 + 3 + 4 + 5 + 6);
+        // Possibly delivered is not lost.
+        assert_eq!(summary.lost, 1 + 2 + 3 + 4 + 5 + 6 + 7);
+        assert_eq!(summary.possibly_delivered, 8);
         let health = summary.health();
         assert_eq!(
             health.lost.iter().map(|(_, n)| n).sum::<u64>(),

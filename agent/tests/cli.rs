@@ -181,6 +181,13 @@ fn ring_buffer_size_must_be_a_power_of_two() {
 }
 
 #[test]
+fn shutdown_timeout_of_zero_is_refused() {
+    let output = kspan().args(["--shutdown-timeout", "0s"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("the final flush needs some time"));
+}
+
+#[test]
 fn thread_name_longer_than_the_kernel_keeps() {
     let output = kspan()
         .args(["--comm", "a-very-long-thread-name"])

@@ -25,8 +25,10 @@ pub enum LossStage {
     Decode,
     /// The export queue was full.
     ExportQueue,
-    /// The collector never took the span (failed retries, evicted from the backlog, rejected).
+    /// The collector never took the span (refused, rejected, or evicted from the backlog).
     Export,
+    /// The final flush could not deliver the span before the stop deadline.
+    StopDeadline,
 }
 
 impl LossStage {
@@ -38,6 +40,7 @@ impl LossStage {
             LossStage::Decode => "decode",
             LossStage::ExportQueue => "export_queue",
             LossStage::Export => "export",
+            LossStage::StopDeadline => "stop_deadline",
         }
     }
 }
@@ -55,6 +58,10 @@ pub struct Health {
     pub spans_exported: u64,
     /// Log records the collector acknowledged.
     pub logs_exported: u64,
+    /// Spans sent without an answer and never acknowledged: the collector may have them.
+    pub spans_possibly_delivered: u64,
+    /// Log records sent without an answer and never acknowledged.
+    pub logs_possibly_delivered: u64,
     /// Export requests that failed.
     pub export_errors: u64,
     /// Calls waiting in the export queue now.
@@ -132,6 +139,15 @@ impl Health {
                 ],
             ),
             counter(
+                "kspan.export.possibly_delivered",
+                "{record}",
+                "Spans and log records sent without an answer in time and never acknowledged: the collector may have them (not a loss)",
+                vec![
+                    point(self.spans_possibly_delivered, labelled("kspan.signal", "spans")),
+                    point(self.logs_possibly_delivered, labelled("kspan.signal", "logs")),
+                ],
+            ),
+            counter(
                 "kspan.export.errors",
                 "{request}",
                 "Export requests that failed (their calls are retried while the backlog has room)",
@@ -163,7 +179,11 @@ mod tests {
     fn losses_are_one_point_per_stage() {
         let health = Health {
             calls_captured: 90,
-            lost: vec![(LossStage::RingBuffer, 7), (LossStage::Export, 3)],
+            lost: vec![
+                (LossStage::RingBuffer, 7),
+                (LossStage::Export, 3),
+                (LossStage::StopDeadline, 2),
+            ],
             export_queue_depth: 5,
             ..Health::default()
         };
@@ -196,11 +216,52 @@ mod tests {
             .collect();
         assert_eq!(
             points,
-            [("ring_buffer".to_string(), 7), ("export".to_string(), 3)]
+            [
+                ("ring_buffer".to_string(), 7),
+                ("export".to_string(), 3),
+                ("stop_deadline".to_string(), 2)
+            ]
         );
         assert!(metrics
             .iter()
             .any(|metric| metric.name == "kspan.export.queue.depth"
                 && matches!(metric.data, Some(metric::Data::Gauge(_)))));
+    }
+
+    #[test]
+    fn possibly_delivered_is_its_own_counter_not_a_loss() {
+        let health = Health {
+            spans_possibly_delivered: 40,
+            logs_possibly_delivered: 30,
+            ..Health::default()
+        };
+        let start = SystemTime::UNIX_EPOCH;
+        let metrics = health.to_metrics(start, start + Duration::from_secs(1));
+        let values = |name: &str| -> Vec<(String, i64)> {
+            let metric = metrics.iter().find(|m| m.name == name).expect(name);
+            let Some(metric::Data::Sum(sum)) = &metric.data else {
+                panic!("{name} is not a sum: {metric:?}");
+            };
+            sum.data_points
+                .iter()
+                .map(|point| {
+                    let label = match point.attributes.first().and_then(|a| a.value.as_ref()) {
+                        Some(value) => format!("{:?}", value.value),
+                        None => String::new(),
+                    };
+                    let Some(number_data_point::Value::AsInt(value)) = point.value else {
+                        panic!("not an int point");
+                    };
+                    (label, value)
+                })
+                .collect()
+        };
+        let spans = format!("{:?}", Some(any_value::Value::StringValue("spans".into())));
+        let logs = format!("{:?}", Some(any_value::Value::StringValue("logs".into())));
+        assert_eq!(
+            values("kspan.export.possibly_delivered"),
+            [(spans, 40), (logs, 30)]
+        );
+        assert_eq!(values("kspan.calls.lost"), []);
     }
 }

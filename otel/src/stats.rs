@@ -11,12 +11,21 @@ pub struct ExportStats {
     pub dropped_queue_full: AtomicU64,
     /// Spans (or stdout lines) the destination acknowledged.
     pub spans_exported: AtomicU64,
-    /// Spans lost to failed exports.
+    /// Spans lost to failed exports (refused, rejected, or pushed out of a full backlog).
     pub spans_failed: AtomicU64,
+    /// Spans sent without an answer in time and never acknowledged by a later attempt: the
+    /// destination may have them. Not a loss.
+    pub spans_possibly_delivered: AtomicU64,
+    /// Spans the final flush could not deliver before the stop deadline.
+    pub spans_lost_at_stop: AtomicU64,
     /// Log records the destination acknowledged.
     pub logs_exported: AtomicU64,
     /// Log records lost to failed exports.
     pub logs_failed: AtomicU64,
+    /// Log records possibly delivered (see `spans_possibly_delivered`).
+    pub logs_possibly_delivered: AtomicU64,
+    /// Log records the final flush could not deliver before the stop deadline.
+    pub logs_lost_at_stop: AtomicU64,
     /// Export requests that failed (each is retried while the backlog has room).
     pub export_errors: AtomicU64,
     /// Calls waiting in the retry backlog now (a gauge).
@@ -36,10 +45,18 @@ pub struct ExportSnapshot {
     pub spans_exported: u64,
     /// See [`ExportStats::spans_failed`].
     pub spans_failed: u64,
+    /// See [`ExportStats::spans_possibly_delivered`].
+    pub spans_possibly_delivered: u64,
+    /// See [`ExportStats::spans_lost_at_stop`].
+    pub spans_lost_at_stop: u64,
     /// See [`ExportStats::logs_exported`].
     pub logs_exported: u64,
     /// See [`ExportStats::logs_failed`].
     pub logs_failed: u64,
+    /// See [`ExportStats::logs_possibly_delivered`].
+    pub logs_possibly_delivered: u64,
+    /// See [`ExportStats::logs_lost_at_stop`].
+    pub logs_lost_at_stop: u64,
     /// See [`ExportStats::export_errors`].
     pub export_errors: u64,
     /// See [`ExportStats::backlog`].
@@ -67,8 +84,12 @@ impl ExportStats {
             dropped_queue_full: read(&self.dropped_queue_full),
             spans_exported: read(&self.spans_exported),
             spans_failed: read(&self.spans_failed),
+            spans_possibly_delivered: read(&self.spans_possibly_delivered),
+            spans_lost_at_stop: read(&self.spans_lost_at_stop),
             logs_exported: read(&self.logs_exported),
             logs_failed: read(&self.logs_failed),
+            logs_possibly_delivered: read(&self.logs_possibly_delivered),
+            logs_lost_at_stop: read(&self.logs_lost_at_stop),
             export_errors: read(&self.export_errors),
             backlog: read(&self.backlog),
             queued: read(&self.accepted).saturating_sub(read(&self.dequeued)),

@@ -42,6 +42,12 @@ pub enum ReceiverError {
         /// The header's name as given (its value is not shown: it is a secret).
         name: String,
     },
+    /// A combination the receiver cannot serve.
+    #[error("unsupported: {what}")]
+    Unsupported {
+        /// What was asked for.
+        what: String,
+    },
     /// A dump file could not be created or written.
     #[error("cannot write receiver dump {}: {cause}", path.display())]
     DumpWrite {

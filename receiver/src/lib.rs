@@ -28,6 +28,7 @@ mod counting;
 mod dump;
 mod error;
 mod grpc;
+pub mod hostile;
 mod http;
 pub mod inspect;
 mod limits;

@@ -3,8 +3,9 @@
 use anyhow::Context as _;
 use clap::Parser;
 use kspan_receiver::{
+    hostile::{HostileCollector, HostileStats, Hostility},
     DumpWriter, ExportRequest, ReceivedRequest, Receiver, ReceiverConfig, ReceiverError,
-    ReceiverSecurity, RequiredHeader, Store, TlsIdentity,
+    ReceiverSecurity, RequiredHeader, Store, TlsIdentity, Transport,
 };
 use std::io::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -47,6 +48,32 @@ struct Cli {
         hide_env_values = true
     )]
     require_header: Option<String>,
+    /// Misbehave on purpose, to test an exporter against it: `silent` (never answer),
+    /// `endless-body` (HTTP only: a 200 whose body never ends), `huge-body=BYTES` (a success
+    /// answer that long) or `late=DELAY` (answer every request after DELAY, e.g. 30s).
+    /// Nothing is kept or printed per request.
+    #[arg(long, value_name = "MODE", value_parser = parse_hostility, conflicts_with_all = ["dump", "tls_cert", "require_header"])]
+    hostile: Option<Hostility>,
+}
+
+/// The `--hostile` modes.
+fn parse_hostility(text: &str) -> Result<Hostility, String> {
+    let (mode, value) = text.split_once('=').unwrap_or((text, ""));
+    match (mode, value) {
+        ("silent", "") => Ok(Hostility::Silent),
+        ("endless-body", "") => Ok(Hostility::EndlessBody),
+        ("huge-body", bytes) => bytes
+            .parse()
+            .map(Hostility::HugeBody)
+            .map_err(|_| "huge-body=BYTES needs a whole number of bytes".to_string()),
+        ("late", delay) => humantime::parse_duration(delay)
+            .map(|delay| Hostility::LateAnswer {
+                delay,
+                late: u64::MAX,
+            })
+            .map_err(|_| "late=DELAY needs a duration, e.g. late=30s".to_string()),
+        _ => Err("expected silent, endless-body, huge-body=BYTES or late=DELAY".to_string()),
+    }
 }
 
 /// Exit code for bad arguments, including an address that cannot be listened on or an unusable
@@ -115,6 +142,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // Listen for signals before anyone can learn we are ready, so an early SIGTERM is clean.
     let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    if let Some(hostility) = cli.hostile {
+        return run_hostile(&cli, hostility, async move {
+            tokio::select! {
+                _ = sigint.recv() => {}
+                _ = sigterm.recv() => {}
+            }
+        })
+        .await;
+    }
 
     let dump = cli.dump.as_deref().map(DumpWriter::create).transpose()?;
     let quiet = cli.quiet;
@@ -166,6 +202,45 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         stats.logs,
         stats.metrics_requests.total()
     );
+    Ok(())
+}
+
+/// Serves as a hostile collector until `stop`, then prints what it saw and sent.
+async fn run_hostile(
+    cli: &Cli,
+    hostility: Hostility,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let http = HostileCollector::start(Transport::Http, cli.http, hostility).await?;
+    // A gRPC client refuses an endless answer by its length prefix: no gRPC endpoint for it.
+    let grpc = match hostility {
+        Hostility::EndlessBody => None,
+        _ => Some(HostileCollector::start(Transport::Grpc, cli.grpc, hostility).await?),
+    };
+    let grpc_endpoint = grpc
+        .as_ref()
+        .map(HostileCollector::endpoint)
+        .unwrap_or_default();
+    if let Some(path) = &cli.ready_file {
+        write_ready_file(path, &grpc_endpoint, &http.endpoint())?;
+    }
+    println!(
+        "listening grpc={grpc_endpoint} http={} hostile={hostility:?}",
+        http.endpoint()
+    );
+    stop.await;
+    for collector in std::iter::once(&http).chain(&grpc) {
+        let stats = collector.stats();
+        println!(
+            "stopped {}: {} connections, {} requests, {} spans, {} log records, {} answer body bytes taken",
+            collector.endpoint(),
+            HostileStats::get(&stats.connections),
+            HostileStats::get(&stats.requests),
+            HostileStats::get(&stats.spans),
+            HostileStats::get(&stats.logs),
+            HostileStats::get(&stats.body_bytes_written),
+        );
+    }
     Ok(())
 }
 

@@ -438,3 +438,37 @@ fn a_malformed_required_header_does_not_show_its_value() -> TestResult {
     }
     Ok(())
 }
+
+#[test]
+fn an_unknown_hostile_mode_is_one_line_and_exit_2() -> TestResult {
+    let stderr = fails_with_one_line(&["--hostile", "rude"], &[])?;
+    assert!(stderr.contains("expected silent, endless-body"), "{stderr}");
+    Ok(())
+}
+
+/// `--hostile late=1h`: the request is taken whole and counted, and no answer comes.
+#[tokio::test]
+async fn a_late_hostile_receiver_takes_requests_and_does_not_answer() -> TestResult {
+    let running = start(&["--hostile", "late=1h"]).await?;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let answer = reqwest::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()?
+        .post(format!("{}/v1/traces", running.http))
+        .header("content-type", "application/x-protobuf")
+        .body(span_request("late").encode_to_vec())
+        .send()
+        .await;
+    assert!(
+        answer.as_ref().is_err_and(reqwest::Error::is_timeout),
+        "{answer:?}"
+    );
+    running.signal(Signal::SIGTERM)?;
+    let (status, rest) = running.finish().await?;
+    assert!(status.success(), "{status}");
+    assert!(
+        rest.contains("1 requests, 1 spans, 0 log records"),
+        "{rest}"
+    );
+    Ok(())
+}

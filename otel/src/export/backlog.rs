@@ -1,19 +1,31 @@
 //! Calls waiting for delivery while the destination is unreachable: bounded, oldest first,
 //! and every call pushed out is handed back so it can be counted.
 
-use std::{collections::VecDeque, time::Duration};
+use std::{collections::VecDeque, sync::Arc, time::Duration};
 
 use kspan_decode::Call;
 
-/// A batch and which of its signals the destination has acknowledged.
+/// Where one signal (spans, or log records) of a batch stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Not acknowledged, and no attempt has ended without an answer.
+    Pending,
+    /// Not acknowledged, but an attempt was sent and got no answer in time: the destination
+    /// may have it. Retried; if never acknowledged, counted as possibly delivered.
+    Unanswered,
+    /// Counted and owed no more: acknowledged, refused, or not sent by this sink.
+    Done,
+}
+
+/// A batch and where each of its signals stands.
 #[derive(Debug)]
 pub struct PendingBatch {
-    /// The calls, in capture order.
-    pub calls: Vec<Call>,
-    /// Spans delivered.
-    pub spans_sent: bool,
-    /// Log records delivered (or not wanted by the sink).
-    pub logs_sent: bool,
+    /// The calls, in capture order (shared with the request in flight).
+    pub calls: Arc<[Call]>,
+    /// The spans.
+    pub spans: Delivery,
+    /// The log records.
+    pub logs: Delivery,
 }
 
 /// Batches not yet fully delivered, holding at most `capacity` calls.
@@ -125,9 +137,9 @@ mod tests {
 
     fn batch(size: usize) -> PendingBatch {
         PendingBatch {
-            calls: vec![sample_call(); size],
-            spans_sent: false,
-            logs_sent: false,
+            calls: vec![sample_call(); size].into(),
+            spans: Delivery::Pending,
+            logs: Delivery::Pending,
         }
     }
 

@@ -1,13 +1,20 @@
 //! Shipping calls: a bounded queue, a batching worker, and the sink that encodes and sends.
 //! Code that produces calls only sees [`Pipeline::submit`]; the sink decides the transport.
+//!
+//! Delivery is at least once: a batch is sent again until the destination acknowledges it, so
+//! a request that reached the collector but whose answer did not come in time is sent twice.
+//! Each call is counted once whatever the attempts: exported, failed, possibly delivered (never
+//! acknowledged, but an attempt went unanswered) or lost at the stop deadline.
 
 mod backlog;
+mod failure;
 mod otlp;
 mod stdout;
 
 use std::{
+    collections::HashMap,
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex,
     },
     time::Duration,
@@ -15,20 +22,22 @@ use std::{
 
 use futures_util::{stream::FuturesUnordered, StreamExt as _};
 use tokio::{
-    sync::{mpsc, Notify},
+    sync::{mpsc, watch, Notify},
     task::JoinHandle,
+    time::Instant,
 };
 
+pub use failure::{ExportFailure, FailureKind};
 pub use otlp::{
     read_headers_file, validate_endpoint, MetricsExporter, OtlpConfig, OtlpSink, Protocol,
-    Rejected, Signal,
+    Rejected, Signal, MAX_RESPONSE_BYTES,
 };
 pub use stdout::StdoutSink;
 
 use kspan_decode::Call;
 
 use crate::{stats::ExportStats, ExportError};
-use backlog::{Backlog, Backoff, PendingBatch};
+use backlog::{Backlog, Backoff, Delivery, PendingBatch};
 
 /// Where calls go.
 pub enum Sink {
@@ -39,14 +48,17 @@ pub enum Sink {
 }
 
 impl Sink {
-    async fn export_spans(&self, calls: &[Call]) -> Result<Rejected, String> {
+    async fn export_spans(&self, calls: &[Call]) -> Result<Rejected, ExportFailure> {
         match self {
             Sink::Otlp(sink) => sink.export_spans(calls).await,
-            Sink::Stdout(sink) => sink.export(calls).map(|()| 0),
+            Sink::Stdout(sink) => sink
+                .export(calls)
+                .map(|()| 0)
+                .map_err(ExportFailure::retryable),
         }
     }
 
-    async fn export_logs(&self, calls: &[Call]) -> Result<Rejected, String> {
+    async fn export_logs(&self, calls: &[Call]) -> Result<Rejected, ExportFailure> {
         match self {
             Sink::Otlp(sink) => sink.export_logs(calls).await,
             Sink::Stdout(_) => Ok(0),
@@ -74,7 +86,8 @@ pub struct PipelineConfig {
     /// Calls kept for retry while the destination is unreachable; the oldest beyond this are
     /// dropped and counted.
     pub backlog_capacity: usize,
-    /// First wait before retrying a failed export; doubles up to `max_backoff`.
+    /// First wait before retrying a failed export; doubles up to `max_backoff`. The final
+    /// flush retries at this pace, without doubling.
     pub initial_backoff: Duration,
     /// Longest wait between retries.
     pub max_backoff: Duration,
@@ -98,6 +111,8 @@ impl Default for PipelineConfig {
 pub struct Pipeline {
     queue: mpsc::Sender<Call>,
     stats: Arc<ExportStats>,
+    /// When the final flush must end; set once, by [`Pipeline::shutdown`].
+    stop_deadline: watch::Sender<Option<Instant>>,
     worker: JoinHandle<()>,
 }
 
@@ -120,11 +135,13 @@ impl Pipeline {
             stats: stats.clone(),
             sends_logs: sink.sends_logs(),
         });
+        let (stop_deadline, deadline) = watch::channel(None);
         tokio::spawn(intake(receiver, config, shared.clone()));
-        let worker = tokio::spawn(deliver(sink, config, shared));
+        let worker = tokio::spawn(deliver(sink, config, shared, deadline));
         Ok(Self {
             queue,
             stats,
+            stop_deadline,
             worker,
         })
     }
@@ -142,9 +159,13 @@ impl Pipeline {
         self.stats.clone()
     }
 
-    /// Exports everything queued (one last attempt for a backlog), shuts the sink down and
-    /// waits for the worker. What still cannot be delivered is counted as failed.
-    pub async fn shutdown(self) {
+    /// The final flush: exports everything queued and everything the backlog holds, retrying
+    /// (every `initial_backoff`) until it is delivered or `deadline` passes, so a collector
+    /// that comes back before the deadline gets it all. At the deadline, requests still in
+    /// flight are abandoned and what is undelivered is counted as lost at stop (or possibly
+    /// delivered, if an earlier attempt went unanswered). Returns by the deadline.
+    pub async fn shutdown(self, deadline: Instant) {
+        self.stop_deadline.send_replace(Some(deadline));
         drop(self.queue);
         if let Err(error) = self.worker.await {
             tracing::error!(%error, "export worker failed");
@@ -162,6 +183,15 @@ struct Shared {
     sends_logs: bool,
 }
 
+/// Why a batch is given up before everything in it was acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum GiveUp {
+    /// Pushed out of a full backlog, or refused by the destination.
+    Failed,
+    /// Still undelivered when the stop deadline passed.
+    StopDeadline,
+}
+
 impl Shared {
     fn backlog(&self) -> std::sync::MutexGuard<'_, Backlog> {
         // A panic elsewhere cannot leave the backlog half-updated: keep going with it.
@@ -174,9 +204,12 @@ impl Shared {
     fn enqueue(&self, calls: Vec<Call>) {
         ExportStats::add(&self.stats.dequeued, calls.len() as u64);
         let pending = PendingBatch {
-            calls,
-            spans_sent: false,
-            logs_sent: !self.sends_logs,
+            calls: calls.into(),
+            spans: Delivery::Pending,
+            logs: match self.sends_logs {
+                true => Delivery::Pending,
+                false => Delivery::Done,
+            },
         };
         let (evicted, waiting) = {
             let mut backlog = self.backlog();
@@ -187,22 +220,53 @@ impl Shared {
                 calls = batch.calls.len(),
                 "export backlog full: dropping the oldest calls"
             );
-            self.give_up(&batch);
+            self.give_up(&batch, GiveUp::Failed);
         }
         ExportStats::set(&self.stats.backlog, waiting as u64);
         self.added.notify_one();
     }
 
-    /// Counts what a batch will never deliver.
-    fn give_up(&self, batch: &PendingBatch) {
-        let count = batch.calls.len() as u64;
-        if !batch.spans_sent {
-            ExportStats::add(&self.stats.spans_failed, count);
-        }
-        if !batch.logs_sent {
-            ExportStats::add(&self.stats.logs_failed, count);
-        }
+    /// Counts what a batch will never deliver, signal by signal.
+    fn give_up(&self, batch: &PendingBatch, why: GiveUp) {
+        let stats = &self.stats;
+        count_given_up(
+            batch.spans,
+            batch.calls.len(),
+            why,
+            [
+                &stats.spans_failed,
+                &stats.spans_lost_at_stop,
+                &stats.spans_possibly_delivered,
+            ],
+        );
+        count_given_up(
+            batch.logs,
+            batch.calls.len(),
+            why,
+            [
+                &stats.logs_failed,
+                &stats.logs_lost_at_stop,
+                &stats.logs_possibly_delivered,
+            ],
+        );
     }
+}
+
+/// Counts one signal of `count` calls that will never be acknowledged, by where it stands, in
+/// one of `[failed, lost at stop, possibly delivered]`.
+fn count_given_up(
+    state: Delivery,
+    count: usize,
+    why: GiveUp,
+    [failed, lost_at_stop, possibly_delivered]: [&AtomicU64; 3],
+) {
+    let counter = match (state, why) {
+        (Delivery::Done, _) => return,
+        (Delivery::Unanswered, _) => possibly_delivered,
+        (Delivery::Pending, GiveUp::Failed) => failed,
+        (Delivery::Pending, GiveUp::StopDeadline) => lost_at_stop,
+    };
+    ExportStats::add(counter, count as u64);
 }
 
 /// Moves calls from the queue into the backlog in batches, at the pace they arrive, so a
@@ -238,17 +302,45 @@ async fn intake(mut receiver: mpsc::Receiver<Call>, config: PipelineConfig, shar
 }
 
 /// Delivers backlog batches oldest first, up to `max_in_flight` at once; a failed batch goes
-/// back to the front of the backlog and nothing new starts until the backoff has passed.
-async fn deliver(sink: Sink, config: PipelineConfig, shared: Arc<Shared>) {
+/// back to the front of the backlog and nothing new starts until the backoff has passed. Once
+/// a stop deadline is set, retries come every `initial_backoff` until everything is delivered
+/// or the deadline passes.
+async fn deliver(
+    sink: Sink,
+    config: PipelineConfig,
+    shared: Arc<Shared>,
+    mut stop_deadline: watch::Receiver<Option<Instant>>,
+) {
     let mut backoff = Backoff::new(config.initial_backoff, config.max_backoff);
     let mut in_flight = FuturesUnordered::new();
-    let mut retry_at: Option<tokio::time::Instant> = None;
+    // The batches whose requests are in flight, by id, so the deadline can count them.
+    let mut sending: HashMap<u64, PendingBatch> = HashMap::new();
+    let mut next_id = 0_u64;
+    let mut retry_at: Option<Instant> = None;
+    let mut deadline: Option<Instant> = None;
     loop {
+        if deadline.is_none() {
+            if let Some(stop) = *stop_deadline.borrow_and_update() {
+                // The final flush: try again now, whatever the backoff had reached.
+                deadline = Some(stop);
+                retry_at = None;
+                backoff.reset();
+            }
+        }
         while retry_at.is_none() && in_flight.len() < config.max_in_flight {
             let Some(batch) = shared.backlog().pop_front() else {
                 break;
             };
-            in_flight.push(send(&sink, &shared.stats, batch));
+            let id = next_id;
+            next_id += 1;
+            in_flight.push(send(
+                &sink,
+                id,
+                batch.calls.clone(),
+                batch.spans,
+                batch.logs,
+            ));
+            sending.insert(id, batch);
         }
         if in_flight.is_empty()
             && retry_at.is_none()
@@ -259,27 +351,39 @@ async fn deliver(sink: Sink, config: PipelineConfig, shared: Arc<Shared>) {
         }
         let can_start = retry_at.is_none() && in_flight.len() < config.max_in_flight;
         tokio::select! {
-            Some((batch, failure)) = in_flight.next() => {
-                match failure {
+            Some(attempt) = in_flight.next() => {
+                let Some(mut batch) = sending.remove(&attempt.id) else {
+                    continue;
+                };
+                let count = batch.calls.len() as u64;
+                let outcome = settle(&shared.stats, &mut batch, attempt);
+                if let Some(refusal) = &outcome.refused {
+                    tracing::warn!(error = %refusal, calls = count, "the collector refused an export; counting its calls as failed");
+                }
+                match outcome.retry {
                     None => {
-                        if backoff.current() != config.initial_backoff {
+                        if outcome.refused.is_none() && backoff.current() != config.initial_backoff {
                             tracing::info!("export recovered: delivering the backlog");
                         }
                         backoff.reset();
                     }
                     Some(error) => {
                         ExportStats::add(&shared.stats.export_errors, 1);
-                        let waiting = shared.backlog().len() + batch.calls.len();
-                        tracing::warn!(%error, backlog = waiting, retry_in = ?backoff.current(), "export failed; keeping the calls for retry");
-                        if shared.intake_done.load(Ordering::Acquire) {
-                            // Shutting down: one attempt per batch, then count what is left.
-                            shared.give_up(&batch);
-                        } else {
-                            let evicted = shared.backlog().push_front(batch);
-                            for batch in evicted {
-                                shared.give_up(&batch);
-                            }
-                            retry_at = Some(tokio::time::Instant::now() + backoff.current());
+                        let waiting = shared.backlog().len() as u64 + count;
+                        let wait = match deadline {
+                            Some(_) => config.initial_backoff,
+                            None => backoff.current(),
+                        };
+                        // Unanswered: the collector may have the calls; sending them again may
+                        // duplicate them (delivery is at least once).
+                        let unanswered = error.kind == FailureKind::NoAnswer;
+                        tracing::warn!(%error, unanswered, backlog = waiting, retry_in = ?wait, "export failed; keeping the calls for retry");
+                        let evicted = shared.backlog().push_front(batch);
+                        for batch in evicted {
+                            shared.give_up(&batch, GiveUp::Failed);
+                        }
+                        retry_at = Some(Instant::now() + wait);
+                        if deadline.is_none() {
                             backoff.increase();
                         }
                     }
@@ -287,69 +391,155 @@ async fn deliver(sink: Sink, config: PipelineConfig, shared: Arc<Shared>) {
                 ExportStats::set(&shared.stats.backlog, shared.backlog().len() as u64);
             }
             () = shared.added.notified(), if can_start => {}
-            () = tokio::time::sleep_until(retry_at.unwrap_or_else(tokio::time::Instant::now)),
+            () = tokio::time::sleep_until(retry_at.unwrap_or_else(Instant::now)),
                 if retry_at.is_some() => retry_at = None,
+            // Wakes a worker waiting out a backoff when the stop comes.
+            Ok(()) = stop_deadline.changed(), if deadline.is_none() => {}
+            () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)),
+                if deadline.is_some() => {
+                drop(in_flight);
+                abandon(&shared, sending.into_values().collect()).await;
+                break;
+            }
         }
     }
     ExportStats::set(&shared.stats.backlog, 0);
 }
 
-/// Sends what a batch still owes (spans and logs concurrently, on separate requests) and
-/// counts what got through; returns the batch and the first failure, if any.
+/// At the stop deadline: counts the batches whose requests were abandoned, then (once intake
+/// has moved the last queued calls into it) everything the backlog still holds.
+async fn abandon(shared: &Shared, in_flight: Vec<PendingBatch>) {
+    let mut calls = 0;
+    for batch in in_flight {
+        calls += batch.calls.len();
+        shared.give_up(&batch, GiveUp::StopDeadline);
+    }
+    loop {
+        // Intake finishing between the check and the wait leaves a permit: the wait ends.
+        let added = shared.added.notified();
+        let done = shared.intake_done.load(Ordering::Acquire);
+        let left: Vec<PendingBatch> = {
+            let mut backlog = shared.backlog();
+            std::iter::from_fn(|| backlog.pop_front()).collect()
+        };
+        for batch in left {
+            calls += batch.calls.len();
+            shared.give_up(&batch, GiveUp::StopDeadline);
+        }
+        if done {
+            break;
+        }
+        added.await;
+    }
+    tracing::warn!(
+        calls,
+        "stop deadline passed: abandoning the export of what is still undelivered"
+    );
+}
+
+/// What one attempt at a batch came to, per signal (`None`: not sent, nothing was owed).
+struct Attempt {
+    id: u64,
+    spans: Option<Result<Rejected, ExportFailure>>,
+    logs: Option<Result<Rejected, ExportFailure>>,
+}
+
+/// Sends what a batch still owes (spans and logs concurrently, on separate requests).
 async fn send(
     sink: &Sink,
-    stats: &ExportStats,
-    mut batch: PendingBatch,
-) -> (PendingBatch, Option<String>) {
-    let count = batch.calls.len() as u64;
-    let calls = &batch.calls;
+    id: u64,
+    calls: Arc<[Call]>,
+    spans: Delivery,
+    logs: Delivery,
+) -> Attempt {
     let spans = async {
-        match batch.spans_sent {
-            true => None,
-            false => Some(sink.export_spans(calls).await),
+        match spans {
+            Delivery::Done => None,
+            _ => Some(sink.export_spans(&calls).await),
         }
     };
     let logs = async {
-        match batch.logs_sent {
-            true => None,
-            false => Some(sink.export_logs(calls).await),
+        match logs {
+            Delivery::Done => None,
+            _ => Some(sink.export_logs(&calls).await),
         }
     };
     let (spans, logs) = tokio::join!(spans, logs);
+    Attempt { id, spans, logs }
+}
+
+/// What an attempt means for its batch: a failure to retry it for, and a refusal to report.
+struct Settled {
+    retry: Option<ExportFailure>,
+    refused: Option<ExportFailure>,
+}
+
+/// Updates a batch after an attempt and counts what it settled: acknowledged items as
+/// exported (or failed, if the collector rejected them), refused ones as failed (or possibly
+/// delivered, after an unanswered attempt).
+fn settle(stats: &ExportStats, batch: &mut PendingBatch, attempt: Attempt) -> Settled {
+    let count = batch.calls.len();
+    let mut settled = Settled {
+        retry: None,
+        refused: None,
+    };
     let signals = [
         (
-            &spans,
-            &mut batch.spans_sent,
+            attempt.spans,
+            &mut batch.spans,
             "spans",
-            &stats.spans_exported,
-            &stats.spans_failed,
+            [
+                &stats.spans_exported,
+                &stats.spans_failed,
+                &stats.spans_lost_at_stop,
+                &stats.spans_possibly_delivered,
+            ],
         ),
         (
-            &logs,
-            &mut batch.logs_sent,
+            attempt.logs,
+            &mut batch.logs,
             "log records",
-            &stats.logs_exported,
-            &stats.logs_failed,
+            [
+                &stats.logs_exported,
+                &stats.logs_failed,
+                &stats.logs_lost_at_stop,
+                &stats.logs_possibly_delivered,
+            ],
         ),
     ];
-    for (outcome, sent, what, exported, failed) in signals {
-        if let Some(Ok(rejected)) = outcome {
-            *sent = true;
-            count_delivery(what, count, *rejected, exported, failed);
+    for (outcome, state, what, [exported, failed, lost_at_stop, possibly]) in signals {
+        match outcome {
+            None => {}
+            Some(Ok(rejected)) => {
+                *state = Delivery::Done;
+                count_delivery(what, count as u64, rejected, exported, failed);
+            }
+            Some(Err(failure)) => match failure.kind {
+                FailureKind::Refused => {
+                    count_given_up(
+                        *state,
+                        count,
+                        GiveUp::Failed,
+                        [failed, lost_at_stop, possibly],
+                    );
+                    *state = Delivery::Done;
+                    settled.refused.get_or_insert(failure);
+                }
+                FailureKind::NoAnswer => {
+                    *state = Delivery::Unanswered;
+                    settled.retry.get_or_insert(failure);
+                }
+                FailureKind::Retryable => {
+                    settled.retry.get_or_insert(failure);
+                }
+            },
         }
     }
-    let failure = [spans, logs].into_iter().flatten().find_map(Result::err);
-    (batch, failure)
+    settled
 }
 
 /// Counts an accepted request: what the collector kept, and what it rejected (lost, and said).
-fn count_delivery(
-    what: &str,
-    sent: u64,
-    rejected: u64,
-    exported: &std::sync::atomic::AtomicU64,
-    failed: &std::sync::atomic::AtomicU64,
-) {
+fn count_delivery(what: &str, sent: u64, rejected: u64, exported: &AtomicU64, failed: &AtomicU64) {
     let rejected = rejected.min(sent);
     ExportStats::add(exported, sent - rejected);
     if rejected > 0 {
@@ -377,7 +567,9 @@ mod tests {
             });
         }
         let stats = pipeline.stats();
-        pipeline.shutdown().await;
+        pipeline
+            .shutdown(Instant::now() + Duration::from_secs(60))
+            .await;
         let snapshot = stats.snapshot();
         assert_eq!(snapshot.accepted, 1000);
         assert_eq!(snapshot.spans_exported, 1000);
@@ -398,7 +590,9 @@ mod tests {
             pipeline.submit(sample_call());
         }
         let stats = pipeline.stats();
-        pipeline.shutdown().await;
+        pipeline
+            .shutdown(Instant::now() + Duration::from_secs(60))
+            .await;
         let snapshot = stats.snapshot();
         assert_eq!((snapshot.accepted, snapshot.dropped_queue_full), (4, 6));
         assert_eq!(snapshot.spans_exported, 4);
@@ -412,6 +606,50 @@ mod tests {
         count_delivery("spans", 5, 9, &stats.spans_exported, &stats.spans_failed);
         let snapshot = stats.snapshot();
         assert_eq!((snapshot.spans_exported, snapshot.spans_failed), (7, 8));
+    }
+
+    #[test]
+    fn a_batch_given_up_is_counted_by_where_each_signal_stands() {
+        use Delivery::{Done, Pending, Unanswered};
+        let given_up = |spans, logs, why| {
+            let shared = Shared {
+                backlog: Mutex::new(Backlog::new(1)),
+                added: Notify::new(),
+                intake_done: AtomicBool::new(false),
+                stats: Arc::new(ExportStats::default()),
+                sends_logs: true,
+            };
+            let batch = PendingBatch {
+                calls: vec![sample_call(); 3].into(),
+                spans,
+                logs,
+            };
+            shared.give_up(&batch, why);
+            shared.stats.snapshot()
+        };
+        let cases = [
+            (Pending, Done, GiveUp::Failed, [3, 0, 0, 0, 0, 0]),
+            (Pending, Pending, GiveUp::StopDeadline, [0, 3, 0, 0, 3, 0]),
+            (
+                Unanswered,
+                Pending,
+                GiveUp::StopDeadline,
+                [0, 0, 3, 0, 3, 0],
+            ),
+            (Done, Unanswered, GiveUp::Failed, [0, 0, 0, 0, 0, 3]),
+        ];
+        for (spans, logs, why, expected) in cases {
+            let s = given_up(spans, logs, why);
+            let actual = [
+                s.spans_failed,
+                s.spans_lost_at_stop,
+                s.spans_possibly_delivered,
+                s.logs_failed,
+                s.logs_lost_at_stop,
+                s.logs_possibly_delivered,
+            ];
+            assert_eq!(actual, expected, "spans {spans:?}, logs {logs:?}, {why:?}");
+        }
     }
 
     #[test]
@@ -434,137 +672,7 @@ mod tests {
 }
 
 #[cfg(test)]
-mod outage_tests {
-    //! Against a real OTLP receiver that is down at first and comes up later.
-    use std::net::{SocketAddr, TcpListener};
+mod outage_tests;
 
-    use kspan_receiver::{Receiver, ReceiverConfig};
-
-    use super::*;
-    use kspan_decode::test_support::sample_call;
-
-    use crate::{ids::TraceGrouping, resource::HostInfo};
-
-    fn free_port() -> SocketAddr {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap()
-    }
-
-    fn sink(addr: SocketAddr, protocol: Protocol) -> Sink {
-        let config = OtlpConfig {
-            protocol,
-            endpoint: Some(format!("http://{addr}")),
-            headers: vec![],
-            ca_certificate: None,
-            timeout: Some(Duration::from_secs(2)),
-        };
-        let host = HostInfo {
-            host_name: "test".into(),
-            kernel_release: "6.0".into(),
-        };
-        let grouping = TraceGrouping::new("boot", Duration::from_secs(60));
-        Sink::Otlp(Box::new(
-            OtlpSink::new(&config, &crate::agent_resource(&host).unwrap(), grouping).unwrap(),
-        ))
-    }
-
-    async fn survives_an_outage(protocol: Protocol) {
-        let addr = free_port();
-        let config = PipelineConfig {
-            initial_backoff: Duration::from_millis(50),
-            max_backoff: Duration::from_millis(200),
-            flush_interval: Duration::from_millis(20),
-            ..PipelineConfig::default()
-        };
-        let pipeline = Pipeline::start(sink(addr, protocol), config).unwrap();
-        for tid in 0..300 {
-            pipeline.submit(Call {
-                tid,
-                ..sample_call()
-            });
-        }
-        let stats = pipeline.stats();
-        // Let exports fail against the closed port for a while.
-        tokio::time::sleep(Duration::from_millis(600)).await;
-        assert!(
-            stats.snapshot().export_errors > 0,
-            "exports should have failed while down"
-        );
-        assert_eq!(stats.snapshot().spans_exported, 0);
-        let receiver_config = match protocol {
-            Protocol::Grpc => ReceiverConfig {
-                grpc_addr: Some(addr),
-                ..ReceiverConfig::default()
-            },
-            Protocol::HttpProtobuf => ReceiverConfig {
-                http_addr: Some(addr),
-                ..ReceiverConfig::default()
-            },
-        };
-        let receiver = Receiver::start(receiver_config).await.unwrap();
-        for tid in 300..600 {
-            pipeline.submit(Call {
-                tid,
-                ..sample_call()
-            });
-        }
-        pipeline.shutdown().await;
-        let snapshot = stats.snapshot();
-        assert_eq!(
-            (snapshot.spans_exported, snapshot.logs_exported),
-            (600, 600),
-            "{snapshot:?}"
-        );
-        assert_eq!(
-            (
-                snapshot.spans_failed,
-                snapshot.logs_failed,
-                snapshot.backlog
-            ),
-            (0, 0, 0)
-        );
-        let received = receiver.store().stats();
-        assert_eq!((received.spans, received.logs), (600, 600));
-        receiver.shutdown().await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn grpc_backlog_is_delivered_after_an_outage() {
-        survives_an_outage(Protocol::Grpc).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn http_backlog_is_delivered_after_an_outage() {
-        survives_an_outage(Protocol::HttpProtobuf).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn calls_beyond_the_backlog_are_counted_as_failed() {
-        let config = PipelineConfig {
-            backlog_capacity: 100,
-            max_batch: 50,
-            initial_backoff: Duration::from_millis(20),
-            max_backoff: Duration::from_millis(50),
-            flush_interval: Duration::from_millis(5),
-            ..PipelineConfig::default()
-        };
-        let pipeline = Pipeline::start(sink(free_port(), Protocol::Grpc), config).unwrap();
-        for tid in 0..500 {
-            pipeline.submit(Call {
-                tid,
-                ..sample_call()
-            });
-        }
-        let stats = pipeline.stats();
-        pipeline.shutdown().await;
-        let snapshot = stats.snapshot();
-        assert_eq!(snapshot.accepted, 500);
-        assert_eq!(
-            snapshot.spans_exported + snapshot.spans_failed,
-            500,
-            "{snapshot:?}"
-        );
-        assert_eq!(snapshot.spans_failed, 500);
-        assert_eq!(snapshot.logs_failed, 500);
-    }
-}
+#[cfg(test)]
+mod hostile_tests;

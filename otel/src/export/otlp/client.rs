@@ -1,10 +1,16 @@
 //! Sends OTLP requests, already encoded as protobuf bytes, over gRPC (tonic) or HTTP/protobuf
 //! (reqwest). No retries here: the pipeline retries with backoff and counts.
 
-use std::{io::Write as _, marker::PhantomData, str::FromStr};
+use std::{
+    io::Write as _,
+    marker::PhantomData,
+    str::FromStr,
+    sync::atomic::{AtomicBool, Ordering},
+};
 
-use bytes::BufMut as _;
+use bytes::{BufMut as _, Bytes};
 use flate2::{write::GzEncoder, Compression};
+use futures_util::{Stream, StreamExt as _};
 use opentelemetry_proto::tonic::collector::{
     logs::v1::ExportLogsServiceResponse, metrics::v1::ExportMetricsServiceResponse,
     trace::v1::ExportTraceServiceResponse,
@@ -17,10 +23,17 @@ use tonic::{
 };
 
 use super::config::{Protocol, Signal, Target};
-use crate::ExportError;
+use crate::{
+    export::failure::{ExportFailure, FailureKind},
+    ExportError,
+};
 
 /// How many items of an accepted request the collector rejected (OTLP partial success).
 pub type Rejected = u64;
+
+/// The most of an HTTP response body kspan reads. An OTLP answer is empty or a partial success
+/// of a few hundred bytes; reading stops here, whatever the collector sends.
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 /// Where one signal's requests go.
 pub struct Endpoint {
@@ -55,6 +68,8 @@ struct HttpEndpoint {
     headers: http::HeaderMap,
     /// Whether bodies are gzip-compressed.
     gzip: bool,
+    /// Set once an answer's body could not be used, so that is logged once, not per request.
+    odd_answer_logged: AtomicBool,
 }
 
 impl Endpoint {
@@ -70,7 +85,7 @@ impl Endpoint {
 
     /// Sends one encoded export request of this endpoint's signal; returns how many of its
     /// items the collector rejected.
-    pub async fn send(&self, body: Vec<u8>) -> Result<Rejected, String> {
+    pub async fn send(&self, body: Vec<u8>) -> Result<Rejected, ExportFailure> {
         Ok(match self.signal {
             Signal::Traces => {
                 let response: ExportTraceServiceResponse = self.call(body).await?;
@@ -95,7 +110,7 @@ impl Endpoint {
     async fn call<R: Message + Default + Send + 'static>(
         &self,
         body: Vec<u8>,
-    ) -> Result<R, String> {
+    ) -> Result<R, ExportFailure> {
         match &self.transport {
             Transport::Grpc(grpc) => grpc.call(self.signal, body).await,
             Transport::Http(http) => http.post(body).await,
@@ -108,7 +123,7 @@ impl GrpcEndpoint {
         &self,
         signal: Signal,
         body: Vec<u8>,
-    ) -> Result<R, String> {
+    ) -> Result<R, ExportFailure> {
         let path = http::uri::PathAndQuery::from_static(match signal {
             Signal::Traces => "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
             Signal::Logs => "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
@@ -124,12 +139,13 @@ impl GrpcEndpoint {
         client
             .ready()
             .await
-            .map_err(|error| format!("gRPC: {}", error_chain(&error)))?;
+            .map_err(|error| ExportFailure::retryable(format!("gRPC: {}", error_chain(&error))))?;
+        // A response over tonic's 4 MiB limit is refused by its length prefix, before it is read.
         client
             .unary(request, path, PreEncoded::<R>(PhantomData))
             .await
             .map(tonic::Response::into_inner)
-            .map_err(grpc_error)
+            .map_err(|status| ExportFailure::grpc_status(&status))
     }
 }
 
@@ -173,8 +189,11 @@ impl<R: Message + Default> Decoder for PreEncoded<R> {
 }
 
 impl HttpEndpoint {
-    /// Posts a protobuf body; a non-2xx status is a failure.
-    async fn post<R: Message + Default>(&self, mut body: Vec<u8>) -> Result<R, String> {
+    /// Posts a protobuf body. The answer counts by its status: a non-2xx status is a failure
+    /// (its body is not read), a 2xx one a delivery, whose body is decoded for a partial success
+    /// when it is whole, short and well formed, and otherwise read no further than
+    /// [`MAX_RESPONSE_BYTES`] and ignored.
+    async fn post<R: Message + Default>(&self, mut body: Vec<u8>) -> Result<R, ExportFailure> {
         let url = &self.url;
         let mut request = self
             .client
@@ -187,24 +206,91 @@ impl HttpEndpoint {
             body = encoder
                 .write_all(&body)
                 .and_then(|()| encoder.finish())
-                .map_err(|error| format!("gzip: {error}"))?;
+                .map_err(|error| ExportFailure::retryable(format!("gzip: {error}")))?;
             request = request.header(http::header::CONTENT_ENCODING, "gzip");
         }
         let response = request
             .body(body)
             .send()
             .await
-            .map_err(|error| format!("POST {url}: {}", error_chain(&error)))?;
+            .map_err(|error| http_failure(url, &error))?;
         let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|error| format!("POST {url}: reading the response: {error}"))?;
         if !status.is_success() {
-            return Err(format!("POST {url}: HTTP {status}"));
+            return Err(ExportFailure::http_status(status, url));
         }
-        // An empty body is a full success.
-        R::decode(bytes).map_err(|error| format!("POST {url}: bad response body: {error}"))
+        let chunks = futures_util::stream::unfold(response, |mut response| async move {
+            let chunk = response.chunk().await.transpose()?;
+            Some((chunk, response))
+        });
+        let why_ignored = match read_capped(chunks, MAX_RESPONSE_BYTES).await {
+            // An empty body is a full success.
+            Ok(CappedBody {
+                bytes,
+                complete: true,
+            }) => match R::decode(bytes.as_slice()) {
+                Ok(answer) => return Ok(answer),
+                Err(error) => format!("a body that is not an OTLP response ({error})"),
+            },
+            Ok(CappedBody {
+                complete: false, ..
+            }) => format!("a body longer than {MAX_RESPONSE_BYTES} bytes, not read past that"),
+            Err(error) => format!("a body that could not be read ({})", error_chain(&error)),
+        };
+        if !self.odd_answer_logged.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                %url,
+                %status,
+                "the collector answered with {why_ignored}; requests it answers with a success \
+                 status are counted as delivered (logged once)"
+            );
+        }
+        Ok(R::default())
+    }
+}
+
+/// A response body read up to a cap.
+#[derive(Debug, PartialEq, Eq)]
+struct CappedBody {
+    /// At most the cap's worth of bytes.
+    bytes: Vec<u8>,
+    /// Whether the body ended within the cap.
+    complete: bool,
+}
+
+/// Pulls chunks until the body ends or `cap` bytes have come; never asks for a chunk after
+/// that, so a body that never ends costs at most the cap and one chunk.
+async fn read_capped<E>(
+    chunks: impl Stream<Item = Result<Bytes, E>>,
+    cap: usize,
+) -> Result<CappedBody, E> {
+    let mut chunks = std::pin::pin!(chunks);
+    let mut bytes = Vec::new();
+    while let Some(chunk) = chunks.next().await.transpose()? {
+        let room = cap - bytes.len();
+        if chunk.len() > room {
+            bytes.extend_from_slice(&chunk[..room]);
+            return Ok(CappedBody {
+                bytes,
+                complete: false,
+            });
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(CappedBody {
+        bytes,
+        complete: true,
+    })
+}
+
+/// A request that got no status: not sent, or sent and timed out waiting for the answer.
+fn http_failure(url: &str, error: &reqwest::Error) -> ExportFailure {
+    let message = format!("POST {url}: {}", error_chain(error));
+    match error.is_timeout() && !error.is_connect() {
+        true => ExportFailure {
+            kind: FailureKind::NoAnswer,
+            message,
+        },
+        false => ExportFailure::retryable(message),
     }
 }
 
@@ -215,7 +301,8 @@ fn grpc(target: &Target) -> Result<GrpcEndpoint, ExportError> {
     };
     let mut endpoint = Channel::from_shared(target.url.clone())
         .map_err(|error| invalid_endpoint(error.to_string()))?
-        .timeout(target.timeout);
+        .timeout(target.timeout)
+        .connect_timeout(connect_timeout(target));
     if target.url.starts_with("https://") || target.ca_pem.is_some() {
         let mut tls = ClientTlsConfig::new();
         tls = match &target.ca_pem {
@@ -247,7 +334,9 @@ fn grpc(target: &Target) -> Result<GrpcEndpoint, ExportError> {
 fn http(target: &Target) -> Result<HttpEndpoint, ExportError> {
     // reqwest is built without a default TLS provider; ring is the one tonic uses too.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut client = reqwest::Client::builder().timeout(target.timeout);
+    let mut client = reqwest::Client::builder()
+        .timeout(target.timeout)
+        .connect_timeout(connect_timeout(target));
     if let Some(pem) = &target.ca_pem {
         let certificate = reqwest::Certificate::from_pem(pem)
             .map_err(|error| ExportError::HttpClient(format!("CA certificate: {error}")))?;
@@ -277,14 +366,15 @@ fn http(target: &Target) -> Result<HttpEndpoint, ExportError> {
         url: target.url.clone(),
         headers,
         gzip: target.gzip,
+        odd_answer_logged: AtomicBool::new(false),
     })
 }
 
-fn grpc_error(status: tonic::Status) -> String {
-    match status.message() {
-        "" => format!("gRPC {:?}", status.code()),
-        message => format!("gRPC {:?}: {message}", status.code()),
-    }
+/// A connection gets at most half the request timeout, so a request that times out had been
+/// sent: the collector may have it (counted as possibly delivered), while one that could not
+/// connect in time was not delivered.
+fn connect_timeout(target: &Target) -> std::time::Duration {
+    target.timeout / 2
 }
 
 /// An error with its causes, which hold the useful part (connection refused, bad certificate).
@@ -297,4 +387,64 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    /// A body that never ends, in 16 KiB chunks, counting the bytes handed out.
+    fn endless(handed_out: &AtomicUsize) -> impl Stream<Item = Result<Bytes, ()>> + '_ {
+        futures_util::stream::repeat_with(move || {
+            handed_out.fetch_add(16 * 1024, Ordering::Relaxed);
+            Ok(Bytes::from(vec![b'k'; 16 * 1024]))
+        })
+    }
+
+    #[tokio::test]
+    async fn an_endless_body_is_read_up_to_the_cap_and_no_further() {
+        let handed_out = AtomicUsize::new(0);
+        let body = read_capped(endless(&handed_out), MAX_RESPONSE_BYTES)
+            .await
+            .unwrap();
+        assert_eq!(
+            (body.bytes.len(), body.complete),
+            (MAX_RESPONSE_BYTES, false)
+        );
+        // The cap is a whole number of chunks: one more chunk shows it is over, no more.
+        assert_eq!(
+            handed_out.load(Ordering::Relaxed),
+            MAX_RESPONSE_BYTES + 16 * 1024
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_within_the_cap_is_read_whole() {
+        let chunks =
+            [b"ab".as_slice(), b"", b"cde"].map(|chunk| Ok::<_, ()>(Bytes::from_static(chunk)));
+        let body = read_capped(futures_util::stream::iter(chunks), 5)
+            .await
+            .unwrap();
+        assert_eq!(
+            body,
+            CappedBody {
+                bytes: b"abcde".to_vec(),
+                complete: true
+            }
+        );
+        let chunks =
+            [b"ab".as_slice(), b"cdef"].map(|chunk| Ok::<_, ()>(Bytes::from_static(chunk)));
+        let body = read_capped(futures_util::stream::iter(chunks), 5)
+            .await
+            .unwrap();
+        assert_eq!(
+            body,
+            CappedBody {
+                bytes: b"abcde".to_vec(),
+                complete: false
+            }
+        );
+    }
 }

@@ -14,10 +14,11 @@ use opentelemetry_proto::tonic::{
 };
 use prost::Message as _;
 
-pub use client::Rejected;
+pub use client::{Rejected, MAX_RESPONSE_BYTES};
 pub use config::{read_headers_file, validate_endpoint, OtlpConfig, Protocol, Signal};
 
 use crate::{
+    export::failure::ExportFailure,
     ids::TraceGrouping,
     wire::{key_value, CallEncoder},
     ExportError,
@@ -76,12 +77,12 @@ impl OtlpSink {
     }
 
     /// Sends one span per call.
-    pub(crate) async fn export_spans(&self, calls: &[Call]) -> Result<Rejected, String> {
+    pub(crate) async fn export_spans(&self, calls: &[Call]) -> Result<Rejected, ExportFailure> {
         self.traces.send(self.encoder.traces_request(calls)).await
     }
 
     /// Sends one log record per call.
-    pub(crate) async fn export_logs(&self, calls: &[Call]) -> Result<Rejected, String> {
+    pub(crate) async fn export_logs(&self, calls: &[Call]) -> Result<Rejected, ExportFailure> {
         self.logs.send(self.encoder.logs_request(calls)).await
     }
 }
@@ -109,7 +110,7 @@ impl MetricsExporter {
     }
 
     /// Sends metrics under the agent's resource and scope.
-    pub async fn export(&self, metrics: Vec<Metric>) -> Result<Rejected, String> {
+    pub async fn export(&self, metrics: Vec<Metric>) -> Result<Rejected, ExportFailure> {
         let request = ExportMetricsServiceRequest {
             resource_metrics: vec![ResourceMetrics {
                 resource: Some(self.sender.resource.clone()),
