@@ -6,7 +6,7 @@ use aya::{
     Btf, BtfError, Ebpf,
 };
 
-pub use crate::attach_mode::{AttachMode, ProbeMode};
+use crate::attach_mode::{AttachMode, ProbeMode};
 use crate::{kernel_function, privileges};
 
 /// The pair that attached, and why the ones tried before it were refused.

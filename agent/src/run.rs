@@ -14,7 +14,8 @@ use kspan_otel::{
 };
 
 use crate::{
-    attach::{self, ProbeMode, Target},
+    attach::{self, Target},
+    attach_mode::{AttachMode, ProbeMode},
     cli::{Cli, ExporterKind, OtlpProtocol},
     health::{self, HealthReporter},
     output_file::OutputFile,
@@ -58,7 +59,7 @@ pub async fn run(cli: Cli, mut signals: StopSignals) -> anyhow::Result<()> {
     let wants_tracepoints = cli.attach.candidates().contains(&ProbeMode::Tracepoint);
     let offsets_checked = wants_tracepoints
         .then(|| tracefs::ensure_mounted().and_then(|root| tracefs::check_signalfd_offsets(&root)));
-    if let (attach::AttachMode::Tracepoint, Some(Err(error))) = (cli.attach, &offsets_checked) {
+    if let (AttachMode::Tracepoint, Some(Err(error))) = (cli.attach, &offsets_checked) {
         anyhow::bail!("{error}");
     }
     let filters = probes::Filters {
