@@ -42,6 +42,9 @@ pub fn run(options: &Options) -> Result<bool> {
     let free_at_start = free_disk_bytes(&root)?;
     println!("==> disk: {} free", gib(free_at_start));
     let mut times = StepTimes::default();
+    if let Some(secs) = steps::secs_since_ci_started() {
+        times.push("build xtask", secs);
+    }
 
     let started = Instant::now();
     // bench: bpftool lists loaded programs in the shutdown test; bpftrace is the bench's peer.

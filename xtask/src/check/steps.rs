@@ -19,8 +19,12 @@ pub struct StepTimes(Vec<(String, f64)>);
 impl StepTimes {
     /// Records that `name` ran from `started` until now.
     pub fn record(&mut self, name: &str, started: Instant) {
-        self.0
-            .push((name.to_owned(), started.elapsed().as_secs_f64()));
+        self.push(name, started.elapsed().as_secs_f64());
+    }
+
+    /// Records that `name` took `secs`.
+    pub fn push(&mut self, name: &str, secs: f64) {
+        self.0.push((name.to_owned(), secs));
     }
 
     /// The step table with a total, each step beside its README time, and the steps that grew
@@ -56,6 +60,17 @@ impl StepTimes {
         }
         out
     }
+}
+
+/// Seconds since `.ci/run` started (`KSPAN_CI_STARTED_AT`, UNIX seconds), when it set it: what
+/// compiling xtask took before xtask could time anything.
+pub fn secs_since_ci_started() -> Option<f64> {
+    let started: f64 = std::env::var("KSPAN_CI_STARTED_AT").ok()?.parse().ok()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs_f64();
+    (now >= started).then_some(now - started)
 }
 
 /// The `| step | seconds |` table under [`README_STEPS_HEADING`], as (step, seconds).
