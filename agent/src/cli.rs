@@ -62,6 +62,11 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub summary_file: Option<PathBuf>,
 
+    /// Permission bits of the ready and summary files, in octal (e.g. 0644 to let other users
+    /// read them).
+    #[arg(long, value_name = "MODE", default_value = "0600", value_parser = parse_file_mode)]
+    pub output_file_mode: u32,
+
     /// Kernel ring buffer size in bytes: a power of two from one page to 256 MiB.
     #[arg(long, default_value_t = 1 << 22, value_parser = parse_ring_buffer_size)]
     pub ring_buffer_bytes: u32,
@@ -217,6 +222,17 @@ fn parse_trace_window(value: &str) -> Result<Duration, String> {
     Ok(window)
 }
 
+fn parse_file_mode(value: &str) -> Result<u32, String> {
+    let mode = u32::from_str_radix(value, 8)
+        .map_err(|_| format!("`{value}` is not an octal mode such as 0600 or 0644"))?;
+    if mode > 0o777 {
+        return Err(format!(
+            "{value} has bits beyond rwx for user, group and others: give at most 0777"
+        ));
+    }
+    Ok(mode)
+}
+
 fn parse_shutdown_timeout(value: &str) -> Result<Duration, String> {
     match humantime::parse_duration(value) {
         Ok(timeout) if timeout.is_zero() => {
@@ -320,6 +336,17 @@ mod tests {
         assert_eq!(
             parse(&comms).check().unwrap_err().to_string(),
             "1025 distinct --comm values: the in-kernel filter holds at most 1024"
+        );
+    }
+
+    #[test]
+    fn file_modes_are_octal_permission_bits() {
+        assert_eq!(parse_file_mode("0644"), Ok(0o644));
+        assert_eq!(parse_file_mode("600"), Ok(0o600));
+        assert!(parse_file_mode("0999").is_err());
+        assert_eq!(
+            parse_file_mode("4755"),
+            Err("4755 has bits beyond rwx for user, group and others: give at most 0777".into())
         );
     }
 

@@ -2,7 +2,7 @@
 //! runs as root in a directory others may write: nothing they plant there (a symlink, a device
 //! node, a file under the temporary name) can make it write anywhere else. Each file is checked
 //! before anything is loaded, then written as a new file in its directory (created exclusively,
-//! never through a symlink, mode 0600) and renamed over the target, which must be absent or a
+//! never through a symlink, mode 0600 unless `--output-file-mode` says otherwise) and renamed over the target, which must be absent or a
 //! regular file. The directory is opened once, at the check, and used by descriptor from then on.
 
 use std::{
@@ -17,7 +17,7 @@ use std::{
 use nix::{
     errno::Errno,
     fcntl::{open, openat, renameat, AtFlags, OFlag},
-    sys::stat::{fstatat, Mode, SFlag},
+    sys::stat::{fchmod, fstatat, Mode, SFlag},
     unistd::{faccessat, unlinkat, AccessFlags, UnlinkatFlags},
 };
 
@@ -37,6 +37,9 @@ pub struct OutputFileError {
 /// planting files under kspan's temporary names).
 const CREATE_ATTEMPTS: usize = 8;
 
+/// Who may read an output file unless the user says otherwise: kspan's user alone.
+pub const DEFAULT_MODE: u32 = 0o600;
+
 /// A checked output file, ready to be written (any number of times).
 #[derive(Debug)]
 pub struct OutputFile {
@@ -46,6 +49,8 @@ pub struct OutputFile {
     dir: OwnedFd,
     /// The file's name in `dir`.
     name: OsString,
+    /// Permission bits of the file written.
+    mode: Mode,
 }
 
 impl OutputFile {
@@ -101,9 +106,16 @@ impl OutputFile {
             path: path.to_path_buf(),
             dir,
             name,
+            mode: Mode::from_bits_truncate(DEFAULT_MODE),
         };
         file.check_target().map_err(refuse)?;
         Ok(file)
+    }
+
+    /// Writes the file with these permission bits (at most 0o777) instead of 0600.
+    pub fn with_mode(mut self, mode: u32) -> Self {
+        self.mode = Mode::from_bits_truncate(mode & 0o777);
+        self
     }
 
     /// Replaces the file with `contents`: written to a new file, flushed to disk, renamed over
@@ -192,7 +204,20 @@ impl OutputFile {
                     | OFlag::O_CLOEXEC,
                 Mode::S_IRUSR | Mode::S_IWUSR,
             ) {
-                Ok(file) => return Ok((temporary, file)),
+                // Widened only now, on kspan's own file, and exactly as asked (the umask aside).
+                Ok(file) => {
+                    return match fchmod(&file, self.mode) {
+                        Ok(()) => Ok((temporary, file)),
+                        Err(errno) => {
+                            let _ = unlinkat(
+                                &self.dir,
+                                temporary.as_os_str(),
+                                UnlinkatFlags::NoRemoveDir,
+                            );
+                            Err(format!("setting the new file's mode: {}", errno.desc()))
+                        }
+                    };
+                }
                 Err(errno @ Errno::EEXIST) => last = errno,
                 Err(errno) => {
                     return Err(format!("creating a new file beside it: {}", errno.desc()))
@@ -256,6 +281,33 @@ mod tests {
         assert_eq!(entries(&dir), ["summary.json"], "temporary files left");
         // A regular file already there at the check is fine too.
         OutputFile::check("--summary-file", &path).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn writes_the_mode_the_user_asks_for_whatever_the_umask() {
+        let dir = scratch("mode");
+        let path = dir.join("ready");
+        let file = OutputFile::check("--ready-file", &path)
+            .unwrap()
+            .with_mode(0o644);
+        file.write(b"probe=tracepoint\n").unwrap();
+        let mode = std::fs::symlink_metadata(&path)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o644);
+        // Only permission bits: no setuid, setgid or sticky bit, whatever is asked.
+        OutputFile::check("--ready-file", &path)
+            .unwrap()
+            .with_mode(0o4755)
+            .write(b"x")
+            .unwrap();
+        let mode = std::fs::symlink_metadata(&path)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o755);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

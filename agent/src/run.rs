@@ -44,7 +44,9 @@ pub async fn run(cli: Cli, mut signals: StopSignals) -> anyhow::Result<()> {
     cli.check().map_err(UsageError::from)?;
     let checked = |option, path: &Option<std::path::PathBuf>| {
         path.as_deref()
-            .map(|path| OutputFile::check(option, path))
+            .map(|path| {
+                OutputFile::check(option, path).map(|file| file.with_mode(cli.output_file_mode))
+            })
             .transpose()
             .map_err(UsageError::from)
     };
