@@ -7,9 +7,9 @@ use std::{path::PathBuf, time::Duration};
 
 use kspan_e2e::{run_capture, CaptureConfig, Destination, RunRecord, Transport, Workload};
 
-/// Where the kspan and signalfd-workload binaries are: `KSPAN_BIN_DIR` (`cargo xtask test`
-/// points it at the release build; a relative path is taken from the workspace root, as in
-/// `KSPAN_BIN_DIR=target/release cargo test`), else `target/<profile>` next to this test.
+/// Where the kspan and signalfd-workload binaries are: `KSPAN_BIN_DIR` (a relative path is taken
+/// from the workspace root, as in `KSPAN_BIN_DIR=target/release cargo test`), else
+/// `target/<profile>` next to this test, where `cargo xtask test` builds them.
 pub fn bin_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("KSPAN_BIN_DIR") {
         // cargo runs tests in the package's directory, one below the workspace root.
