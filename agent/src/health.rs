@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use kspan_otel::{env_var, export::MetricsExporter, ExportError, Health};
+use kspan_otel::{counters::Snapshot, env_var, export::MetricsExporter, ExportError};
 use tokio::{sync::watch, task::JoinHandle};
 
 /// `OTEL_METRIC_EXPORT_INTERVAL` unset: shorter than the SDK's 60 s, so trouble shows quickly.
@@ -36,7 +36,7 @@ pub fn interval_from_env() -> Result<Option<Duration>, ExportError> {
 /// The periodic export task and the latest figures it sends.
 pub struct HealthReporter {
     exporter: std::sync::Arc<MetricsExporter>,
-    latest: watch::Sender<Health>,
+    latest: watch::Sender<Snapshot>,
     started: SystemTime,
     task: JoinHandle<()>,
 }
@@ -45,7 +45,7 @@ impl HealthReporter {
     /// Starts exporting every `interval` on the current tokio runtime.
     pub fn start(exporter: MetricsExporter, interval: Duration) -> Self {
         let exporter = std::sync::Arc::new(exporter);
-        let (latest, mut readings) = watch::channel(Health::default());
+        let (latest, mut readings) = watch::channel(Snapshot::default());
         let started = SystemTime::now();
         let task = tokio::spawn({
             let exporter = exporter.clone();
@@ -54,8 +54,8 @@ impl HealthReporter {
                 ticks.tick().await;
                 loop {
                     ticks.tick().await;
-                    let health = readings.borrow_and_update().clone();
-                    send(&exporter, &health, started).await;
+                    let counters = *readings.borrow_and_update();
+                    send(&exporter, &counters, started).await;
                 }
             }
         });
@@ -68,19 +68,19 @@ impl HealthReporter {
     }
 
     /// Replaces the figures the next export sends.
-    pub fn update(&self, health: Health) {
-        self.latest.send_replace(health);
+    pub fn update(&self, counters: Snapshot) {
+        self.latest.send_replace(counters);
     }
 
     /// Stops the periodic exports and sends the final figures.
-    pub async fn finish(self, health: Health) {
+    pub async fn finish(self, counters: Snapshot) {
         self.task.abort();
-        send(&self.exporter, &health, self.started).await;
+        send(&self.exporter, &counters, self.started).await;
     }
 }
 
-async fn send(exporter: &MetricsExporter, health: &Health, started: SystemTime) {
-    let metrics = health.to_metrics(started, SystemTime::now());
+async fn send(exporter: &MetricsExporter, counters: &Snapshot, started: SystemTime) {
+    let metrics = counters.to_metrics(started, SystemTime::now());
     match exporter.export(metrics).await {
         Ok(0) => {}
         Ok(rejected) => {

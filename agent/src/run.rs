@@ -17,12 +17,12 @@ use crate::{
     attach::{self, Target},
     attach_mode::{AttachMode, ProbeMode},
     cli::{Cli, ExporterKind, OtlpProtocol},
+    counter_sources::CounterSources,
     health::{self, HealthReporter},
     output_file::OutputFile,
     privileges, probes,
     reader::EventReader,
     stop::StopSignals,
-    summary::Summary,
     tracefs,
     usage_error::UsageError,
 };
@@ -103,7 +103,11 @@ pub async fn run(cli: Cli, mut signals: StopSignals) -> anyhow::Result<()> {
     let export_stats = pipeline.stats();
     let decoder = CallDecoder::new(BootClock::measure().context("reading the system clocks")?);
     let reader = EventReader::start(ring, cli.ring_buffer_bytes, decoder, pipeline);
-    let reader_counts = reader.counts();
+    let counters = CounterSources {
+        reader: reader.counts(),
+        kernel: counter_maps,
+        export: export_stats,
+    };
 
     if let Some(file) = &ready_file {
         let contents = format!("probe={}\npid={}\n", attached.mode, std::process::id());
@@ -114,21 +118,17 @@ pub async fn run(cli: Cli, mut signals: StopSignals) -> anyhow::Result<()> {
     let health =
         health_exporter.map(|(exporter, interval)| HealthReporter::start(exporter, interval));
     let mut report = tokio::time::interval(LOSS_REPORT_EVERY);
-    let mut reported = Summary::new(
-        &reader_counts,
-        counter_maps.read()?,
-        export_stats.snapshot(),
-    );
+    let mut reported = counters.read()?;
     loop {
         tokio::select! {
             () = signals.recv() => break,
             _ = report.tick() => {
-                let now = Summary::new(&reader_counts, counter_maps.read()?, export_stats.snapshot());
-                if now.lost > reported.lost {
-                    tracing::warn!(lost_since_last_report = now.lost - reported.lost, lost_total = now.lost, "calls lost");
+                let now = counters.read()?;
+                if now.lost() > reported.lost() {
+                    tracing::warn!(lost_since_last_report = now.lost() - reported.lost(), lost_total = now.lost(), "calls lost");
                 }
                 if let Some(health) = &health {
-                    health.update(now.health());
+                    health.update(now);
                 }
                 reported = now;
             }
@@ -155,20 +155,16 @@ pub async fn run(cli: Cli, mut signals: StopSignals) -> anyhow::Result<()> {
     };
     pipeline.shutdown(stop_deadline - health_reserve).await;
 
-    let summary = Summary::new(
-        &reader_counts,
-        counter_maps.read()?,
-        export_stats.snapshot(),
-    );
+    let summary = counters.read()?;
     summary.log();
     if let Some(health) = health {
-        let sent = tokio::time::timeout_at(stop_deadline, health.finish(summary.health())).await;
+        let sent = tokio::time::timeout_at(stop_deadline, health.finish(summary)).await;
         if sent.is_err() {
             tracing::warn!("stop deadline passed: the final health metrics were not sent");
         }
     }
     if let Some(file) = &summary_file {
-        let json = serde_json::to_string_pretty(&summary)?;
+        let json = serde_json::to_string_pretty(&summary.to_json())?;
         file.write((json + "\n").as_bytes())?;
     }
     Ok(())
