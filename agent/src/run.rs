@@ -5,12 +5,11 @@ use std::{sync::Arc, time::Duration};
 use anyhow::Context as _;
 use kspan_decode::{BootClock, CallDecoder};
 use kspan_otel::{
-    agent_resource,
     export::{
         read_headers_file, MetricsExporter, OtlpConfig, OtlpSink, Pipeline, PipelineConfig,
         Protocol, Sink, StdoutSink,
     },
-    HostInfo, TraceGrouping,
+    HostInfo, Resources, TraceGrouping,
 };
 
 use crate::{
@@ -148,6 +147,10 @@ impl Prepared {
         let pipeline = Pipeline::start(sink, pipeline_config)?;
         let export_stats = pipeline.stats();
         let decoder = CallDecoder::new(BootClock::measure().context("reading the system clocks")?);
+        let decoder = match cli.process_details {
+            true => decoder.with_process_details(),
+            false => decoder,
+        };
         let reader = EventReader::start(ring, cli.ring_buffer_bytes, decoder, pipeline);
         let counters = CounterSources {
             reader: reader.counts(),
@@ -280,11 +283,12 @@ fn build_sink(cli: &Cli, host: &HostInfo, grouping: TraceGrouping) -> anyhow::Re
         ca_certificate: cli.otlp_ca_cert.clone(),
         timeout: cli.otlp_timeout,
     };
-    let resource = agent_resource(host).map_err(UsageError::from)?;
-    let sink = OtlpSink::new(&config, &resource, grouping.clone()).map_err(UsageError::from)?;
+    let resources = Resources::from_env(host, cli.resource_per.into(), instance_id()?)
+        .map_err(UsageError::from)?;
+    let sink = OtlpSink::new(&config, &resources, grouping.clone()).map_err(UsageError::from)?;
     let health = match health::interval_from_env().map_err(UsageError::from)? {
         Some(interval) => Some((
-            MetricsExporter::new(&config, &resource).map_err(UsageError::from)?,
+            MetricsExporter::new(&config, &resources).map_err(UsageError::from)?,
             interval,
         )),
         None => None,
@@ -299,8 +303,40 @@ fn host_info() -> anyhow::Result<HostInfo> {
     let uname = nix::sys::utsname::uname().context("uname")?;
     Ok(HostInfo {
         host_name: uname.nodename().to_string_lossy().into_owned(),
+        host_id: machine_id(),
         kernel_release: uname.release().to_string_lossy().into_owned(),
+        os_name: os_name(),
     })
+}
+
+/// `host.id`: the machine id systemd (or dbus) keeps, when there is one.
+fn machine_id() -> Option<String> {
+    ["/etc/machine-id", "/var/lib/dbus/machine-id"]
+        .iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .map(|id| id.trim().to_string())
+        .find(|id| !id.is_empty())
+}
+
+/// `os.name`: `NAME` in os-release, when there is one.
+fn os_name() -> Option<String> {
+    let release = ["/etc/os-release", "/usr/lib/os-release"]
+        .iter()
+        .find_map(|path| std::fs::read_to_string(path).ok())?;
+    release.lines().find_map(|line| {
+        let value = line.strip_prefix("NAME=")?.trim();
+        let value = value.trim_matches(|c| c == '"' || c == '\'');
+        (!value.is_empty()).then(|| value.to_string())
+    })
+}
+
+/// `service.instance.id` of this run: a random UUID from the kernel.
+fn instance_id() -> anyhow::Result<String> {
+    let path = "/proc/sys/kernel/random/uuid";
+    Ok(std::fs::read_to_string(path)
+        .with_context(|| format!("reading {path}"))?
+        .trim()
+        .to_string())
 }
 
 /// This boot's id: trace ids derived from it do not collide across hosts or reboots.

@@ -13,6 +13,6 @@ mod wire;
 pub use env::env_var;
 pub use error::ExportError;
 pub use ids::TraceGrouping;
-pub use resource::{agent_resource, HostInfo};
+pub use resource::{HostInfo, ResourcePer, Resources};
 pub use stats::{ExportSnapshot, ExportStats};
 pub use wire::CallEncoder;
