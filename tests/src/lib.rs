@@ -6,6 +6,7 @@
 pub mod bench;
 mod fallback;
 mod judge;
+pub mod rotel;
 mod run;
 
 pub use fallback::{fallback_mismatches, function_missing, MISSING_KERNEL_FUNCTION, NO_KPROBES};

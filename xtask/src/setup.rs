@@ -1,6 +1,7 @@
 //! `cargo xtask setup`: installs what a fresh machine lacks, and nothing that is already there.
 
 mod bpf_linker;
+mod rotel;
 
 use std::process::Command;
 
@@ -78,11 +79,13 @@ const TEST_TOOLS: &[AptTool] = &[AptTool {
     why: "launches kspan with only the capabilities it needs (tests/tests/privileges.rs)",
 }];
 
-/// Installs the eBPF build toolchain, the test tools and the requested tool sets.
+/// Installs the eBPF build toolchain, the test tools (rotel, the collector of the end-to-end
+/// tests, among them) and the requested tool sets.
 pub fn run(options: &Options) -> Result<()> {
     let mut apt = Apt::default();
     ensure_ebpf_toolchain()?;
     ensure_apt_tools(&mut apt, TEST_TOOLS)?;
+    rotel::ensure()?;
     if options.vm {
         ensure_vm_tools(&mut apt)?;
     }
