@@ -1,8 +1,18 @@
 //! Exports kspan's health metrics every interval, and once more at exit with the final figures.
 
-use std::time::{Duration, SystemTime};
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, SystemTime},
+};
 
-use kspan_otel::{env_var, export::MetricsExporter, ExportError, Health};
+use kspan_otel::{
+    env_var,
+    export::{FailureKind, MetricsExporter},
+    ExportError, Health,
+};
 use tokio::{sync::watch, task::JoinHandle};
 
 /// `OTEL_METRIC_EXPORT_INTERVAL` unset: shorter than the SDK's 60 s, so trouble shows quickly.
@@ -35,7 +45,9 @@ pub fn interval_from_env() -> Result<Option<Duration>, ExportError> {
 
 /// The periodic export task and the latest figures it sends.
 pub struct HealthReporter {
-    exporter: std::sync::Arc<MetricsExporter>,
+    exporter: Arc<MetricsExporter>,
+    /// Set once the collector refused the metrics for good: nothing more is sent.
+    refused: Arc<AtomicBool>,
     latest: watch::Sender<Health>,
     started: SystemTime,
     task: JoinHandle<()>,
@@ -44,23 +56,29 @@ pub struct HealthReporter {
 impl HealthReporter {
     /// Starts exporting every `interval` on the current tokio runtime.
     pub fn start(exporter: MetricsExporter, interval: Duration) -> Self {
-        let exporter = std::sync::Arc::new(exporter);
+        let exporter = Arc::new(exporter);
+        let refused = Arc::new(AtomicBool::new(false));
         let (latest, mut readings) = watch::channel(Health::default());
         let started = SystemTime::now();
         let task = tokio::spawn({
             let exporter = exporter.clone();
+            let refused = refused.clone();
             async move {
                 let mut ticks = tokio::time::interval(interval);
                 ticks.tick().await;
                 loop {
                     ticks.tick().await;
                     let health = readings.borrow_and_update().clone();
-                    send(&exporter, &health, started).await;
+                    send(&exporter, &health, started, &refused).await;
+                    if refused.load(Ordering::Relaxed) {
+                        return;
+                    }
                 }
             }
         });
         Self {
             exporter,
+            refused,
             latest,
             started,
             task,
@@ -72,19 +90,37 @@ impl HealthReporter {
         self.latest.send_replace(health);
     }
 
-    /// Stops the periodic exports and sends the final figures.
+    /// Stops the periodic exports and sends the final figures, unless the collector refused
+    /// health metrics before.
     pub async fn finish(self, health: Health) {
         self.task.abort();
-        send(&self.exporter, &health, self.started).await;
+        if !self.refused.load(Ordering::Relaxed) {
+            send(&self.exporter, &health, self.started, &self.refused).await;
+        }
     }
 }
 
-async fn send(exporter: &MetricsExporter, health: &Health, started: SystemTime) {
+/// Sends one export. A refusal for good (a collector without a metrics pipeline answers gRPC
+/// UNIMPLEMENTED or HTTP 404, every time) is said once and sets `refused`: warning every
+/// interval would bury kspan's log under one message while spans and logs flow fine.
+async fn send(
+    exporter: &MetricsExporter,
+    health: &Health,
+    started: SystemTime,
+    refused: &AtomicBool,
+) {
     let metrics = health.to_metrics(started, SystemTime::now());
     match exporter.export(metrics).await {
         Ok(0) => {}
         Ok(rejected) => {
             tracing::warn!(rejected, "the collector rejected some health metric points")
+        }
+        Err(failure) if failure.kind == FailureKind::Refused => {
+            refused.store(true, Ordering::Relaxed);
+            tracing::warn!(
+                answer = %failure,
+                "the collector does not accept kspan's health metrics (as one without a metrics pipeline answers): health metrics are off for this run; spans and logs still go"
+            );
         }
         Err(error) => tracing::warn!(%error, "health metrics export failed"),
     }
