@@ -13,6 +13,10 @@ use crate::{apt::Apt, command};
 /// toolchain and the test tools.
 #[derive(Debug, Default, clap::Args)]
 pub struct Options {
+    /// Only what building kspan needs (rust-src, bpf-linker), as a container image build wants:
+    /// no test tools.
+    #[arg(long, conflicts_with_all = ["vm", "bench", "fuzz"])]
+    pub build_only: bool,
     /// Also install the VM test tools (qemu-system-x86, busybox-static, cpio).
     #[arg(long)]
     pub vm: bool,
@@ -84,6 +88,10 @@ const TEST_TOOLS: &[AptTool] = &[AptTool {
 pub fn run(options: &Options) -> Result<()> {
     let mut apt = Apt::default();
     ensure_ebpf_toolchain()?;
+    if options.build_only {
+        println!("setup: done (build tools only)");
+        return Ok(());
+    }
     ensure_apt_tools(&mut apt, TEST_TOOLS)?;
     rotel::ensure()?;
     if options.vm {
