@@ -43,11 +43,12 @@ pub fn agent_path(venv: &Path) -> PathBuf {
 /// Where the tests look for rotel: the venv under `CARGO_TARGET_DIR`, else under the
 /// workspace's `target/` (as `cargo xtask setup` puts it).
 pub fn installed_agent() -> anyhow::Result<PathBuf> {
+    // cargo runs tests in the package's directory: a relative CARGO_TARGET_DIR is taken from
+    // the workspace root, where cargo was run (Path::join keeps an absolute one as is).
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let target_dir = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join("target"),
+        Some(dir) => workspace.join(dir),
+        None => workspace.join("target"),
     };
     let agent = agent_path(&venv_dir(&target_dir));
     if !agent.is_file() {
