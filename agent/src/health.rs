@@ -119,7 +119,7 @@ async fn send(
             refused.store(true, Ordering::Relaxed);
             tracing::warn!(
                 answer = %failure,
-                "the collector does not accept kspan's health metrics (as one without a metrics pipeline answers): health metrics are off for this run; spans and logs still go"
+                "health metrics export refused: they are off for this run (a collector without a metrics pipeline answers gRPC UNIMPLEMENTED or HTTP 404); spans and log records are sent as before"
             );
         }
         Err(error) => tracing::warn!(%error, "health metrics export failed"),

@@ -74,9 +74,9 @@ async fn a_collector_without_metrics_costs_one_warning(
         "one warning about health metrics, got {warnings:#?}"
     );
     assert!(
-        warnings[0].contains("does not accept kspan's health metrics")
+        warnings[0].contains("health metrics export refused: they are off for this run")
             && warnings[0].contains(answer),
-        "the warning says the collector takes no metrics and its answer ({answer}): {}",
+        "the warning says health metrics are off and names the answer ({answer}): {}",
         warnings[0]
     );
 }
