@@ -45,7 +45,8 @@ pub fn agent_path(venv: &Path) -> PathBuf {
 pub fn installed_agent() -> anyhow::Result<PathBuf> {
     // cargo runs tests in the package's directory: a relative CARGO_TARGET_DIR is taken from
     // the workspace root, where cargo was run (Path::join keeps an absolute one as is).
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let package = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let workspace = package.parent().unwrap_or(package);
     let target_dir = match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => workspace.join(dir),
         None => workspace.join("target"),
