@@ -8,16 +8,16 @@ use aya::{
     Btf, BtfError, Ebpf,
 };
 
-use crate::attach_mode::{AttachMode, ProbeMode};
 use crate::{kernel_function, privileges, tracefs::TracefsError};
+use kspan_common::{AttachMode, ProbeKind};
 
 /// The pair that attached, and why the ones tried before it were refused.
 #[derive(Debug)]
 pub struct Attached {
     /// The attached pair.
-    pub mode: ProbeMode,
+    pub kind: ProbeKind,
     /// Pairs tried first, each with the reason it failed.
-    pub refused: Vec<(ProbeMode, String)>,
+    pub refused: Vec<(ProbeKind, String)>,
 }
 
 /// What the probes attach to.
@@ -27,97 +27,132 @@ pub struct Target<'a> {
     /// Whether the tracepoints carry their fields where the probes read them, or why not;
     /// `None` when the attach mode never tries them.
     pub tracepoints: Option<Result<(), Arc<TracefsError>>>,
-    /// Attach the empty floor programs instead of the capturing ones.
-    pub floor: bool,
+}
+
+/// Which object's programs attach: the capturing ones, or the empty floor programs on the same
+/// hooks (the bench's overhead floor, in an object of their own).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Programs {
+    /// `kspan-probes`: pairing, capture, ring buffer.
+    Capture,
+    /// `kspan-floor`: programs that return at once.
+    Floor,
+}
+
+/// Where one program attaches.
+enum Hook {
+    /// A kprobe or kretprobe (the program's section says which) on the target function.
+    Kprobe,
+    /// fentry on the target function.
+    Fentry,
+    /// fexit on the target function.
+    Fexit,
+    /// These `syscalls:` tracepoints.
+    Syscalls(&'static [&'static str]),
+}
+
+/// One program and its hook: attaching a pair is walking its steps in order.
+struct Step {
+    program: &'static str,
+    hook: Hook,
+}
+
+const fn step(program: &'static str, hook: Hook) -> Step {
+    Step { program, hook }
+}
+
+const ENTER_SIGNALFD: &[&str] = &["sys_enter_signalfd"];
+const ENTER_SIGNALFD4: &[&str] = &["sys_enter_signalfd4"];
+const ENTER_BOTH: &[&str] = &["sys_enter_signalfd", "sys_enter_signalfd4"];
+const EXIT_BOTH: &[&str] = &["sys_exit_signalfd", "sys_exit_signalfd4"];
+
+use kspan_common::programs::{self as capture, floor};
+
+/// Each pair's steps, entry first, for the capturing programs and for the floor's.
+const CAPTURE: [(ProbeKind, &[Step]); 3] = [
+    (
+        ProbeKind::Kprobe,
+        &[
+            step(capture::KPROBE_ENTRY, Hook::Kprobe),
+            step(capture::KPROBE_RETURN, Hook::Kprobe),
+        ],
+    ),
+    (
+        ProbeKind::Fentry,
+        &[
+            step(capture::FENTRY, Hook::Fentry),
+            step(capture::FEXIT, Hook::Fexit),
+        ],
+    ),
+    (
+        ProbeKind::Tracepoint,
+        &[
+            step(capture::TP_ENTER_SIGNALFD, Hook::Syscalls(ENTER_SIGNALFD)),
+            step(capture::TP_ENTER_SIGNALFD4, Hook::Syscalls(ENTER_SIGNALFD4)),
+            step(capture::TP_EXIT, Hook::Syscalls(EXIT_BOTH)),
+        ],
+    ),
+];
+const FLOOR: [(ProbeKind, &[Step]); 3] = [
+    (
+        ProbeKind::Kprobe,
+        &[
+            step(floor::KPROBE, Hook::Kprobe),
+            step(floor::KRETPROBE, Hook::Kprobe),
+        ],
+    ),
+    (
+        ProbeKind::Fentry,
+        &[
+            step(floor::FENTRY, Hook::Fentry),
+            step(floor::FEXIT, Hook::Fexit),
+        ],
+    ),
+    (
+        ProbeKind::Tracepoint,
+        &[
+            step(floor::TP_ENTER, Hook::Syscalls(ENTER_BOTH)),
+            step(floor::TP_EXIT, Hook::Syscalls(EXIT_BOTH)),
+        ],
+    ),
+];
+
+impl Programs {
+    /// The steps of a pair, entry first.
+    fn steps(self, kind: ProbeKind) -> &'static [Step] {
+        let table = match self {
+            Programs::Capture => &CAPTURE,
+            Programs::Floor => &FLOOR,
+        };
+        table
+            .iter()
+            .find(|(of, _)| *of == kind)
+            .map_or(&[], |(_, steps)| steps)
+    }
 }
 
 /// Attaches the first pair of `mode`'s candidates that works; pairs that fail are unloaded.
-pub fn attach(ebpf: &mut Ebpf, mode: AttachMode, target: &Target<'_>) -> anyhow::Result<Attached> {
+pub fn attach(
+    ebpf: &mut Ebpf,
+    programs: Programs,
+    mode: AttachMode,
+    target: &Target<'_>,
+) -> anyhow::Result<Attached> {
     let mut refused = Vec::new();
-    for &candidate in mode.candidates() {
-        match attach_pair(ebpf, candidate, target) {
-            Ok(()) => {
-                return Ok(Attached {
-                    mode: candidate,
-                    refused,
-                })
-            }
+    for &kind in mode.candidates() {
+        match attach_pair(ebpf, programs, kind, target) {
+            Ok(()) => return Ok(Attached { kind, refused }),
             Err(error) => {
-                unload_pair(ebpf, candidate, target.floor);
-                refused.push((candidate, format!("{error:#}")));
+                unload_pair(ebpf, programs, kind);
+                refused.push((kind, format!("{error:#}")));
             }
         }
     }
     let reasons: Vec<String> = refused
         .iter()
-        .map(|(mode, why)| format!("{mode}: {why}"))
+        .map(|(kind, why)| format!("{kind}: {why}"))
         .collect();
     anyhow::bail!("no probe could be attached ({})", reasons.join("; "))
-}
-
-/// The programs of a pair, as named in `probes/src/`.
-struct Programs {
-    kprobe: [&'static str; 2],
-    fentry: &'static str,
-    fexit: &'static str,
-    /// Tracepoint programs and the `syscalls:` events each attaches to.
-    tracepoints: [(&'static str, &'static [&'static str]); 3],
-}
-
-/// The capturing pairs.
-const CAPTURE: Programs = Programs {
-    kprobe: ["kspan_kprobe_enter", "kspan_kprobe_return"],
-    fentry: "kspan_fentry",
-    fexit: "kspan_fexit",
-    tracepoints: [
-        ("kspan_tp_enter_signalfd", &["sys_enter_signalfd"]),
-        ("kspan_tp_enter_signalfd4", &["sys_enter_signalfd4"]),
-        (
-            "kspan_tp_exit",
-            &["sys_exit_signalfd", "sys_exit_signalfd4"],
-        ),
-    ],
-};
-
-/// Empty programs on the same hooks, for measuring the overhead floor.
-const FLOOR: Programs = Programs {
-    kprobe: ["kspan_floor_kprobe", "kspan_floor_kretprobe"],
-    fentry: "kspan_floor_fentry",
-    fexit: "kspan_floor_fexit",
-    tracepoints: [
-        (
-            "kspan_floor_tp_enter",
-            &["sys_enter_signalfd", "sys_enter_signalfd4"],
-        ),
-        (
-            "kspan_floor_tp_exit",
-            &["sys_exit_signalfd", "sys_exit_signalfd4"],
-        ),
-        ("", &[]),
-    ],
-};
-
-impl Programs {
-    fn of(floor: bool) -> &'static Programs {
-        if floor {
-            &FLOOR
-        } else {
-            &CAPTURE
-        }
-    }
-
-    fn names(&self, mode: ProbeMode) -> Vec<&'static str> {
-        match mode {
-            ProbeMode::Kprobe => self.kprobe.to_vec(),
-            ProbeMode::Fentry => vec![self.fentry, self.fexit],
-            ProbeMode::Tracepoint => self
-                .tracepoints
-                .iter()
-                .map(|(name, _)| *name)
-                .filter(|name| !name.is_empty())
-                .collect(),
-        }
-    }
 }
 
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut T>
@@ -130,65 +165,90 @@ where
     Ok(program.try_into()?)
 }
 
-fn attach_pair(ebpf: &mut Ebpf, mode: ProbeMode, target: &Target<'_>) -> anyhow::Result<()> {
-    let function = target.function;
-    let programs = Programs::of(target.floor);
-    match mode {
-        ProbeMode::Kprobe => {
+/// What a kind of pair needs before any of its programs loads.
+fn preconditions(kind: ProbeKind, target: &Target<'_>) -> anyhow::Result<Option<Btf>> {
+    match kind {
+        ProbeKind::Kprobe => {
             if !kernel_function::kprobes_available() {
                 anyhow::bail!(
                     "this kernel has no kprobes ({} is missing: built without CONFIG_KPROBES)",
                     kernel_function::KPROBE_PMU
                 );
             }
-            privileges::require(ProbeMode::Kprobe)?;
-            for name in programs.kprobe {
-                let probe: &mut KProbe = program(ebpf, name)?;
-                probe.load().with_context(|| format!("loading {name}"))?;
-                probe
-                    .attach(function, 0)
-                    .with_context(|| format!("attaching {name} to {function}"))
-                    .map_err(|error| blame_function(error, function))?;
-            }
+            privileges::require(ProbeKind::Kprobe)?;
+            Ok(None)
         }
-        ProbeMode::Fentry => {
-            let btf =
-                Btf::from_sys_fs().context("reading kernel BTF from /sys/kernel/btf/vmlinux")?;
-            let entry: &mut FEntry = program(ebpf, programs.fentry)?;
+        ProbeKind::Fentry => Btf::from_sys_fs()
+            .context("reading kernel BTF from /sys/kernel/btf/vmlinux")
+            .map(Some),
+        ProbeKind::Tracepoint => {
+            privileges::require(ProbeKind::Tracepoint)?;
+            match &target.tracepoints {
+                Some(checked) => checked.clone()?,
+                None => anyhow::bail!("the tracepoints' fields were not checked against tracefs"),
+            }
+            Ok(None)
+        }
+    }
+}
+
+fn attach_pair(
+    ebpf: &mut Ebpf,
+    programs: Programs,
+    kind: ProbeKind,
+    target: &Target<'_>,
+) -> anyhow::Result<()> {
+    let btf = preconditions(kind, target)?;
+    for step in programs.steps(kind) {
+        attach_step(ebpf, step, target.function, btf.as_ref())?;
+    }
+    Ok(())
+}
+
+fn attach_step(
+    ebpf: &mut Ebpf,
+    step: &Step,
+    function: &str,
+    btf: Option<&Btf>,
+) -> anyhow::Result<()> {
+    let name = step.program;
+    let btf = || btf.context("fentry and fexit need the kernel's BTF");
+    match step.hook {
+        Hook::Kprobe => {
+            let probe: &mut KProbe = program(ebpf, name)?;
+            probe.load().with_context(|| format!("loading {name}"))?;
+            probe
+                .attach(function, 0)
+                .with_context(|| format!("attaching {name} to {function}"))
+                .map_err(|error| blame_function(error, function))?;
+        }
+        Hook::Fentry => {
+            let entry: &mut FEntry = program(ebpf, name)?;
             entry
-                .load(function, &btf)
+                .load(function, btf()?)
                 .with_context(|| format!("loading fentry for {function}"))
                 .map_err(|error| blame_function_if_not_in_btf(error, function))?;
             entry
                 .attach()
                 .with_context(|| format!("attaching fentry to {function}"))
                 .map_err(|error| blame_function(error, function))?;
-            let exit: &mut FExit = program(ebpf, programs.fexit)?;
-            exit.load(function, &btf)
+        }
+        Hook::Fexit => {
+            let exit: &mut FExit = program(ebpf, name)?;
+            exit.load(function, btf()?)
                 .with_context(|| format!("loading fexit for {function}"))?;
             exit.attach()
                 .with_context(|| format!("attaching fexit to {function}"))?;
         }
-        ProbeMode::Tracepoint => {
-            privileges::require(ProbeMode::Tracepoint)?;
-            match &target.tracepoints {
-                Some(checked) => checked.clone()?,
-                None => anyhow::bail!("the tracepoints' fields were not checked against tracefs"),
-            }
-            for (name, events) in programs
-                .tracepoints
-                .iter()
-                .filter(|(name, _)| !name.is_empty())
-            {
-                let tracepoint: &mut TracePoint = program(ebpf, name)?;
+        Hook::Syscalls(events) => {
+            let tracepoint: &mut TracePoint = program(ebpf, name)?;
+            tracepoint
+                .load()
+                .with_context(|| format!("loading {name}"))?;
+            for event in events {
                 tracepoint
-                    .load()
-                    .with_context(|| format!("loading {name}"))?;
-                for event in *events {
-                    tracepoint
-                        .attach("syscalls", event)
-                        .with_context(|| format!("attaching {name} to syscalls:{event}"))?;
-                }
+                    .attach("syscalls", event)
+                    .with_context(|| format!("attaching {name} to syscalls:{event}"))?;
             }
         }
     }
@@ -223,9 +283,9 @@ fn blame_function_if_not_in_btf(error: anyhow::Error, function: &str) -> anyhow:
 }
 
 /// Detaches and unloads every program of a pair (those never loaded are skipped).
-pub fn unload_pair(ebpf: &mut Ebpf, mode: ProbeMode, floor: bool) {
-    for name in Programs::of(floor).names(mode) {
-        let Some(program) = ebpf.program_mut(name) else {
+pub fn unload_pair(ebpf: &mut Ebpf, programs: Programs, kind: ProbeKind) {
+    for step in programs.steps(kind) {
+        let Some(program) = ebpf.program_mut(step.program) else {
             continue;
         };
         // Unloading a program that never loaded fails harmlessly.
@@ -243,11 +303,37 @@ pub fn unload_pair(ebpf: &mut Ebpf, mode: ProbeMode, floor: bool) {
 mod tests {
     use super::*;
 
+    /// Every step's program is in its object, with the type its hook needs: the names in
+    /// `kspan_common::programs` and the functions in `probes/src/` agree.
     #[test]
-    fn every_pair_has_an_entry_and_an_exit_program() {
-        for floor in [false, true] {
-            for mode in [ProbeMode::Kprobe, ProbeMode::Fentry, ProbeMode::Tracepoint] {
-                assert!(Programs::of(floor).names(mode).len() >= 2, "{mode}");
+    fn every_step_names_a_program_of_its_object_with_the_right_type() {
+        use aya_obj::ProgramSection as Section;
+        for programs in [Programs::Capture, Programs::Floor] {
+            let object = aya_obj::Object::parse(crate::probes::object_bytes(programs))
+                .expect("the embedded object parses");
+            for kind in ProbeKind::ALL {
+                let steps = programs.steps(kind);
+                assert!(
+                    steps.len() >= 2,
+                    "{programs:?} {kind}: an entry and an exit"
+                );
+                for step in steps {
+                    let program = object.programs.get(step.program).unwrap_or_else(|| {
+                        panic!("{programs:?} {kind}: no program {}", step.program)
+                    });
+                    let fits = matches!(
+                        (&step.hook, &program.section),
+                        (Hook::Kprobe, Section::KProbe | Section::KRetProbe)
+                            | (Hook::Fentry, Section::FEntry { .. })
+                            | (Hook::Fexit, Section::FExit { .. })
+                            | (Hook::Syscalls(_), Section::TracePoint)
+                    );
+                    assert!(
+                        fits,
+                        "{programs:?} {kind}: {} is a {:?}",
+                        step.program, program.section
+                    );
+                }
             }
         }
     }

@@ -5,7 +5,7 @@ use std::{collections::BTreeSet, path::PathBuf, time::Duration};
 use clap::Parser;
 use kspan_common::FILTER_CAPACITY;
 
-use crate::attach_mode::AttachMode;
+use kspan_common::AttachMode;
 
 /// Turns each kernel signalfd call into an OpenTelemetry span and log record.
 #[derive(Debug, Parser)]

@@ -2,7 +2,6 @@
 //! and log record.
 
 mod attach;
-mod attach_mode;
 mod btf;
 mod cli;
 mod counter_sources;

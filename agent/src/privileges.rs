@@ -13,11 +13,9 @@
 use std::collections::HashSet;
 
 use caps::{CapSet, Capability};
+use kspan_common::{AttachMode, ProbeKind};
 
-use crate::{
-    attach_mode::{AttachMode, ProbeMode},
-    tracefs,
-};
+use crate::tracefs;
 
 /// What the host says about kspan's needs, beyond the capabilities it holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,10 +85,10 @@ pub fn missing(mode: AttachMode, host: Host, held: &HashSet<Capability>) -> Vec<
 }
 
 /// What one probe needs beyond CAP_BPF and CAP_PERFMON, and lacks.
-pub fn missing_for(probe: ProbeMode, host: Host, held: &HashSet<Capability>) -> Vec<Missing> {
+pub fn missing_for(probe: ProbeKind, host: Host, held: &HashSet<Capability>) -> Vec<Missing> {
     let holds = |capability| held.contains(&capability);
     let mut missing = Vec::new();
-    let opens_perf_events = matches!(probe, ProbeMode::Kprobe | ProbeMode::Tracepoint);
+    let opens_perf_events = matches!(probe, ProbeKind::Kprobe | ProbeKind::Tracepoint);
     if opens_perf_events && host.perf_events_restricted && !holds(Capability::CAP_SYS_ADMIN) {
         missing.push(Missing {
             capability: Capability::CAP_SYS_ADMIN,
@@ -100,7 +98,7 @@ pub fn missing_for(probe: ProbeMode, host: Host, held: &HashSet<Capability>) -> 
         });
     }
     // CAP_DAC_OVERRIDE also opens tracefs, but grants writing anywhere too: never asked for.
-    if probe == ProbeMode::Tracepoint
+    if probe == ProbeKind::Tracepoint
         && host.tracefs_denied
         && !holds(Capability::CAP_DAC_READ_SEARCH)
         && !holds(Capability::CAP_DAC_OVERRIDE)
@@ -130,7 +128,7 @@ pub fn check(mode: AttachMode) -> anyhow::Result<()> {
 
 /// Fails, naming what is missing, when `probe` needs a capability kspan lacks (the fallback
 /// chain then moves on to the next probe).
-pub fn require(probe: ProbeMode) -> anyhow::Result<()> {
+pub fn require(probe: ProbeKind) -> anyhow::Result<()> {
     let held = caps::read(None, CapSet::Effective)?;
     let missing = missing_for(probe, Host::current(), &held);
     if missing.is_empty() {
@@ -158,7 +156,7 @@ fn grant(mode: AttachMode, host: Host) -> Vec<&'static str> {
     } else {
         vec!["cap_bpf", "cap_perfmon"]
     };
-    if host.tracefs_denied && mode.candidates().contains(&ProbeMode::Tracepoint) {
+    if host.tracefs_denied && mode.candidates().contains(&ProbeKind::Tracepoint) {
         grant.push("cap_dac_read_search");
     }
     if host.memlock_limited {
@@ -224,7 +222,7 @@ mod tests {
             .collect()
     }
 
-    fn probe_lacks(probe: ProbeMode, host: Host, caps: &[Capability]) -> Vec<Capability> {
+    fn probe_lacks(probe: ProbeKind, host: Host, caps: &[Capability]) -> Vec<Capability> {
         missing_for(probe, host, &held(caps))
             .into_iter()
             .map(|m| m.capability)
@@ -255,14 +253,14 @@ mod tests {
         assert!(lacks(AttachMode::Fentry, DEBIAN_HOST, &bpf_perfmon).is_empty());
         // auto starts without it and leaves kprobes and tracepoints to the fallback chain.
         assert!(lacks(AttachMode::Auto, DEBIAN_HOST, &bpf_perfmon).is_empty());
-        for probe in [ProbeMode::Kprobe, ProbeMode::Tracepoint] {
+        for probe in [ProbeKind::Kprobe, ProbeKind::Tracepoint] {
             assert_eq!(
                 probe_lacks(probe, DEBIAN_HOST, &bpf_perfmon),
                 [CAP_SYS_ADMIN]
             );
             assert!(probe_lacks(probe, ROOT_HOST, &bpf_perfmon).is_empty());
         }
-        assert!(probe_lacks(ProbeMode::Fentry, DEBIAN_HOST, &bpf_perfmon).is_empty());
+        assert!(probe_lacks(ProbeKind::Fentry, DEBIAN_HOST, &bpf_perfmon).is_empty());
     }
 
     #[test]
@@ -274,13 +272,13 @@ mod tests {
         assert!(lacks(AttachMode::Fentry, USER_HOST, &[CAP_BPF, CAP_PERFMON]).is_empty());
         assert!(lacks(AttachMode::Auto, USER_HOST, &[CAP_BPF, CAP_PERFMON]).is_empty());
         assert_eq!(
-            probe_lacks(ProbeMode::Tracepoint, USER_HOST, &[CAP_BPF, CAP_PERFMON]),
+            probe_lacks(ProbeKind::Tracepoint, USER_HOST, &[CAP_BPF, CAP_PERFMON]),
             [CAP_DAC_READ_SEARCH]
         );
         for dac in [CAP_DAC_READ_SEARCH, CAP_DAC_OVERRIDE] {
-            assert!(probe_lacks(ProbeMode::Tracepoint, USER_HOST, &[dac]).is_empty());
+            assert!(probe_lacks(ProbeKind::Tracepoint, USER_HOST, &[dac]).is_empty());
         }
-        assert!(probe_lacks(ProbeMode::Tracepoint, ROOT_HOST, &[]).is_empty());
+        assert!(probe_lacks(ProbeKind::Tracepoint, ROOT_HOST, &[]).is_empty());
     }
 
     #[test]

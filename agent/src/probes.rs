@@ -12,11 +12,31 @@ use kspan_common::{
     COUNTERS_MAP, EVENTS_MAP, PID_FILTER_MAP,
 };
 
-use crate::btf::{Btf, VMLINUX_BTF};
+use crate::{
+    attach::Programs,
+    btf::{Btf, VMLINUX_BTF},
+};
 use kspan_otel::counters::KernelCounters;
 
 /// The probes, compiled by build.rs.
 static PROBES: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/kspan-probes"));
+/// The empty programs the bench attaches as the overhead floor, in an object of their own.
+static FLOOR: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/kspan-floor"));
+
+/// The embedded object that holds `programs`.
+pub fn object_bytes(programs: Programs) -> &'static [u8] {
+    match programs {
+        Programs::Capture => PROBES,
+        Programs::Floor => FLOOR,
+    }
+}
+
+/// Loads the floor object (its programs are loaded at attach time).
+pub fn open_floor() -> anyhow::Result<Ebpf> {
+    EbpfLoader::new()
+        .load(object_bytes(Programs::Floor))
+        .context("loading the floor programs' object")
+}
 
 /// Filters applied in the kernel; empty lists mean "everything".
 #[derive(Debug, Default)]
@@ -45,7 +65,7 @@ pub fn open(filters: &Filters, ring_buffer_bytes: u32) -> anyhow::Result<Ebpf> {
         // aya has no user-space type for task storage (PENDING); only the probes use it.
         .allow_unsupported_maps()
         .map_max_entries(EVENTS_MAP, ring_buffer_bytes)
-        .load(PROBES)
+        .load(object_bytes(Programs::Capture))
         .context(
             "loading the eBPF maps (kspan needs Linux 5.11 or newer, built with CONFIG_BPF_SYSCALL, \
              for the ring buffer and task storage)",

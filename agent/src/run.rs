@@ -3,6 +3,7 @@
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
+use kspan_common::{AttachMode, ProbeKind};
 use kspan_decode::{BootClock, CallDecoder};
 use kspan_otel::{
     export::{
@@ -13,8 +14,7 @@ use kspan_otel::{
 };
 
 use crate::{
-    attach::{self, Target},
-    attach_mode::{AttachMode, ProbeMode},
+    attach::{self, Programs, Target},
     cli::{Cli, ExporterKind, OtlpProtocol},
     counter_sources::CounterSources,
     health::{self, HealthReporter},
@@ -85,7 +85,7 @@ impl Prepared {
         let tracepoints = cli
             .attach
             .candidates()
-            .contains(&ProbeMode::Tracepoint)
+            .contains(&ProbeKind::Tracepoint)
             .then(|| {
                 tracefs::ensure_mounted()
                     .and_then(|root| tracefs::check_signalfd_offsets(&root))
@@ -124,19 +124,29 @@ impl Prepared {
         let target = Target {
             function: &cli.kernel_function,
             tracepoints,
-            floor: cli.floor,
         };
-        let attached = attach::attach(&mut ebpf, cli.attach, &target)?;
+        // With `--floor`, the empty programs attach from their own object; the product's maps
+        // are still loaded, so everything else runs as it does for real.
+        let (programs, mut floor) = match cli.floor {
+            true => (Programs::Floor, Some(probes::open_floor()?)),
+            false => (Programs::Capture, None),
+        };
+        let attached = attach::attach(
+            floor.as_mut().unwrap_or(&mut ebpf),
+            programs,
+            cli.attach,
+            &target,
+        )?;
         for (mode, reason) in &attached.refused {
             // Verifier logs run to many lines: the first says why, the rest is for debugging.
             let why = reason.lines().next().unwrap_or_default();
             tracing::warn!(probe = %mode, reason = why, "probe refused, falling back");
             tracing::debug!(probe = %mode, %reason, "full refusal");
         }
-        if attached.mode == ProbeMode::Tracepoint {
-            tracing::info!(probe = %attached.mode, "attached");
+        if attached.kind == ProbeKind::Tracepoint {
+            tracing::info!(probe = %attached.kind, "attached");
         } else {
-            tracing::info!(probe = %attached.mode, function = %cli.kernel_function, "attached");
+            tracing::info!(probe = %attached.kind, function = %cli.kernel_function, "attached");
         }
 
         let pipeline_config = PipelineConfig {
@@ -159,17 +169,19 @@ impl Prepared {
         };
 
         if let Some(file) = &ready_file {
-            let contents = format!("probe={}\npid={}\n", attached.mode, std::process::id());
+            let contents = format!("probe={}\npid={}\n", attached.kind, std::process::id());
             file.write(contents.as_bytes())?;
         }
-        tracing::info!(probe = %attached.mode, "ready");
+        tracing::info!(probe = %attached.kind, "ready");
         let health =
             health_exporter.map(|(exporter, interval)| HealthReporter::start(exporter, interval));
         Ok(Session {
             cli,
             summary_file,
             ebpf,
-            attached: attached.mode,
+            floor,
+            programs,
+            attached: attached.kind,
             reader,
             counters,
             health,
@@ -182,7 +194,10 @@ struct Session {
     cli: Cli,
     summary_file: Option<OutputFile>,
     ebpf: aya::Ebpf,
-    attached: ProbeMode,
+    /// The floor programs' object, with `--floor`.
+    floor: Option<aya::Ebpf>,
+    programs: Programs,
+    attached: ProbeKind,
     reader: EventReader,
     counters: CounterSources,
     health: Option<HealthReporter>,
@@ -220,6 +235,8 @@ impl Session {
             cli,
             summary_file,
             mut ebpf,
+            mut floor,
+            programs,
             attached,
             reader,
             counters,
@@ -227,8 +244,8 @@ impl Session {
         } = self;
         probes::stop_new_entries(&mut ebpf)?;
         tokio::time::sleep(IN_FLIGHT_GRACE).await;
-        attach::unload_pair(&mut ebpf, attached, cli.floor);
-        drop(ebpf);
+        attach::unload_pair(floor.as_mut().unwrap_or(&mut ebpf), programs, attached);
+        drop((floor, ebpf));
         let pipeline = reader.finish().await?;
         let health_reserve = match health {
             Some(_) => health_reserve(cli.shutdown_timeout),

@@ -1,8 +1,16 @@
-//! The one definition of what crosses the kernel/user boundary: the paired call event,
-//! the loss counters and the tracepoint field offsets. `no_std` so the probes can use it.
+//! The one definition of what crosses the kernel/user boundary: the probe vocabulary, the
+//! paired call event, the loss counters and the tracepoint field offsets. `no_std` so the probes can use it.
 #![no_std]
 
+// clap's derive refers to `std`; only user space turns `cli` on.
+#[cfg(feature = "cli")]
+extern crate std;
+
 use num_enum::TryFromPrimitive;
+
+mod probe;
+
+pub use probe::{programs, AttachMode, ProbeKind};
 
 /// Maximum length of a task's `comm`, including the trailing NUL (`TASK_COMM_LEN`).
 pub const COMM_LEN: usize = 16;
@@ -36,18 +44,6 @@ pub enum Syscall {
     Signalfd = 1,
     /// `signalfd4(ufd, mask, sizemask, flags)`.
     Signalfd4 = 2,
-}
-
-/// Which kind of probe produced an event.
-#[repr(u8)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, TryFromPrimitive)]
-pub enum ProbeKind {
-    /// kprobe + kretprobe on `do_signalfd4`.
-    Kprobe = 1,
-    /// fentry + fexit on `do_signalfd4`.
-    Fentry = 2,
-    /// `syscalls:sys_{enter,exit}_signalfd{,4}` tracepoints.
-    Tracepoint = 3,
 }
 
 /// Where the signal mask in an event was read from.

@@ -83,11 +83,7 @@ impl Call {
 
     /// `kprobe`, `fentry` or `tracepoint`.
     pub fn probe_name(&self) -> &'static str {
-        match self.probe {
-            ProbeKind::Kprobe => "kprobe",
-            ProbeKind::Fentry => "fentry",
-            ProbeKind::Tracepoint => "tracepoint",
-        }
+        self.probe.name()
     }
 
     /// Where the mask came from: `kernel`, `user`, `not_read` or `unreadable`.

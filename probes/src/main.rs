@@ -8,7 +8,6 @@
 #![allow(internal_features)]
 
 mod capture;
-mod floor;
 
 use aya_ebpf::{
     macros::{fentry, fexit, kprobe, kretprobe, tracepoint},

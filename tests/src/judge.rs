@@ -3,6 +3,7 @@
 use std::{collections::BTreeMap, path::Path};
 
 use anyhow::Context as _;
+use kspan_common::ProbeKind;
 use kspan_receiver::{
     inspect::{int_attribute, string_attribute},
     ReceivedSpan,
@@ -97,7 +98,7 @@ pub enum Completeness {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Expectation {
     /// kprobe or fentry on `do_signalfd4`: calls the syscall rejects early never get there.
-    KernelFunction(&'static str),
+    KernelFunction(ProbeKind),
     /// Syscall tracepoints: every call.
     Tracepoint,
 }
@@ -105,18 +106,17 @@ pub enum Expectation {
 impl Expectation {
     /// From kspan's `--attach` value; `auto` is judged by the probe kspan reports it used.
     pub fn for_probe(probe: &str) -> anyhow::Result<Self> {
-        Ok(match probe {
-            "kprobe" => Expectation::KernelFunction("kprobe"),
-            "fentry" => Expectation::KernelFunction("fentry"),
-            "tracepoint" => Expectation::Tracepoint,
-            other => anyhow::bail!("unknown probe `{other}`"),
+        Ok(match ProbeKind::from_name(probe) {
+            Some(ProbeKind::Tracepoint) => Expectation::Tracepoint,
+            Some(kind) => Expectation::KernelFunction(kind),
+            None => anyhow::bail!("unknown probe `{probe}`"),
         })
     }
 
     fn probe(self) -> &'static str {
         match self {
-            Expectation::KernelFunction(probe) => probe,
-            Expectation::Tracepoint => "tracepoint",
+            Expectation::KernelFunction(kind) => kind.name(),
+            Expectation::Tracepoint => ProbeKind::Tracepoint.name(),
         }
     }
 
@@ -861,7 +861,7 @@ mod tests {
             &manifest,
             &spans,
             &logs,
-            Expectation::KernelFunction("kprobe"),
+            Expectation::KernelFunction(ProbeKind::Kprobe),
             Completeness::Exact,
         );
         assert!(verdict.passed(), "{:#?}", verdict.mismatches);
@@ -949,7 +949,7 @@ mod tests {
             &manifest,
             &spans,
             &logs,
-            Expectation::KernelFunction("kprobe"),
+            Expectation::KernelFunction(ProbeKind::Kprobe),
             Completeness::Exact,
         );
         assert_eq!((kprobe.expected, kprobe.midflight), (4, 0));

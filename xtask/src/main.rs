@@ -3,13 +3,13 @@
 //! Builds on the stable toolchain alone: `setup` is what installs the eBPF toolchain.
 
 mod apt;
-mod attach_mode;
 mod bench;
 mod check;
 mod command;
 mod demo;
 mod fuzz;
 mod paths;
+mod probe_run;
 mod setup;
 mod vm;
 

@@ -30,9 +30,10 @@ use self::{
 };
 use crate::{
     apt::Apt,
-    attach_mode::AttachMode,
     command::{self, Profile},
-    paths, setup,
+    paths,
+    probe_run::ProbeRun,
+    setup,
 };
 
 /// `cargo xtask vm-test` options.
@@ -43,7 +44,7 @@ pub struct Options {
     pub kernel_images: Vec<PathBuf>,
     /// Run only these attach modes (repeatable; default: each kernel's required modes).
     #[arg(long = "mode", value_enum, value_name = "MODE")]
-    pub modes: Vec<AttachMode>,
+    pub modes: Vec<ProbeRun>,
     /// Longest one guest may run, boot to power-off, in seconds.
     #[arg(long = "timeout", value_name = "SECONDS", default_value_t = DEFAULT_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout_secs: u64,
@@ -92,7 +93,7 @@ impl Options {
 struct Plan {
     name: String,
     kernel: Result<BootKernel, String>,
-    modes: Vec<AttachMode>,
+    modes: Vec<ProbeRun>,
 }
 
 /// Runs the VM test; `Ok(false)` when any cell failed.
@@ -134,7 +135,7 @@ pub fn run(options: &Options) -> Result<bool> {
 }
 
 fn plan_kernels(options: &Options, cache: &Path, apt: &mut Apt) -> Result<Vec<Plan>> {
-    let chosen_modes = |defaults: &[AttachMode]| -> Vec<AttachMode> {
+    let chosen_modes = |defaults: &[ProbeRun]| -> Vec<ProbeRun> {
         let modes = if options.modes.is_empty() {
             defaults
         } else {
@@ -148,7 +149,7 @@ fn plan_kernels(options: &Options, cache: &Path, apt: &mut Apt) -> Result<Vec<Pl
             .collect()
     };
     if !options.kernel_images.is_empty() {
-        let all = AttachMode::ALL;
+        let all = ProbeRun::ALL;
         let mut taken = BTreeSet::new();
         return options
             .kernel_images

@@ -10,13 +10,13 @@ use kspan_e2e::bench::overhead::{OverheadReport, OVERHEAD_JSON};
 use super::results::{GuestOverhead, OverheadSummary, VmResults};
 use crate::{
     apt::Apt,
-    attach_mode::AttachMode,
     paths,
+    probe_run::ProbeRun,
     vm::{initramfs, kernels, qemu, results},
 };
 
 /// The modes measured in guests: the ones the host cannot run.
-const MODES: [AttachMode; 2] = [AttachMode::Kprobe, AttachMode::Fentry];
+const MODES: [ProbeRun; 2] = [ProbeRun::Kprobe, ProbeRun::Fentry];
 
 /// Variants the guest runs: it has no bpftrace.
 const GUEST_VARIANTS: &str = "bare,floor,kspan";
@@ -65,7 +65,7 @@ pub fn run(binaries: &[PathBuf], rounds: usize, calls: u64, out_dir: &Path) -> R
             "==> overhead in a QEMU guest: {} ({}), modes {}",
             entry.name,
             kernel.origin,
-            MODES.map(AttachMode::as_str).join(", ")
+            MODES.map(ProbeRun::as_str).join(", ")
         );
         let guest = qemu::Guest {
             name: &entry.name,

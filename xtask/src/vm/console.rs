@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 
-use crate::attach_mode::AttachMode;
+use crate::probe_run::ProbeRun;
 
 /// Console lines kept to show when a guest fails.
 const TAIL_LINES: usize = 20;
@@ -25,9 +25,9 @@ pub enum ConsoleEvent {
     /// `/init` runs; the guest's uptime then, if it printed one.
     InitStarted { guest_uptime_secs: Option<f64> },
     /// A mode's run starts.
-    ModeStarted(AttachMode),
+    ModeStarted(ProbeRun),
     /// A mode's results are out.
-    ModeDone(AttachMode),
+    ModeDone(ProbeRun),
     /// All modes ran.
     PoweringOff,
     /// The kernel panicked.
@@ -41,7 +41,7 @@ pub fn parse_line(line: &str) -> Option<ConsoleEvent> {
         return Some(ConsoleEvent::KernelPanic);
     }
     let (marker, rest) = line.split_once(' ').unwrap_or((line, ""));
-    let mode = || AttachMode::from_name(rest.trim());
+    let mode = || ProbeRun::from_name(rest.trim());
     match marker {
         INIT_MARKER => Some(ConsoleEvent::InitStarted {
             guest_uptime_secs: rest.trim().parse().ok(),
@@ -129,11 +129,11 @@ mod tests {
         );
         assert_eq!(
             parse_line("KSPAN-MODE-START fentry"),
-            Some(ConsoleEvent::ModeStarted(AttachMode::Fentry))
+            Some(ConsoleEvent::ModeStarted(ProbeRun::Fentry))
         );
         assert_eq!(
             parse_line("KSPAN-MODE-DONE kprobe"),
-            Some(ConsoleEvent::ModeDone(AttachMode::Kprobe))
+            Some(ConsoleEvent::ModeDone(ProbeRun::Kprobe))
         );
         assert_eq!(parse_line("KSPAN-MODE-DONE uprobe"), None);
         assert_eq!(

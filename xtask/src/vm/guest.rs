@@ -7,7 +7,7 @@ use anyhow::Result;
 pub use kspan_e2e::Verdict;
 use kspan_e2e::MISSING_KERNEL_FUNCTION;
 
-use crate::attach_mode::AttachMode;
+use crate::probe_run::ProbeRun;
 
 /// Cargo packages built for the guest.
 pub const CARGO_PACKAGES: &[&str] = &["kspan", "signalfd-workload", "kspan-e2e"];
@@ -17,12 +17,12 @@ pub const CARGO_PACKAGES: &[&str] = &["kspan", "signalfd-workload", "kspan-e2e"]
 pub const GUEST_BINARIES: &[&str] = &["kspan", "signalfd-workload", "kspan-e2e"];
 
 /// `kspan-e2e run` arguments that make `mode`'s run.
-fn run_args(mode: AttachMode) -> Vec<String> {
+fn run_args(mode: ProbeRun) -> Vec<String> {
     match mode {
-        AttachMode::Kprobe | AttachMode::Fentry | AttachMode::Tracepoint => {
+        ProbeRun::Kprobe | ProbeRun::Fentry | ProbeRun::Tracepoint => {
             vec!["--attach".into(), mode.as_str().into()]
         }
-        AttachMode::Fallback => vec![
+        ProbeRun::Fallback => vec![
             "--attach".into(),
             "auto".into(),
             "--kspan-arg=--kernel-function".into(),
@@ -35,7 +35,7 @@ fn run_args(mode: AttachMode) -> Vec<String> {
 /// `/results/$mode` (which exists). Its exit status does not matter: the host judges the files.
 pub fn guest_command() -> String {
     let mut command = String::from("case \"$mode\" in\n");
-    for mode in AttachMode::ALL {
+    for mode in ProbeRun::ALL {
         command.push_str(&format!(
             "        {mode}) kspan-e2e run {} --bin-dir /bin --out-dir \"/results/$mode\" ;;\n",
             run_args(mode).join(" ")
@@ -46,9 +46,9 @@ pub fn guest_command() -> String {
 }
 
 /// Judges the files one mode's guest run left in `dir` (unpacked on the host).
-pub fn judge(mode: AttachMode, dir: &Path) -> Result<Verdict> {
+pub fn judge(mode: ProbeRun, dir: &Path) -> Result<Verdict> {
     let mut verdict = kspan_e2e::judge_dir(dir)?;
-    if mode == AttachMode::Fallback {
+    if mode == ProbeRun::Fallback {
         // Guest kernels have kprobes: kprobe must be refused for the missing function itself.
         verdict
             .mismatches
@@ -64,7 +64,7 @@ mod tests {
     #[test]
     fn every_mode_has_its_own_run() {
         let command = guest_command();
-        for mode in AttachMode::ALL {
+        for mode in ProbeRun::ALL {
             assert!(
                 command.contains(&format!("{mode}) kspan-e2e run ")),
                 "{command}"

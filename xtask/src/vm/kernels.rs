@@ -13,7 +13,7 @@ use anyhow::{bail, ensure, Context as _, Result};
 use serde::{Deserialize, Serialize};
 
 use super::debian_version;
-use crate::{apt::Apt, attach_mode::AttachMode, command};
+use crate::{apt::Apt, command, probe_run::ProbeRun};
 
 /// One `[[kernel]]` entry of `ci/kernels.toml`.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -24,7 +24,7 @@ pub struct KernelEntry {
     /// apt package name regex; the newest matching package is booted.
     pub package: String,
     /// Attach modes that must pass on this kernel.
-    pub required_modes: Vec<AttachMode>,
+    pub required_modes: Vec<ProbeRun>,
 }
 
 #[derive(Deserialize)]
@@ -302,16 +302,12 @@ mod tests {
                 KernelEntry {
                     name: "debian-6.1".into(),
                     package: r"^linux-image-6\.1\.0-[0-9]+-amd64-unsigned$".into(),
-                    required_modes: vec![
-                        AttachMode::Kprobe,
-                        AttachMode::Fentry,
-                        AttachMode::Tracepoint
-                    ],
+                    required_modes: vec![ProbeRun::Kprobe, ProbeRun::Fentry, ProbeRun::Tracepoint],
                 },
                 KernelEntry {
                     name: "debian-6.12".into(),
                     package: r"^linux-image-6\.12\.[0-9.]+\+deb12-amd64-unsigned$".into(),
-                    required_modes: vec![AttachMode::Kprobe],
+                    required_modes: vec![ProbeRun::Kprobe],
                 },
             ]
         );
@@ -323,7 +319,7 @@ mod tests {
         let kernels = load_kernels_toml(&path).expect("ci/kernels.toml parses");
         assert!(kernels
             .iter()
-            .all(|kernel| kernel.required_modes.contains(&AttachMode::Kprobe)));
+            .all(|kernel| kernel.required_modes.contains(&ProbeRun::Kprobe)));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::{
 use anyhow::{Context as _, Result};
 
 use super::console::{ConsoleEvent, ConsoleTail};
-use crate::{attach_mode::AttachMode, command};
+use crate::{command, probe_run::ProbeRun};
 
 /// How long a panicking guest may go on printing its trace before QEMU is stopped.
 const PANIC_GRACE: Duration = Duration::from_secs(5);
@@ -27,7 +27,7 @@ pub struct Guest<'a> {
     /// The gzipped cpio initramfs.
     pub initrd: &'a Path,
     /// Attach modes `/init` runs, in order.
-    pub modes: &'a [AttachMode],
+    pub modes: &'a [ProbeRun],
     /// Where `console.log`, `qemu.stderr` and `results.serial` go.
     pub run_dir: &'a Path,
     /// Longest the guest may run.

@@ -4,7 +4,7 @@
 use std::{fmt::Write as _, path::PathBuf, time::Duration};
 
 use super::guest::Verdict;
-use crate::attach_mode::AttachMode;
+use crate::probe_run::ProbeRun;
 
 /// Mismatch lines shown per failing cell; the rest are in the results folder.
 const MISMATCHES_SHOWN: usize = 20;
@@ -46,7 +46,7 @@ impl Outcome {
 #[derive(Debug)]
 pub struct Cell {
     /// The attach mode.
-    pub mode: AttachMode,
+    pub mode: ProbeRun,
     /// What became of it.
     pub outcome: Outcome,
 }
@@ -235,11 +235,11 @@ mod tests {
                 results_dir: PathBuf::from("target/vm/results/debian-6.1"),
                 cells: vec![
                     Cell {
-                        mode: AttachMode::Kprobe,
+                        mode: ProbeRun::Kprobe,
                         outcome: Outcome::Judged(verdict(12, 12, &[])),
                     },
                     Cell {
-                        mode: AttachMode::Fentry,
+                        mode: ProbeRun::Fentry,
                         outcome: Outcome::Judged(verdict(
                             12,
                             11,
@@ -262,7 +262,7 @@ mod tests {
                 )),
                 results_dir: PathBuf::from("target/vm/results/debian-6.12"),
                 cells: vec![Cell {
-                    mode: AttachMode::Kprobe,
+                    mode: ProbeRun::Kprobe,
                     outcome: Outcome::Timeout,
                 }],
             },

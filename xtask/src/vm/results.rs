@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, fmt, fs, io, io::Read as _, path::Path};
 
 use base64::Engine as _;
 
-use crate::attach_mode::AttachMode;
+use crate::probe_run::ProbeRun;
 
 /// Line that opens a mode's archive; followed by the mode.
 pub const BEGIN_MARKER: &str = "KSPAN-RESULTS-BEGIN";
@@ -112,14 +112,14 @@ pub fn unpack(archive: &[u8], dest: &Path) -> io::Result<()> {
 pub fn unpack_stream_file(
     stream_path: &Path,
     dest: &Path,
-) -> BTreeMap<AttachMode, Result<(), String>> {
+) -> BTreeMap<ProbeRun, Result<(), String>> {
     let mut unpacked = BTreeMap::new();
     let stream = match fs::read(stream_path) {
         Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
         Err(_) => return unpacked,
     };
     for archive in parse_stream(&stream) {
-        let Some(mode) = AttachMode::from_name(&archive.mode) else {
+        let Some(mode) = ProbeRun::from_name(&archive.mode) else {
             continue;
         };
         let outcome = archive
@@ -242,15 +242,15 @@ mod tests {
         );
         fs::write(&stream_path, stream).expect("write stream");
         let unpacked = unpack_stream_file(&stream_path, &dir.join("results"));
-        assert_eq!(unpacked.get(&AttachMode::Kprobe), Some(&Ok(())));
-        let fentry = unpacked.get(&AttachMode::Fentry).expect("fentry listed");
+        assert_eq!(unpacked.get(&ProbeRun::Kprobe), Some(&Ok(())));
+        let fentry = unpacked.get(&ProbeRun::Fentry).expect("fentry listed");
         assert!(
             fentry
                 .as_ref()
                 .is_err_and(|error| error.contains("truncated")),
             "{fentry:?}"
         );
-        assert!(!unpacked.contains_key(&AttachMode::Tracepoint));
+        assert!(!unpacked.contains_key(&ProbeRun::Tracepoint));
         assert!(dir.join("results/kprobe/summary.json").is_file());
         assert!(unpack_stream_file(&dir.join("missing"), &dir).is_empty());
         fs::remove_dir_all(&dir).expect("clean up");

@@ -1,0 +1,74 @@
+//! The runs the VM test and the bench make: one per kind of probe pair (`--attach` that kind),
+//! and the fallback check. The kinds and their names are kspan's own (`kspan_common::ProbeKind`).
+
+use std::fmt;
+
+use kspan_common::ProbeKind;
+use serde::Deserialize;
+
+/// One run of kspan in a guest: a kind of probe pair, or the fallback check.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeRun {
+    /// kprobe + kretprobe on `do_signalfd4`.
+    Kprobe,
+    /// fentry + fexit on `do_signalfd4`.
+    Fentry,
+    /// The `syscalls:sys_{enter,exit}_signalfd{,4}` tracepoints.
+    Tracepoint,
+    /// `auto` told to probe a kernel function that does not exist: it must fall back to the
+    /// tracepoints, capture every call and say why kprobe and fentry were refused.
+    Fallback,
+}
+
+impl ProbeRun {
+    /// Every mode, in the order a guest runs them.
+    pub const ALL: [ProbeRun; 4] = [
+        ProbeRun::Kprobe,
+        ProbeRun::Fentry,
+        ProbeRun::Tracepoint,
+        ProbeRun::Fallback,
+    ];
+
+    /// The kind of pair the run attaches with `--attach`; `None` for the fallback check, which
+    /// runs `--attach auto`.
+    pub fn probe(self) -> Option<ProbeKind> {
+        match self {
+            ProbeRun::Kprobe => Some(ProbeKind::Kprobe),
+            ProbeRun::Fentry => Some(ProbeKind::Fentry),
+            ProbeRun::Tracepoint => Some(ProbeKind::Tracepoint),
+            ProbeRun::Fallback => None,
+        }
+    }
+
+    /// The run's name in the guest's result directories: the probe kind's, or `fallback`.
+    pub fn as_str(self) -> &'static str {
+        self.probe().map_or("fallback", ProbeKind::name)
+    }
+
+    /// The mode named `name`, if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        ProbeRun::ALL.into_iter().find(|mode| mode.as_str() == name)
+    }
+}
+
+impl fmt::Display for ProbeRun {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for mode in ProbeRun::ALL {
+            assert_eq!(ProbeRun::from_name(mode.as_str()), Some(mode));
+        }
+        assert_eq!(ProbeRun::from_name("uprobe"), None);
+    }
+}
