@@ -324,7 +324,7 @@ pub async fn run_capture(config: &CaptureConfig) -> anyhow::Result<RunRecord> {
 }
 
 /// Ids of the BPF programs process `pid` holds open (`prog_id` in its fds' fdinfo).
-fn bpf_program_ids(pid: u32) -> anyhow::Result<Vec<u32>> {
+pub(crate) fn bpf_program_ids(pid: u32) -> anyhow::Result<Vec<u32>> {
     let dir = format!("/proc/{pid}/fdinfo");
     let mut ids = Vec::new();
     for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {dir}"))? {

@@ -5,6 +5,7 @@
 //! runs on the host (`cargo xtask bench` calls it directly) and inside QEMU guests
 //! (`kspan-e2e overhead`, which writes [`overhead::OVERHEAD_JSON`] for the host to read).
 
+pub mod kernel_time;
 pub mod overhead;
 mod process;
 pub mod throughput;

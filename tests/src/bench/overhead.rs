@@ -14,6 +14,7 @@ use signalfd_workload::bench::SETUP_CALLS;
 
 use super::{
     counting_receiver, kernel_release,
+    kernel_time::{self, KernelTime, ProgramTime, RunTimeStats},
     process::{Readiness, Tracer},
     workload::{binary, Workload},
     AgentSummary,
@@ -127,6 +128,10 @@ pub struct OverheadReport {
     pub rounds: usize,
     /// Every run, in the order they ran.
     pub samples: Vec<OverheadSample>,
+    /// One more run of each tracer after the rounds, with the kernel's run-time statistics on:
+    /// its programs' time inside the kernel.
+    #[serde(default)]
+    pub kernel_time: Vec<KernelTime>,
 }
 
 impl OverheadReport {
@@ -164,20 +169,41 @@ pub async fn measure_overhead(
             round,
         };
         for &variant in &config.variants {
-            let sample = run
-                .sample(variant)
+            let (sample, _) = run
+                .sample(variant, false)
                 .await
                 .with_context(|| format!("round {round}, {}", variant.name()))?;
             progress(&sample);
             samples.push(sample);
         }
     }
+    // Statistics cost each program run two clock reads: a run of their own, not a timed round.
+    let stats = RunTimeStats::enable()?;
+    let run = Run {
+        config,
+        attach: &attach,
+        round: config.rounds + 1,
+    };
+    let mut kernel_time = Vec::new();
+    for &variant in config.variants.iter().filter(|v| **v != Variant::Bare) {
+        let (_, programs) = run
+            .sample(variant, true)
+            .await
+            .with_context(|| format!("in-kernel time, {}", variant.name()))?;
+        kernel_time.push(KernelTime {
+            variant,
+            calls: config.calls + UNTIMED_CALLS,
+            programs: programs.unwrap_or_default(),
+        });
+    }
+    drop(stats);
     let report = OverheadReport {
         attach,
         kernel: kernel_release(),
         calls: config.calls,
         rounds: config.rounds,
         samples,
+        kernel_time,
     };
     let path = out.join(OVERHEAD_JSON);
     fs::write(&path, serde_json::to_string_pretty(&report)?)
@@ -253,8 +279,13 @@ impl Run<'_> {
         )
     }
 
-    /// Runs the bench loop once beside `variant`.
-    async fn sample(&self, variant: Variant) -> anyhow::Result<OverheadSample> {
+    /// Runs the bench loop once beside `variant`; with `program_times`, also reads the
+    /// tracer's programs' run times before stopping it.
+    async fn sample(
+        &self,
+        variant: Variant,
+        program_times: bool,
+    ) -> anyhow::Result<(OverheadSample, Option<Vec<ProgramTime>>)> {
         let go = self.path(variant, "go");
         let workload = self.start_workload(&go)?;
         let pid = workload.pid()?;
@@ -313,8 +344,12 @@ impl Run<'_> {
             delivered: None,
             lost: None,
         };
+        let mut times = None;
         if let Some((tracer, took)) = startup {
             sample.startup_ms = Some(took.as_secs_f64() * 1e3);
+            if program_times {
+                times = Some(kernel_time::program_times(tracer.pid())?);
+            }
             let usage = tracer.stop().await?;
             if usage.exit_code != Some(0) {
                 bail!(
@@ -340,7 +375,7 @@ impl Run<'_> {
             }
             Variant::Bare | Variant::Floor => {}
         }
-        Ok(sample)
+        Ok((sample, times))
     }
 }
 
@@ -416,6 +451,15 @@ mod tests {
                 startup_ms: Some(120.0),
                 delivered: Some(1001),
                 lost: Some(0),
+            }],
+            kernel_time: vec![KernelTime {
+                variant: Variant::Kspan,
+                calls: 1001,
+                programs: vec![ProgramTime {
+                    program: "kspan_tp_exit".into(),
+                    runs: 1001,
+                    run_time_ns: 180_180,
+                }],
             }],
         };
         let json = serde_json::to_string(&report).expect("serializes");

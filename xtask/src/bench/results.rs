@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 
 use kspan_e2e::bench::{
-    overhead::{OverheadReport, OverheadSample},
+    kernel_time::ProgramTime,
+    overhead::{OverheadReport, OverheadSample, Variant},
     throughput::ThroughputRun,
 };
 use serde::Serialize;
@@ -51,6 +52,19 @@ pub struct OverheadSummary {
     pub goals: Vec<GoalCheck>,
     /// Every run, in order.
     pub runs: Vec<OverheadSample>,
+    /// Each tracer's programs' time inside the kernel, from a run with statistics on.
+    pub kernel_time: Vec<KernelTimeSummary>,
+}
+
+/// A tracer's in-kernel time: per call, and per program.
+#[derive(Debug, Serialize)]
+pub struct KernelTimeSummary {
+    /// The tracer.
+    pub variant: Variant,
+    /// All its programs' run time per traced call.
+    pub ns_per_call: f64,
+    /// Each program that ran.
+    pub programs: Vec<ProgramTime>,
 }
 
 impl OverheadSummary {
@@ -66,6 +80,15 @@ impl OverheadSummary {
             variants,
             goals,
             runs: report.samples,
+            kernel_time: report
+                .kernel_time
+                .into_iter()
+                .map(|time| KernelTimeSummary {
+                    variant: time.variant,
+                    ns_per_call: time.ns_per_call(),
+                    programs: time.programs,
+                })
+                .collect(),
         }
     }
 }

@@ -202,6 +202,7 @@ mod tests {
                 sample(2, Variant::Floor, 250.0),
                 sample(2, Variant::Kspan, 300.0),
             ],
+            kernel_time: vec![],
         };
         let summaries = summarize(&report);
         let order: Vec<Variant> = summaries.iter().map(|s| s.variant).collect();

@@ -25,6 +25,7 @@ pub fn render(results: &BenchResults) -> String {
     );
     out.push_str(&overhead_table(overhead));
     out.push('\n');
+    out.push_str(&kernel_time_table(overhead));
     for goal in &overhead.goals {
         let _ = writeln!(
             out,
@@ -85,6 +86,39 @@ fn overhead_table(overhead: &OverheadSummary) -> String {
             delivered(summary),
         );
     }
+    out
+}
+
+/// Each tracer's programs inside the kernel, from one more run with the kernel's run-time
+/// statistics on (they add two clock reads to every program run, so they stay off in the
+/// rounds above).
+fn kernel_time_table(overhead: &OverheadSummary) -> String {
+    if overhead.kernel_time.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "In-kernel run time (one more run per tracer, `BPF_ENABLE_STATS` on):\n\n\
+         | variant | ns/call inside the kernel | programs: ns per run (runs) |\n\
+         |---|---:|---|\n",
+    );
+    for time in &overhead.kernel_time {
+        let programs: Vec<String> = time
+            .programs
+            .iter()
+            .map(|p| {
+                let per_run = p.run_time_ns as f64 / p.runs.max(1) as f64;
+                format!("`{}` {per_run:.0} ({})", p.program, p.runs)
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {} | {:.0} | {} |",
+            time.variant.name(),
+            time.ns_per_call,
+            programs.join(", ")
+        );
+    }
+    out.push('\n');
     out
 }
 
