@@ -269,6 +269,7 @@ impl Btf {
             task_comm: self.offset("task_struct", "comm", kspan_common::COMM_LEN as u64)?,
             task_cred: self.offset("task_struct", "cred", 8)?,
             cred_uid: self.offset("cred", "uid", 4)?,
+            cred_euid: self.offset("cred", "euid", 4)?,
             task_cgroups: self.offset("task_struct", "cgroups", 8)?,
             css_set_dfl_cgrp: self.offset("css_set", "dfl_cgrp", 8)?,
             cgroup_kn: self.offset("cgroup", "kn", 8)?,

@@ -80,7 +80,7 @@ pub struct CallEvent {
     pub pid: u32,
     /// Thread id (the kernel's pid).
     pub tid: u32,
-    /// Real user id of the caller.
+    /// Real user id of the caller (`cred->uid`).
     pub uid: u32,
     /// The `ufd` argument: -1 creates a new signalfd, anything else updates one.
     pub ufd: i32,
@@ -94,11 +94,12 @@ pub struct CallEvent {
     pub probe: u8,
     /// A [`MaskSource`] value.
     pub mask_source: u8,
-    /// Explicit padding so the layout has no hidden holes (a byte and a word, not `[u8; 5]`:
-    /// zeroing that takes the BPF target a `memset` call).
+    /// Explicit padding so the layout has no hidden holes (a byte, not a `memset` the BPF
+    /// target would call to zero a wider array).
     pub _pad: u8,
-    /// Explicit padding, as above.
-    pub _pad_word: u32,
+    /// Effective user id of the caller (`cred->euid`), the one permission checks use. It sits
+    /// in what was a padding word, so records captured before it was added still decode.
+    pub euid: u32,
     /// The calling thread's `comm`, NUL-padded.
     pub comm: [u8; COMM_LEN],
 }
@@ -146,6 +147,8 @@ pub struct TaskLayout {
     pub task_cred: u32,
     /// `cred.uid` (the real uid).
     pub cred_uid: u32,
+    /// `cred.euid` (the effective uid).
+    pub cred_euid: u32,
     /// `task_struct.cgroups`.
     pub task_cgroups: u32,
     /// `css_set.dfl_cgrp` (the cgroup v2 cgroup).
@@ -230,7 +233,7 @@ mod pod {
 
 // The ring buffer record must have no implicit padding: both sides read it as raw bytes.
 const _: () = assert!(core::mem::size_of::<CallEvent>() == 80);
-const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 40);
+const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 44);
 const _: () = assert!(core::mem::size_of::<PendingCall>() == 32);
 
 #[cfg(test)]

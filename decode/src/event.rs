@@ -60,6 +60,7 @@ impl CallDecoder {
             pid: event.pid,
             tid: event.tid,
             uid: event.uid,
+            euid: event.euid,
             cgroup_id: event.cgroup_id,
             process_name: self.names.name(event.pid, &thread_name),
             thread_name,
@@ -101,7 +102,7 @@ mod tests {
             probe: ProbeKind::Kprobe as u8,
             mask_source: MaskSource::Kernel as u8,
             _pad: 0,
-            _pad_word: 0,
+            euid: 0,
             comm,
         }
     }

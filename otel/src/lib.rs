@@ -17,3 +17,6 @@ pub use ids::TraceGrouping;
 pub use resource::{agent_resource, HostInfo};
 pub use stats::{ExportSnapshot, ExportStats};
 pub use wire::CallEncoder;
+
+#[cfg(test)]
+mod semconv_tests;

@@ -5,6 +5,7 @@ use opentelemetry_sdk::{
     resource::{ResourceDetector, TelemetryResourceDetector},
     Resource,
 };
+use opentelemetry_semantic_conventions::attribute;
 
 use crate::{env::env_var, ExportError};
 
@@ -28,11 +29,11 @@ pub fn agent_resource(host: &HostInfo) -> Result<Resource, ExportError> {
     };
     let builder = Resource::builder_empty()
         .with_attributes([
-            KeyValue::new("service.name", "kspan"),
-            KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
-            KeyValue::new("host.name", host.host_name.clone()),
-            KeyValue::new("os.type", "linux"),
-            KeyValue::new("os.version", host.kernel_release.clone()),
+            KeyValue::new(attribute::SERVICE_NAME, "kspan"),
+            KeyValue::new(attribute::SERVICE_VERSION, env!("CARGO_PKG_VERSION")),
+            KeyValue::new(attribute::HOST_NAME, host.host_name.clone()),
+            KeyValue::new(attribute::OS_TYPE, "linux"),
+            KeyValue::new(attribute::OS_VERSION, host.kernel_release.clone()),
         ])
         .with_detectors(&detectors)
         .with_attributes(from_env);

@@ -62,6 +62,7 @@ static CONFIG: ProbeConfig = ProbeConfig {
         task_comm: 0,
         task_cred: 0,
         cred_uid: 0,
+        cred_euid: 0,
         task_cgroups: 0,
         css_set_dfl_cgrp: 0,
         cgroup_kn: 0,
@@ -209,18 +210,25 @@ fn comm(task: *const u8) -> [u8; COMM_LEN] {
     unsafe { core::mem::transmute::<[u64; 2], [u8; COMM_LEN]>(words) }
 }
 
-/// Real uid and cgroup v2 id of `task`.
+/// The user ids of a task: real and effective.
+struct UserIds {
+    real: u32,
+    effective: u32,
+}
+
+/// Real and effective uid and cgroup v2 id of `task`.
 #[inline(always)]
-fn uid_and_cgroup(task: *const u8) -> (u32, u64) {
+fn user_ids_and_cgroup(task: *const u8) -> (UserIds, u64) {
     let layout = &CONFIG.task;
     let cred: *const u8 = load(task, &layout.task_cred);
     let css_set: *const u8 = load(task, &layout.task_cgroups);
     let cgroup: *const u8 = load(css_set, &layout.css_set_dfl_cgrp);
     let kernfs_node: *const u8 = load(cgroup, &layout.cgroup_kn);
-    (
-        load(cred, &layout.cred_uid),
-        load(kernfs_node, &layout.kernfs_node_id),
-    )
+    let ids = UserIds {
+        real: load(cred, &layout.cred_uid),
+        effective: load(cred, &layout.cred_euid),
+    };
+    (ids, load(kernfs_node, &layout.kernfs_node_id))
 }
 
 /// Records a call's entry for the current thread, if the filters select it.
@@ -285,7 +293,7 @@ pub fn record_return(ret: i32) {
     };
     let task = task.cast::<u8>().cast_const();
     let (pid, tid) = ids(task);
-    let (uid, cgroup_id) = uid_and_cgroup(task);
+    let (user_ids, cgroup_id) = user_ids_and_cgroup(task);
     let event = CallEvent {
         start_boot_ns: call.start_boot_ns,
         end_boot_ns,
@@ -293,7 +301,7 @@ pub fn record_return(ret: i32) {
         cgroup_id,
         pid,
         tid,
-        uid,
+        uid: user_ids.real,
         ufd: call.ufd,
         flags: call.flags,
         ret,
@@ -301,7 +309,7 @@ pub fn record_return(ret: i32) {
         probe: call.probe,
         mask_source: call.mask_source,
         _pad: 0,
-        _pad_word: 0,
+        euid: user_ids.effective,
         comm: comm(task),
     };
     // Never wake the reader: a wakeup costs the traced call more than the rest of the probe,

@@ -393,7 +393,8 @@ fn compare(call: &CallRecord, span: &Span, expect: Expectation) -> Vec<String> {
     check("name", name.into(), span.name.clone());
     let ints = [
         ("process.pid", i64::from(call.pid)),
-        ("process.user.id", call.uid.into()),
+        ("process.user.id", call.euid.into()),
+        ("process.real_user.id", call.uid.into()),
         ("signalfd.ufd", call.ufd.into()),
         ("signalfd.flags", call.flags.into()),
     ];
@@ -545,6 +546,7 @@ mod tests {
             pid: 10,
             tid,
             uid: 0,
+            euid: 0,
             thread_name: "worker".into(),
             cgroup_id: Some(1),
             syscall: Syscall::Signalfd4,
@@ -575,7 +577,8 @@ mod tests {
         let mut attributes = vec![
             kv("process.pid", Value::IntValue(call.pid.into())),
             kv("thread.id", Value::IntValue(call.tid.into())),
-            kv("process.user.id", Value::IntValue(call.uid.into())),
+            kv("process.user.id", Value::IntValue(call.euid.into())),
+            kv("process.real_user.id", Value::IntValue(call.uid.into())),
             kv("thread.name", Value::StringValue(call.thread_name.clone())),
             kv("kspan.cgroup.id", Value::IntValue(1)),
             kv("signalfd.ufd", Value::IntValue(call.ufd.into())),
@@ -738,6 +741,7 @@ mod tests {
         for kv in &mut spans[0].attributes {
             let wrong = match kv.key.as_str() {
                 "process.user.id" => Value::IntValue(7),
+                "process.real_user.id" => Value::IntValue(8),
                 "kspan.cgroup.id" => Value::IntValue(2),
                 "thread.name" => Value::StringValue("other".into()),
                 _ => continue,
@@ -748,6 +752,7 @@ mod tests {
         let text = verdict.mismatches.join("\n");
         for problem in [
             "process.user.id: expected 0, got 7",
+            "process.real_user.id: expected 0, got 8",
             "thread.name: expected worker, got other",
             "kspan.cgroup.id: expected 1, got 2",
         ] {

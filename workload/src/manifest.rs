@@ -49,8 +49,10 @@ pub struct CallRecord {
     pub pid: u32,
     /// `gettid()` of the calling thread.
     pub tid: u32,
-    /// Real uid of the caller.
+    /// Real uid of the calling thread.
     pub uid: u32,
+    /// Effective uid of the calling thread (differs from `uid` in the `identity` scenario).
+    pub euid: u32,
     /// The calling thread's name (`comm`).
     pub thread_name: String,
     /// cgroup v2 id of the caller (its cgroup directory's inode); `None` without cgroup2.
@@ -227,6 +229,7 @@ mod tests {
             pid: 10,
             tid: 11,
             uid: 0,
+            euid: 0,
             thread_name: "worker".to_string(),
             cgroup_id: Some(1),
             syscall: Syscall::Signalfd4,

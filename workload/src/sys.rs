@@ -130,6 +130,14 @@ pub fn cgroup_id() -> Option<u64> {
 }
 
 /// The calling thread's kernel thread id.
+/// Sets the calling thread's effective uid, leaving its real and saved uids as they are. The
+/// raw syscall changes this thread only (glibc's `setresuid` changes every thread of the process).
+pub fn set_thread_euid(euid: u32) -> Result<(), Errno> {
+    // SAFETY: setresuid takes three integers; -1 (as uid_t) leaves an id unchanged.
+    let ret = unsafe { libc::syscall(libc::SYS_setresuid, u32::MAX, euid, u32::MAX) };
+    Errno::result(ret).map(drop)
+}
+
 pub fn gettid() -> u32 {
     nix::unistd::gettid().as_raw() as u32
 }
