@@ -8,9 +8,9 @@ use kspan_otel::{
     agent_resource,
     export::{
         read_headers_file, MetricsExporter, OtlpConfig, OtlpSink, Pipeline, PipelineConfig,
-        Protocol, Sink, StdoutSink,
+        Protocol, SignalSelection, Sink, StdoutSink,
     },
-    HostInfo, TraceGrouping,
+    Env, HostInfo, TraceGrouping,
 };
 
 use crate::{
@@ -22,7 +22,7 @@ use crate::{
     privileges, probes,
     reader::EventReader,
     stop::StopSignals,
-    summary::Summary,
+    summary::{JudgedBy, Summary},
     tracefs,
     usage_error::UsageError,
 };
@@ -99,6 +99,10 @@ pub async fn run(cli: Cli, mut signals: StopSignals) -> anyhow::Result<()> {
         backlog_capacity: cli.export_backlog as usize,
         ..PipelineConfig::default()
     };
+    let judged_by = match sink.sends_spans() {
+        true => JudgedBy::Spans,
+        false => JudgedBy::Logs,
+    };
     let pipeline = Pipeline::start(sink, pipeline_config)?;
     let export_stats = pipeline.stats();
     let decoder = CallDecoder::new(BootClock::measure().context("reading the system clocks")?);
@@ -114,16 +118,20 @@ pub async fn run(cli: Cli, mut signals: StopSignals) -> anyhow::Result<()> {
     let health =
         health_exporter.map(|(exporter, interval)| HealthReporter::start(exporter, interval));
     let mut report = tokio::time::interval(LOSS_REPORT_EVERY);
-    let mut reported = Summary::new(
-        &reader_counts,
-        counter_maps.read()?,
-        export_stats.snapshot(),
-    );
+    let summarise = || -> anyhow::Result<Summary> {
+        Ok(Summary::new(
+            &reader_counts,
+            counter_maps.read()?,
+            export_stats.snapshot(),
+            judged_by,
+        ))
+    };
+    let mut reported = summarise()?;
     loop {
         tokio::select! {
             () = signals.recv() => break,
             _ = report.tick() => {
-                let now = Summary::new(&reader_counts, counter_maps.read()?, export_stats.snapshot());
+                let now = summarise()?;
                 if now.lost > reported.lost {
                     tracing::warn!(lost_since_last_report = now.lost - reported.lost, lost_total = now.lost, "calls lost");
                 }
@@ -155,11 +163,7 @@ pub async fn run(cli: Cli, mut signals: StopSignals) -> anyhow::Result<()> {
     };
     pipeline.shutdown(stop_deadline - health_reserve).await;
 
-    let summary = Summary::new(
-        &reader_counts,
-        counter_maps.read()?,
-        export_stats.snapshot(),
-    );
+    let summary = summarise()?;
     summary.log();
     if let Some(health) = health {
         let sent = tokio::time::timeout_at(stop_deadline, health.finish(summary.health())).await;
@@ -175,19 +179,18 @@ pub async fn run(cli: Cli, mut signals: StopSignals) -> anyhow::Result<()> {
 }
 
 /// Where calls go and, with OTLP, the health metrics exporter and its interval (unless
-/// `OTEL_METRICS_EXPORTER=none`).
+/// `OTEL_METRICS_EXPORTER=none` or `OTEL_SDK_DISABLED=true`).
 type Destination = (Sink, Option<(MetricsExporter, Duration)>);
 
 fn build_sink(cli: &Cli, host: &HostInfo, grouping: TraceGrouping) -> anyhow::Result<Destination> {
     // The OTLP settings are resolved whatever the exporter: one that is wrong is refused (exit 2)
     // with `--exporter stdout` too, rather than waiting to fail when the exporter changes.
-    let protocol = match cli.otlp_protocol {
-        Some(OtlpProtocol::Grpc) => Protocol::Grpc,
-        Some(OtlpProtocol::HttpProtobuf) => Protocol::HttpProtobuf,
-        None => Protocol::from_env()
-            .map_err(UsageError::from)?
-            .unwrap_or(Protocol::Grpc),
-    };
+    let env = Env::process();
+    let selection = SignalSelection::from_env(&env).map_err(UsageError::from)?;
+    let protocol = cli.otlp_protocol.map(|protocol| match protocol {
+        OtlpProtocol::Grpc => Protocol::Grpc,
+        OtlpProtocol::HttpProtobuf => Protocol::HttpProtobuf,
+    });
     let mut headers = match &cli.otlp_headers_file {
         Some(path) => read_headers_file(path).map_err(UsageError::from)?,
         None => Vec::new(),
@@ -199,19 +202,24 @@ fn build_sink(cli: &Cli, host: &HostInfo, grouping: TraceGrouping) -> anyhow::Re
         headers,
         ca_certificate: cli.otlp_ca_cert.clone(),
         timeout: cli.otlp_timeout,
+        env,
     };
     let resource = agent_resource(host).map_err(UsageError::from)?;
-    let sink = OtlpSink::new(&config, &resource, grouping.clone()).map_err(UsageError::from)?;
-    let health = match health::interval_from_env().map_err(UsageError::from)? {
-        Some(interval) => Some((
-            MetricsExporter::new(&config, &resource).map_err(UsageError::from)?,
-            interval,
-        )),
-        None => None,
-    };
+    let sink =
+        OtlpSink::new(&config, selection, &resource, grouping.clone()).map_err(UsageError::from)?;
+    let metrics = MetricsExporter::new(&config, &resource).map_err(UsageError::from)?;
+    let interval = health::interval_from_env().map_err(UsageError::from)?;
     Ok(match cli.exporter {
         ExporterKind::Stdout => (Sink::Stdout(StdoutSink::new(grouping)), None),
-        ExporterKind::Otlp => (Sink::Otlp(Box::new(sink)), health),
+        ExporterKind::Otlp => {
+            if selection.disabled {
+                tracing::info!("OTEL_SDK_DISABLED=true: nothing is sent (no spans, log records or health metrics); calls are captured and counted");
+            } else if !selection.sends_calls() {
+                tracing::info!("OTEL_TRACES_EXPORTER and OTEL_LOGS_EXPORTER are none: calls are captured and counted, not sent");
+            }
+            let health = selection.metrics.then_some((metrics, interval));
+            (Sink::Otlp(Box::new(sink)), health)
+        }
     })
 }
 

@@ -23,34 +23,79 @@ pub struct Summary {
     /// Calls whose spans were sent but never acknowledged (the collector did not answer in
     /// time): delivered or possibly delivered, not lost.
     pub possibly_delivered: u64,
+    /// Which signal decides a call's export.
+    #[serde(skip)]
+    judged_by: JudgedBy,
+}
+
+/// The signal whose fate is a call's: its span, or its log record when spans are not sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JudgedBy {
+    /// Spans (or stdout lines).
+    Spans,
+    /// Log records.
+    Logs,
+}
+
+/// The export counters of the signal that decides a call's fate.
+struct CallExport {
+    failed: u64,
+    lost_at_stop: u64,
+    possibly_delivered: u64,
+}
+
+impl CallExport {
+    fn of(export: &ExportSnapshot, judged_by: JudgedBy) -> Self {
+        match judged_by {
+            JudgedBy::Spans => Self {
+                failed: export.spans_failed,
+                lost_at_stop: export.spans_lost_at_stop,
+                possibly_delivered: export.spans_possibly_delivered,
+            },
+            JudgedBy::Logs => Self {
+                failed: export.logs_failed,
+                lost_at_stop: export.logs_lost_at_stop,
+                possibly_delivered: export.logs_possibly_delivered,
+            },
+        }
+    }
 }
 
 impl Summary {
-    /// Gathers every stage's counters.
-    pub fn new(reader: &ReaderCounts, kernel: KernelCounters, export: ExportSnapshot) -> Self {
+    /// Gathers every stage's counters. A call's export is judged by its span, or by its log
+    /// record when spans are not sent (`OTEL_TRACES_EXPORTER=none`).
+    pub fn new(
+        reader: &ReaderCounts,
+        kernel: KernelCounters,
+        export: ExportSnapshot,
+        judged_by: JudgedBy,
+    ) -> Self {
         let calls_read = reader.calls.load(Ordering::Relaxed);
         let malformed = reader.malformed.load(Ordering::Relaxed);
         let kernel = kernel.with_records_read(calls_read + malformed);
+        let calls = CallExport::of(&export, judged_by);
         let lost = kernel.ring_buffer_full
             + kernel.stale_entries
             + kernel.entries_not_stored
             + malformed
             + export.dropped_queue_full
-            + export.spans_failed
-            + export.spans_lost_at_stop;
+            + calls.failed
+            + calls.lost_at_stop;
         Self {
             calls_read,
             malformed,
             kernel,
             export,
             lost,
-            possibly_delivered: export.spans_possibly_delivered,
+            possibly_delivered: calls.possibly_delivered,
+            judged_by,
         }
     }
 
     /// The same figures as health metrics.
     pub fn health(&self) -> Health {
         let (k, e) = (&self.kernel, &self.export);
+        let calls = CallExport::of(e, self.judged_by);
         Health {
             calls_captured: self.calls_read,
             lost: vec![
@@ -59,8 +104,8 @@ impl Summary {
                 (LossStage::StaleEntry, k.stale_entries),
                 (LossStage::Decode, self.malformed),
                 (LossStage::ExportQueue, e.dropped_queue_full),
-                (LossStage::Export, e.spans_failed),
-                (LossStage::StopDeadline, e.spans_lost_at_stop),
+                (LossStage::Export, calls.failed),
+                (LossStage::StopDeadline, calls.lost_at_stop),
             ],
             returns_without_entry: k.returns_without_entry,
             spans_exported: e.spans_exported,
@@ -138,7 +183,7 @@ mod tests {
             spans_possibly_delivered: 8,
             ..Default::default()
         };
-        let summary = Summary::new(&reader, kernel, export);
+        let summary = Summary::new(&reader, kernel, export, JudgedBy::Spans);
         // Possibly delivered is not lost.
         assert_eq!(summary.lost, 1 + 2 + 3 + 4 + 5 + 6 + 7);
         assert_eq!(summary.possibly_delivered, 8);

@@ -10,7 +10,7 @@ mod resource;
 mod stats;
 mod wire;
 
-pub use env::env_var;
+pub use env::{env_var, Env};
 pub use error::ExportError;
 pub use health::{Health, LossStage};
 pub use ids::TraceGrouping;

@@ -30,7 +30,7 @@ use tokio::{
 pub use failure::{ExportFailure, FailureKind};
 pub use otlp::{
     read_headers_file, validate_endpoint, MetricsExporter, OtlpConfig, OtlpSink, Protocol,
-    Rejected, Signal, MAX_RESPONSE_BYTES,
+    Rejected, Signal, SignalSelection, MAX_RESPONSE_BYTES,
 };
 pub use stdout::StdoutSink;
 
@@ -65,9 +65,20 @@ impl Sink {
         }
     }
 
-    /// Whether this sink sends log records besides spans.
+    /// Whether this sink sends spans (or, for stdout, lines).
+    pub fn sends_spans(&self) -> bool {
+        match self {
+            Sink::Otlp(sink) => sink.sends_spans(),
+            Sink::Stdout(_) => true,
+        }
+    }
+
+    /// Whether this sink sends log records.
     fn sends_logs(&self) -> bool {
-        matches!(self, Sink::Otlp(_))
+        match self {
+            Sink::Otlp(sink) => sink.sends_logs(),
+            Sink::Stdout(_) => false,
+        }
     }
 }
 
@@ -107,6 +118,10 @@ impl Default for PipelineConfig {
     }
 }
 
+/// The longest wait a collector's `Retry-After` or `RetryInfo` is granted: a longer one (or a
+/// date far ahead) would stall every export behind it while the backlog overflows.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
 /// The export stage: a bounded queue drained by one batching worker.
 pub struct Pipeline {
     queue: mpsc::Sender<Call>,
@@ -133,6 +148,7 @@ impl Pipeline {
             added: Notify::new(),
             intake_done: AtomicBool::new(false),
             stats: stats.clone(),
+            sends_spans: sink.sends_spans(),
             sends_logs: sink.sends_logs(),
         });
         let (stop_deadline, deadline) = watch::channel(None);
@@ -180,6 +196,7 @@ struct Shared {
     added: Notify,
     intake_done: AtomicBool,
     stats: Arc<ExportStats>,
+    sends_spans: bool,
     sends_logs: bool,
 }
 
@@ -203,13 +220,15 @@ impl Shared {
     /// Adds a batch, counting what falls out of the backlog.
     fn enqueue(&self, calls: Vec<Call>) {
         ExportStats::add(&self.stats.dequeued, calls.len() as u64);
+        // A signal the sink does not send is owed nothing from the start.
+        let owed = |sent| match sent {
+            true => Delivery::Pending,
+            false => Delivery::Done,
+        };
         let pending = PendingBatch {
             calls: calls.into(),
-            spans: Delivery::Pending,
-            logs: match self.sends_logs {
-                true => Delivery::Pending,
-                false => Delivery::Done,
-            },
+            spans: owed(self.sends_spans),
+            logs: owed(self.sends_logs),
         };
         let (evicted, waiting) = {
             let mut backlog = self.backlog();
@@ -358,7 +377,7 @@ async fn deliver(
                 let count = batch.calls.len() as u64;
                 let outcome = settle(&shared.stats, &mut batch, attempt);
                 if let Some(refusal) = &outcome.refused {
-                    tracing::warn!(error = %refusal, calls = count, "the collector refused an export; counting its calls as failed");
+                    tracing::warn!(error = %refusal, calls = count, "the collector refused an export for good; counting its calls as rejected, not retrying");
                 }
                 match outcome.retry {
                     None => {
@@ -370,9 +389,11 @@ async fn deliver(
                     Some(error) => {
                         ExportStats::add(&shared.stats.export_errors, 1);
                         let waiting = shared.backlog().len() as u64 + count;
-                        let wait = match deadline {
-                            Some(_) => config.initial_backoff,
-                            None => backoff.current(),
+                        // The collector's own word first (Retry-After, RetryInfo), within reason.
+                        let wait = match (error.retry_after, deadline) {
+                            (Some(asked), _) => asked.min(MAX_RETRY_AFTER),
+                            (None, Some(_)) => config.initial_backoff,
+                            (None, None) => backoff.wait(),
                         };
                         // Unanswered: the collector may have the calls; sending them again may
                         // duplicate them (delivery is at least once).
@@ -617,6 +638,7 @@ mod tests {
                 added: Notify::new(),
                 intake_done: AtomicBool::new(false),
                 stats: Arc::new(ExportStats::default()),
+                sends_spans: true,
                 sends_logs: true,
             };
             let batch = PendingBatch {

@@ -24,11 +24,12 @@ pub(super) fn free_port() -> SocketAddr {
 /// An OTLP sink to `endpoint` with a per-request `timeout`.
 pub(super) fn sink_to(endpoint: String, protocol: Protocol, timeout: Duration) -> Sink {
     let config = OtlpConfig {
-        protocol,
+        protocol: Some(protocol),
         endpoint: Some(endpoint),
         headers: vec![],
         ca_certificate: None,
         timeout: Some(timeout),
+        env: crate::Env::fixed::<&str, &str>([]),
     };
     let host = HostInfo {
         host_name: "test".into(),
@@ -36,7 +37,13 @@ pub(super) fn sink_to(endpoint: String, protocol: Protocol, timeout: Duration) -
     };
     let grouping = TraceGrouping::new("boot", Duration::from_secs(60));
     Sink::Otlp(Box::new(
-        OtlpSink::new(&config, &crate::agent_resource(&host).unwrap(), grouping).unwrap(),
+        OtlpSink::new(
+            &config,
+            SignalSelection::ALL,
+            &crate::agent_resource(&host).unwrap(),
+            grouping,
+        )
+        .unwrap(),
     ))
 }
 
