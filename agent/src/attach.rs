@@ -1,5 +1,7 @@
 //! Loading the embedded probes and attaching one probe pair, falling back in a fixed order.
 
+use std::sync::Arc;
+
 use anyhow::Context as _;
 use aya::{
     programs::{FEntry, FExit, KProbe, ProgramError, TracePoint},
@@ -7,7 +9,7 @@ use aya::{
 };
 
 use crate::attach_mode::{AttachMode, ProbeMode};
-use crate::{kernel_function, privileges};
+use crate::{kernel_function, privileges, tracefs::TracefsError};
 
 /// The pair that attached, and why the ones tried before it were refused.
 #[derive(Debug)]
@@ -22,8 +24,9 @@ pub struct Attached {
 pub struct Target<'a> {
     /// The kernel function for kprobe and fentry (`do_signalfd4`).
     pub function: &'a str,
-    /// Whether the tracepoints carry their fields where the probes read them, or why not.
-    pub tracepoints: Result<(), String>,
+    /// Whether the tracepoints carry their fields where the probes read them, or why not;
+    /// `None` when the attach mode never tries them.
+    pub tracepoints: Option<Result<(), Arc<TracefsError>>>,
     /// Attach the empty floor programs instead of the capturing ones.
     pub floor: bool,
 }
@@ -168,7 +171,10 @@ fn attach_pair(ebpf: &mut Ebpf, mode: ProbeMode, target: &Target<'_>) -> anyhow:
         }
         ProbeMode::Tracepoint => {
             privileges::require(ProbeMode::Tracepoint)?;
-            target.tracepoints.clone().map_err(anyhow::Error::msg)?;
+            match &target.tracepoints {
+                Some(checked) => checked.clone()?,
+                None => anyhow::bail!("the tracepoints' fields were not checked against tracefs"),
+            }
             for (name, events) in programs
                 .tracepoints
                 .iter()

@@ -91,6 +91,17 @@ pub struct Cli {
     #[arg(long, default_value = "60s", value_parser = parse_trace_window)]
     pub trace_window: Duration,
 
+    /// Which resource calls are sent under: one per traced process (its executable's name as
+    /// `service.name`, unless OTEL_SERVICE_NAME sets one), or one for the host
+    /// (`service.name = kspan`).
+    #[arg(long, value_enum, default_value_t = ResourcePer::Process)]
+    pub resource_per: ResourcePer,
+
+    /// Add `process.executable.path` and `process.command_line` to each process's resource.
+    /// Off by default: command lines can hold secrets.
+    #[arg(long)]
+    pub process_details: bool,
+
     /// Attach empty programs on the same hooks instead (the overhead floor, for benchmarks).
     #[arg(long, hide = true)]
     pub floor: bool,
@@ -103,6 +114,10 @@ pub struct Cli {
 /// A command-line mistake only visible once every value is parsed.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
+    /// `--process-details` describes processes, and `--resource-per host` has no process
+    /// resource to put them on.
+    #[error("--process-details needs a resource per process: drop --resource-per host")]
+    ProcessDetailsOnHostResource,
     /// More distinct filter values than the kernel-side filter map holds.
     #[error("{given} distinct {option} values: the in-kernel filter holds at most {capacity}")]
     TooManyFilterValues {
@@ -116,8 +131,12 @@ pub enum CliError {
 }
 
 impl Cli {
-    /// Checks what no single value's parser can: the filters fit their kernel maps.
+    /// Checks what no single value's parser can: the filters fit their kernel maps, and the
+    /// options agree.
     pub fn check(&self) -> Result<(), CliError> {
+        if self.process_details && self.resource_per == ResourcePer::Host {
+            return Err(CliError::ProcessDetailsOnHostResource);
+        }
         let pids = self.pids.iter().collect::<BTreeSet<_>>().len();
         let comms = self.comms.iter().collect::<BTreeSet<_>>().len();
         for (option, given) in [("--pid", pids), ("--comm", comms)] {
@@ -140,6 +159,24 @@ pub enum ExporterKind {
     Otlp,
     /// One readable line per call on stdout.
     Stdout,
+}
+
+/// `--resource-per` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ResourcePer {
+    /// A resource per traced process.
+    Process,
+    /// One resource for the host.
+    Host,
+}
+
+impl From<ResourcePer> for kspan_otel::ResourcePer {
+    fn from(per: ResourcePer) -> Self {
+        match per {
+            ResourcePer::Process => Self::Process,
+            ResourcePer::Host => Self::Host,
+        }
+    }
 }
 
 /// `--otlp-protocol` values, named as in OTEL_EXPORTER_OTLP_PROTOCOL.

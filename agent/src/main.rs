@@ -5,6 +5,7 @@ mod attach;
 mod attach_mode;
 mod btf;
 mod cli;
+mod counter_sources;
 mod health;
 mod kernel_function;
 mod output_file;
@@ -13,7 +14,6 @@ mod probes;
 mod reader;
 mod run;
 mod stop;
-mod summary;
 mod tracefs;
 mod usage_error;
 

@@ -13,6 +13,7 @@ use kspan_common::{
 };
 
 use crate::btf::{Btf, VMLINUX_BTF};
+use kspan_otel::counters::KernelCounters;
 
 /// The probes, compiled by build.rs.
 static PROBES: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/kspan-probes"));
@@ -78,33 +79,6 @@ fn comm_key(comm: &str) -> [u8; COMM_LEN] {
     key
 }
 
-/// The kernel-side loss counters and the calls still waiting for their return.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct KernelCounters {
-    /// Entries stored.
-    pub entries: u64,
-    /// Complete calls dropped because the ring buffer was full.
-    pub ring_buffer_full: u64,
-    /// Entries whose return never came (overwritten by the thread's next entry).
-    pub stale_entries: u64,
-    /// Returns seen without an entry (e.g. the call began before kspan attached).
-    pub returns_without_entry: u64,
-    /// Entries not stored: the kernel could not allocate or refused the thread's storage.
-    pub entries_not_stored: u64,
-    /// Entries still waiting for their return (or their record still in the ring buffer) when
-    /// read: entries that neither completed nor went stale.
-    pub in_flight: u64,
-}
-
-impl KernelCounters {
-    /// Fills in [`KernelCounters::in_flight`], given the records read from the ring buffer.
-    pub fn with_records_read(mut self, records: u64) -> Self {
-        let settled = self.stale_entries + self.ring_buffer_full + records;
-        self.in_flight = self.entries.saturating_sub(settled);
-        self
-    }
-}
-
 /// The counters map, read after the programs are gone.
 pub struct CounterMaps {
     counters: PerCpuArray<MapData, u64>,
@@ -121,7 +95,7 @@ impl CounterMaps {
         })
     }
 
-    /// Sums the per-CPU counters ([`KernelCounters::in_flight`] is left for the caller).
+    /// Sums the per-CPU counters ([`KernelCounters::in_flight`] follows from a whole snapshot).
     pub fn read(&self) -> anyhow::Result<KernelCounters> {
         let total = |counter: Counter| -> anyhow::Result<u64> {
             let values = self.counters.get(&(counter as u32), 0)?;

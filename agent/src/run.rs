@@ -1,29 +1,28 @@
 //! One agent run: check, load, attach, read and export until SIGINT/SIGTERM, then flush.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use kspan_decode::{BootClock, CallDecoder};
 use kspan_otel::{
-    agent_resource,
     export::{
         read_headers_file, MetricsExporter, OtlpConfig, OtlpSink, Pipeline, PipelineConfig,
         Protocol, SignalSelection, Sink, StdoutSink,
     },
-    Env, HostInfo, TraceGrouping,
+    Env, HostInfo, Resources, TraceGrouping,
 };
 
 use crate::{
     attach::{self, Target},
     attach_mode::{AttachMode, ProbeMode},
     cli::{Cli, ExporterKind, OtlpProtocol},
+    counter_sources::CounterSources,
     health::{self, HealthReporter},
     output_file::OutputFile,
     privileges, probes,
     reader::EventReader,
     stop::StopSignals,
-    summary::{JudgedBy, Summary},
-    tracefs,
+    tracefs::{self, TracefsError},
     usage_error::UsageError,
 };
 
@@ -40,142 +39,222 @@ const HEALTH_FINAL_RESERVE: Duration = Duration::from_secs(1);
 /// Runs the agent until a stop signal (one that came during the start included), then
 /// detaches and exports everything captured, within `--shutdown-timeout`.
 pub async fn run(cli: Cli, mut signals: StopSignals) -> anyhow::Result<()> {
-    // Everything the user configured is checked before the kernel is touched: no partial start.
-    cli.check().map_err(UsageError::from)?;
-    let checked = |option, path: &Option<std::path::PathBuf>| {
-        path.as_deref()
-            .map(|path| {
-                OutputFile::check(option, path).map(|file| file.with_mode(cli.output_file_mode))
-            })
-            .transpose()
-            .map_err(UsageError::from)
-    };
-    let ready_file = checked("--ready-file", &cli.ready_file)?;
-    let summary_file = checked("--summary-file", &cli.summary_file)?;
-    let host = host_info()?;
-    let grouping = TraceGrouping::new(boot_id()?, cli.trace_window);
-    let (sink, health_exporter) = build_sink(&cli, &host, grouping)?;
-    privileges::check(cli.attach)?;
-    raise_memlock_limit();
-
-    let wants_tracepoints = cli.attach.candidates().contains(&ProbeMode::Tracepoint);
-    let offsets_checked = wants_tracepoints
-        .then(|| tracefs::ensure_mounted().and_then(|root| tracefs::check_signalfd_offsets(&root)));
-    if let (AttachMode::Tracepoint, Some(Err(error))) = (cli.attach, &offsets_checked) {
-        anyhow::bail!("{error}");
-    }
-    let filters = probes::Filters {
-        pids: cli.pids.clone(),
-        comms: cli.comms.clone(),
-    };
-    let mut ebpf = probes::open(&filters, cli.ring_buffer_bytes)?;
-    let ring = probes::take_events(&mut ebpf)?;
-    let counter_maps = probes::CounterMaps::take(&mut ebpf)?;
-
-    let target = Target {
-        function: &cli.kernel_function,
-        tracepoints: match offsets_checked {
-            Some(Ok(())) => Ok(()),
-            Some(Err(error)) => Err(error.to_string()),
-            None => Err("not requested".to_string()),
-        },
-        floor: cli.floor,
-    };
-    let attached = attach::attach(&mut ebpf, cli.attach, &target)?;
-    for (mode, reason) in &attached.refused {
-        // Verifier logs run to many lines: the first says why, the rest is for debugging.
-        let why = reason.lines().next().unwrap_or_default();
-        tracing::warn!(probe = %mode, reason = why, "probe refused, falling back");
-        tracing::debug!(probe = %mode, %reason, "full refusal");
-    }
-    if attached.mode == ProbeMode::Tracepoint {
-        tracing::info!(probe = %attached.mode, "attached");
-    } else {
-        tracing::info!(probe = %attached.mode, function = %cli.kernel_function, "attached");
-    }
-
-    let pipeline_config = PipelineConfig {
-        queue_capacity: cli.export_queue as usize,
-        backlog_capacity: cli.export_backlog as usize,
-        ..PipelineConfig::default()
-    };
-    let judged_by = match sink.sends_spans() {
-        true => JudgedBy::Spans,
-        false => JudgedBy::Logs,
-    };
-    let pipeline = Pipeline::start(sink, pipeline_config)?;
-    let export_stats = pipeline.stats();
-    let decoder = CallDecoder::new(BootClock::measure().context("reading the system clocks")?);
-    let reader = EventReader::start(ring, cli.ring_buffer_bytes, decoder, pipeline);
-    let reader_counts = reader.counts();
-
-    if let Some(file) = &ready_file {
-        let contents = format!("probe={}\npid={}\n", attached.mode, std::process::id());
-        file.write(contents.as_bytes())?;
-    }
-    tracing::info!(probe = %attached.mode, "ready");
-
-    let health =
-        health_exporter.map(|(exporter, interval)| HealthReporter::start(exporter, interval));
-    let mut report = tokio::time::interval(LOSS_REPORT_EVERY);
-    let summarise = || -> anyhow::Result<Summary> {
-        Ok(Summary::new(
-            &reader_counts,
-            counter_maps.read()?,
-            export_stats.snapshot(),
-            judged_by,
-        ))
-    };
-    let mut reported = summarise()?;
-    loop {
-        tokio::select! {
-            () = signals.recv() => break,
-            _ = report.tick() => {
-                let now = summarise()?;
-                if now.lost > reported.lost {
-                    tracing::warn!(lost_since_last_report = now.lost - reported.lost, lost_total = now.lost, "calls lost");
-                }
-                if let Some(health) = &health {
-                    health.update(now.health());
-                }
-                reported = now;
-            }
-        }
-    }
-    let stop_deadline = tokio::time::Instant::now() + cli.shutdown_timeout;
-    tracing::info!(timeout = ?cli.shutdown_timeout, "stopping: detaching probes, exporting what was captured");
+    let prepared = Prepared::check(cli)?;
+    let session = prepared.attach()?;
+    session.capture_until(&mut signals).await?;
+    let stop_deadline = tokio::time::Instant::now() + session.cli.shutdown_timeout;
     tokio::spawn(async move {
         signals.recv().await;
         eprintln!("kspan: second signal, exiting without flushing");
         std::process::exit(130);
     });
+    session.shut_down(stop_deadline).await
+}
 
-    // Stop new entries everywhere at once, let calls already inside return, then detach; every
-    // completed call still queued is then exported.
-    probes::stop_new_entries(&mut ebpf)?;
-    tokio::time::sleep(IN_FLIGHT_GRACE).await;
-    attach::unload_pair(&mut ebpf, attached.mode, cli.floor);
-    drop(ebpf);
-    let pipeline = reader.finish().await?;
-    let health_reserve = match health {
-        Some(_) => (cli.shutdown_timeout / 5).min(HEALTH_FINAL_RESERVE),
-        None => Duration::ZERO,
-    };
-    pipeline.shutdown(stop_deadline - health_reserve).await;
+/// Step one: everything the user configured, checked before the kernel is touched (no partial
+/// start), and the destination built.
+struct Prepared {
+    cli: Cli,
+    ready_file: Option<OutputFile>,
+    summary_file: Option<OutputFile>,
+    destination: Destination,
+    /// Whether the syscall tracepoints carry their fields where the probes read them; `None`
+    /// when the attach mode never tries them.
+    tracepoints: Option<Result<(), Arc<TracefsError>>>,
+}
 
-    let summary = summarise()?;
-    summary.log();
-    if let Some(health) = health {
-        let sent = tokio::time::timeout_at(stop_deadline, health.finish(summary.health())).await;
-        if sent.is_err() {
-            tracing::warn!("stop deadline passed: the final health metrics were not sent");
+impl Prepared {
+    fn check(cli: Cli) -> anyhow::Result<Self> {
+        cli.check().map_err(UsageError::from)?;
+        let checked = |option, path: &Option<std::path::PathBuf>| {
+            path.as_deref()
+                .map(|path| {
+                    OutputFile::check(option, path).map(|file| file.with_mode(cli.output_file_mode))
+                })
+                .transpose()
+                .map_err(UsageError::from)
+        };
+        let ready_file = checked("--ready-file", &cli.ready_file)?;
+        let summary_file = checked("--summary-file", &cli.summary_file)?;
+        let host = host_info()?;
+        let grouping = TraceGrouping::new(boot_id()?, cli.trace_window);
+        let destination = build_sink(&cli, &host, grouping)?;
+        privileges::check(cli.attach)?;
+        raise_memlock_limit();
+
+        let tracepoints = cli
+            .attach
+            .candidates()
+            .contains(&ProbeMode::Tracepoint)
+            .then(|| {
+                tracefs::ensure_mounted()
+                    .and_then(|root| tracefs::check_signalfd_offsets(&root))
+                    .map_err(Arc::new)
+            });
+        if let (AttachMode::Tracepoint, Some(Err(error))) = (cli.attach, &tracepoints) {
+            return Err(error.clone().into());
         }
+        Ok(Self {
+            cli,
+            ready_file,
+            summary_file,
+            destination,
+            tracepoints,
+        })
     }
-    if let Some(file) = &summary_file {
-        let json = serde_json::to_string_pretty(&summary)?;
-        file.write((json + "\n").as_bytes())?;
+
+    /// Step two: load the probes, attach the first pair that works, start reading and
+    /// exporting, and say so in the ready file.
+    fn attach(self) -> anyhow::Result<Session> {
+        let Self {
+            cli,
+            ready_file,
+            summary_file,
+            destination: (sink, health_exporter),
+            tracepoints,
+        } = self;
+        let filters = probes::Filters {
+            pids: cli.pids.clone(),
+            comms: cli.comms.clone(),
+        };
+        let mut ebpf = probes::open(&filters, cli.ring_buffer_bytes)?;
+        let ring = probes::take_events(&mut ebpf)?;
+        let counter_maps = probes::CounterMaps::take(&mut ebpf)?;
+
+        let target = Target {
+            function: &cli.kernel_function,
+            tracepoints,
+            floor: cli.floor,
+        };
+        let attached = attach::attach(&mut ebpf, cli.attach, &target)?;
+        for (mode, reason) in &attached.refused {
+            // Verifier logs run to many lines: the first says why, the rest is for debugging.
+            let why = reason.lines().next().unwrap_or_default();
+            tracing::warn!(probe = %mode, reason = why, "probe refused, falling back");
+            tracing::debug!(probe = %mode, %reason, "full refusal");
+        }
+        if attached.mode == ProbeMode::Tracepoint {
+            tracing::info!(probe = %attached.mode, "attached");
+        } else {
+            tracing::info!(probe = %attached.mode, function = %cli.kernel_function, "attached");
+        }
+
+        let pipeline_config = PipelineConfig {
+            queue_capacity: cli.export_queue as usize,
+            backlog_capacity: cli.export_backlog as usize,
+            ..PipelineConfig::default()
+        };
+        let pipeline = Pipeline::start(sink, pipeline_config)?;
+        let export_stats = pipeline.stats();
+        let decoder = CallDecoder::new(BootClock::measure().context("reading the system clocks")?);
+        let decoder = match cli.process_details {
+            true => decoder.with_process_details(),
+            false => decoder,
+        };
+        let reader = EventReader::start(ring, cli.ring_buffer_bytes, decoder, pipeline);
+        let counters = CounterSources {
+            reader: reader.counts(),
+            kernel: counter_maps,
+            export: export_stats,
+        };
+
+        if let Some(file) = &ready_file {
+            let contents = format!("probe={}\npid={}\n", attached.mode, std::process::id());
+            file.write(contents.as_bytes())?;
+        }
+        tracing::info!(probe = %attached.mode, "ready");
+        let health =
+            health_exporter.map(|(exporter, interval)| HealthReporter::start(exporter, interval));
+        Ok(Session {
+            cli,
+            summary_file,
+            ebpf,
+            attached: attached.mode,
+            reader,
+            counters,
+            health,
+        })
     }
-    Ok(())
+}
+
+/// The running agent: probes attached, calls read and exported.
+struct Session {
+    cli: Cli,
+    summary_file: Option<OutputFile>,
+    ebpf: aya::Ebpf,
+    attached: ProbeMode,
+    reader: EventReader,
+    counters: CounterSources,
+    health: Option<HealthReporter>,
+}
+
+impl Session {
+    /// Step three: capture until a stop signal, reporting losses as they happen and keeping the
+    /// health metrics' figures current.
+    async fn capture_until(&self, signals: &mut StopSignals) -> anyhow::Result<()> {
+        let mut report = tokio::time::interval(LOSS_REPORT_EVERY);
+        let mut reported = self.counters.read()?;
+        loop {
+            tokio::select! {
+                () = signals.recv() => break,
+                _ = report.tick() => {
+                    let now = self.counters.read()?;
+                    if now.lost() > reported.lost() {
+                        tracing::warn!(lost_since_last_report = now.lost() - reported.lost(), lost_total = now.lost(), "calls lost");
+                    }
+                    if let Some(health) = &self.health {
+                        health.update(now);
+                    }
+                    reported = now;
+                }
+            }
+        }
+        tracing::info!(timeout = ?self.cli.shutdown_timeout, "stopping: detaching probes, exporting what was captured");
+        Ok(())
+    }
+
+    /// Step four: stop new entries everywhere at once, let calls already inside return,
+    /// detach, export every completed call still queued by `stop_deadline`, then report.
+    async fn shut_down(self, stop_deadline: tokio::time::Instant) -> anyhow::Result<()> {
+        let Self {
+            cli,
+            summary_file,
+            mut ebpf,
+            attached,
+            reader,
+            counters,
+            health,
+        } = self;
+        probes::stop_new_entries(&mut ebpf)?;
+        tokio::time::sleep(IN_FLIGHT_GRACE).await;
+        attach::unload_pair(&mut ebpf, attached, cli.floor);
+        drop(ebpf);
+        let pipeline = reader.finish().await?;
+        let health_reserve = match health {
+            Some(_) => health_reserve(cli.shutdown_timeout),
+            None => Duration::ZERO,
+        };
+        pipeline.shutdown(stop_deadline - health_reserve).await;
+
+        let summary = counters.read()?;
+        summary.log();
+        if let Some(health) = health {
+            let sent = tokio::time::timeout_at(stop_deadline, health.finish(summary)).await;
+            if sent.is_err() {
+                tracing::warn!("stop deadline passed: the final health metrics were not sent");
+            }
+        }
+        if let Some(file) = &summary_file {
+            let json = serde_json::to_string_pretty(&summary.to_json())?;
+            file.write((json + "\n").as_bytes())?;
+        }
+        Ok(())
+    }
+}
+
+/// The part of the stop deadline kept for the final health metrics export.
+fn health_reserve(shutdown_timeout: Duration) -> Duration {
+    (shutdown_timeout / 5).min(HEALTH_FINAL_RESERVE)
 }
 
 /// Where calls go and, with OTLP, the health metrics exporter and its interval (unless
@@ -204,10 +283,11 @@ fn build_sink(cli: &Cli, host: &HostInfo, grouping: TraceGrouping) -> anyhow::Re
         timeout: cli.otlp_timeout,
         env,
     };
-    let resource = agent_resource(host).map_err(UsageError::from)?;
-    let sink =
-        OtlpSink::new(&config, selection, &resource, grouping.clone()).map_err(UsageError::from)?;
-    let metrics = MetricsExporter::new(&config, &resource).map_err(UsageError::from)?;
+    let resources = Resources::from_env(host, cli.resource_per.into(), instance_id()?)
+        .map_err(UsageError::from)?;
+    let sink = OtlpSink::new(&config, selection, &resources, grouping.clone())
+        .map_err(UsageError::from)?;
+    let metrics = MetricsExporter::new(&config, &resources).map_err(UsageError::from)?;
     let interval = health::interval_from_env().map_err(UsageError::from)?;
     Ok(match cli.exporter {
         ExporterKind::Stdout => (Sink::Stdout(StdoutSink::new(grouping)), None),
@@ -227,8 +307,40 @@ fn host_info() -> anyhow::Result<HostInfo> {
     let uname = nix::sys::utsname::uname().context("uname")?;
     Ok(HostInfo {
         host_name: uname.nodename().to_string_lossy().into_owned(),
+        host_id: machine_id(),
         kernel_release: uname.release().to_string_lossy().into_owned(),
+        os_name: os_name(),
     })
+}
+
+/// `host.id`: the machine id systemd (or dbus) keeps, when there is one.
+fn machine_id() -> Option<String> {
+    ["/etc/machine-id", "/var/lib/dbus/machine-id"]
+        .iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .map(|id| id.trim().to_string())
+        .find(|id| !id.is_empty())
+}
+
+/// `os.name`: `NAME` in os-release, when there is one.
+fn os_name() -> Option<String> {
+    let release = ["/etc/os-release", "/usr/lib/os-release"]
+        .iter()
+        .find_map(|path| std::fs::read_to_string(path).ok())?;
+    release.lines().find_map(|line| {
+        let value = line.strip_prefix("NAME=")?.trim();
+        let value = value.trim_matches(|c| c == '"' || c == '\'');
+        (!value.is_empty()).then(|| value.to_string())
+    })
+}
+
+/// `service.instance.id` of this run: a random UUID from the kernel.
+fn instance_id() -> anyhow::Result<String> {
+    let path = "/proc/sys/kernel/random/uuid";
+    Ok(std::fs::read_to_string(path)
+        .with_context(|| format!("reading {path}"))?
+        .trim()
+        .to_string())
 }
 
 /// This boot's id: trace ids derived from it do not collide across hosts or reboots.
@@ -245,5 +357,26 @@ fn raise_memlock_limit() {
     use nix::sys::resource::{setrlimit, Resource, RLIM_INFINITY};
     if let Err(error) = setrlimit(Resource::RLIMIT_MEMLOCK, RLIM_INFINITY, RLIM_INFINITY) {
         tracing::debug!(%error, "cannot raise RLIMIT_MEMLOCK");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_final_health_export_gets_a_fifth_of_the_deadline_up_to_a_second() {
+        let cases = [(5_000, 1_000), (2_000, 400), (100, 20), (60_000, 1_000)];
+        let got: Vec<(u64, u128)> = cases
+            .iter()
+            .map(|&(timeout, _)| {
+                (
+                    timeout,
+                    health_reserve(Duration::from_millis(timeout)).as_millis(),
+                )
+            })
+            .collect();
+        let expected: Vec<(u64, u128)> = cases.iter().map(|&(t, r)| (t, r)).collect();
+        assert_eq!(got, expected);
     }
 }

@@ -20,7 +20,7 @@ pub enum TracefsError {
     #[error("cannot open {}: permission denied (tracefs is root-only): run kspan as root or grant it CAP_DAC_READ_SEARCH", .0.display())]
     Denied(PathBuf),
     /// A format file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Unreadable {
         /// The file.
         path: PathBuf,

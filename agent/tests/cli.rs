@@ -380,6 +380,16 @@ fn silently_wrong_inputs_are_refused() {
             "a trace window is at least 1s",
         ),
         bad(
+            &["--process-details", "--resource-per", "host"],
+            &[],
+            "--process-details needs a resource per process: drop --resource-per host",
+        ),
+        bad(
+            &["--resource-per", "container"],
+            &[],
+            "invalid value 'container' for '--resource-per <RESOURCE_PER>'",
+        ),
+        bad(
             &["--pid", &above_pid_max],
             &[],
             &format!("no process can have id {pid_max}: this kernel's ids are below {pid_max}"),

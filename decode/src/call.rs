@@ -3,12 +3,13 @@
 use std::{
     borrow::Cow,
     fmt::{self, Write as _},
+    sync::Arc,
     time::SystemTime,
 };
 
 use kspan_common::{MaskSource, ProbeKind, Syscall};
 
-use crate::{errno_name, flag_names, SignalMask};
+use crate::{errno_name, flag_names, ProcessDetails, SignalMask};
 
 /// A complete call as the agent hands it to telemetry.
 #[derive(Clone, Debug, PartialEq)]
@@ -31,6 +32,8 @@ pub struct Call {
     pub cgroup_id: u64,
     /// The process's name (`/proc/<pid>/comm`), or the thread's when the process is gone.
     pub process_name: String,
+    /// The process's executable path and command line, when asked for.
+    pub process_details: Option<Arc<ProcessDetails>>,
     /// The calling thread's `comm`.
     pub thread_name: String,
     /// The `ufd` argument: -1 creates.

@@ -1,6 +1,9 @@
 //! Ring-buffer records to [`Call`]s: layout check, enum validation, wall-clock times, names.
 
-use crate::{clock::BootClock, process_names::ProcessNames, Call, SignalMask};
+use crate::{
+    clock::BootClock, process_details::ProcessDetailsCache, process_names::ProcessNames, Call,
+    SignalMask,
+};
 use kspan_common::{CallEvent, MaskSource, ProbeKind, Syscall, COMM_LEN};
 
 /// A record that is not a valid [`CallEvent`].
@@ -33,6 +36,8 @@ pub fn parse_event(bytes: &[u8]) -> Result<CallEvent, EventError> {
 pub struct CallDecoder {
     clock: BootClock,
     names: ProcessNames,
+    /// Set when each process's executable path and command line are wanted.
+    details: Option<ProcessDetailsCache>,
 }
 
 impl CallDecoder {
@@ -41,7 +46,14 @@ impl CallDecoder {
         Self {
             clock,
             names: ProcessNames::default(),
+            details: None,
         }
+    }
+
+    /// Also reads each process's executable path and command line.
+    pub fn with_process_details(mut self) -> Self {
+        self.details = Some(ProcessDetailsCache::default());
+        self
     }
 
     /// Decodes one ring buffer record.
@@ -63,6 +75,7 @@ impl CallDecoder {
             euid: event.euid,
             cgroup_id: event.cgroup_id,
             process_name: self.names.name(event.pid, &thread_name),
+            process_details: self.details.as_mut().map(|cache| cache.get(event.pid)),
             thread_name,
             ufd: event.ufd,
             flags: event.flags,

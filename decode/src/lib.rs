@@ -8,6 +8,7 @@ mod errno;
 mod event;
 mod flags;
 mod mask;
+mod process_details;
 mod process_names;
 #[cfg(test)]
 mod properties;
@@ -20,3 +21,4 @@ pub use errno::errno_name;
 pub use event::{parse_event, CallDecoder, EventError};
 pub use flags::flag_names;
 pub use mask::{signal_name, SignalMask};
+pub use process_details::ProcessDetails;

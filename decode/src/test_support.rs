@@ -19,6 +19,7 @@ pub fn sample_call() -> Call {
         euid: 0,
         cgroup_id: 7,
         process_name: "app".into(),
+        process_details: None,
         thread_name: "worker".into(),
         ufd: -1,
         flags: libc::SFD_CLOEXEC,

@@ -10,8 +10,8 @@ use std::{
 
 use kspan_common::{MaskSource, ProbeKind, Syscall};
 use kspan_decode::{Call, SignalMask};
-use kspan_otel::{CallEncoder, TraceGrouping};
-use opentelemetry_proto::tonic::{common::v1::InstrumentationScope, resource::v1::Resource};
+use kspan_otel::{CallEncoder, HostInfo, ResourcePer, Resources, TraceGrouping};
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 
 const BATCH: usize = 1024;
 const ROUNDS: usize = 7;
@@ -37,6 +37,7 @@ fn batch() -> Vec<Call> {
                 euid: 1000,
                 cgroup_id: 8812,
                 process_name: "signalfd-worklo".to_string(),
+                process_details: None,
                 thread_name: format!("random-{}", i % 16),
                 ufd: if i % 2 == 0 { -1 } else { 7 },
                 flags: [0, libc::SFD_CLOEXEC, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC]
@@ -72,9 +73,18 @@ fn main() {
     } else {
         1
     };
+    let host = HostInfo {
+        host_name: "bench-host".into(),
+        host_id: Some("0123456789abcdef0123456789abcdef".into()),
+        kernel_release: "6.1.0".into(),
+        os_name: Some("Debian GNU/Linux".into()),
+    };
+    // The agent's default: a resource per process.
+    let resources = Resources::from_env(&host, ResourcePer::Process, "bench".into())
+        .expect("no OTEL_RESOURCE_ATTRIBUTES to misread");
     let encoder = CallEncoder::new(
         TraceGrouping::new("bench-boot-id", Duration::from_secs(60)),
-        &Resource::default(),
+        &resources,
         &InstrumentationScope::default(),
     );
     let calls = batch();

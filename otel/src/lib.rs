@@ -1,10 +1,10 @@
 //! kspan's telemetry: decoded signalfd calls become OpenTelemetry spans and log records
 //! (or readable lines), shipped by a bounded, counted export pipeline.
 
+pub mod counters;
 mod env;
 mod error;
 pub mod export;
-mod health;
 mod ids;
 mod resource;
 mod stats;
@@ -12,9 +12,8 @@ mod wire;
 
 pub use env::{env_var, Env};
 pub use error::ExportError;
-pub use health::{Health, LossStage};
 pub use ids::TraceGrouping;
-pub use resource::{agent_resource, HostInfo};
+pub use resource::{HostInfo, ResourcePer, Resources};
 pub use stats::{ExportSnapshot, ExportStats};
 pub use wire::CallEncoder;
 

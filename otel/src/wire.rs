@@ -7,16 +7,16 @@
 
 use std::{fmt::Write as _, time::SystemTime};
 
-use opentelemetry_proto::tonic::{
-    common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue},
-    resource::v1::Resource,
-};
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_semantic_conventions::attribute;
 use prost::{encoding::encoded_len_varint, Message};
 
 use kspan_decode::{flag_names, Call};
 
-use crate::ids::{CallIds, TraceGrouping};
+use crate::{
+    ids::{CallIds, TraceGrouping},
+    resource::{ResourcePer, Resources},
+};
 
 /// Event name of the log record emitted for each call.
 pub const LOG_EVENT_NAME: &str = "signalfd.call";
@@ -34,6 +34,7 @@ const FIXED32: u32 = 5;
 mod field {
     pub const REQUEST_RESOURCE_ITEMS: u32 = 1; // resource_spans / resource_logs
     pub const RESOURCE: u32 = 1;
+    pub const RESOURCE_ATTRIBUTES: u32 = 1;
     pub const SCOPE_ITEMS: u32 = 2; // scope_spans / scope_logs
     pub const SCOPE: u32 = 1;
     pub const ITEMS: u32 = 2; // spans / log_records
@@ -79,20 +80,38 @@ const SEVERITY_WARN: u64 = 13;
 /// for 128 to 16,383 bytes.
 const ITEM_BYTES: usize = 640;
 
-/// Writes export requests for batches of calls, from one host's resource and kspan's scope.
+/// Writes export requests for batches of calls, each under its resource and kspan's scope.
 #[derive(Clone)]
 pub struct CallEncoder {
     grouping: TraceGrouping,
-    resource: Vec<u8>,
+    resources: Resources,
+    /// kspan's own resource, encoded: every call's with [`ResourcePer::Host`].
+    agent_resource: Vec<u8>,
+    /// The attributes every process's resource shares, encoded as `Resource.attributes` items.
+    shared_attributes: Vec<u8>,
     scope: Vec<u8>,
 }
 
 impl CallEncoder {
-    /// Encodes the resource and scope once; every request repeats them.
-    pub fn new(grouping: TraceGrouping, resource: &Resource, scope: &InstrumentationScope) -> Self {
+    /// Encodes what every request repeats once: the scope and the resources' shared part.
+    pub fn new(
+        grouping: TraceGrouping,
+        resources: &Resources,
+        scope: &InstrumentationScope,
+    ) -> Self {
+        let mut shared_attributes = Vec::new();
+        for attribute in resources.shared() {
+            bytes(
+                &mut shared_attributes,
+                field::RESOURCE_ATTRIBUTES,
+                &attribute.encode_to_vec(),
+            );
+        }
         Self {
             grouping,
-            resource: resource.encode_to_vec(),
+            resources: resources.clone(),
+            agent_resource: resources.agent().encode_to_vec(),
+            shared_attributes,
             scope: scope.encode_to_vec(),
         }
     }
@@ -108,12 +127,45 @@ impl CallEncoder {
         self.request(calls, |buf, call| self.log_record(buf, call, observed))
     }
 
-    /// Trace and logs requests share their shape: resource, then scope, then the items.
+    /// Trace and logs requests share their shape: per resource, the resource, then the scope,
+    /// then the items. With a resource per process, calls are grouped by process, each group
+    /// in the order the calls came.
     fn request(&self, calls: &[Call], item: impl Fn(&mut Vec<u8>, &Call)) -> Vec<u8> {
-        let expected = 256 + calls.len() * ITEM_BYTES;
-        let mut buf = Vec::with_capacity(expected);
-        sized_message(&mut buf, field::REQUEST_RESOURCE_ITEMS, expected, |buf| {
-            bytes(buf, field::RESOURCE, &self.resource);
+        let mut buf = Vec::with_capacity(256 + calls.len() * ITEM_BYTES);
+        match self.resources.per() {
+            ResourcePer::Host => {
+                let resource =
+                    |buf: &mut Vec<u8>| bytes(buf, field::RESOURCE, &self.agent_resource);
+                self.resource_items(&mut buf, resource, calls.iter(), &item);
+            }
+            ResourcePer::Process => {
+                // By name too: a process whose name could not be read (it had exited) is
+                // named by each calling thread, and each span must sit under its own name.
+                fn process<'a>(call: &&'a Call) -> (u32, &'a str) {
+                    (call.pid, &call.process_name)
+                }
+                let mut by_process: Vec<&Call> = calls.iter().collect();
+                by_process.sort_by(|a, b| process(a).cmp(&process(b)));
+                for group in by_process.chunk_by(|a, b| process(a) == process(b)) {
+                    let resource = |buf: &mut Vec<u8>| self.process_resource(buf, group[0]);
+                    self.resource_items(&mut buf, resource, group.iter().copied(), &item);
+                }
+            }
+        }
+        buf
+    }
+
+    /// One `ResourceSpans` or `ResourceLogs`: the resource, then the scope and its items.
+    fn resource_items<'a>(
+        &self,
+        buf: &mut Vec<u8>,
+        resource: impl FnOnce(&mut Vec<u8>),
+        calls: impl ExactSizeIterator<Item = &'a Call>,
+        item: &impl Fn(&mut Vec<u8>, &Call),
+    ) {
+        let expected = 256 + self.shared_attributes.len() + calls.len() * ITEM_BYTES;
+        sized_message(buf, field::REQUEST_RESOURCE_ITEMS, expected, |buf| {
+            resource(buf);
             sized_message(buf, field::SCOPE_ITEMS, expected, |buf| {
                 bytes(buf, field::SCOPE, &self.scope);
                 for call in calls {
@@ -121,7 +173,31 @@ impl CallEncoder {
                 }
             });
         });
-        buf
+    }
+
+    /// The resource of the process that made `call`: the shared attributes, then its own.
+    fn process_resource(&self, buf: &mut Vec<u8>, call: &Call) {
+        let expected = self.shared_attributes.len() + 128;
+        sized_message(buf, field::RESOURCE, expected, |buf| {
+            buf.extend_from_slice(&self.shared_attributes);
+            let name = &call.process_name;
+            let attributes = field::RESOURCE_ATTRIBUTES;
+            string_attribute(
+                buf,
+                attributes,
+                attribute::SERVICE_NAME,
+                self.resources.service_name(name),
+            );
+            int_attribute(buf, attributes, attribute::PROCESS_PID, call.pid.into());
+            string_attribute(buf, attributes, attribute::PROCESS_EXECUTABLE_NAME, name);
+            let details = call.process_details.as_deref();
+            if let Some(path) = details.and_then(|d| d.executable_path.as_deref()) {
+                string_attribute(buf, attributes, attribute::PROCESS_EXECUTABLE_PATH, path);
+            }
+            if let Some(line) = details.and_then(|d| d.command_line.as_deref()) {
+                string_attribute(buf, attributes, attribute::PROCESS_COMMAND_LINE, line);
+            }
+        });
     }
 
     /// The call's span: INTERNAL, timed by the kernel, ERROR with the errno name on failure.
@@ -372,23 +448,27 @@ mod tests {
     use super::*;
     use kspan_decode::test_support::sample_call;
 
-    fn encoder() -> CallEncoder {
-        let resource = Resource {
-            attributes: vec![key_value(
-                "service.name",
-                any_value::Value::StringValue("kspan".into()),
-            )],
-            ..Resource::default()
+    fn encoder_per(per: ResourcePer) -> CallEncoder {
+        let host = crate::HostInfo {
+            host_name: "node-1".into(),
+            host_id: None,
+            kernel_release: "6.1.0".into(),
+            os_name: None,
         };
+        let resources = Resources::new(&host, per, "instance-1".into(), vec![], None);
         let scope = InstrumentationScope {
             name: "kspan".into(),
             ..InstrumentationScope::default()
         };
         CallEncoder::new(
             TraceGrouping::new("boot", Duration::from_secs(60)),
-            &resource,
+            &resources,
             &scope,
         )
+    }
+
+    fn encoder() -> CallEncoder {
+        encoder_per(ResourcePer::Host)
     }
 
     fn spans(calls: &[Call]) -> (ExportTraceServiceRequest, Vec<Span>) {
@@ -445,6 +525,86 @@ mod tests {
         );
         assert_eq!(spans.len(), 100);
         assert!(spans.iter().all(|span| span.name == "signalfd4"));
+    }
+
+    #[test]
+    fn a_resource_per_process_groups_the_calls_in_their_order() {
+        let call = |pid: u32, name: &str, ufd: i32| {
+            let mut call = sample_call();
+            call.pid = pid;
+            call.process_name = name.to_string();
+            call.ufd = ufd;
+            call
+        };
+        // Interleaved, and with a batch long enough for multi-byte lengths everywhere.
+        let mut calls = Vec::new();
+        for ufd in 0..60 {
+            calls.push(call(30, "nginx", ufd));
+            calls.push(call(7, "sshd", ufd));
+        }
+        calls.push(call(30, "nginx", 60));
+        let encoder = encoder_per(ResourcePer::Process);
+        let traces =
+            ExportTraceServiceRequest::decode(encoder.traces_request(&calls).as_slice()).unwrap();
+        let logs =
+            ExportLogsServiceRequest::decode(encoder.logs_request(&calls).as_slice()).unwrap();
+        let resource = |attributes: &[KeyValue]| {
+            [
+                "service.name",
+                "process.pid",
+                "process.executable.name",
+                "host.name",
+                "telemetry.distro.name",
+            ]
+            .map(|key| format!("{:?}", attribute(attributes, key)))
+            .join(" ")
+        };
+        let by_resource: Vec<(String, Vec<i64>)> = traces
+            .resource_spans
+            .iter()
+            .map(|r| {
+                let ufds = r.scope_spans[0]
+                    .spans
+                    .iter()
+                    .map(|span| match attribute(&span.attributes, "signalfd.ufd") {
+                        Some(any_value::Value::IntValue(ufd)) => *ufd,
+                        other => panic!("ufd {other:?}"),
+                    })
+                    .collect();
+                (resource(&r.resource.as_ref().unwrap().attributes), ufds)
+            })
+            .collect();
+        let process = |pid: i64, name: &str| {
+            format!(
+                "{:?} {:?} {:?} {:?} {:?}",
+                Some(text(name)),
+                Some(any_value::Value::IntValue(pid)),
+                Some(text(name)),
+                Some(text("node-1")),
+                Some(text("kspan"))
+            )
+        };
+        assert_eq!(
+            by_resource,
+            [
+                (process(7, "sshd"), (0..60).collect()),
+                (process(30, "nginx"), (0..61).collect()),
+            ]
+        );
+        let log_groups: Vec<(String, usize)> = logs
+            .resource_logs
+            .iter()
+            .map(|r| {
+                (
+                    resource(&r.resource.as_ref().unwrap().attributes),
+                    r.scope_logs[0].log_records.len(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            log_groups,
+            [(process(7, "sshd"), 60), (process(30, "nginx"), 61)]
+        );
     }
 
     #[test]

@@ -3,7 +3,10 @@
 use std::{collections::BTreeMap, path::Path};
 
 use anyhow::Context as _;
-use kspan_receiver::inspect::{int_attribute, string_attribute};
+use kspan_receiver::{
+    inspect::{int_attribute, string_attribute},
+    ReceivedSpan,
+};
 use opentelemetry_proto::tonic::{
     common::v1::{any_value::Value, AnyValue, KeyValue},
     logs::v1::LogRecord,
@@ -153,8 +156,9 @@ pub fn judge_dir_with(dir: &Path, completeness: Completeness) -> anyhow::Result<
     let store = kspan_receiver::Store::read_jsonl(&dir.join(artifacts::RECEIVED))?;
     let summary: serde_json::Value = read_json(&dir.join(artifacts::SUMMARY))?;
     let run: RunRecord = serde_json::from_value(read_json(&dir.join(artifacts::RUN))?)?;
-    let spans: Vec<Span> = store
-        .spans()
+    let received_spans = store.spans();
+    let resource_problems = resource_mismatches(&received_spans);
+    let spans: Vec<Span> = received_spans
         .into_iter()
         .map(|received| received.span)
         .collect();
@@ -170,6 +174,7 @@ pub fn judge_dir_with(dir: &Path, completeness: Completeness) -> anyhow::Result<
     };
     let expect = Expectation::for_probe(&probe)?;
     let mut verdict = judge(&manifest, &spans, &logs, expect, completeness);
+    verdict.mismatches.extend(resource_problems);
     verdict.lost = summary["lost"]
         .as_u64()
         .context("summary.json has no `lost`")?;
@@ -209,6 +214,50 @@ pub fn judge_dir_with(dir: &Path, completeness: Completeness) -> anyhow::Result<
             .push(format!("the workload exited with {:?}", run.workload_exit));
     }
     Ok(verdict)
+}
+
+/// Each span must come under the resource of the process that made the call (kspan's default
+/// `--resource-per process`): its pid and executable name, that name as `service.name`, and
+/// kspan as the telemetry distribution. One line per kind of problem, with a count.
+fn resource_mismatches(spans: &[ReceivedSpan]) -> Vec<String> {
+    let mut problems: BTreeMap<String, usize> = BTreeMap::new();
+    for received in spans {
+        let (span, resource) = (&received.span.attributes, &received.resource);
+        let executable = string(span, "process.executable.name");
+        let expected = [
+            (
+                "process.pid",
+                show(int(span, "process.pid")),
+                show(int(resource, "process.pid")),
+            ),
+            (
+                "process.executable.name",
+                show(executable.clone()),
+                show(string(resource, "process.executable.name")),
+            ),
+            (
+                "service.name",
+                show(executable),
+                show(string(resource, "service.name")),
+            ),
+            (
+                "telemetry.distro.name",
+                "kspan".to_string(),
+                show(string(resource, "telemetry.distro.name")),
+            ),
+        ];
+        for (key, expected, got) in expected {
+            if expected != got {
+                *problems
+                    .entry(format!("resource {key}: expected {expected}, got {got}"))
+                    .or_default() += 1;
+            }
+        }
+    }
+    problems
+        .into_iter()
+        .map(|(problem, spans)| format!("{problem} ({spans} spans)"))
+        .collect()
 }
 
 fn read_json(path: &Path) -> anyhow::Result<serde_json::Value> {
@@ -909,6 +958,50 @@ mod tests {
             Completeness::Exact,
         );
         assert_eq!((kprobe.expected, kprobe.midflight), (4, 0));
+    }
+
+    #[test]
+    fn spans_must_come_under_their_process_resource() {
+        let (manifest, spans, _) = fixture();
+        let received = |span: &Span, resource: Vec<KeyValue>| ReceivedSpan {
+            transport: kspan_receiver::Transport::Grpc,
+            resource,
+            scope: None,
+            span: span.clone(),
+        };
+        let mut named = span_for(&manifest[0]);
+        named.attributes.push(kv(
+            "process.executable.name",
+            Value::StringValue("app".into()),
+        ));
+        let own = vec![
+            kv("service.name", Value::StringValue("app".into())),
+            kv("process.pid", Value::IntValue(manifest[0].pid.into())),
+            kv("process.executable.name", Value::StringValue("app".into())),
+            kv("telemetry.distro.name", Value::StringValue("kspan".into())),
+        ];
+        assert_eq!(
+            resource_mismatches(&[received(&named, own.clone())]),
+            Vec::<String>::new()
+        );
+
+        // kspan's own resource for every call, as `--resource-per host` sends: each is named.
+        let host = vec![
+            kv("service.name", Value::StringValue("kspan".into())),
+            kv("telemetry.distro.name", Value::StringValue("kspan".into())),
+        ];
+        let problems =
+            resource_mismatches(&[received(&named, host.clone()), received(&named, host)]);
+        let pid = manifest[0].pid;
+        assert_eq!(
+            problems,
+            [
+                "resource process.executable.name: expected app, got none (2 spans)".to_string(),
+                format!("resource process.pid: expected {pid}, got none (2 spans)"),
+                "resource service.name: expected app, got kspan (2 spans)".to_string(),
+            ]
+        );
+        assert_eq!(spans.len(), manifest.len());
     }
 
     #[test]

@@ -5,10 +5,13 @@
 
 pub mod bench;
 mod fallback;
+mod health;
 mod judge;
+pub mod rotel;
 mod run;
 
 pub use fallback::{fallback_mismatches, function_missing, MISSING_KERNEL_FUNCTION, NO_KPROBES};
+pub use health::health_mismatches;
 pub use judge::{judge_dir, judge_dir_with, Completeness, Verdict};
 pub use run::{
     artifacts, run_capture, CaptureConfig, Destination, Outage, RunRecord, Transport, Workload,

@@ -14,6 +14,8 @@ use nix::{
 };
 use tokio::process::{Child, Command};
 
+use crate::rotel::{self, Rotel, RotelConfig};
+
 /// Files a run leaves in its output directory.
 pub mod artifacts {
     /// The workload's manifest (JSON lines).
@@ -50,6 +52,15 @@ pub enum Transport {
 pub enum Destination {
     /// An in-process OTLP receiver, over this transport; what it gets is saved for the judge.
     Receiver(Transport),
+    /// rotel, a real OpenTelemetry collector, in between: kspan sends to it over `transport`,
+    /// it forwards everything over OTLP/gRPC to an in-process receiver, saved for the judge.
+    Rotel {
+        /// From kspan to rotel.
+        transport: Transport,
+        /// Whether rotel takes metrics; without, it answers them as a collector without a
+        /// metrics pipeline does (gRPC UNIMPLEMENTED, HTTP 404).
+        accepts_metrics: bool,
+    },
     /// kspan's own stdout (`--exporter stdout`), passed through: the demo.
     Stdout,
 }
@@ -135,7 +146,43 @@ pub async fn run_capture(config: &CaptureConfig) -> anyhow::Result<RunRecord> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let ready = out.join(artifacts::READY);
     let _ = std::fs::remove_file(&ready);
+    let mut rotel = None;
     let (receiver, exporter_args) = match config.destination {
+        Destination::Rotel {
+            transport,
+            accepts_metrics,
+        } => {
+            if config.receiver_outage.is_some() {
+                bail!("a receiver outage is not supported behind rotel");
+            }
+            let agent = rotel::installed_agent()?;
+            let (receiver, _) =
+                start_receiver(Transport::Grpc, ReceiverSecurity::default(), None).await?;
+            let forward_to = receiver
+                .grpc_endpoint()
+                .context("receiver has no gRPC endpoint")?;
+            let collector = Rotel::start(&RotelConfig {
+                agent,
+                forward_to,
+                accepts_metrics,
+                dir: out.clone(),
+            })
+            .await?;
+            let protocol = match transport {
+                Transport::Grpc => "grpc",
+                Transport::Http => "http/protobuf",
+            };
+            let args = [
+                "--otlp-protocol",
+                protocol,
+                "--otlp-endpoint",
+                &collector.endpoint(transport),
+            ]
+            .map(String::from)
+            .to_vec();
+            rotel = Some(collector);
+            (Some(ReceiverHandle::Running(receiver)), args)
+        }
         Destination::Receiver(transport) => {
             let (receiver, args) = start_receiver(
                 transport,
@@ -207,8 +254,10 @@ pub async fn run_capture(config: &CaptureConfig) -> anyhow::Result<RunRecord> {
         .env_remove("OTEL_EXPORTER_OTLP_PROTOCOL")
         .stdin(Stdio::null())
         .stdout(match config.destination {
-            Destination::Receiver(_) => Stdio::from(kspan_log.try_clone()?),
             Destination::Stdout => Stdio::inherit(),
+            Destination::Receiver(_) | Destination::Rotel { .. } => {
+                Stdio::from(kspan_log.try_clone()?)
+            }
         })
         .stderr(kspan_log)
         .kill_on_drop(true)
@@ -242,6 +291,10 @@ pub async fn run_capture(config: &CaptureConfig) -> anyhow::Result<RunRecord> {
         }
         _ = tokio::time::sleep(config.timeout) => bail!("the workload did not finish within {:?}", config.timeout),
     };
+    // rotel exports what it still holds when it stops: the receiver then has everything.
+    if let Some(rotel) = rotel {
+        rotel.stop().await?;
+    }
     let mut receiver_stats = None;
     if let Some(receiver) = receiver {
         let receiver = match receiver {

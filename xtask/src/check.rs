@@ -49,6 +49,7 @@ pub fn run(options: &Options) -> Result<bool> {
     let started = Instant::now();
     // bench: bpftool lists loaded programs in the shutdown test; bpftrace is the bench's peer.
     setup::run(&setup::Options {
+        build_only: false,
         vm: !options.skip_vm,
         bench: true,
         fuzz: true,

@@ -26,8 +26,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Install what this machine lacks to build kspan (rust-src, bpf-linker) and, on request,
-    /// to run VM tests, benchmarks and the fuzzer.
+    /// Install what this machine lacks to build kspan (rust-src, bpf-linker) and to run its
+    /// tests (capsh; rotel, in a venv under target/) and, on request, to run VM tests,
+    /// benchmarks and the fuzzer.
     Setup(setup::Options),
     /// Boot Debian kernels in QEMU, run the end-to-end capture in each guest once per attach
     /// mode, and judge the results on the host.

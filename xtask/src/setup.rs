@@ -1,6 +1,7 @@
 //! `cargo xtask setup`: installs what a fresh machine lacks, and nothing that is already there.
 
 mod bpf_linker;
+mod rotel;
 
 use std::process::Command;
 
@@ -12,6 +13,10 @@ use crate::{apt::Apt, command};
 /// toolchain and the test tools.
 #[derive(Debug, Default, clap::Args)]
 pub struct Options {
+    /// Only what building kspan needs (rust-src, bpf-linker), as a container image build wants:
+    /// no test tools.
+    #[arg(long, conflicts_with_all = ["vm", "bench", "fuzz"])]
+    pub build_only: bool,
     /// Also install the VM test tools (qemu-system-x86, busybox-static, cpio).
     #[arg(long)]
     pub vm: bool,
@@ -78,11 +83,17 @@ const TEST_TOOLS: &[AptTool] = &[AptTool {
     why: "launches kspan with only the capabilities it needs (tests/tests/privileges.rs)",
 }];
 
-/// Installs the eBPF build toolchain, the test tools and the requested tool sets.
+/// Installs the eBPF build toolchain, the test tools (rotel, the collector of the end-to-end
+/// tests, among them) and the requested tool sets.
 pub fn run(options: &Options) -> Result<()> {
     let mut apt = Apt::default();
     ensure_ebpf_toolchain()?;
+    if options.build_only {
+        println!("setup: done (build tools only)");
+        return Ok(());
+    }
     ensure_apt_tools(&mut apt, TEST_TOOLS)?;
+    rotel::ensure()?;
     if options.vm {
         ensure_vm_tools(&mut apt)?;
     }

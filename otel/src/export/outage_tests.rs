@@ -11,7 +11,11 @@ use kspan_receiver::{Receiver, ReceiverConfig};
 use super::*;
 use kspan_decode::test_support::sample_call;
 
-use crate::{ids::TraceGrouping, resource::HostInfo, ExportSnapshot};
+use crate::{
+    ids::TraceGrouping,
+    resource::{HostInfo, ResourcePer, Resources},
+    ExportSnapshot,
+};
 
 /// How long a test waits for an event before it fails: enough for a loaded 2-core machine.
 pub(super) const PATIENCE: Duration = Duration::from_secs(60);
@@ -33,17 +37,14 @@ pub(super) fn sink_to(endpoint: String, protocol: Protocol, timeout: Duration) -
     };
     let host = HostInfo {
         host_name: "test".into(),
+        host_id: None,
         kernel_release: "6.0".into(),
+        os_name: None,
     };
+    let resources = Resources::new(&host, ResourcePer::Process, "test".into(), vec![], None);
     let grouping = TraceGrouping::new("boot", Duration::from_secs(60));
     Sink::Otlp(Box::new(
-        OtlpSink::new(
-            &config,
-            SignalSelection::ALL,
-            &crate::agent_resource(&host).unwrap(),
-            grouping,
-        )
-        .unwrap(),
+        OtlpSink::new(&config, SignalSelection::ALL, &resources, grouping).unwrap(),
     ))
 }
 

@@ -97,6 +97,7 @@ impl Options {
 pub fn run(options: &Options) -> Result<bool> {
     let started = Instant::now();
     setup::run(&setup::Options {
+        build_only: false,
         vm: options.vm,
         bench: true,
         fuzz: false,

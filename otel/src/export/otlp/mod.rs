@@ -6,10 +6,9 @@ mod client;
 mod config;
 mod selection;
 
-use opentelemetry::{Array, Value};
 use opentelemetry_proto::tonic::{
     collector::metrics::v1::ExportMetricsServiceRequest,
-    common::v1::{any_value, AnyValue, ArrayValue, InstrumentationScope},
+    common::v1::InstrumentationScope,
     metrics::v1::{Metric, ResourceMetrics, ScopeMetrics},
     resource::v1::Resource,
 };
@@ -20,38 +19,18 @@ pub use config::{read_headers_file, validate_endpoint, OtlpConfig, Protocol, Sig
 pub use selection::SignalSelection;
 
 use crate::{
-    export::failure::ExportFailure,
-    ids::TraceGrouping,
-    wire::{key_value, CallEncoder},
+    export::failure::ExportFailure, ids::TraceGrouping, resource::Resources, wire::CallEncoder,
     ExportError,
 };
 use client::Endpoint;
 use kspan_decode::Call;
 
-/// Who is sending: the agent's resource and instrumentation scope, on every request.
-#[derive(Clone)]
-struct Sender {
-    resource: Resource,
-    scope: InstrumentationScope,
-}
-
-impl Sender {
-    /// The resource, detected through the SDK (which parses OTEL_RESOURCE_ATTRIBUTES), as OTLP.
-    fn new(resource: &opentelemetry_sdk::Resource) -> Self {
-        Self {
-            resource: Resource {
-                attributes: resource
-                    .iter()
-                    .map(|(key, value)| key_value(key.as_str(), proto_value(value)))
-                    .collect(),
-                ..Resource::default()
-            },
-            scope: InstrumentationScope {
-                name: "kspan".to_string(),
-                version: env!("CARGO_PKG_VERSION").to_string(),
-                ..InstrumentationScope::default()
-            },
-        }
+/// The instrumentation scope of everything kspan sends.
+fn scope() -> InstrumentationScope {
+    InstrumentationScope {
+        name: "kspan".to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        ..InstrumentationScope::default()
     }
 }
 
@@ -69,16 +48,15 @@ impl OtlpSink {
     pub fn new(
         config: &OtlpConfig,
         selection: SignalSelection,
-        resource: &opentelemetry_sdk::Resource,
+        resources: &Resources,
         grouping: TraceGrouping,
     ) -> Result<Self, ExportError> {
-        let sender = Sender::new(resource);
         let traces = endpoint(config, Signal::Traces)?;
         let logs = endpoint(config, Signal::Logs)?;
         Ok(Self {
             traces: selection.traces.then_some(traces),
             logs: selection.logs.then_some(logs),
-            encoder: CallEncoder::new(grouping, &sender.resource, &sender.scope),
+            encoder: CallEncoder::new(grouping, resources, &scope()),
         })
     }
 
@@ -116,28 +94,26 @@ fn endpoint(config: &OtlpConfig, signal: Signal) -> Result<Endpoint, ExportError
 /// Sends kspan's own health metrics to the collector the calls go to.
 pub struct MetricsExporter {
     metrics: Endpoint,
-    sender: Sender,
+    /// kspan's own resource (`service.name = kspan`, `service.instance.id`).
+    resource: Resource,
 }
 
 impl MetricsExporter {
     /// Resolves the metrics settings like [`OtlpSink::new`] does for spans and logs.
-    pub fn new(
-        config: &OtlpConfig,
-        resource: &opentelemetry_sdk::Resource,
-    ) -> Result<Self, ExportError> {
+    pub fn new(config: &OtlpConfig, resources: &Resources) -> Result<Self, ExportError> {
         Ok(Self {
             metrics: endpoint(config, Signal::Metrics)?,
-            sender: Sender::new(resource),
+            resource: resources.agent(),
         })
     }
 
-    /// Sends metrics under the agent's resource and scope.
+    /// Sends metrics under kspan's own resource and scope.
     pub async fn export(&self, metrics: Vec<Metric>) -> Result<Rejected, ExportFailure> {
         let request = ExportMetricsServiceRequest {
             resource_metrics: vec![ResourceMetrics {
-                resource: Some(self.sender.resource.clone()),
+                resource: Some(self.resource.clone()),
                 scope_metrics: vec![ScopeMetrics {
-                    scope: Some(self.sender.scope.clone()),
+                    scope: Some(scope()),
                     metrics,
                     ..ScopeMetrics::default()
                 }],
@@ -145,31 +121,5 @@ impl MetricsExporter {
             }],
         };
         self.metrics.send(request.encode_to_vec()).await
-    }
-}
-
-fn proto_value(value: &Value) -> any_value::Value {
-    fn array<T>(items: &[T], each: impl Fn(&T) -> any_value::Value) -> any_value::Value {
-        any_value::Value::ArrayValue(ArrayValue {
-            values: items
-                .iter()
-                .map(|item| AnyValue {
-                    value: Some(each(item)),
-                })
-                .collect(),
-        })
-    }
-    match value {
-        Value::Bool(b) => any_value::Value::BoolValue(*b),
-        Value::I64(i) => any_value::Value::IntValue(*i),
-        Value::F64(f) => any_value::Value::DoubleValue(*f),
-        Value::String(s) => any_value::Value::StringValue(s.to_string()),
-        Value::Array(Array::Bool(items)) => array(items, |b| any_value::Value::BoolValue(*b)),
-        Value::Array(Array::I64(items)) => array(items, |i| any_value::Value::IntValue(*i)),
-        Value::Array(Array::F64(items)) => array(items, |f| any_value::Value::DoubleValue(*f)),
-        Value::Array(Array::String(items)) => {
-            array(items, |s| any_value::Value::StringValue(s.to_string()))
-        }
-        other => any_value::Value::StringValue(other.to_string()),
     }
 }
