@@ -203,8 +203,10 @@ struct Shared {
 /// Why a batch is given up before everything in it was acknowledged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum GiveUp {
-    /// Pushed out of a full backlog, or refused by the destination.
+    /// Pushed out of a full backlog while it waited for retry.
     Failed,
+    /// Refused for good by the destination (a non-retryable status).
+    Rejected,
     /// Still undelivered when the stop deadline passed.
     StopDeadline,
 }
@@ -247,45 +249,70 @@ impl Shared {
 
     /// Counts what a batch will never deliver, signal by signal.
     fn give_up(&self, batch: &PendingBatch, why: GiveUp) {
-        let stats = &self.stats;
-        count_given_up(
-            batch.spans,
-            batch.calls.len(),
-            why,
-            [
-                &stats.spans_failed,
-                &stats.spans_lost_at_stop,
-                &stats.spans_possibly_delivered,
-            ],
-        );
-        count_given_up(
-            batch.logs,
-            batch.calls.len(),
-            why,
-            [
-                &stats.logs_failed,
-                &stats.logs_lost_at_stop,
-                &stats.logs_possibly_delivered,
-            ],
-        );
+        let count = batch.calls.len();
+        SignalCounters::spans(&self.stats).given_up(batch.spans, count, why);
+        SignalCounters::logs(&self.stats).given_up(batch.logs, count, why);
     }
 }
 
-/// Counts one signal of `count` calls that will never be acknowledged, by where it stands, in
-/// one of `[failed, lost at stop, possibly delivered]`.
-fn count_given_up(
-    state: Delivery,
-    count: usize,
-    why: GiveUp,
-    [failed, lost_at_stop, possibly_delivered]: [&AtomicU64; 3],
-) {
-    let counter = match (state, why) {
-        (Delivery::Done, _) => return,
-        (Delivery::Unanswered, _) => possibly_delivered,
-        (Delivery::Pending, GiveUp::Failed) => failed,
-        (Delivery::Pending, GiveUp::StopDeadline) => lost_at_stop,
-    };
-    ExportStats::add(counter, count as u64);
+/// One signal's export counters.
+struct SignalCounters<'a> {
+    /// "spans" or "log records", for the log.
+    what: &'static str,
+    exported: &'a AtomicU64,
+    failed: &'a AtomicU64,
+    rejected: &'a AtomicU64,
+    lost_at_stop: &'a AtomicU64,
+    possibly_delivered: &'a AtomicU64,
+}
+
+impl<'a> SignalCounters<'a> {
+    fn spans(stats: &'a ExportStats) -> Self {
+        Self {
+            what: "spans",
+            exported: &stats.spans_exported,
+            failed: &stats.spans_failed,
+            rejected: &stats.spans_rejected,
+            lost_at_stop: &stats.spans_lost_at_stop,
+            possibly_delivered: &stats.spans_possibly_delivered,
+        }
+    }
+
+    fn logs(stats: &'a ExportStats) -> Self {
+        Self {
+            what: "log records",
+            exported: &stats.logs_exported,
+            failed: &stats.logs_failed,
+            rejected: &stats.logs_rejected,
+            lost_at_stop: &stats.logs_lost_at_stop,
+            possibly_delivered: &stats.logs_possibly_delivered,
+        }
+    }
+
+    /// Counts `count` items that will never be acknowledged, by where they stand and why. An
+    /// earlier unanswered attempt may have delivered them: possibly delivered, whatever came
+    /// after.
+    fn given_up(&self, state: Delivery, count: usize, why: GiveUp) {
+        let counter = match (state, why) {
+            (Delivery::Done, _) => return,
+            (Delivery::Unanswered, _) => self.possibly_delivered,
+            (Delivery::Pending, GiveUp::Failed) => self.failed,
+            (Delivery::Pending, GiveUp::Rejected) => self.rejected,
+            (Delivery::Pending, GiveUp::StopDeadline) => self.lost_at_stop,
+        };
+        ExportStats::add(counter, count as u64);
+    }
+
+    /// Counts an accepted request: what the collector kept, and what it rejected in a partial
+    /// success (lost, and said).
+    fn delivered(&self, sent: u64, rejected: u64) {
+        let rejected = rejected.min(sent);
+        ExportStats::add(self.exported, sent - rejected);
+        if rejected > 0 {
+            ExportStats::add(self.rejected, rejected);
+            tracing::warn!(rejected, sent, "the collector rejected some {}", self.what);
+        }
+    }
 }
 
 /// Moves calls from the queue into the backlog in batches, at the pace they arrive, so a
@@ -496,8 +523,8 @@ struct Settled {
 }
 
 /// Updates a batch after an attempt and counts what it settled: acknowledged items as
-/// exported (or failed, if the collector rejected them), refused ones as failed (or possibly
-/// delivered, after an unanswered attempt).
+/// exported (or rejected, if the collector rejected some in a partial success), refused ones
+/// as rejected (or possibly delivered, after an unanswered attempt).
 fn settle(stats: &ExportStats, batch: &mut PendingBatch, attempt: Attempt) -> Settled {
     let count = batch.calls.len();
     let mut settled = Settled {
@@ -508,41 +535,20 @@ fn settle(stats: &ExportStats, batch: &mut PendingBatch, attempt: Attempt) -> Se
         (
             attempt.spans,
             &mut batch.spans,
-            "spans",
-            [
-                &stats.spans_exported,
-                &stats.spans_failed,
-                &stats.spans_lost_at_stop,
-                &stats.spans_possibly_delivered,
-            ],
+            SignalCounters::spans(stats),
         ),
-        (
-            attempt.logs,
-            &mut batch.logs,
-            "log records",
-            [
-                &stats.logs_exported,
-                &stats.logs_failed,
-                &stats.logs_lost_at_stop,
-                &stats.logs_possibly_delivered,
-            ],
-        ),
+        (attempt.logs, &mut batch.logs, SignalCounters::logs(stats)),
     ];
-    for (outcome, state, what, [exported, failed, lost_at_stop, possibly]) in signals {
+    for (outcome, state, counters) in signals {
         match outcome {
             None => {}
             Some(Ok(rejected)) => {
                 *state = Delivery::Done;
-                count_delivery(what, count as u64, rejected, exported, failed);
+                counters.delivered(count as u64, rejected);
             }
             Some(Err(failure)) => match failure.kind {
                 FailureKind::Refused => {
-                    count_given_up(
-                        *state,
-                        count,
-                        GiveUp::Failed,
-                        [failed, lost_at_stop, possibly],
-                    );
+                    counters.given_up(*state, count, GiveUp::Rejected);
                     *state = Delivery::Done;
                     settled.refused.get_or_insert(failure);
                 }
@@ -557,16 +563,6 @@ fn settle(stats: &ExportStats, batch: &mut PendingBatch, attempt: Attempt) -> Se
         }
     }
     settled
-}
-
-/// Counts an accepted request: what the collector kept, and what it rejected (lost, and said).
-fn count_delivery(what: &str, sent: u64, rejected: u64, exported: &AtomicU64, failed: &AtomicU64) {
-    let rejected = rejected.min(sent);
-    ExportStats::add(exported, sent - rejected);
-    if rejected > 0 {
-        ExportStats::add(failed, rejected);
-        tracing::warn!(rejected, sent, "the collector rejected some {what}");
-    }
 }
 
 #[cfg(test)]
@@ -622,11 +618,11 @@ mod tests {
     #[test]
     fn rejected_items_are_counted_lost_not_delivered() {
         let stats = ExportStats::default();
-        count_delivery("spans", 10, 3, &stats.spans_exported, &stats.spans_failed);
+        SignalCounters::spans(&stats).delivered(10, 3);
         // A collector claiming more rejections than items sent cannot make counts negative.
-        count_delivery("spans", 5, 9, &stats.spans_exported, &stats.spans_failed);
+        SignalCounters::spans(&stats).delivered(5, 9);
         let snapshot = stats.snapshot();
-        assert_eq!((snapshot.spans_exported, snapshot.spans_failed), (7, 8));
+        assert_eq!((snapshot.spans_exported, snapshot.spans_rejected), (7, 8));
     }
 
     #[test]
@@ -649,24 +645,39 @@ mod tests {
             shared.give_up(&batch, why);
             shared.stats.snapshot()
         };
+        // [failed, rejected, lost at stop, possibly delivered] of spans, then of logs.
         let cases = [
-            (Pending, Done, GiveUp::Failed, [3, 0, 0, 0, 0, 0]),
-            (Pending, Pending, GiveUp::StopDeadline, [0, 3, 0, 0, 3, 0]),
+            (Pending, Done, GiveUp::Failed, [3, 0, 0, 0, 0, 0, 0, 0]),
+            (Pending, Pending, GiveUp::Rejected, [0, 3, 0, 0, 0, 3, 0, 0]),
+            (
+                Pending,
+                Unanswered,
+                GiveUp::Rejected,
+                [0, 3, 0, 0, 0, 0, 0, 3],
+            ),
+            (
+                Pending,
+                Pending,
+                GiveUp::StopDeadline,
+                [0, 0, 3, 0, 0, 0, 3, 0],
+            ),
             (
                 Unanswered,
                 Pending,
                 GiveUp::StopDeadline,
-                [0, 0, 3, 0, 3, 0],
+                [0, 0, 0, 3, 0, 0, 3, 0],
             ),
-            (Done, Unanswered, GiveUp::Failed, [0, 0, 0, 0, 0, 3]),
+            (Done, Unanswered, GiveUp::Failed, [0, 0, 0, 0, 0, 0, 0, 3]),
         ];
         for (spans, logs, why, expected) in cases {
             let s = given_up(spans, logs, why);
             let actual = [
                 s.spans_failed,
+                s.spans_rejected,
                 s.spans_lost_at_stop,
                 s.spans_possibly_delivered,
                 s.logs_failed,
+                s.logs_rejected,
                 s.logs_lost_at_stop,
                 s.logs_possibly_delivered,
             ];
@@ -698,3 +709,9 @@ mod outage_tests;
 
 #[cfg(test)]
 mod hostile_tests;
+
+#[cfg(test)]
+mod retry_tests;
+
+#[cfg(test)]
+mod selection_tests;
