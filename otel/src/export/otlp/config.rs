@@ -835,6 +835,9 @@ mod tests {
         ));
     }
 
+    /// Variables, by name and value.
+    type Variables<'a> = &'a [(&'a str, &'a str)];
+
     /// The command line's settings (none unless given) with exactly these variables.
     fn resolved(
         cli: OtlpConfig,
@@ -860,6 +863,8 @@ mod tests {
     /// setting that has all four.
     #[test]
     fn precedence_is_flag_then_signal_variable_then_general_variable_then_default() {
+        /// Transport, URL, timeout, gzip.
+        type Resolved<'a> = (Protocol, &'a str, Duration, bool);
         use Signal::{Logs, Metrics, Traces};
         let general = [
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
@@ -881,13 +886,7 @@ mod tests {
             ..unset()
         };
         let second = Duration::from_secs;
-        let cases: [(
-            &str,
-            OtlpConfig,
-            &[(&str, &str)],
-            Signal,
-            (Protocol, &str, Duration, bool),
-        ); 7] = [
+        let cases: [(&str, OtlpConfig, Variables, Signal, Resolved); 7] = [
             (
                 "defaults",
                 unset(),
@@ -996,7 +995,7 @@ mod tests {
             endpoint: Some(url.into()),
             ..unset()
         };
-        let cases: [(&str, &[(&str, &str)], Signal, Result<&str, &str>); 10] = [
+        let cases: [(&str, Variables, Signal, Result<&str, &str>); 10] = [
             ("collector:4317", &[], Traces, Ok("https://collector:4317")),
             (
                 "collector:4317",

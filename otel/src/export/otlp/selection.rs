@@ -55,6 +55,9 @@ impl SignalSelection {
 mod tests {
     use super::*;
 
+    /// Variables, by name and value.
+    type Variables<'a> = &'a [(&'a str, &'a str)];
+
     fn selection(variables: &[(&str, &str)]) -> Result<[bool; 4], String> {
         SignalSelection::from_env(&Env::fixed(variables.iter().copied()))
             .map(|s| [s.traces, s.logs, s.metrics, s.disabled])
@@ -63,7 +66,7 @@ mod tests {
 
     #[test]
     fn each_signal_is_on_unless_its_exporter_is_none() {
-        let cases: [(&[(&str, &str)], [bool; 4]); 6] = [
+        let cases: [(Variables, [bool; 4]); 6] = [
             (&[], [true, true, true, false]),
             (
                 &[("OTEL_TRACES_EXPORTER", "otlp")],
