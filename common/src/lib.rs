@@ -7,6 +7,11 @@ use num_enum::TryFromPrimitive;
 /// Maximum length of a task's `comm`, including the trailing NUL (`TASK_COMM_LEN`).
 pub const COMM_LEN: usize = 16;
 
+/// Bytes of the executable's name an event carries: the most a dentry keeps inline
+/// (`DNAME_INLINE_LEN`: 40 on 64-bit kernels since 6.14, 32 before), NUL included. Longer names
+/// live outside the dentry, where only a helper call could read them: those are not sent.
+pub const EXE_NAME_LEN: usize = 40;
+
 /// Name of the ring buffer map that carries [`CallEvent`]s.
 pub const EVENTS_MAP: &str = "EVENTS";
 /// Name of the per-CPU array of loss counters, indexed by [`Counter`].
@@ -94,14 +99,17 @@ pub struct CallEvent {
     pub probe: u8,
     /// A [`MaskSource`] value.
     pub mask_source: u8,
-    /// Explicit padding so the layout has no hidden holes (a byte, not a `memset` the BPF
-    /// target would call to zero a wider array).
-    pub _pad: u8,
+    /// Length of the executable's name in `exe_name`; 0 when the probe could not read it (no
+    /// executable, or a name too long to be kept in its dentry). In what was a padding byte.
+    pub exe_name_len: u8,
     /// Effective user id of the caller (`cred->euid`), the one permission checks use. It sits
     /// in what was a padding word, so records captured before it was added still decode.
     pub euid: u32,
     /// The calling thread's `comm`, NUL-padded.
     pub comm: [u8; COMM_LEN],
+    /// The basename of the process's executable (`mm->exe_file`'s dentry name, as
+    /// `/proc/<pid>/exe` names it): its first `exe_name_len` bytes.
+    pub exe_name: [u8; EXE_NAME_LEN],
 }
 
 /// A call between its entry and its return, kept in the calling task's own storage: the kernel
@@ -157,6 +165,19 @@ pub struct TaskLayout {
     pub cgroup_kn: u32,
     /// `kernfs_node.id` (the cgroup id).
     pub kernfs_node_id: u32,
+    /// `task_struct.mm`.
+    pub task_mm: u32,
+    /// `mm_struct.exe_file`.
+    pub mm_exe_file: u32,
+    /// `file.f_path.dentry`.
+    pub file_dentry: u32,
+    /// `dentry.d_name.len`.
+    pub dentry_name_len: u32,
+    /// `dentry.d_shortname` (`d_iname` before 6.14): the name, when it is short enough.
+    pub dentry_inline_name: u32,
+    /// Its size (`DNAME_INLINE_LEN`): names shorter than this are kept there; at most
+    /// [`EXE_NAME_LEN`].
+    pub dentry_inline_name_size: u32,
 }
 
 /// Kernel-side counters, one slot each in the per-CPU [`COUNTERS_MAP`] array.
@@ -232,8 +253,8 @@ mod pod {
 }
 
 // The ring buffer record must have no implicit padding: both sides read it as raw bytes.
-const _: () = assert!(core::mem::size_of::<CallEvent>() == 80);
-const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 44);
+const _: () = assert!(core::mem::size_of::<CallEvent>() == 120);
+const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 68);
 const _: () = assert!(core::mem::size_of::<PendingCall>() == 32);
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use aya_ebpf::{
 };
 use kspan_common::{
     CallEvent, Counter, MaskSource, PendingCall, ProbeConfig, ProbeKind, Syscall, TaskLayout,
-    COMM_LEN, CONTROL_SLOTS, CONTROL_STOPPING, FILTER_CAPACITY,
+    COMM_LEN, CONTROL_SLOTS, CONTROL_STOPPING, EXE_NAME_LEN, FILTER_CAPACITY,
 };
 
 /// Complete calls for user space. The agent may resize it at load time.
@@ -63,6 +63,12 @@ static CONFIG: ProbeConfig = ProbeConfig {
         task_cred: 0,
         cred_uid: 0,
         cred_euid: 0,
+        task_mm: 0,
+        mm_exe_file: 0,
+        file_dentry: 0,
+        dentry_name_len: 0,
+        dentry_inline_name: 0,
+        dentry_inline_name_size: 0,
         task_cgroups: 0,
         css_set_dfl_cgrp: 0,
         cgroup_kn: 0,
@@ -210,6 +216,36 @@ fn comm(task: *const u8) -> [u8; COMM_LEN] {
     unsafe { core::mem::transmute::<[u64; 2], [u8; COMM_LEN]>(words) }
 }
 
+/// The basename of `task`'s executable and its length: `mm->exe_file`'s dentry name, loaded
+/// from the dentry's inline copy (plain loads, no helper call). Length 0 when the task has no
+/// executable or its name is too long to be kept inline (then it lives where only a helper
+/// could read it). Loads through a null pointer read zero, so a missing link reads length 0.
+#[inline(always)]
+fn exe_name(task: *const u8) -> (u8, [u8; EXE_NAME_LEN]) {
+    let layout = &CONFIG.task;
+    let mm: *const u8 = load(task, &layout.task_mm);
+    let exe_file: *const u8 = load(mm, &layout.mm_exe_file);
+    let dentry: *const u8 = load(exe_file, &layout.file_dentry);
+    let len: u32 = load(dentry, &layout.dentry_name_len);
+    let inline_size = setting(&layout.dentry_inline_name_size);
+    if len == 0 || len >= inline_size {
+        return (0, [0; EXE_NAME_LEN]);
+    }
+    let name = dentry.wrapping_add(setting(&layout.dentry_inline_name) as usize);
+    // Only within the kernel's inline array (32 or 40 bytes): the verifier knows its size.
+    let last = if inline_size > 32 { load(name, &32) } else { 0 };
+    let words: [u64; EXE_NAME_LEN / 8] = [
+        load(name, &0),
+        load(name, &8),
+        load(name, &16),
+        load(name, &24),
+        last,
+    ];
+    // SAFETY: five u64s are 40 plain bytes; building the array byte by byte would cost a memset.
+    let bytes = unsafe { core::mem::transmute::<[u64; 5], [u8; EXE_NAME_LEN]>(words) };
+    (len as u8, bytes)
+}
+
 /// The user ids of a task: real and effective.
 struct UserIds {
     real: u32,
@@ -294,6 +330,7 @@ pub fn record_return(ret: i32) {
     let task = task.cast::<u8>().cast_const();
     let (pid, tid) = ids(task);
     let (user_ids, cgroup_id) = user_ids_and_cgroup(task);
+    let (exe_name_len, exe_name) = exe_name(task);
     let event = CallEvent {
         start_boot_ns: call.start_boot_ns,
         end_boot_ns,
@@ -308,9 +345,10 @@ pub fn record_return(ret: i32) {
         syscall: call.syscall,
         probe: call.probe,
         mask_source: call.mask_source,
-        _pad: 0,
+        exe_name_len,
         euid: user_ids.effective,
         comm: comm(task),
+        exe_name,
     };
     // Never wake the reader: a wakeup costs the traced call more than the rest of the probe,
     // and the reader drains on a timer paced to the buffer (see the agent's reader).

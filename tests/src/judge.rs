@@ -452,6 +452,7 @@ fn compare(call: &CallRecord, span: &Span, expect: Expectation) -> Vec<String> {
     }
     let strings = [
         ("thread.name", call.thread_name.as_str()),
+        ("process.executable.name", call.executable.as_str()),
         ("kspan.probe", expect.probe()),
     ];
     for (key, expected) in strings {
@@ -596,6 +597,7 @@ mod tests {
             tid,
             uid: 0,
             euid: 0,
+            executable: "app".into(),
             thread_name: "worker".into(),
             cgroup_id: Some(1),
             syscall: Syscall::Signalfd4,
@@ -629,6 +631,10 @@ mod tests {
             kv("process.user.id", Value::IntValue(call.euid.into())),
             kv("process.real_user.id", Value::IntValue(call.uid.into())),
             kv("thread.name", Value::StringValue(call.thread_name.clone())),
+            kv(
+                "process.executable.name",
+                Value::StringValue(call.executable.clone()),
+            ),
             kv("kspan.cgroup.id", Value::IntValue(1)),
             kv("signalfd.ufd", Value::IntValue(call.ufd.into())),
             kv("signalfd.flags", Value::IntValue(call.flags.into())),
@@ -793,6 +799,7 @@ mod tests {
                 "process.real_user.id" => Value::IntValue(8),
                 "kspan.cgroup.id" => Value::IntValue(2),
                 "thread.name" => Value::StringValue("other".into()),
+                "process.executable.name" => Value::StringValue("app-renamed".into()),
                 _ => continue,
             };
             kv.value = Some(AnyValue { value: Some(wrong) });
@@ -803,6 +810,7 @@ mod tests {
             "process.user.id: expected 0, got 7",
             "process.real_user.id: expected 0, got 8",
             "thread.name: expected worker, got other",
+            "process.executable.name: expected app, got app-renamed",
             "kspan.cgroup.id: expected 1, got 2",
         ] {
             assert!(text.contains(problem), "{problem} not in {text}");
@@ -969,11 +977,7 @@ mod tests {
             scope: None,
             span: span.clone(),
         };
-        let mut named = span_for(&manifest[0]);
-        named.attributes.push(kv(
-            "process.executable.name",
-            Value::StringValue("app".into()),
-        ));
+        let named = span_for(&manifest[0]);
         let own = vec![
             kv("service.name", Value::StringValue("app".into())),
             kv("process.pid", Value::IntValue(manifest[0].pid.into())),

@@ -136,6 +136,7 @@ pub struct Caller<'r> {
     uid: u32,
     euid: u32,
     thread_name: String,
+    executable: String,
     cgroup_id: Option<u64>,
 }
 
@@ -153,6 +154,8 @@ impl<'r> Caller<'r> {
             // /proc/thread-self is there on every kernel kspan supports; an empty name only
             // makes the judge report a mismatch.
             thread_name: sys::thread_name().unwrap_or_default(),
+            // As for the thread name: an empty one only makes the judge report a mismatch.
+            executable: sys::executable_name().unwrap_or_default(),
             cgroup_id: sys::cgroup_id(),
         }
     }
@@ -208,6 +211,7 @@ impl<'r> Caller<'r> {
             uid: self.uid,
             euid: self.euid,
             thread_name: self.thread_name.clone(),
+            executable: self.executable.clone(),
             cgroup_id: self.cgroup_id,
             syscall: spec.syscall,
             ufd: spec.ufd,

@@ -55,6 +55,8 @@ pub struct CallRecord {
     pub euid: u32,
     /// The calling thread's name (`comm`).
     pub thread_name: String,
+    /// The basename of the process's executable, as `/proc/self/exe` names it.
+    pub executable: String,
     /// cgroup v2 id of the caller (its cgroup directory's inode); `None` without cgroup2.
     pub cgroup_id: Option<u64>,
     /// Which syscall was made.
@@ -230,6 +232,7 @@ mod tests {
             tid: 11,
             uid: 0,
             euid: 0,
+            executable: "signalfd-workload".into(),
             thread_name: "worker".to_string(),
             cgroup_id: Some(1),
             syscall: Syscall::Signalfd4,

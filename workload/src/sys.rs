@@ -130,6 +130,15 @@ pub fn cgroup_id() -> Option<u64> {
 }
 
 /// The calling thread's kernel thread id.
+/// The basename of this process's executable, as `/proc/self/exe` names it.
+pub fn executable_name() -> std::io::Result<String> {
+    let path = std::fs::read_link("/proc/self/exe")?;
+    Ok(path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default())
+}
+
 /// Sets the calling thread's effective uid, leaving its real and saved uids as they are. The
 /// raw syscall changes this thread only (glibc's `setresuid` changes every thread of the process).
 pub fn set_thread_euid(euid: u32) -> Result<(), Errno> {
