@@ -6,7 +6,7 @@
 
 use std::{collections::HashMap, path::Path};
 
-use kspan_common::TaskLayout;
+use kspan_common::{TaskLayout, EXE_NAME_LEN};
 
 /// Where a kernel built with `CONFIG_DEBUG_INFO_BTF` describes its types.
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -241,6 +241,20 @@ impl Btf {
 
     /// Byte offset of `structure.member`, checked to be `size` bytes.
     pub fn offset(&self, structure: &str, member: &str, size: u64) -> Result<u32, BtfError> {
+        let (offset, found_size) = self.member(structure, member)?;
+        if found_size != size {
+            return Err(BtfError::UnexpectedSize(
+                structure.to_string(),
+                member.to_string(),
+                found_size,
+                size,
+            ));
+        }
+        Ok(offset)
+    }
+
+    /// Byte offset and size of `structure.member`, whatever its size.
+    fn member(&self, structure: &str, member: &str) -> Result<(u32, u64), BtfError> {
         let names = || (structure.to_string(), member.to_string());
         let id = *self
             .structs
@@ -254,25 +268,48 @@ impl Btf {
             let (s, m) = names();
             return Err(BtfError::BitField(s, m));
         }
-        if found_size != size {
-            let (s, m) = names();
-            return Err(BtfError::UnexpectedSize(s, m, found_size, size));
+        Ok((bit_offset / 8, found_size))
+    }
+
+    /// Where a dentry keeps a short name inline, and how many bytes it has there:
+    /// `d_shortname` since 6.14, `d_iname` before.
+    fn dentry_inline_name(&self) -> Result<(u32, u32), BtfError> {
+        let (offset, size) = self
+            .member("dentry", "d_shortname")
+            .or_else(|_| self.member("dentry", "d_iname"))?;
+        if size == 0 || size > EXE_NAME_LEN as u64 {
+            return Err(BtfError::UnexpectedSize(
+                "dentry".into(),
+                "d_shortname".into(),
+                size,
+                EXE_NAME_LEN as u64,
+            ));
         }
-        Ok(bit_offset / 8)
+        Ok((offset, size as u32))
     }
 
     /// Where the probes find the caller's identity in this kernel.
     pub fn task_layout(&self) -> Result<TaskLayout, BtfError> {
+        let (dentry_inline_name, dentry_inline_name_size) = self.dentry_inline_name()?;
         Ok(TaskLayout {
             task_pid: self.offset("task_struct", "pid", 4)?,
             task_tgid: self.offset("task_struct", "tgid", 4)?,
             task_comm: self.offset("task_struct", "comm", kspan_common::COMM_LEN as u64)?,
             task_cred: self.offset("task_struct", "cred", 8)?,
             cred_uid: self.offset("cred", "uid", 4)?,
+            cred_euid: self.offset("cred", "euid", 4)?,
             task_cgroups: self.offset("task_struct", "cgroups", 8)?,
             css_set_dfl_cgrp: self.offset("css_set", "dfl_cgrp", 8)?,
             cgroup_kn: self.offset("cgroup", "kn", 8)?,
             kernfs_node_id: self.offset("kernfs_node", "id", 8)?,
+            task_mm: self.offset("task_struct", "mm", 8)?,
+            mm_exe_file: self.offset("mm_struct", "exe_file", 8)?,
+            // Both are embedded structs: the offsets add up.
+            file_dentry: self.offset("file", "f_path", 16)? + self.offset("path", "dentry", 8)?,
+            dentry_name_len: self.offset("dentry", "d_name", 16)?
+                + self.offset("qstr", "len", 4)?,
+            dentry_inline_name,
+            dentry_inline_name_size,
         })
     }
 }
@@ -416,5 +453,10 @@ mod tests {
             .expect("every field is there");
         assert_ne!(layout.task_pid, layout.task_tgid);
         assert!(layout.task_comm > 0 && layout.task_cred > 0 && layout.task_cgroups > 0);
+        assert!(layout.task_mm > 0 && layout.file_dentry > 0 && layout.dentry_name_len > 0);
+        assert!(
+            [32, 40].contains(&layout.dentry_inline_name_size),
+            "{layout:?}"
+        );
     }
 }

@@ -19,23 +19,13 @@ use tokio::{sync::watch, task::JoinHandle};
 /// `OTEL_METRIC_EXPORT_INTERVAL` unset: shorter than the SDK's 60 s, so trouble shows quickly.
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Whether and how often to export, from `OTEL_METRICS_EXPORTER` and
-/// `OTEL_METRIC_EXPORT_INTERVAL` (milliseconds). `None`: metrics are off.
-pub fn interval_from_env() -> Result<Option<Duration>, ExportError> {
-    match env_var("OTEL_METRICS_EXPORTER")?.as_deref().map(str::trim) {
-        None | Some("otlp") => {}
-        Some("none") => return Ok(None),
-        Some(_) => {
-            return Err(ExportError::InvalidEnv {
-                variable: "OTEL_METRICS_EXPORTER".into(),
-                expected: "`otlp` or `none`",
-            })
-        }
-    }
+/// How often to export, from `OTEL_METRIC_EXPORT_INTERVAL` (milliseconds). Whether to export
+/// at all is the signal selection's (`OTEL_METRICS_EXPORTER`, `OTEL_SDK_DISABLED`).
+pub fn interval_from_env() -> Result<Duration, ExportError> {
     match env_var("OTEL_METRIC_EXPORT_INTERVAL")? {
-        None => Ok(Some(DEFAULT_INTERVAL)),
+        None => Ok(DEFAULT_INTERVAL),
         Some(millis) => match millis.trim().parse::<u64>() {
-            Ok(millis) if millis > 0 => Ok(Some(Duration::from_millis(millis))),
+            Ok(millis) if millis > 0 => Ok(Duration::from_millis(millis)),
             _ => Err(ExportError::InvalidEnv {
                 variable: "OTEL_METRIC_EXPORT_INTERVAL".into(),
                 expected: "a positive whole number of milliseconds",

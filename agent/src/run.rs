@@ -8,9 +8,9 @@ use kspan_decode::{BootClock, CallDecoder};
 use kspan_otel::{
     export::{
         read_headers_file, MetricsExporter, OtlpConfig, OtlpSink, Pipeline, PipelineConfig,
-        Protocol, Sink, StdoutSink,
+        Protocol, SignalSelection, Sink, StdoutSink,
     },
-    HostInfo, Resources, TraceGrouping,
+    Env, HostInfo, Resources, TraceGrouping,
 };
 
 use crate::{
@@ -275,19 +275,18 @@ fn health_reserve(shutdown_timeout: Duration) -> Duration {
 }
 
 /// Where calls go and, with OTLP, the health metrics exporter and its interval (unless
-/// `OTEL_METRICS_EXPORTER=none`).
+/// `OTEL_METRICS_EXPORTER=none` or `OTEL_SDK_DISABLED=true`).
 type Destination = (Sink, Option<(MetricsExporter, Duration)>);
 
 fn build_sink(cli: &Cli, host: &HostInfo, grouping: TraceGrouping) -> anyhow::Result<Destination> {
     // The OTLP settings are resolved whatever the exporter: one that is wrong is refused (exit 2)
     // with `--exporter stdout` too, rather than waiting to fail when the exporter changes.
-    let protocol = match cli.otlp_protocol {
-        Some(OtlpProtocol::Grpc) => Protocol::Grpc,
-        Some(OtlpProtocol::HttpProtobuf) => Protocol::HttpProtobuf,
-        None => Protocol::from_env()
-            .map_err(UsageError::from)?
-            .unwrap_or(Protocol::Grpc),
-    };
+    let env = Env::process();
+    let selection = SignalSelection::from_env(&env).map_err(UsageError::from)?;
+    let protocol = cli.otlp_protocol.map(|protocol| match protocol {
+        OtlpProtocol::Grpc => Protocol::Grpc,
+        OtlpProtocol::HttpProtobuf => Protocol::HttpProtobuf,
+    });
     let mut headers = match &cli.otlp_headers_file {
         Some(path) => read_headers_file(path).map_err(UsageError::from)?,
         None => Vec::new(),
@@ -299,20 +298,25 @@ fn build_sink(cli: &Cli, host: &HostInfo, grouping: TraceGrouping) -> anyhow::Re
         headers,
         ca_certificate: cli.otlp_ca_cert.clone(),
         timeout: cli.otlp_timeout,
+        env,
     };
     let resources = Resources::from_env(host, cli.resource_per.into(), instance_id()?)
         .map_err(UsageError::from)?;
-    let sink = OtlpSink::new(&config, &resources, grouping.clone()).map_err(UsageError::from)?;
-    let health = match health::interval_from_env().map_err(UsageError::from)? {
-        Some(interval) => Some((
-            MetricsExporter::new(&config, &resources).map_err(UsageError::from)?,
-            interval,
-        )),
-        None => None,
-    };
+    let sink = OtlpSink::new(&config, selection, &resources, grouping.clone())
+        .map_err(UsageError::from)?;
+    let metrics = MetricsExporter::new(&config, &resources).map_err(UsageError::from)?;
+    let interval = health::interval_from_env().map_err(UsageError::from)?;
     Ok(match cli.exporter {
         ExporterKind::Stdout => (Sink::Stdout(StdoutSink::new(grouping)), None),
-        ExporterKind::Otlp => (Sink::Otlp(Box::new(sink)), health),
+        ExporterKind::Otlp => {
+            if selection.disabled {
+                tracing::info!("OTEL_SDK_DISABLED=true: nothing is sent (no spans, log records or health metrics); calls are captured and counted");
+            } else if !selection.sends_calls() {
+                tracing::info!("OTEL_TRACES_EXPORTER and OTEL_LOGS_EXPORTER are none: calls are captured and counted, not sent");
+            }
+            let health = selection.metrics.then_some((metrics, interval));
+            (Sink::Otlp(Box::new(sink)), health)
+        }
     })
 }
 

@@ -58,10 +58,22 @@ fn unknown_exporter() {
 
 #[test]
 fn endpoint_without_scheme() {
+    // gRPC takes `host:port` (https://, or http:// with OTEL_EXPORTER_OTLP_INSECURE=true);
+    // HTTP needs a URL, and neither takes a bare word.
     fails_with(
-        kspan().args(["--otlp-endpoint", "collector:4317"]),
+        kspan().args([
+            "--otlp-protocol",
+            "http/protobuf",
+            "--otlp-endpoint",
+            "collector:4318",
+        ]),
         2,
-        "invalid OTLP endpoint `collector:4317`",
+        "invalid OTLP endpoint `collector:4318/v1/traces`",
+    );
+    fails_with(
+        kspan().args(["--otlp-endpoint", "collector"]),
+        2,
+        "invalid OTLP endpoint `collector`: it needs a scheme",
     );
 }
 
@@ -444,6 +456,41 @@ fn silently_wrong_inputs_are_refused() {
             &[("OTEL_METRIC_EXPORT_INTERVAL", b"0")],
             "invalid OTEL_METRIC_EXPORT_INTERVAL",
         ),
+        bad(
+            &[],
+            &[("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", b"http/json")],
+            "unsupported OTLP protocol `http/json`",
+        ),
+        bad(
+            &[],
+            &[("OTEL_EXPORTER_OTLP_INSECURE", b"yes")],
+            "invalid OTEL_EXPORTER_OTLP_INSECURE: expected `true` or `false`",
+        ),
+        bad(
+            &[],
+            &[("OTEL_EXPORTER_OTLP_TRACES_INSECURE", b"1")],
+            "invalid OTEL_EXPORTER_OTLP_TRACES_INSECURE: expected `true` or `false`",
+        ),
+        bad(
+            &[],
+            &[("OTEL_TRACES_EXPORTER", b"console")],
+            "invalid OTEL_TRACES_EXPORTER: expected `otlp` or `none`",
+        ),
+        bad(
+            &[],
+            &[("OTEL_LOGS_EXPORTER", b"otlp,console")],
+            "invalid OTEL_LOGS_EXPORTER: expected `otlp` or `none`",
+        ),
+        bad(
+            &[],
+            &[("OTEL_METRICS_EXPORTER", b"prometheus")],
+            "invalid OTEL_METRICS_EXPORTER: expected `otlp` or `none`",
+        ),
+        bad(
+            &[],
+            &[("OTEL_SDK_DISABLED", b"yes")],
+            "invalid OTEL_SDK_DISABLED: expected `true` or `false`",
+        ),
     ]
     .into_iter()
     .map(|mut case| {
@@ -462,7 +509,7 @@ fn certificates_with_a_plaintext_endpoint_are_refused() {
     let message = |setting: &str, endpoint: &str| {
         format!("{setting} is set but the OTLP endpoint `{endpoint}` is plaintext http://: use an https:// endpoint")
     };
-    let ca = "--otlp-ca-cert (or OTEL_EXPORTER_OTLP_CERTIFICATE)";
+    let ca = "--otlp-ca-cert";
     all_refused(vec![
         bad(
             &[
@@ -490,7 +537,15 @@ fn certificates_with_a_plaintext_endpoint_are_refused() {
                 ("OTEL_EXPORTER_OTLP_CERTIFICATE", b"/etc/ssl/ca.pem"),
                 ("OTEL_EXPORTER_OTLP_ENDPOINT", b"http://collector:4317"),
             ],
-            &message(ca, "http://collector:4317"),
+            &message("OTEL_EXPORTER_OTLP_CERTIFICATE", "http://collector:4317"),
+        ),
+        bad(
+            &[],
+            &[("OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE", b"/etc/ssl/ca.pem")],
+            &message(
+                "OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE",
+                "http://localhost:4317",
+            ),
         ),
         bad(
             &["--otlp-endpoint", "http://collector:4317"],

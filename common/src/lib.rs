@@ -15,6 +15,11 @@ pub use probe::{programs, AttachMode, ProbeKind};
 /// Maximum length of a task's `comm`, including the trailing NUL (`TASK_COMM_LEN`).
 pub const COMM_LEN: usize = 16;
 
+/// Bytes of the executable's name an event carries: the most a dentry keeps inline
+/// (`DNAME_INLINE_LEN`: 40 on 64-bit kernels since 6.14, 32 before), NUL included. Longer names
+/// live outside the dentry, where only a helper call could read them: those are not sent.
+pub const EXE_NAME_LEN: usize = 40;
+
 /// Name of the ring buffer map that carries [`CallEvent`]s.
 pub const EVENTS_MAP: &str = "EVENTS";
 /// Name of the per-CPU array of loss counters, indexed by [`Counter`].
@@ -76,7 +81,7 @@ pub struct CallEvent {
     pub pid: u32,
     /// Thread id (the kernel's pid).
     pub tid: u32,
-    /// Real user id of the caller.
+    /// Real user id of the caller (`cred->uid`).
     pub uid: u32,
     /// The `ufd` argument: -1 creates a new signalfd, anything else updates one.
     pub ufd: i32,
@@ -90,13 +95,17 @@ pub struct CallEvent {
     pub probe: u8,
     /// A [`MaskSource`] value.
     pub mask_source: u8,
-    /// Explicit padding so the layout has no hidden holes (a byte and a word, not `[u8; 5]`:
-    /// zeroing that takes the BPF target a `memset` call).
-    pub _pad: u8,
-    /// Explicit padding, as above.
-    pub _pad_word: u32,
+    /// Length of the executable's name in `exe_name`; 0 when the probe could not read it (no
+    /// executable, or a name too long to be kept in its dentry). In what was a padding byte.
+    pub exe_name_len: u8,
+    /// Effective user id of the caller (`cred->euid`), the one permission checks use. It sits
+    /// in what was a padding word, so records captured before it was added still decode.
+    pub euid: u32,
     /// The calling thread's `comm`, NUL-padded.
     pub comm: [u8; COMM_LEN],
+    /// The basename of the process's executable (`mm->exe_file`'s dentry name, as
+    /// `/proc/<pid>/exe` names it): its first `exe_name_len` bytes.
+    pub exe_name: [u8; EXE_NAME_LEN],
 }
 
 /// A call between its entry and its return, kept in the calling task's own storage: the kernel
@@ -142,6 +151,8 @@ pub struct TaskLayout {
     pub task_cred: u32,
     /// `cred.uid` (the real uid).
     pub cred_uid: u32,
+    /// `cred.euid` (the effective uid).
+    pub cred_euid: u32,
     /// `task_struct.cgroups`.
     pub task_cgroups: u32,
     /// `css_set.dfl_cgrp` (the cgroup v2 cgroup).
@@ -150,6 +161,19 @@ pub struct TaskLayout {
     pub cgroup_kn: u32,
     /// `kernfs_node.id` (the cgroup id).
     pub kernfs_node_id: u32,
+    /// `task_struct.mm`.
+    pub task_mm: u32,
+    /// `mm_struct.exe_file`.
+    pub mm_exe_file: u32,
+    /// `file.f_path.dentry`.
+    pub file_dentry: u32,
+    /// `dentry.d_name.len`.
+    pub dentry_name_len: u32,
+    /// `dentry.d_shortname` (`d_iname` before 6.14): the name, when it is short enough.
+    pub dentry_inline_name: u32,
+    /// Its size (`DNAME_INLINE_LEN`): names shorter than this are kept there; at most
+    /// [`EXE_NAME_LEN`].
+    pub dentry_inline_name_size: u32,
 }
 
 /// Kernel-side counters, one slot each in the per-CPU [`COUNTERS_MAP`] array.
@@ -225,8 +249,8 @@ mod pod {
 }
 
 // The ring buffer record must have no implicit padding: both sides read it as raw bytes.
-const _: () = assert!(core::mem::size_of::<CallEvent>() == 80);
-const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 40);
+const _: () = assert!(core::mem::size_of::<CallEvent>() == 120);
+const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 68);
 const _: () = assert!(core::mem::size_of::<PendingCall>() == 32);
 
 #[cfg(test)]

@@ -26,6 +26,8 @@ pub struct Call {
     pub tid: u32,
     /// Real user id.
     pub uid: u32,
+    /// Effective user id (the one permission checks use).
+    pub euid: u32,
     /// cgroup v2 id.
     pub cgroup_id: u64,
     /// The process's name (`/proc/<pid>/comm`), or the thread's when the process is gone.

@@ -4,7 +4,7 @@ use crate::{
     clock::BootClock, process_details::ProcessDetailsCache, process_names::ProcessNames, Call,
     SignalMask,
 };
-use kspan_common::{CallEvent, MaskSource, ProbeKind, Syscall, COMM_LEN};
+use kspan_common::{CallEvent, MaskSource, ProbeKind, Syscall, COMM_LEN, EXE_NAME_LEN};
 
 /// A record that is not a valid [`CallEvent`].
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -72,8 +72,12 @@ impl CallDecoder {
             pid: event.pid,
             tid: event.tid,
             uid: event.uid,
+            euid: event.euid,
             cgroup_id: event.cgroup_id,
-            process_name: self.names.name(event.pid, &thread_name),
+            process_name: match executable_name(&event) {
+                Some(name) => name,
+                None => self.names.name(event.pid, &thread_name),
+            },
             process_details: self.details.as_mut().map(|cache| cache.get(event.pid)),
             thread_name,
             ufd: event.ufd,
@@ -84,6 +88,14 @@ impl CallDecoder {
             end: self.clock.wall_time(event.end_boot_ns),
         })
     }
+}
+
+/// The executable's name the probe read, when it could (see [`CallEvent::exe_name`]).
+fn executable_name(event: &CallEvent) -> Option<String> {
+    let len = usize::from(event.exe_name_len);
+    (1..=EXE_NAME_LEN)
+        .contains(&len)
+        .then(|| String::from_utf8_lossy(&event.exe_name[..len]).into_owned())
 }
 
 /// A NUL-padded `comm` as text.
@@ -113,9 +125,10 @@ mod tests {
             syscall: Syscall::Signalfd4 as u8,
             probe: ProbeKind::Kprobe as u8,
             mask_source: MaskSource::Kernel as u8,
-            _pad: 0,
-            _pad_word: 0,
+            exe_name_len: 0,
+            euid: 0,
             comm,
+            exe_name: [0; EXE_NAME_LEN],
         }
     }
 
@@ -140,7 +153,32 @@ mod tests {
         assert_eq!(parse_event(&[0; 8]), Err(EventError::Size(8)));
         let mut long = bytes(&event());
         long.push(0);
-        assert_eq!(parse_event(&long), Err(EventError::Size(81)));
+        assert_eq!(parse_event(&long), Err(EventError::Size(121)));
+    }
+
+    #[test]
+    fn the_executable_name_is_the_probe_s_else_the_process_name() {
+        let mut decoder = CallDecoder::new(BootClock::measure().unwrap());
+        let mut exe_name = [0; EXE_NAME_LEN];
+        let long = b"a-program-with-a-long-name";
+        exe_name[..long.len()].copy_from_slice(long);
+        let read = CallEvent {
+            exe_name_len: long.len() as u8,
+            exe_name,
+            ..event()
+        };
+        let call = decoder.decode(&bytes(&read)).unwrap();
+        assert_eq!(call.process_name, "a-program-with-a-long-name");
+        // Not read (0), or a corrupt length: this process's name from /proc, as before.
+        let own = std::fs::read_to_string("/proc/self/comm").unwrap();
+        for len in [0, EXE_NAME_LEN as u8 + 1] {
+            let unread = CallEvent {
+                exe_name_len: len,
+                ..read
+            };
+            let call = decoder.decode(&bytes(&unread)).unwrap();
+            assert_eq!(call.process_name, own.trim_end(), "length {len}");
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub fn sample_call() -> Call {
         pid: 100,
         tid: 101,
         uid: 0,
+        euid: 0,
         cgroup_id: 7,
         process_name: "app".into(),
         process_details: None,

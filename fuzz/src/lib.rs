@@ -33,8 +33,9 @@ pub fn event_decoder(data: &[u8]) {
         .decode(data);
     let call = match (decoded, parsed) {
         (Ok(call), Ok(event)) => {
-            let raw = (event.pid, event.tid, event.uid, event.cgroup_id);
-            assert_eq!(raw, (call.pid, call.tid, call.uid, call.cgroup_id));
+            let raw = (event.pid, event.tid, event.uid, event.euid, event.cgroup_id);
+            let decoded = (call.pid, call.tid, call.uid, call.euid, call.cgroup_id);
+            assert_eq!(raw, decoded);
             let args = (event.ufd, event.flags, event.mask, event.ret);
             assert_eq!(args, (call.ufd, call.flags, call.mask.0, call.ret));
             call

@@ -34,6 +34,7 @@ fn batch() -> Vec<Call> {
                 pid: 4000 + (i % 4) as u32,
                 tid: 4100 + (i % 16) as u32,
                 uid: 1000,
+                euid: 1000,
                 cgroup_id: 8812,
                 process_name: "signalfd-worklo".to_string(),
                 process_details: None,

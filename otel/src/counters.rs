@@ -159,10 +159,12 @@ pub const COUNTERS: &[CounterDef] = &[
     CounterDef { key: "dropped_queue_full", section: Section::Export, role: Role::CallsLost("export_queue"), metric: None, read: |s| s.export.dropped_queue_full },
     CounterDef { key: "spans_exported", section: Section::Export, role: Role::Count, metric: Some((&EXPORTED, SPANS)), read: |s| s.export.spans_exported },
     CounterDef { key: "spans_failed", section: Section::Export, role: Role::CallsLost("export"), metric: None, read: |s| s.export.spans_failed },
+    CounterDef { key: "spans_rejected", section: Section::Export, role: Role::CallsLost("export_rejected"), metric: None, read: |s| s.export.spans_rejected },
     CounterDef { key: "spans_possibly_delivered", section: Section::Export, role: Role::Count, metric: Some((&POSSIBLY_DELIVERED, SPANS)), read: |s| s.export.spans_possibly_delivered },
     CounterDef { key: "spans_lost_at_stop", section: Section::Export, role: Role::CallsLost("stop_deadline"), metric: None, read: |s| s.export.spans_lost_at_stop },
     CounterDef { key: "logs_exported", section: Section::Export, role: Role::Count, metric: Some((&EXPORTED, LOGS)), read: |s| s.export.logs_exported },
     CounterDef { key: "logs_failed", section: Section::Export, role: Role::LogsLost("export"), metric: None, read: |s| s.export.logs_failed },
+    CounterDef { key: "logs_rejected", section: Section::Export, role: Role::LogsLost("export_rejected"), metric: None, read: |s| s.export.logs_rejected },
     CounterDef { key: "logs_possibly_delivered", section: Section::Export, role: Role::Count, metric: Some((&POSSIBLY_DELIVERED, LOGS)), read: |s| s.export.logs_possibly_delivered },
     CounterDef { key: "logs_lost_at_stop", section: Section::Export, role: Role::LogsLost("stop_deadline"), metric: None, read: |s| s.export.logs_lost_at_stop },
     CounterDef { key: "export_errors", section: Section::Export, role: Role::Count, metric: Some((&EXPORT_ERRORS, None)), read: |s| s.export.export_errors },
@@ -356,10 +358,12 @@ mod tests {
             dropped_queue_full: value(),
             spans_exported: value(),
             spans_failed: value(),
+            spans_rejected: value(),
             spans_possibly_delivered: value(),
             spans_lost_at_stop: value(),
             logs_exported: value(),
             logs_failed: value(),
+            logs_rejected: value(),
             logs_possibly_delivered: value(),
             logs_lost_at_stop: value(),
             export_errors: value(),
@@ -516,9 +520,13 @@ mod tests {
                 + snapshot.malformed
                 + e.dropped_queue_full
                 + e.spans_failed
+                + e.spans_rejected
                 + e.spans_lost_at_stop
         );
-        assert_eq!(snapshot.logs_lost(), e.logs_failed + e.logs_lost_at_stop);
+        assert_eq!(
+            snapshot.logs_lost(),
+            e.logs_failed + e.logs_rejected + e.logs_lost_at_stop
+        );
     }
 
     #[test]
@@ -551,6 +559,7 @@ mod tests {
                 "entry_not_stored",
                 "export",
                 "export_queue",
+                "export_rejected",
                 "ring_buffer",
                 "stale_entry",
                 "stop_deadline"

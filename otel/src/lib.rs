@@ -10,9 +10,12 @@ mod resource;
 mod stats;
 mod wire;
 
-pub use env::env_var;
+pub use env::{env_var, Env};
 pub use error::ExportError;
 pub use ids::TraceGrouping;
 pub use resource::{HostInfo, ResourcePer, Resources};
 pub use stats::{ExportSnapshot, ExportStats};
 pub use wire::CallEncoder;
+
+#[cfg(test)]
+mod semconv_tests;

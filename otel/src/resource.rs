@@ -7,6 +7,8 @@ use opentelemetry_proto::tonic::{
     resource::v1::Resource,
 };
 
+use opentelemetry_semantic_conventions::attribute;
+
 use crate::{env::env_var, wire::key_value, ExportError};
 
 /// kspan's name, as `telemetry.distro.name` and its own `service.name`.
@@ -74,15 +76,15 @@ impl Resources {
         service_name: Option<String>,
     ) -> Self {
         let mut shared: Vec<(String, String)> = [
-            Some(("host.name", host.host_name.clone())),
-            host.host_id.clone().map(|id| ("host.id", id)),
-            Some(("host.arch", host_arch().to_string())),
-            Some(("os.type", "linux".to_string())),
-            host.os_name.clone().map(|name| ("os.name", name)),
-            Some(("os.version", host.kernel_release.clone())),
-            Some(("telemetry.distro.name", KSPAN.to_string())),
+            Some((attribute::HOST_NAME, host.host_name.clone())),
+            host.host_id.clone().map(|id| (attribute::HOST_ID, id)),
+            Some((attribute::HOST_ARCH, host_arch().to_string())),
+            Some((attribute::OS_TYPE, "linux".to_string())),
+            host.os_name.clone().map(|name| (attribute::OS_NAME, name)),
+            Some((attribute::OS_VERSION, host.kernel_release.clone())),
+            Some((attribute::TELEMETRY_DISTRO_NAME, KSPAN.to_string())),
             Some((
-                "telemetry.distro.version",
+                attribute::TELEMETRY_DISTRO_VERSION,
                 env!("CARGO_PKG_VERSION").to_string(),
             )),
         ]
@@ -92,7 +94,7 @@ impl Resources {
         .collect();
         let mut user_service_name = None;
         for (key, value) in from_env {
-            if key == "service.name" {
+            if key == attribute::SERVICE_NAME {
                 user_service_name = Some(value);
                 continue;
             }
@@ -129,8 +131,8 @@ impl Resources {
     pub fn agent(&self) -> Resource {
         let service = self.user_service_name.as_deref().unwrap_or(KSPAN);
         let mut attributes = vec![
-            string_attribute("service.name", service.to_string()),
-            string_attribute("service.instance.id", self.instance_id.clone()),
+            string_attribute(attribute::SERVICE_NAME, service.to_string()),
+            string_attribute(attribute::SERVICE_INSTANCE_ID, self.instance_id.clone()),
         ];
         attributes.extend(self.shared.iter().cloned());
         Resource {

@@ -42,8 +42,11 @@ export_counters! {
     dropped_queue_full,
     /// Spans (or stdout lines) the destination acknowledged.
     spans_exported,
-    /// Spans lost to failed exports (refused, rejected, or pushed out of a full backlog).
+    /// Spans lost to failed exports: pushed out of a full backlog while they waited for retry.
     spans_failed,
+    /// Spans the collector refused for good (a non-retryable status, or rejected in a partial
+    /// success): lost at once, never retried.
+    spans_rejected,
     /// Spans sent without an answer in time and never acknowledged by a later attempt: the
     /// destination may have them. Not a loss.
     spans_possibly_delivered,
@@ -53,6 +56,8 @@ export_counters! {
     logs_exported,
     /// Log records lost to failed exports.
     logs_failed,
+    /// Log records the collector refused for good (see `spans_rejected`).
+    logs_rejected,
     /// Log records possibly delivered (see `spans_possibly_delivered`).
     logs_possibly_delivered,
     /// Log records the final flush could not deliver before the stop deadline.

@@ -22,7 +22,7 @@ use aya_ebpf::{
 };
 use kspan_common::{
     CallEvent, Counter, MaskSource, PendingCall, ProbeConfig, ProbeKind, Syscall, TaskLayout,
-    COMM_LEN, CONTROL_SLOTS, CONTROL_STOPPING, FILTER_CAPACITY,
+    COMM_LEN, CONTROL_SLOTS, CONTROL_STOPPING, EXE_NAME_LEN, FILTER_CAPACITY,
 };
 
 /// Complete calls for user space. The agent may resize it at load time.
@@ -62,6 +62,13 @@ static CONFIG: ProbeConfig = ProbeConfig {
         task_comm: 0,
         task_cred: 0,
         cred_uid: 0,
+        cred_euid: 0,
+        task_mm: 0,
+        mm_exe_file: 0,
+        file_dentry: 0,
+        dentry_name_len: 0,
+        dentry_inline_name: 0,
+        dentry_inline_name_size: 0,
         task_cgroups: 0,
         css_set_dfl_cgrp: 0,
         cgroup_kn: 0,
@@ -209,18 +216,55 @@ fn comm(task: *const u8) -> [u8; COMM_LEN] {
     unsafe { core::mem::transmute::<[u64; 2], [u8; COMM_LEN]>(words) }
 }
 
-/// Real uid and cgroup v2 id of `task`.
+/// The basename of `task`'s executable and its length: `mm->exe_file`'s dentry name, loaded
+/// from the dentry's inline copy (plain loads, no helper call). Length 0 when the task has no
+/// executable or its name is too long to be kept inline (then it lives where only a helper
+/// could read it). Loads through a null pointer read zero, so a missing link reads length 0.
 #[inline(always)]
-fn uid_and_cgroup(task: *const u8) -> (u32, u64) {
+fn exe_name(task: *const u8) -> (u8, [u8; EXE_NAME_LEN]) {
+    let layout = &CONFIG.task;
+    let mm: *const u8 = load(task, &layout.task_mm);
+    let exe_file: *const u8 = load(mm, &layout.mm_exe_file);
+    let dentry: *const u8 = load(exe_file, &layout.file_dentry);
+    let len: u32 = load(dentry, &layout.dentry_name_len);
+    let inline_size = setting(&layout.dentry_inline_name_size);
+    if len == 0 || len >= inline_size {
+        return (0, [0; EXE_NAME_LEN]);
+    }
+    let name = dentry.wrapping_add(setting(&layout.dentry_inline_name) as usize);
+    // Only within the kernel's inline array (32 or 40 bytes): the verifier knows its size.
+    let last = if inline_size > 32 { load(name, &32) } else { 0 };
+    let words: [u64; EXE_NAME_LEN / 8] = [
+        load(name, &0),
+        load(name, &8),
+        load(name, &16),
+        load(name, &24),
+        last,
+    ];
+    // SAFETY: five u64s are 40 plain bytes; building the array byte by byte would cost a memset.
+    let bytes = unsafe { core::mem::transmute::<[u64; 5], [u8; EXE_NAME_LEN]>(words) };
+    (len as u8, bytes)
+}
+
+/// The user ids of a task: real and effective.
+struct UserIds {
+    real: u32,
+    effective: u32,
+}
+
+/// Real and effective uid and cgroup v2 id of `task`.
+#[inline(always)]
+fn user_ids_and_cgroup(task: *const u8) -> (UserIds, u64) {
     let layout = &CONFIG.task;
     let cred: *const u8 = load(task, &layout.task_cred);
     let css_set: *const u8 = load(task, &layout.task_cgroups);
     let cgroup: *const u8 = load(css_set, &layout.css_set_dfl_cgrp);
     let kernfs_node: *const u8 = load(cgroup, &layout.cgroup_kn);
-    (
-        load(cred, &layout.cred_uid),
-        load(kernfs_node, &layout.kernfs_node_id),
-    )
+    let ids = UserIds {
+        real: load(cred, &layout.cred_uid),
+        effective: load(cred, &layout.cred_euid),
+    };
+    (ids, load(kernfs_node, &layout.kernfs_node_id))
 }
 
 /// Records a call's entry for the current thread, if the filters select it.
@@ -285,7 +329,8 @@ pub fn record_return(ret: i32) {
     };
     let task = task.cast::<u8>().cast_const();
     let (pid, tid) = ids(task);
-    let (uid, cgroup_id) = uid_and_cgroup(task);
+    let (user_ids, cgroup_id) = user_ids_and_cgroup(task);
+    let (exe_name_len, exe_name) = exe_name(task);
     let event = CallEvent {
         start_boot_ns: call.start_boot_ns,
         end_boot_ns,
@@ -293,16 +338,17 @@ pub fn record_return(ret: i32) {
         cgroup_id,
         pid,
         tid,
-        uid,
+        uid: user_ids.real,
         ufd: call.ufd,
         flags: call.flags,
         ret,
         syscall: call.syscall,
         probe: call.probe,
         mask_source: call.mask_source,
-        _pad: 0,
-        _pad_word: 0,
+        exe_name_len,
+        euid: user_ids.effective,
         comm: comm(task),
+        exe_name,
     };
     // Never wake the reader: a wakeup costs the traced call more than the rest of the probe,
     // and the reader drains on a timer paced to the buffer (see the agent's reader).

@@ -1,5 +1,6 @@
 //! A collector that misbehaves on purpose, for tests of what an exporter does against one: it
-//! never answers, answers with a body that never ends or is huge, or answers too late.
+//! never answers, answers with a body that never ends or is huge, answers too late, or answers
+//! with an error status (with the retry hints the OTLP specification names).
 //!
 //! HTTP/1.1 is spoken by hand over TCP, so a body can be anything; gRPC is served by tonic.
 
@@ -26,6 +27,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
+use tonic_types::{ErrorDetails, StatusExt as _};
 
 /// How the hostile collector treats each request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +49,47 @@ pub enum Hostility {
         /// How many requests are answered late.
         late: u64,
     },
+    /// Answers the first `times` requests (of both signals, counted together) with `status`,
+    /// the ones after with success.
+    Failing {
+        /// The error answer.
+        status: FailureStatus,
+        /// How many requests get it.
+        times: u64,
+    },
+}
+
+/// An error answer of a [`Hostility::Failing`] collector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureStatus {
+    /// An HTTP status code, with a `Retry-After` header when given (HTTP only).
+    Http(u16, Option<RetryAfter>),
+    /// A gRPC status code, with a `google.rpc.RetryInfo` detail of that delay when given
+    /// (gRPC only).
+    Grpc(tonic::Code, Option<Duration>),
+}
+
+/// The two forms of HTTP `Retry-After`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryAfter {
+    /// A number of seconds.
+    Seconds(u64),
+    /// An HTTP-date this long after the answer is written (rounded up to a whole second).
+    DateIn(Duration),
+}
+
+impl RetryAfter {
+    /// The header's value, for an answer written now.
+    fn header_value(self) -> String {
+        match self {
+            RetryAfter::Seconds(seconds) => seconds.to_string(),
+            RetryAfter::DateIn(delay) => {
+                // HTTP-dates have whole seconds: round up, so the date is never sooner than asked.
+                let at = std::time::SystemTime::now() + delay + Duration::from_secs(1);
+                httpdate::fmt_http_date(at)
+            }
+        }
+    }
 }
 
 /// What a hostile collector has seen and sent so far.
@@ -62,6 +105,8 @@ pub struct HostileStats {
     pub logs: AtomicU64,
     /// Response body bytes the client took (written to its socket).
     pub body_bytes_written: AtomicU64,
+    /// When each request was read whole, in order.
+    pub arrivals: std::sync::Mutex<Vec<std::time::Instant>>,
 }
 
 impl HostileStats {
@@ -72,6 +117,24 @@ impl HostileStats {
     /// Reads a counter.
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// Counts a request read whole; returns its index (0 for the first).
+    fn arrived(&self) -> u64 {
+        let mut arrivals = self
+            .arrivals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        arrivals.push(std::time::Instant::now());
+        self.requests.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// When the requests arrived, in order.
+    pub fn arrival_times(&self) -> Vec<std::time::Instant> {
+        self.arrivals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -92,10 +155,26 @@ impl HostileCollector {
         addr: SocketAddr,
         hostility: Hostility,
     ) -> Result<Self, ReceiverError> {
-        if transport == Transport::Grpc && hostility == Hostility::EndlessBody {
-            return Err(ReceiverError::Unsupported {
-                what: "an endless body over gRPC".into(),
-            });
+        let unsupported = match (transport, hostility) {
+            (Transport::Grpc, Hostility::EndlessBody) => Some("an endless body over gRPC"),
+            (
+                Transport::Grpc,
+                Hostility::Failing {
+                    status: FailureStatus::Http(..),
+                    ..
+                },
+            ) => Some("an HTTP status over gRPC"),
+            (
+                Transport::Http,
+                Hostility::Failing {
+                    status: FailureStatus::Grpc(..),
+                    ..
+                },
+            ) => Some("a gRPC status over HTTP"),
+            _ => None,
+        };
+        if let Some(what) = unsupported {
+            return Err(ReceiverError::Unsupported { what: what.into() });
         }
         let bind_error = |cause| ReceiverError::Bind {
             transport,
@@ -162,8 +241,7 @@ async fn serve_connection(mut stream: TcpStream, hostility: Hostility, stats: Ar
     }
     let mut buffer = Vec::new();
     while let Some((path, body)) = read_request(&mut stream, &mut buffer).await {
-        let request = HostileStats::get(&stats.requests);
-        HostileStats::add(&stats.requests, 1);
+        let request = stats.arrived();
         let items = count_items(&body).unwrap_or(0) as u64;
         match path.as_str() {
             "/v1/traces" => HostileStats::add(&stats.spans, items),
@@ -177,6 +255,23 @@ async fn serve_connection(mut stream: TcpStream, hostility: Hostility, stats: Ar
                 if request < late {
                     tokio::time::sleep(delay).await;
                 }
+                stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n")
+                    .await
+            }
+            Hostility::Failing {
+                status: FailureStatus::Http(code, retry_after),
+                times,
+            } if request < times => {
+                let retry_after = retry_after
+                    .map(|after| format!("retry-after: {}\r\n", after.header_value()))
+                    .unwrap_or_default();
+                let head = format!(
+                    "HTTP/1.1 {code} Hostile\r\ncontent-length: 0\r\n{retry_after}\r\n"
+                );
+                stream.write_all(head.as_bytes()).await
+            }
+            Hostility::Failing { .. } => {
                 stream
                     .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n")
                     .await
@@ -267,15 +362,28 @@ struct HostileServices {
 }
 
 impl HostileServices {
-    /// Counts a request whole, and waits if it is one to answer late.
-    async fn take(&self, items: &AtomicU64, count: usize) {
-        let request = HostileStats::get(&self.stats.requests);
-        HostileStats::add(&self.stats.requests, 1);
+    /// Counts a request whole, and waits if it is one to answer late; the error status if it
+    /// is one to fail.
+    async fn take(&self, items: &AtomicU64, count: usize) -> Result<(), Status> {
+        let request = self.stats.arrived();
         HostileStats::add(items, count as u64);
-        if let Hostility::LateAnswer { delay, late } = self.hostility {
-            if request < late {
+        match self.hostility {
+            Hostility::LateAnswer { delay, late } if request < late => {
                 tokio::time::sleep(delay).await;
+                Ok(())
             }
+            Hostility::Failing {
+                status: FailureStatus::Grpc(code, retry_info),
+                times,
+            } if request < times => Err(match retry_info {
+                Some(delay) => Status::with_error_details(
+                    code,
+                    "hostile answer",
+                    ErrorDetails::with_retry_info(Some(delay)),
+                ),
+                None => Status::new(code, "hostile answer"),
+            }),
+            _ => Ok(()),
         }
     }
 
@@ -301,7 +409,7 @@ impl TraceService for HostileServices {
             .flat_map(|resource| &resource.scope_spans)
             .map(|scope| scope.spans.len())
             .sum();
-        self.take(&self.stats.spans, spans).await;
+        self.take(&self.stats.spans, spans).await?;
         let padding = self.padding();
         Ok(Response::new(ExportTraceServiceResponse {
             partial_success: (!padding.is_empty()).then_some(ExportTracePartialSuccess {
@@ -325,7 +433,7 @@ impl LogsService for HostileServices {
             .flat_map(|resource| &resource.scope_logs)
             .map(|scope| scope.log_records.len())
             .sum();
-        self.take(&self.stats.logs, logs).await;
+        self.take(&self.stats.logs, logs).await?;
         let padding = self.padding();
         Ok(Response::new(ExportLogsServiceResponse {
             partial_success: (!padding.is_empty()).then_some(ExportLogsPartialSuccess {

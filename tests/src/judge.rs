@@ -442,7 +442,8 @@ fn compare(call: &CallRecord, span: &Span, expect: Expectation) -> Vec<String> {
     check("name", name.into(), span.name.clone());
     let ints = [
         ("process.pid", i64::from(call.pid)),
-        ("process.user.id", call.uid.into()),
+        ("process.user.id", call.euid.into()),
+        ("process.real_user.id", call.uid.into()),
         ("signalfd.ufd", call.ufd.into()),
         ("signalfd.flags", call.flags.into()),
     ];
@@ -451,6 +452,7 @@ fn compare(call: &CallRecord, span: &Span, expect: Expectation) -> Vec<String> {
     }
     let strings = [
         ("thread.name", call.thread_name.as_str()),
+        ("process.executable.name", call.executable.as_str()),
         ("kspan.probe", expect.probe()),
     ];
     for (key, expected) in strings {
@@ -594,6 +596,8 @@ mod tests {
             pid: 10,
             tid,
             uid: 0,
+            euid: 0,
+            executable: "app".into(),
             thread_name: "worker".into(),
             cgroup_id: Some(1),
             syscall: Syscall::Signalfd4,
@@ -624,8 +628,13 @@ mod tests {
         let mut attributes = vec![
             kv("process.pid", Value::IntValue(call.pid.into())),
             kv("thread.id", Value::IntValue(call.tid.into())),
-            kv("process.user.id", Value::IntValue(call.uid.into())),
+            kv("process.user.id", Value::IntValue(call.euid.into())),
+            kv("process.real_user.id", Value::IntValue(call.uid.into())),
             kv("thread.name", Value::StringValue(call.thread_name.clone())),
+            kv(
+                "process.executable.name",
+                Value::StringValue(call.executable.clone()),
+            ),
             kv("kspan.cgroup.id", Value::IntValue(1)),
             kv("signalfd.ufd", Value::IntValue(call.ufd.into())),
             kv("signalfd.flags", Value::IntValue(call.flags.into())),
@@ -787,8 +796,10 @@ mod tests {
         for kv in &mut spans[0].attributes {
             let wrong = match kv.key.as_str() {
                 "process.user.id" => Value::IntValue(7),
+                "process.real_user.id" => Value::IntValue(8),
                 "kspan.cgroup.id" => Value::IntValue(2),
                 "thread.name" => Value::StringValue("other".into()),
+                "process.executable.name" => Value::StringValue("app-renamed".into()),
                 _ => continue,
             };
             kv.value = Some(AnyValue { value: Some(wrong) });
@@ -797,7 +808,9 @@ mod tests {
         let text = verdict.mismatches.join("\n");
         for problem in [
             "process.user.id: expected 0, got 7",
+            "process.real_user.id: expected 0, got 8",
             "thread.name: expected worker, got other",
+            "process.executable.name: expected app, got app-renamed",
             "kspan.cgroup.id: expected 1, got 2",
         ] {
             assert!(text.contains(problem), "{problem} not in {text}");
@@ -964,11 +977,7 @@ mod tests {
             scope: None,
             span: span.clone(),
         };
-        let mut named = span_for(&manifest[0]);
-        named.attributes.push(kv(
-            "process.executable.name",
-            Value::StringValue("app".into()),
-        ));
+        let named = span_for(&manifest[0]);
         let own = vec![
             kv("service.name", Value::StringValue("app".into())),
             kv("process.pid", Value::IntValue(manifest[0].pid.into())),

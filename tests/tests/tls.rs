@@ -175,8 +175,18 @@ async fn a_wrong_token_is_refused_and_every_call_counted_lost() {
     let expected = verdict.expected as u64;
     assert_eq!(export["spans_exported"].as_u64(), Some(0), "{summary}");
     assert_eq!(export["logs_exported"].as_u64(), Some(0), "{summary}");
-    assert_eq!(export["spans_failed"].as_u64(), Some(expected), "{summary}");
-    assert_eq!(export["logs_failed"].as_u64(), Some(expected), "{summary}");
+    // Refused for good (gRPC UNAUTHENTICATED): rejected at once, not retried until evicted.
+    assert_eq!(
+        export["spans_rejected"].as_u64(),
+        Some(expected),
+        "{summary}"
+    );
+    assert_eq!(
+        export["logs_rejected"].as_u64(),
+        Some(expected),
+        "{summary}"
+    );
+    assert_eq!(export["spans_failed"].as_u64(), Some(0), "{summary}");
 
     let stats = receiver_stats(&record);
     assert!(

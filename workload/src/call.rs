@@ -134,7 +134,9 @@ pub struct Caller<'r> {
     pid: u32,
     tid: u32,
     uid: u32,
+    euid: u32,
     thread_name: String,
+    executable: String,
     cgroup_id: Option<u64>,
 }
 
@@ -146,10 +148,14 @@ impl<'r> Caller<'r> {
             scenario,
             pid: std::process::id(),
             tid: sys::gettid(),
+            // Per thread: the kernel keeps credentials per task (see the `identity` scenario).
             uid: nix::unistd::getuid().as_raw(),
+            euid: nix::unistd::geteuid().as_raw(),
             // /proc/thread-self is there on every kernel kspan supports; an empty name only
             // makes the judge report a mismatch.
             thread_name: sys::thread_name().unwrap_or_default(),
+            // As for the thread name: an empty one only makes the judge report a mismatch.
+            executable: sys::executable_name().unwrap_or_default(),
             cgroup_id: sys::cgroup_id(),
         }
     }
@@ -203,7 +209,9 @@ impl<'r> Caller<'r> {
             pid: self.pid,
             tid: self.tid,
             uid: self.uid,
+            euid: self.euid,
             thread_name: self.thread_name.clone(),
+            executable: self.executable.clone(),
             cgroup_id: self.cgroup_id,
             syscall: spec.syscall,
             ufd: spec.ufd,

@@ -49,10 +49,14 @@ pub struct CallRecord {
     pub pid: u32,
     /// `gettid()` of the calling thread.
     pub tid: u32,
-    /// Real uid of the caller.
+    /// Real uid of the calling thread.
     pub uid: u32,
+    /// Effective uid of the calling thread (differs from `uid` in the `identity` scenario).
+    pub euid: u32,
     /// The calling thread's name (`comm`).
     pub thread_name: String,
+    /// The basename of the process's executable, as `/proc/self/exe` names it.
+    pub executable: String,
     /// cgroup v2 id of the caller (its cgroup directory's inode); `None` without cgroup2.
     pub cgroup_id: Option<u64>,
     /// Which syscall was made.
@@ -227,6 +231,8 @@ mod tests {
             pid: 10,
             tid: 11,
             uid: 0,
+            euid: 0,
+            executable: "signalfd-workload".into(),
             thread_name: "worker".to_string(),
             cgroup_id: Some(1),
             syscall: Syscall::Signalfd4,

@@ -6,7 +6,7 @@ use crate::error::WorkloadError;
 use crate::manifest::ManifestWriter;
 use crate::midflight;
 use crate::record::{Recorder, RunSummary};
-use crate::scenario::{errors, flags, masks, random, threads, update, Scenario};
+use crate::scenario::{errors, flags, identity, masks, random, threads, update, Scenario};
 use std::time::Instant;
 
 /// Runs the configured scenarios and sums them up.
@@ -51,6 +51,7 @@ fn run_scenario(
         Scenario::Errors => errors::run(&Caller::new(recorder, scenario))?,
         Scenario::Threads => threads::run(recorder, config.threads, config.calls)?,
         Scenario::Random => random::run(recorder, config)?,
+        Scenario::Identity => identity::run(recorder)?,
         Scenario::MidFlight => midflight::run(recorder, config.threads, None, || Ok(()))?,
     }
     Ok(())
@@ -71,12 +72,12 @@ mod tests {
         };
         let summary = run(&config).expect("run");
         assert!(summary.all_as_expected(), "{:#?}", summary.problems);
-        // masks 12 + flags 5 + update 8 + errors 17 + threads 4x50 + random 50
-        assert_eq!(summary.calls, 292);
+        // masks 12 + flags 5 + update 8 + errors 17 + threads 4x50 + random 50 + identity 2
+        assert_eq!(summary.calls, 294);
         let records = read_manifest(path.as_ref()).expect("read");
-        assert_eq!(records.len(), 292);
+        assert_eq!(records.len(), 294);
         let line = summary.to_string();
-        assert!(line.starts_with("calls=292 ok="), "{line}");
+        assert!(line.starts_with("calls=294 ok="), "{line}");
         assert!(
             line.contains(&path.as_ref().display().to_string()),
             "{line}"

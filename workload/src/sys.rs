@@ -130,6 +130,23 @@ pub fn cgroup_id() -> Option<u64> {
 }
 
 /// The calling thread's kernel thread id.
+/// The basename of this process's executable, as `/proc/self/exe` names it.
+pub fn executable_name() -> std::io::Result<String> {
+    let path = std::fs::read_link("/proc/self/exe")?;
+    Ok(path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default())
+}
+
+/// Sets the calling thread's effective uid, leaving its real and saved uids as they are. The
+/// raw syscall changes this thread only (glibc's `setresuid` changes every thread of the process).
+pub fn set_thread_euid(euid: u32) -> Result<(), Errno> {
+    // SAFETY: setresuid takes three integers; -1 (as uid_t) leaves an id unchanged.
+    let ret = unsafe { libc::syscall(libc::SYS_setresuid, u32::MAX, euid, u32::MAX) };
+    Errno::result(ret).map(drop)
+}
+
 pub fn gettid() -> u32 {
     nix::unistd::gettid().as_raw() as u32
 }

@@ -25,11 +25,11 @@ fn manifest_alone_runs_every_default_scenario() {
         .assert()
         .success()
         .stderr(
-            predicate::str::contains("calls=292 ").and(predicate::str::contains("unexpected=0")),
+            predicate::str::contains("calls=294 ").and(predicate::str::contains("unexpected=0")),
         );
     let records = read_manifest(&manifest).expect("manifest");
     let _ = std::fs::remove_file(&manifest);
-    assert_eq!(records.len(), 292);
+    assert_eq!(records.len(), 294);
     for scenario in ["masks", "flags", "update", "errors", "threads", "random"] {
         assert!(records.iter().any(|r| r.scenario == scenario), "{scenario}");
     }

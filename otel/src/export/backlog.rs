@@ -96,7 +96,7 @@ impl Backlog {
     }
 }
 
-/// Exponential backoff between delivery attempts.
+/// Exponential backoff between delivery attempts, with jitter.
 #[derive(Debug)]
 pub struct Backoff {
     initial: Duration,
@@ -114,9 +114,16 @@ impl Backoff {
         }
     }
 
-    /// The wait before the next attempt.
+    /// The current step: doubles after each failure, up to the limit.
     pub fn current(&self) -> Duration {
         self.current
+    }
+
+    /// The wait before the next attempt: the current step less a random part of up to half of
+    /// it, so agents that lost the same collector at the same moment do not all come back at
+    /// the same moment.
+    pub fn wait(&self) -> Duration {
+        jittered(self.current, rand::random::<f64>())
     }
 
     /// After a failure: wait longer next time.
@@ -128,6 +135,11 @@ impl Backoff {
     pub fn reset(&mut self) {
         self.current = self.initial;
     }
+}
+
+/// `step` less `unit` (0 to 1) times half of it ("equal jitter": never under half the step).
+fn jittered(step: Duration, unit: f64) -> Duration {
+    step.mul_f64(1.0 - 0.5 * unit.clamp(0.0, 1.0))
 }
 
 #[cfg(test)]
@@ -173,5 +185,22 @@ mod tests {
         assert_eq!(backoff.current(), Duration::from_millis(350));
         backoff.reset();
         assert_eq!(backoff.current(), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn jitter_takes_up_to_half_of_the_step() {
+        let step = Duration::from_millis(400);
+        assert_eq!(jittered(step, 0.0), step);
+        assert_eq!(jittered(step, 0.5), Duration::from_millis(300));
+        assert_eq!(jittered(step, 1.0), Duration::from_millis(200));
+        let backoff = Backoff::new(step, step);
+        let waits: std::collections::BTreeSet<Duration> =
+            (0..100).map(|_| backoff.wait()).collect();
+        assert!(
+            waits.iter().all(|wait| (step / 2..=step).contains(wait)),
+            "{waits:?}"
+        );
+        // 100 draws of a uniform f64 that all land on one duration: the jitter is not random.
+        assert!(waits.len() > 1, "{waits:?}");
     }
 }

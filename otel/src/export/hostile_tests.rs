@@ -12,7 +12,7 @@ use kspan_decode::test_support::sample_call;
 
 use crate::ExportSnapshot;
 
-fn transport(protocol: Protocol) -> Transport {
+pub(super) fn transport(protocol: Protocol) -> Transport {
     match protocol {
         Protocol::Grpc => Transport::Grpc,
         Protocol::HttpProtobuf => Transport::Http,
@@ -21,7 +21,7 @@ fn transport(protocol: Protocol) -> Transport {
 
 /// One batch of `calls` calls, closed only when full, so the requests a test expects do not
 /// depend on how fast the machine submits.
-fn one_batch_of(calls: usize) -> PipelineConfig {
+pub(super) fn one_batch_of(calls: usize) -> PipelineConfig {
     PipelineConfig {
         max_batch: calls,
         flush_interval: PATIENCE,
@@ -31,7 +31,7 @@ fn one_batch_of(calls: usize) -> PipelineConfig {
     }
 }
 
-async fn collector(protocol: Protocol, hostility: Hostility) -> HostileCollector {
+pub(super) async fn collector(protocol: Protocol, hostility: Hostility) -> HostileCollector {
     HostileCollector::start(
         transport(protocol),
         "127.0.0.1:0".parse().unwrap(),

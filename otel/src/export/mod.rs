@@ -30,7 +30,7 @@ use tokio::{
 pub use failure::{ExportFailure, FailureKind};
 pub use otlp::{
     read_headers_file, validate_endpoint, MetricsExporter, OtlpConfig, OtlpSink, Protocol,
-    Rejected, Signal, MAX_RESPONSE_BYTES,
+    Rejected, Signal, SignalSelection, MAX_RESPONSE_BYTES,
 };
 pub use stdout::StdoutSink;
 
@@ -65,9 +65,20 @@ impl Sink {
         }
     }
 
-    /// Whether this sink sends log records besides spans.
+    /// Whether this sink sends spans (or, for stdout, lines).
+    pub fn sends_spans(&self) -> bool {
+        match self {
+            Sink::Otlp(sink) => sink.sends_spans(),
+            Sink::Stdout(_) => true,
+        }
+    }
+
+    /// Whether this sink sends log records.
     fn sends_logs(&self) -> bool {
-        matches!(self, Sink::Otlp(_))
+        match self {
+            Sink::Otlp(sink) => sink.sends_logs(),
+            Sink::Stdout(_) => false,
+        }
     }
 }
 
@@ -107,6 +118,10 @@ impl Default for PipelineConfig {
     }
 }
 
+/// The longest wait a collector's `Retry-After` or `RetryInfo` is granted: a longer one (or a
+/// date far ahead) would stall every export behind it while the backlog overflows.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
 /// The export stage: a bounded queue drained by one batching worker.
 pub struct Pipeline {
     queue: mpsc::Sender<Call>,
@@ -133,6 +148,7 @@ impl Pipeline {
             added: Notify::new(),
             intake_done: AtomicBool::new(false),
             stats: stats.clone(),
+            sends_spans: sink.sends_spans(),
             sends_logs: sink.sends_logs(),
         });
         let (stop_deadline, deadline) = watch::channel(None);
@@ -180,14 +196,17 @@ struct Shared {
     added: Notify,
     intake_done: AtomicBool,
     stats: Arc<ExportStats>,
+    sends_spans: bool,
     sends_logs: bool,
 }
 
 /// Why a batch is given up before everything in it was acknowledged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum GiveUp {
-    /// Pushed out of a full backlog, or refused by the destination.
+    /// Pushed out of a full backlog while it waited for retry.
     Failed,
+    /// Refused for good by the destination (a non-retryable status).
+    Rejected,
     /// Still undelivered when the stop deadline passed.
     StopDeadline,
 }
@@ -203,13 +222,15 @@ impl Shared {
     /// Adds a batch, counting what falls out of the backlog.
     fn enqueue(&self, calls: Vec<Call>) {
         ExportStats::add(&self.stats.dequeued, calls.len() as u64);
+        // A signal the sink does not send is owed nothing from the start.
+        let owed = |sent| match sent {
+            true => Delivery::Pending,
+            false => Delivery::Done,
+        };
         let pending = PendingBatch {
             calls: calls.into(),
-            spans: Delivery::Pending,
-            logs: match self.sends_logs {
-                true => Delivery::Pending,
-                false => Delivery::Done,
-            },
+            spans: owed(self.sends_spans),
+            logs: owed(self.sends_logs),
         };
         let (evicted, waiting) = {
             let mut backlog = self.backlog();
@@ -228,45 +249,70 @@ impl Shared {
 
     /// Counts what a batch will never deliver, signal by signal.
     fn give_up(&self, batch: &PendingBatch, why: GiveUp) {
-        let stats = &self.stats;
-        count_given_up(
-            batch.spans,
-            batch.calls.len(),
-            why,
-            [
-                &stats.spans_failed,
-                &stats.spans_lost_at_stop,
-                &stats.spans_possibly_delivered,
-            ],
-        );
-        count_given_up(
-            batch.logs,
-            batch.calls.len(),
-            why,
-            [
-                &stats.logs_failed,
-                &stats.logs_lost_at_stop,
-                &stats.logs_possibly_delivered,
-            ],
-        );
+        let count = batch.calls.len();
+        SignalCounters::spans(&self.stats).given_up(batch.spans, count, why);
+        SignalCounters::logs(&self.stats).given_up(batch.logs, count, why);
     }
 }
 
-/// Counts one signal of `count` calls that will never be acknowledged, by where it stands, in
-/// one of `[failed, lost at stop, possibly delivered]`.
-fn count_given_up(
-    state: Delivery,
-    count: usize,
-    why: GiveUp,
-    [failed, lost_at_stop, possibly_delivered]: [&AtomicU64; 3],
-) {
-    let counter = match (state, why) {
-        (Delivery::Done, _) => return,
-        (Delivery::Unanswered, _) => possibly_delivered,
-        (Delivery::Pending, GiveUp::Failed) => failed,
-        (Delivery::Pending, GiveUp::StopDeadline) => lost_at_stop,
-    };
-    ExportStats::add(counter, count as u64);
+/// One signal's export counters.
+struct SignalCounters<'a> {
+    /// "spans" or "log records", for the log.
+    what: &'static str,
+    exported: &'a AtomicU64,
+    failed: &'a AtomicU64,
+    rejected: &'a AtomicU64,
+    lost_at_stop: &'a AtomicU64,
+    possibly_delivered: &'a AtomicU64,
+}
+
+impl<'a> SignalCounters<'a> {
+    fn spans(stats: &'a ExportStats) -> Self {
+        Self {
+            what: "spans",
+            exported: &stats.spans_exported,
+            failed: &stats.spans_failed,
+            rejected: &stats.spans_rejected,
+            lost_at_stop: &stats.spans_lost_at_stop,
+            possibly_delivered: &stats.spans_possibly_delivered,
+        }
+    }
+
+    fn logs(stats: &'a ExportStats) -> Self {
+        Self {
+            what: "log records",
+            exported: &stats.logs_exported,
+            failed: &stats.logs_failed,
+            rejected: &stats.logs_rejected,
+            lost_at_stop: &stats.logs_lost_at_stop,
+            possibly_delivered: &stats.logs_possibly_delivered,
+        }
+    }
+
+    /// Counts `count` items that will never be acknowledged, by where they stand and why. An
+    /// earlier unanswered attempt may have delivered them: possibly delivered, whatever came
+    /// after.
+    fn given_up(&self, state: Delivery, count: usize, why: GiveUp) {
+        let counter = match (state, why) {
+            (Delivery::Done, _) => return,
+            (Delivery::Unanswered, _) => self.possibly_delivered,
+            (Delivery::Pending, GiveUp::Failed) => self.failed,
+            (Delivery::Pending, GiveUp::Rejected) => self.rejected,
+            (Delivery::Pending, GiveUp::StopDeadline) => self.lost_at_stop,
+        };
+        ExportStats::add(counter, count as u64);
+    }
+
+    /// Counts an accepted request: what the collector kept, and what it rejected in a partial
+    /// success (lost, and said).
+    fn delivered(&self, sent: u64, rejected: u64) {
+        let rejected = rejected.min(sent);
+        ExportStats::add(self.exported, sent - rejected);
+        if rejected > 0 {
+            ExportStats::add(self.rejected, rejected);
+            tracing::warn!(rejected, sent, "the collector rejected some {}", self.what);
+        }
+    }
 }
 
 /// Moves calls from the queue into the backlog in batches, at the pace they arrive, so a
@@ -358,7 +404,7 @@ async fn deliver(
                 let count = batch.calls.len() as u64;
                 let outcome = settle(&shared.stats, &mut batch, attempt);
                 if let Some(refusal) = &outcome.refused {
-                    tracing::warn!(error = %refusal, calls = count, "the collector refused an export; counting its calls as failed");
+                    tracing::warn!(error = %refusal, calls = count, "the collector refused an export for good; counting its calls as rejected, not retrying");
                 }
                 match outcome.retry {
                     None => {
@@ -370,9 +416,11 @@ async fn deliver(
                     Some(error) => {
                         ExportStats::add(&shared.stats.export_errors, 1);
                         let waiting = shared.backlog().len() as u64 + count;
-                        let wait = match deadline {
-                            Some(_) => config.initial_backoff,
-                            None => backoff.current(),
+                        // The collector's own word first (Retry-After, RetryInfo), within reason.
+                        let wait = match (error.retry_after, deadline) {
+                            (Some(asked), _) => asked.min(MAX_RETRY_AFTER),
+                            (None, Some(_)) => config.initial_backoff,
+                            (None, None) => backoff.wait(),
                         };
                         // Unanswered: the collector may have the calls; sending them again may
                         // duplicate them (delivery is at least once).
@@ -475,8 +523,8 @@ struct Settled {
 }
 
 /// Updates a batch after an attempt and counts what it settled: acknowledged items as
-/// exported (or failed, if the collector rejected them), refused ones as failed (or possibly
-/// delivered, after an unanswered attempt).
+/// exported (or rejected, if the collector rejected some in a partial success), refused ones
+/// as rejected (or possibly delivered, after an unanswered attempt).
 fn settle(stats: &ExportStats, batch: &mut PendingBatch, attempt: Attempt) -> Settled {
     let count = batch.calls.len();
     let mut settled = Settled {
@@ -487,41 +535,20 @@ fn settle(stats: &ExportStats, batch: &mut PendingBatch, attempt: Attempt) -> Se
         (
             attempt.spans,
             &mut batch.spans,
-            "spans",
-            [
-                &stats.spans_exported,
-                &stats.spans_failed,
-                &stats.spans_lost_at_stop,
-                &stats.spans_possibly_delivered,
-            ],
+            SignalCounters::spans(stats),
         ),
-        (
-            attempt.logs,
-            &mut batch.logs,
-            "log records",
-            [
-                &stats.logs_exported,
-                &stats.logs_failed,
-                &stats.logs_lost_at_stop,
-                &stats.logs_possibly_delivered,
-            ],
-        ),
+        (attempt.logs, &mut batch.logs, SignalCounters::logs(stats)),
     ];
-    for (outcome, state, what, [exported, failed, lost_at_stop, possibly]) in signals {
+    for (outcome, state, counters) in signals {
         match outcome {
             None => {}
             Some(Ok(rejected)) => {
                 *state = Delivery::Done;
-                count_delivery(what, count as u64, rejected, exported, failed);
+                counters.delivered(count as u64, rejected);
             }
             Some(Err(failure)) => match failure.kind {
                 FailureKind::Refused => {
-                    count_given_up(
-                        *state,
-                        count,
-                        GiveUp::Failed,
-                        [failed, lost_at_stop, possibly],
-                    );
+                    counters.given_up(*state, count, GiveUp::Rejected);
                     *state = Delivery::Done;
                     settled.refused.get_or_insert(failure);
                 }
@@ -536,16 +563,6 @@ fn settle(stats: &ExportStats, batch: &mut PendingBatch, attempt: Attempt) -> Se
         }
     }
     settled
-}
-
-/// Counts an accepted request: what the collector kept, and what it rejected (lost, and said).
-fn count_delivery(what: &str, sent: u64, rejected: u64, exported: &AtomicU64, failed: &AtomicU64) {
-    let rejected = rejected.min(sent);
-    ExportStats::add(exported, sent - rejected);
-    if rejected > 0 {
-        ExportStats::add(failed, rejected);
-        tracing::warn!(rejected, sent, "the collector rejected some {what}");
-    }
 }
 
 #[cfg(test)]
@@ -601,11 +618,11 @@ mod tests {
     #[test]
     fn rejected_items_are_counted_lost_not_delivered() {
         let stats = ExportStats::default();
-        count_delivery("spans", 10, 3, &stats.spans_exported, &stats.spans_failed);
+        SignalCounters::spans(&stats).delivered(10, 3);
         // A collector claiming more rejections than items sent cannot make counts negative.
-        count_delivery("spans", 5, 9, &stats.spans_exported, &stats.spans_failed);
+        SignalCounters::spans(&stats).delivered(5, 9);
         let snapshot = stats.snapshot();
-        assert_eq!((snapshot.spans_exported, snapshot.spans_failed), (7, 8));
+        assert_eq!((snapshot.spans_exported, snapshot.spans_rejected), (7, 8));
     }
 
     #[test]
@@ -617,6 +634,7 @@ mod tests {
                 added: Notify::new(),
                 intake_done: AtomicBool::new(false),
                 stats: Arc::new(ExportStats::default()),
+                sends_spans: true,
                 sends_logs: true,
             };
             let batch = PendingBatch {
@@ -627,24 +645,39 @@ mod tests {
             shared.give_up(&batch, why);
             shared.stats.snapshot()
         };
+        // [failed, rejected, lost at stop, possibly delivered] of spans, then of logs.
         let cases = [
-            (Pending, Done, GiveUp::Failed, [3, 0, 0, 0, 0, 0]),
-            (Pending, Pending, GiveUp::StopDeadline, [0, 3, 0, 0, 3, 0]),
+            (Pending, Done, GiveUp::Failed, [3, 0, 0, 0, 0, 0, 0, 0]),
+            (Pending, Pending, GiveUp::Rejected, [0, 3, 0, 0, 0, 3, 0, 0]),
+            (
+                Pending,
+                Unanswered,
+                GiveUp::Rejected,
+                [0, 3, 0, 0, 0, 0, 0, 3],
+            ),
+            (
+                Pending,
+                Pending,
+                GiveUp::StopDeadline,
+                [0, 0, 3, 0, 0, 0, 3, 0],
+            ),
             (
                 Unanswered,
                 Pending,
                 GiveUp::StopDeadline,
-                [0, 0, 3, 0, 3, 0],
+                [0, 0, 0, 3, 0, 0, 3, 0],
             ),
-            (Done, Unanswered, GiveUp::Failed, [0, 0, 0, 0, 0, 3]),
+            (Done, Unanswered, GiveUp::Failed, [0, 0, 0, 0, 0, 0, 0, 3]),
         ];
         for (spans, logs, why, expected) in cases {
             let s = given_up(spans, logs, why);
             let actual = [
                 s.spans_failed,
+                s.spans_rejected,
                 s.spans_lost_at_stop,
                 s.spans_possibly_delivered,
                 s.logs_failed,
+                s.logs_rejected,
                 s.logs_lost_at_stop,
                 s.logs_possibly_delivered,
             ];
@@ -676,3 +709,9 @@ mod outage_tests;
 
 #[cfg(test)]
 mod hostile_tests;
+
+#[cfg(test)]
+mod retry_tests;
+
+#[cfg(test)]
+mod selection_tests;

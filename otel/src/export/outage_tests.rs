@@ -27,12 +27,23 @@ pub(super) fn free_port() -> SocketAddr {
 
 /// An OTLP sink to `endpoint` with a per-request `timeout`.
 pub(super) fn sink_to(endpoint: String, protocol: Protocol, timeout: Duration) -> Sink {
+    sink_of(endpoint, protocol, timeout, SignalSelection::ALL)
+}
+
+/// An OTLP sink to `endpoint` sending the `selection`'s signals.
+pub(super) fn sink_of(
+    endpoint: String,
+    protocol: Protocol,
+    timeout: Duration,
+    selection: SignalSelection,
+) -> Sink {
     let config = OtlpConfig {
-        protocol,
+        protocol: Some(protocol),
         endpoint: Some(endpoint),
         headers: vec![],
         ca_certificate: None,
         timeout: Some(timeout),
+        env: crate::Env::fixed::<&str, &str>([]),
     };
     let host = HostInfo {
         host_name: "test".into(),
@@ -43,7 +54,7 @@ pub(super) fn sink_to(endpoint: String, protocol: Protocol, timeout: Duration) -
     let resources = Resources::new(&host, ResourcePer::Process, "test".into(), vec![], None);
     let grouping = TraceGrouping::new("boot", Duration::from_secs(60));
     Sink::Otlp(Box::new(
-        OtlpSink::new(&config, &resources, grouping).unwrap(),
+        OtlpSink::new(&config, selection, &resources, grouping).unwrap(),
     ))
 }
 

@@ -5,6 +5,7 @@
 
 pub(crate) mod errors;
 pub(crate) mod flags;
+pub(crate) mod identity;
 pub(crate) mod masks;
 pub mod random;
 pub(crate) mod threads;
@@ -27,6 +28,9 @@ pub enum Scenario {
     Threads,
     /// A seeded random mix of all of the above, `--calls` in total over `--threads` threads.
     Random,
+    /// A create and an update from a thread whose effective uid is `nobody`'s while its real
+    /// uid stays root's (as root; other users make them with their own ids).
+    Identity,
     /// `--threads` calls held inside the kernel on a faulting mask page, then let go, each
     /// followed by an update on its thread. Not listed: `--midflight` runs it before the others,
     /// holding the calls across the agent's start.
@@ -36,13 +40,14 @@ pub enum Scenario {
 
 impl Scenario {
     /// The scenarios a run makes when none are named, in this order.
-    pub const DEFAULT: [Scenario; 6] = [
+    pub const DEFAULT: [Scenario; 7] = [
         Scenario::Masks,
         Scenario::Flags,
         Scenario::Update,
         Scenario::Errors,
         Scenario::Threads,
         Scenario::Random,
+        Scenario::Identity,
     ];
 
     /// The scenario's name, as on the CLI and in the manifest.
@@ -54,6 +59,7 @@ impl Scenario {
             Scenario::Errors => "errors",
             Scenario::Threads => "threads",
             Scenario::Random => "random",
+            Scenario::Identity => "identity",
             Scenario::MidFlight => "midflight",
         }
     }

@@ -75,8 +75,8 @@ struct HttpEndpoint {
 impl Endpoint {
     /// Prepares the transport for `signal` to `target`; gRPC connects on first use. Must run
     /// inside a tokio runtime.
-    pub fn new(protocol: Protocol, signal: Signal, target: &Target) -> Result<Self, ExportError> {
-        let transport = match protocol {
+    pub fn new(signal: Signal, target: &Target) -> Result<Self, ExportError> {
+        let transport = match target.protocol {
             Protocol::Grpc => Transport::Grpc(grpc(target)?),
             Protocol::HttpProtobuf => Transport::Http(http(target)?),
         };
@@ -216,7 +216,8 @@ impl HttpEndpoint {
             .map_err(|error| http_failure(url, &error))?;
         let status = response.status();
         if !status.is_success() {
-            return Err(ExportFailure::http_status(status, url));
+            let retry_after = response.headers().get(http::header::RETRY_AFTER);
+            return Err(ExportFailure::http_status(status, retry_after, url));
         }
         let chunks = futures_util::stream::unfold(response, |mut response| async move {
             let chunk = response.chunk().await.transpose()?;
@@ -289,6 +290,7 @@ fn http_failure(url: &str, error: &reqwest::Error) -> ExportFailure {
         true => ExportFailure {
             kind: FailureKind::NoAnswer,
             message,
+            retry_after: None,
         },
         false => ExportFailure::retryable(message),
     }

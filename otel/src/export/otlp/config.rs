@@ -1,5 +1,6 @@
-//! Where and how OTLP requests go: the command line first, then the standard
-//! `OTEL_EXPORTER_OTLP_*` variables (signal-specific before general), then the spec's defaults.
+//! Where and how OTLP requests go, signal by signal: the command line first, then the standard
+//! `OTEL_EXPORTER_OTLP_{TRACES,LOGS,METRICS}_*` variable, then the general
+//! `OTEL_EXPORTER_OTLP_*` one, then the default.
 
 use std::{
     io::Read as _,
@@ -11,7 +12,7 @@ use std::{
 use base64::Engine as _;
 use rustls::pki_types::{pem::PemObject as _, CertificateDer};
 
-use crate::{env::env_var, ExportError};
+use crate::{env::Env, ExportError};
 
 /// OTLP transport.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,13 +37,6 @@ impl FromStr for Protocol {
 }
 
 impl Protocol {
-    /// The protocol named by `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` or `OTEL_EXPORTER_OTLP_PROTOCOL`.
-    pub fn from_env() -> Result<Option<Self>, ExportError> {
-        env_setting(Signal::Traces, "PROTOCOL")?
-            .map(|(_, value)| value.parse())
-            .transpose()
-    }
-
     fn default_endpoint(self) -> &'static str {
         match self {
             Protocol::Grpc => "http://localhost:4317",
@@ -85,21 +79,27 @@ impl Signal {
 /// `OTEL_EXPORTER_OTLP_*`, then defaults.
 #[derive(Clone, Debug)]
 pub struct OtlpConfig {
-    /// Transport.
-    pub protocol: Protocol,
+    /// Transport of every signal; `None`: each signal's `OTEL_EXPORTER_OTLP_*PROTOCOL`, else
+    /// gRPC.
+    pub protocol: Option<Protocol>,
     /// Base URL (`http://collector:4317`); HTTP appends `/v1/traces`, `/v1/logs`, `/v1/metrics`.
     pub endpoint: Option<String>,
     /// Extra request headers (for example authentication), on top of the headers variables.
     pub headers: Vec<(String, String)>,
-    /// PEM file of the CA that signed the collector's certificate.
+    /// PEM file of the CA that signed the collector's certificate; `None`: each signal's
+    /// `OTEL_EXPORTER_OTLP_*CERTIFICATE`.
     pub ca_certificate: Option<PathBuf>,
     /// Per-request timeout.
     pub timeout: Option<Duration>,
+    /// Where the `OTEL_*` variables are read.
+    pub env: Env,
 }
 
 /// Everything one signal's requests need, resolved.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Target {
+    /// Transport.
+    pub protocol: Protocol,
     /// gRPC: the server URL; HTTP: the full URL requests are posted to.
     pub url: String,
     /// Request headers (gRPC metadata), names lower-cased.
@@ -120,11 +120,22 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 impl OtlpConfig {
     /// Resolves one signal's target. Fails on anything malformed, naming the setting.
     pub fn target(&self, signal: Signal) -> Result<Target, ExportError> {
-        let url = match (&self.endpoint, env_setting(signal, "ENDPOINT")?) {
-            (Some(base), _) => self.signal_url(base, signal),
+        let protocol = match (self.protocol, self.setting(signal, "PROTOCOL")?) {
+            (Some(protocol), _) => protocol,
+            (None, Some((_, value))) => value.parse()?,
+            (None, None) => Protocol::Grpc,
+        };
+        // Read (and checked) whatever the endpoint: a wrong value is refused, not left waiting.
+        let insecure = self.flag(signal, "INSECURE")?.unwrap_or(false);
+        let url = match (&self.endpoint, self.setting(signal, "ENDPOINT")?) {
+            (Some(base), _) => signal_url(protocol, base, signal),
             (None, Some((name, url))) if name.contains(signal.env_name()) => url,
-            (None, Some((_, base))) => self.signal_url(&base, signal),
-            (None, None) => self.signal_url(self.protocol.default_endpoint(), signal),
+            (None, Some((_, base))) => signal_url(protocol, &base, signal),
+            (None, None) => signal_url(protocol, protocol.default_endpoint(), signal),
+        };
+        let url = match protocol {
+            Protocol::Grpc => with_grpc_scheme(url, insecure),
+            Protocol::HttpProtobuf => url,
         };
         validate_endpoint(&url)?;
         // User information becomes a header (as curl and reqwest do) so that the URL, which
@@ -144,7 +155,7 @@ impl OtlpConfig {
             "OTEL_EXPORTER_OTLP_HEADERS".to_string(),
             format!("OTEL_EXPORTER_OTLP_{}_HEADERS", signal.env_name()),
         ] {
-            if let Some(list) = env_var(&variable)? {
+            if let Some(list) = self.env.var(&variable)? {
                 merge_headers(&mut headers, parse_header_list(&variable, &list)?);
             }
         }
@@ -159,7 +170,7 @@ impl OtlpConfig {
 
         let timeout = match self.timeout {
             Some(timeout) => timeout,
-            None => match env_setting(signal, "TIMEOUT")? {
+            None => match self.setting(signal, "TIMEOUT")? {
                 Some((variable, millis)) => match millis.trim().parse::<u64>() {
                     Ok(millis) if millis > 0 => Duration::from_millis(millis),
                     // 0 would fail every request at once: every call lost.
@@ -176,7 +187,7 @@ impl OtlpConfig {
         if timeout.is_zero() {
             return Err(ExportError::ZeroTimeout);
         }
-        let gzip = match env_setting(signal, "COMPRESSION")? {
+        let gzip = match self.setting(signal, "COMPRESSION")? {
             None => false,
             Some((_, value)) if value.trim() == "none" => false,
             Some((_, value)) if value.trim() == "gzip" => true,
@@ -188,8 +199,8 @@ impl OtlpConfig {
             }
         };
         let client_files = match (
-            env_setting(signal, "CLIENT_CERTIFICATE")?,
-            env_setting(signal, "CLIENT_KEY")?,
+            self.setting(signal, "CLIENT_CERTIFICATE")?,
+            self.setting(signal, "CLIENT_KEY")?,
         ) {
             (None, None) => None,
             (Some(cert), Some(key)) => Some((cert, key)),
@@ -200,10 +211,16 @@ impl OtlpConfig {
                 })
             }
         };
+        let ca_file = match &self.ca_certificate {
+            Some(path) => Some(("--otlp-ca-cert".to_string(), path.clone())),
+            None => self
+                .setting(signal, "CERTIFICATE")?
+                .map(|(variable, path)| (variable, PathBuf::from(path))),
+        };
         // A certificate says the user expects TLS; over http:// headers would go in clear.
         if !url.starts_with("https://") {
-            let setting = match (&self.ca_certificate, &client_files) {
-                (Some(_), _) => Some("--otlp-ca-cert (or OTEL_EXPORTER_OTLP_CERTIFICATE)".into()),
+            let setting = match (&ca_file, &client_files) {
+                (Some((setting, _)), _) => Some(setting.clone()),
                 (None, Some(((variable, _), _))) => Some(variable.clone()),
                 (None, None) => None,
             };
@@ -214,12 +231,13 @@ impl OtlpConfig {
                 });
             }
         }
-        let ca_pem = self.ca_certificate.as_ref().map(read_ca).transpose()?;
+        let ca_pem = ca_file.map(|(_, path)| read_ca(&path)).transpose()?;
         let client_identity = match client_files {
             None => None,
             Some(((_, cert), (_, key))) => Some((read_pem(&cert.into())?, read_pem(&key.into())?)),
         };
         Ok(Target {
+            protocol,
             url,
             headers,
             timeout,
@@ -229,13 +247,69 @@ impl OtlpConfig {
         })
     }
 
-    fn signal_url(&self, base: &str, signal: Signal) -> String {
-        match self.protocol {
-            Protocol::Grpc => base.to_string(),
-            Protocol::HttpProtobuf => {
-                format!("{}{}", base.trim_end_matches('/'), signal.http_path())
+    /// The signal-specific variable if set, else the general one: its name and value.
+    fn setting(
+        &self,
+        signal: Signal,
+        suffix: &str,
+    ) -> Result<Option<(String, String)>, ExportError> {
+        for name in signal_variables(signal, suffix) {
+            if let Some(value) = self.env.var(&name)? {
+                return Ok(Some((name, value)));
             }
         }
+        Ok(None)
+    }
+
+    /// A boolean setting, signal-specific variable first.
+    fn flag(&self, signal: Signal, suffix: &str) -> Result<Option<bool>, ExportError> {
+        for name in signal_variables(signal, suffix) {
+            if let Some(value) = self.env.flag(&name)? {
+                return Ok(Some(value));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// `OTEL_EXPORTER_OTLP_{SIGNAL}_{suffix}`, then `OTEL_EXPORTER_OTLP_{suffix}`.
+fn signal_variables(signal: Signal, suffix: &str) -> [String; 2] {
+    [
+        format!("OTEL_EXPORTER_OTLP_{}_{suffix}", signal.env_name()),
+        format!("OTEL_EXPORTER_OTLP_{suffix}"),
+    ]
+}
+
+/// HTTP appends the signal's path to a base endpoint; gRPC takes it as it is.
+fn signal_url(protocol: Protocol, base: &str, signal: Signal) -> String {
+    match protocol {
+        Protocol::Grpc => base.to_string(),
+        Protocol::HttpProtobuf => {
+            format!("{}{}", base.trim_end_matches('/'), signal.http_path())
+        }
+    }
+}
+
+/// A gRPC endpoint given as `host:port` (the form gRPC clients take) gets `https://`, or
+/// `http://` when `OTEL_EXPORTER_OTLP_*INSECURE` is true, as the specification says; an
+/// endpoint with a scheme keeps it, whatever INSECURE says. Anything else is left for
+/// [`validate_endpoint`] to refuse.
+fn with_grpc_scheme(url: String, insecure: bool) -> String {
+    let is_host = |host: &str| {
+        (host.starts_with('[') && host.ends_with(']'))
+            || (!host.is_empty()
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-'))
+    };
+    // Nothing else: no user information, no path.
+    let host_and_port = url
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| is_host(host) && port.parse::<u16>().is_ok());
+    match (host_and_port, insecure) {
+        (true, true) => format!("http://{url}"),
+        (true, false) => format!("https://{url}"),
+        (false, _) => url,
     }
 }
 
@@ -250,7 +324,11 @@ pub fn validate_endpoint(endpoint: &str) -> Result<(), ExportError> {
     match uri.scheme_str() {
         Some("http" | "https") => {}
         Some(other) => return Err(invalid(&format!("scheme `{other}` is not http or https"))),
-        None => return Err(invalid("it needs a scheme, e.g. http://localhost:4317")),
+        None => {
+            return Err(invalid(
+                "it needs a scheme, e.g. http://localhost:4317 (gRPC also takes host:port)",
+            ))
+        }
     }
     if uri.host().is_none_or(str::is_empty) {
         return Err(invalid("it has no host"));
@@ -316,19 +394,6 @@ fn basic_authorization(userinfo: &str) -> Result<(String, String), String> {
     let credentials = format!("{}:{}", decoded(user)?, decoded(password)?);
     let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
     Ok(("authorization".to_string(), format!("Basic {encoded}")))
-}
-
-/// The signal-specific variable if set, else the general one: its name and value.
-fn env_setting(signal: Signal, suffix: &str) -> Result<Option<(String, String)>, ExportError> {
-    for name in [
-        format!("OTEL_EXPORTER_OTLP_{}_{suffix}", signal.env_name()),
-        format!("OTEL_EXPORTER_OTLP_{suffix}"),
-    ] {
-        if let Some(value) = env_var(&name)? {
-            return Ok(Some((name, value)));
-        }
-    }
-    Ok(None)
 }
 
 /// Later settings win, header by header.
@@ -450,11 +515,12 @@ mod tests {
 
     fn config(protocol: Protocol, endpoint: Option<&str>) -> OtlpConfig {
         OtlpConfig {
-            protocol,
+            protocol: Some(protocol),
             endpoint: endpoint.map(String::from),
             headers: vec![],
             ca_certificate: None,
             timeout: None,
+            env: Env::fixed::<&str, &str>([]),
         }
     }
 
@@ -767,5 +833,289 @@ mod tests {
             config.target(Signal::Traces),
             Err(ExportError::InvalidHeader { .. })
         ));
+    }
+
+    /// Variables, by name and value.
+    type Variables<'a> = &'a [(&'a str, &'a str)];
+
+    /// The command line's settings (none unless given) with exactly these variables.
+    fn resolved(
+        cli: OtlpConfig,
+        variables: &[(&str, &str)],
+        signal: Signal,
+    ) -> Result<Target, String> {
+        OtlpConfig {
+            env: Env::fixed(variables.iter().copied()),
+            ..cli
+        }
+        .target(signal)
+        .map_err(|error| error.to_string())
+    }
+
+    fn unset() -> OtlpConfig {
+        OtlpConfig {
+            protocol: None,
+            ..config(Protocol::Grpc, None)
+        }
+    }
+
+    /// Command line > the signal's own variable > the general variable > default, for each
+    /// setting that has all four.
+    #[test]
+    fn precedence_is_flag_then_signal_variable_then_general_variable_then_default() {
+        /// Transport, URL, timeout, gzip.
+        type Resolved<'a> = (Protocol, &'a str, Duration, bool);
+        use Signal::{Logs, Metrics, Traces};
+        let general = [
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://general:1"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "1000"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+        ];
+        let traces_own = [
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://traces:2"),
+            ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "2000"),
+            ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "none"),
+        ];
+        let both: Vec<_> = general.iter().chain(&traces_own).copied().collect();
+        let flags = OtlpConfig {
+            protocol: Some(Protocol::HttpProtobuf),
+            endpoint: Some("http://flag:3".into()),
+            timeout: Some(Duration::from_secs(3)),
+            ..unset()
+        };
+        let second = Duration::from_secs;
+        let cases: [(&str, OtlpConfig, Variables, Signal, Resolved); 7] = [
+            (
+                "defaults",
+                unset(),
+                &[],
+                Traces,
+                (Protocol::Grpc, "http://localhost:4317", second(10), false),
+            ),
+            (
+                "general",
+                unset(),
+                &general,
+                Traces,
+                (
+                    Protocol::HttpProtobuf,
+                    "http://general:1/v1/traces",
+                    second(1),
+                    true,
+                ),
+            ),
+            (
+                "signal's own",
+                unset(),
+                &both,
+                Traces,
+                (Protocol::Grpc, "http://traces:2", second(2), false),
+            ),
+            (
+                "another signal's are not",
+                unset(),
+                &both,
+                Logs,
+                (
+                    Protocol::HttpProtobuf,
+                    "http://general:1/v1/logs",
+                    second(1),
+                    true,
+                ),
+            ),
+            (
+                "flags",
+                flags.clone(),
+                &both,
+                Traces,
+                (
+                    Protocol::HttpProtobuf,
+                    "http://flag:3/v1/traces",
+                    second(3),
+                    false,
+                ),
+            ),
+            (
+                "flags, metrics",
+                flags.clone(),
+                &both,
+                Metrics,
+                (
+                    Protocol::HttpProtobuf,
+                    "http://flag:3/v1/metrics",
+                    second(3),
+                    true,
+                ),
+            ),
+            (
+                "per-signal protocol picks the default port",
+                unset(),
+                &[("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "http/protobuf")],
+                Logs,
+                (
+                    Protocol::HttpProtobuf,
+                    "http://localhost:4318/v1/logs",
+                    second(10),
+                    false,
+                ),
+            ),
+        ];
+        for (name, cli, variables, signal, (protocol, url, timeout, gzip)) in cases {
+            let target = resolved(cli, variables, signal).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(
+                (
+                    target.protocol,
+                    target.url.as_str(),
+                    target.timeout,
+                    target.gzip
+                ),
+                (protocol, url, timeout, gzip),
+                "{name}"
+            );
+        }
+        // The signal's own variable is checked even where the general one would do.
+        let error = resolved(
+            unset(),
+            &[("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/json")],
+            Metrics,
+        )
+        .unwrap_err();
+        assert_eq!(
+            error,
+            "unsupported OTLP protocol `http/json`: use `grpc` or `http/protobuf`"
+        );
+    }
+
+    #[test]
+    fn insecure_gives_a_grpc_host_and_port_its_scheme() {
+        use Signal::{Logs, Traces};
+        let endpoint = |url: &str| OtlpConfig {
+            endpoint: Some(url.into()),
+            ..unset()
+        };
+        let cases: [(&str, Variables, Signal, Result<&str, &str>); 10] = [
+            ("collector:4317", &[], Traces, Ok("https://collector:4317")),
+            (
+                "collector:4317",
+                &[("OTEL_EXPORTER_OTLP_INSECURE", "true")],
+                Traces,
+                Ok("http://collector:4317"),
+            ),
+            (
+                "collector:4317",
+                &[("OTEL_EXPORTER_OTLP_INSECURE", "false")],
+                Traces,
+                Ok("https://collector:4317"),
+            ),
+            (
+                "collector:4317",
+                &[
+                    ("OTEL_EXPORTER_OTLP_INSECURE", "true"),
+                    ("OTEL_EXPORTER_OTLP_LOGS_INSECURE", "false"),
+                ],
+                Logs,
+                Ok("https://collector:4317"),
+            ),
+            // A scheme wins over INSECURE, as the specification says.
+            (
+                "https://collector:4317",
+                &[("OTEL_EXPORTER_OTLP_INSECURE", "true")],
+                Traces,
+                Ok("https://collector:4317"),
+            ),
+            (
+                "http://collector:4317",
+                &[],
+                Traces,
+                Ok("http://collector:4317"),
+            ),
+            (
+                "collector",
+                &[],
+                Traces,
+                Err("invalid OTLP endpoint `collector`: it needs a scheme"),
+            ),
+            (
+                "u:pw@collector:4317",
+                &[],
+                Traces,
+                Err("invalid OTLP endpoint `<redacted>@collector:4317`"),
+            ),
+            (
+                "[::1]:4317",
+                &[("OTEL_EXPORTER_OTLP_INSECURE", "true")],
+                Traces,
+                Ok("http://[::1]:4317"),
+            ),
+            (
+                "collector:4317",
+                &[("OTEL_EXPORTER_OTLP_TRACES_INSECURE", "yes")],
+                Traces,
+                Err("invalid OTEL_EXPORTER_OTLP_TRACES_INSECURE: expected `true` or `false`"),
+            ),
+        ];
+        for (url, variables, signal, expected) in cases {
+            let got = resolved(endpoint(url), variables, signal);
+            match expected {
+                Ok(expected) => assert_eq!(
+                    got.map(|t| t.url),
+                    Ok(expected.to_string()),
+                    "{url} {variables:?}"
+                ),
+                Err(expected) => {
+                    let error = got.expect_err(url);
+                    assert!(error.starts_with(expected), "{url} {variables:?}: {error}");
+                }
+            }
+        }
+        // HTTP always takes a URL: INSECURE does not apply.
+        let http = OtlpConfig {
+            protocol: Some(Protocol::HttpProtobuf),
+            ..endpoint("collector:4318")
+        };
+        let error = resolved(http, &[("OTEL_EXPORTER_OTLP_INSECURE", "true")], Traces).unwrap_err();
+        assert!(
+            error.starts_with("invalid OTLP endpoint `collector:4318/v1/traces`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_ca_certificate_comes_from_the_flag_then_the_signal_then_the_general_variable() {
+        use Signal::{Logs, Traces};
+        let https = |ca: Option<&str>| OtlpConfig {
+            endpoint: Some("https://collector:4317".into()),
+            ca_certificate: ca.map(PathBuf::from),
+            ..unset()
+        };
+        let variables = [
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/general/ca.pem"),
+            ("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "/traces/ca.pem"),
+        ];
+        // Each file is missing: the error names the one that was chosen.
+        let cases = [
+            (Some("/flag/ca.pem"), Traces, "/flag/ca.pem"),
+            (None, Traces, "/traces/ca.pem"),
+            (None, Logs, "/general/ca.pem"),
+        ];
+        for (flag, signal, chosen) in cases {
+            let error = resolved(https(flag), &variables, signal).unwrap_err();
+            assert!(
+                error.starts_with(&format!("cannot read CA certificate {chosen}:")),
+                "{signal:?} {flag:?}: {error}"
+            );
+        }
+        // Over plaintext, the setting that asked for TLS is named.
+        let plaintext = OtlpConfig {
+            endpoint: Some("http://collector:4317".into()),
+            ..unset()
+        };
+        let error = resolved(plaintext, &variables, Traces).unwrap_err();
+        assert!(
+            error.starts_with("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE is set but the OTLP endpoint `http://collector:4317` is plaintext"),
+            "{error}"
+        );
     }
 }

@@ -4,6 +4,7 @@
 
 mod client;
 mod config;
+mod selection;
 
 use opentelemetry_proto::tonic::{
     collector::metrics::v1::ExportMetricsServiceRequest,
@@ -15,6 +16,7 @@ use prost::Message as _;
 
 pub use client::{Rejected, MAX_RESPONSE_BYTES};
 pub use config::{read_headers_file, validate_endpoint, OtlpConfig, Protocol, Signal};
+pub use selection::SignalSelection;
 
 use crate::{
     export::failure::ExportFailure, ids::TraceGrouping, resource::Resources, wire::CallEncoder,
@@ -32,41 +34,61 @@ fn scope() -> InstrumentationScope {
     }
 }
 
-/// Encodes calls as OTLP spans and log records and sends them.
+/// Encodes calls as OTLP spans and log records and sends them; a signal turned off
+/// (`OTEL_TRACES_EXPORTER`/`OTEL_LOGS_EXPORTER=none`) is never encoded.
 pub struct OtlpSink {
-    traces: Endpoint,
-    logs: Endpoint,
+    traces: Option<Endpoint>,
+    logs: Option<Endpoint>,
     encoder: CallEncoder,
 }
 
 impl OtlpSink {
-    /// Resolves every setting (failing on anything malformed) and prepares both endpoints.
-    /// Must run inside a tokio runtime.
+    /// Resolves every setting of both signals (failing on anything malformed, selected or
+    /// not) and prepares the endpoints of the selected ones. Must run inside a tokio runtime.
     pub fn new(
         config: &OtlpConfig,
+        selection: SignalSelection,
         resources: &Resources,
         grouping: TraceGrouping,
     ) -> Result<Self, ExportError> {
+        let traces = endpoint(config, Signal::Traces)?;
+        let logs = endpoint(config, Signal::Logs)?;
         Ok(Self {
-            traces: endpoint(config, Signal::Traces)?,
-            logs: endpoint(config, Signal::Logs)?,
+            traces: selection.traces.then_some(traces),
+            logs: selection.logs.then_some(logs),
             encoder: CallEncoder::new(grouping, resources, &scope()),
         })
     }
 
-    /// Sends one span per call.
-    pub(crate) async fn export_spans(&self, calls: &[Call]) -> Result<Rejected, ExportFailure> {
-        self.traces.send(self.encoder.traces_request(calls)).await
+    /// Whether spans are sent.
+    pub(crate) fn sends_spans(&self) -> bool {
+        self.traces.is_some()
     }
 
-    /// Sends one log record per call.
+    /// Whether log records are sent.
+    pub(crate) fn sends_logs(&self) -> bool {
+        self.logs.is_some()
+    }
+
+    /// Sends one span per call (nothing, when spans are off).
+    pub(crate) async fn export_spans(&self, calls: &[Call]) -> Result<Rejected, ExportFailure> {
+        match &self.traces {
+            Some(traces) => traces.send(self.encoder.traces_request(calls)).await,
+            None => Ok(0),
+        }
+    }
+
+    /// Sends one log record per call (nothing, when log records are off).
     pub(crate) async fn export_logs(&self, calls: &[Call]) -> Result<Rejected, ExportFailure> {
-        self.logs.send(self.encoder.logs_request(calls)).await
+        match &self.logs {
+            Some(logs) => logs.send(self.encoder.logs_request(calls)).await,
+            None => Ok(0),
+        }
     }
 }
 
 fn endpoint(config: &OtlpConfig, signal: Signal) -> Result<Endpoint, ExportError> {
-    Endpoint::new(config.protocol, signal, &config.target(signal)?)
+    Endpoint::new(signal, &config.target(signal)?)
 }
 
 /// Sends kspan's own health metrics to the collector the calls go to.
