@@ -4,7 +4,7 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use kspan_common::{AttachMode, ProbeKind};
-use kspan_decode::{BootClock, CallDecoder};
+use kspan_decode::{BootClock, CallDecoder, CgroupResolver};
 use kspan_otel::{
     export::{
         read_headers_file, MetricsExporter, OtlpConfig, OtlpSink, Pipeline, PipelineConfig,
@@ -117,6 +117,7 @@ impl Prepared {
             pids: cli.pids.clone(),
             comms: cli.comms.clone(),
         };
+        let cgroups = CgroupResolver::new().context("reading /proc/self/mountinfo")?;
         let mut ebpf = probes::open(&filters, cli.ring_buffer_bytes)?;
         let ring = probes::take_events(&mut ebpf)?;
         let counter_maps = probes::CounterMaps::take(&mut ebpf)?;
@@ -156,7 +157,8 @@ impl Prepared {
         };
         let pipeline = Pipeline::start(sink, pipeline_config)?;
         let export_stats = pipeline.stats();
-        let decoder = CallDecoder::new(BootClock::measure().context("reading the system clocks")?);
+        let decoder = CallDecoder::new(BootClock::measure().context("reading the system clocks")?)
+            .with_cgroups(cgroups);
         let decoder = match cli.process_details {
             true => decoder.with_process_details(),
             false => decoder,

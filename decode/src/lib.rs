@@ -3,6 +3,7 @@
 //! flags, errnos), each tested on its own. The fuzz targets (`fuzz/`) drive this crate.
 
 mod call;
+pub mod cgroup;
 mod clock;
 mod errno;
 mod event;
@@ -16,6 +17,7 @@ mod properties;
 pub mod test_support;
 
 pub use call::Call;
+pub use cgroup::{CgroupLookup, CgroupResolver};
 pub use clock::BootClock;
 pub use errno::errno_name;
 pub use event::{parse_event, CallDecoder, EventError};

@@ -17,6 +17,7 @@ pub fn sample_call() -> Call {
         tid: 101,
         uid: 0,
         cgroup_id: 7,
+        cgroup: None,
         process_name: "app".into(),
         process_details: None,
         thread_name: "worker".into(),
