@@ -15,6 +15,7 @@ use kspan_otel::{
 
 use crate::{
     attach::{self, Programs, Target},
+    cgroup_filter,
     cli::{Cli, ExporterKind, OtlpProtocol},
     counter_sources::CounterSources,
     health::{self, HealthReporter},
@@ -113,9 +114,14 @@ impl Prepared {
             destination: (sink, health_exporter),
             tracepoints,
         } = self;
+        let cgroups = cgroup_filter::resolve(&cli.cgroups, &cli.containers)?;
+        if let Some(selection) = &cgroups {
+            tracing::info!(cgroups = ?selection.paths, "capturing only these cgroups and their descendants");
+        }
         let filters = probes::Filters {
             pids: cli.pids.clone(),
             comms: cli.comms.clone(),
+            cgroups: cgroups.map(|selection| selection.dirs),
         };
         let cgroups = CgroupResolver::new().context("reading /proc/self/mountinfo")?;
         let mut ebpf = probes::open(&filters, cli.ring_buffer_bytes)?;
