@@ -136,6 +136,7 @@ pub struct Caller<'r> {
     uid: u32,
     thread_name: String,
     cgroup_id: Option<u64>,
+    cgroup_path: Option<String>,
 }
 
 impl<'r> Caller<'r> {
@@ -151,6 +152,7 @@ impl<'r> Caller<'r> {
             // makes the judge report a mismatch.
             thread_name: sys::thread_name().unwrap_or_default(),
             cgroup_id: sys::cgroup_id(),
+            cgroup_path: sys::cgroup_path(),
         }
     }
 
@@ -205,6 +207,7 @@ impl<'r> Caller<'r> {
             uid: self.uid,
             thread_name: self.thread_name.clone(),
             cgroup_id: self.cgroup_id,
+            cgroup_path: self.cgroup_path.clone(),
             syscall: spec.syscall,
             ufd: spec.ufd,
             flags: spec.flags,
