@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-use crate::run::artifacts;
+use crate::run::{artifacts, Workload};
 
 /// One cgroup the harness made, and what kspan must say of the calls made in it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -163,6 +163,33 @@ impl FakeContainers {
     pub fn select_only(&mut self, container_id: &str) {
         for container in &mut self.containers {
             container.selected = container.container_id.as_deref() == Some(container_id);
+        }
+    }
+
+    /// kspan arguments for a run that proves both filters: the first container by a 12-digit
+    /// prefix of its id (`--container`) and docker's cgroupfs tree (`--cgroup`); the others are
+    /// marked as not selected.
+    pub fn filter_args(&mut self) -> Vec<String> {
+        let chosen = self.containers[0].container_id.clone().unwrap_or_default();
+        let docker = format!("{}/docker", self.root);
+        for container in &mut self.containers {
+            container.selected = container.container_id.as_ref() == Some(&chosen)
+                || container.cgroup_path.starts_with(&format!("{docker}/"));
+        }
+        ["--container", &chosen[..12], "--cgroup", &docker]
+            .map(String::from)
+            .to_vec()
+    }
+
+    /// The workload that runs one process in each cgroup, with scenario arguments `scenarios`.
+    pub fn workload(&self, scenarios: Vec<String>) -> Workload {
+        Workload::InCgroups {
+            cgroups: self
+                .containers
+                .iter()
+                .map(|container| self.dir(&container.cgroup_path))
+                .collect(),
+            scenarios,
         }
     }
 

@@ -7,7 +7,7 @@
 
 mod common;
 
-use kspan_e2e::{judge_dir, FakeContainers, Verdict, Workload};
+use kspan_e2e::{judge_dir, FakeContainers, Verdict};
 
 /// Each workload: a few masks and errors on one thread, and calls on two more.
 const SCENARIOS: &[&str] = &[
@@ -25,14 +25,7 @@ const SCENARIOS: &[&str] = &[
 
 /// Runs a workload in each of `containers`' cgroups under kspan with `kspan_args`, and judges.
 async fn capture(name: &str, containers: &FakeContainers, kspan_args: &[&str]) -> Verdict {
-    let workload = Workload::InCgroups {
-        cgroups: containers
-            .containers
-            .iter()
-            .map(|container| containers.dir(&container.cgroup_path))
-            .collect(),
-        scenarios: SCENARIOS.iter().map(|arg| arg.to_string()).collect(),
-    };
+    let workload = containers.workload(SCENARIOS.iter().map(|arg| arg.to_string()).collect());
     let config = common::config(name, workload, kspan_args);
     containers
         .write(&config.out_dir)
@@ -106,4 +99,17 @@ async fn calls_from_other_containers_are_detected() {
             .any(|m| m.contains("which made no expected call")),
         "{verdict}"
     );
+}
+
+/// The run the VM guests make: `--container` and `--cgroup` together select their union.
+#[tokio::test(flavor = "multi_thread")]
+async fn container_and_cgroup_filters_select_their_union() {
+    let mut containers = fake_containers("union");
+    let args = containers.filter_args();
+    let selected = containers.containers.iter().filter(|c| c.selected).count();
+    assert_eq!(selected, 2, "{:?}", containers.containers);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let verdict = capture("containers-union", &containers, &args).await;
+    assert!(verdict.expected >= 40, "only {} calls", verdict.expected);
+    assert!(verdict.passed(), "{verdict}");
 }
