@@ -1,5 +1,5 @@
 //! Ring-buffer records to [`Call`]s (layout check, enum validation, wall-clock times, process
-//! names), and the small named decoders that make kernel values readable (signal masks, signalfd
+//! names, the caller's cgroup with its container and pod), and the small named decoders that make kernel values readable (signal masks, signalfd
 //! flags, errnos), each tested on its own. The fuzz targets (`fuzz/`) drive this crate.
 
 mod call;
