@@ -154,6 +154,14 @@ impl FakeContainers {
         Ok(fake)
     }
 
+    /// A cgroup of the run's own beside the containers (`<top>/<name>`), made now and removed
+    /// with them; returns its directory.
+    pub fn side_cgroup(&mut self, name: &str) -> anyhow::Result<PathBuf> {
+        let path = format!("{}/{name}", self.root);
+        self.make(&path)?;
+        Ok(self.dir(&path))
+    }
+
     /// The directory of hierarchy path `path`.
     pub fn dir(&self, path: &str) -> PathBuf {
         self.mount.join(path.trim_start_matches('/'))

@@ -25,8 +25,19 @@ const SCENARIOS: &[&str] = &[
 
 /// Runs a workload in each of `containers`' cgroups under kspan with `kspan_args`, and judges.
 async fn capture(name: &str, containers: &FakeContainers, kspan_args: &[&str]) -> Verdict {
+    capture_wrapped(name, containers, kspan_args, Vec::new()).await
+}
+
+/// [`capture`], kspan launched through `wrapper`.
+async fn capture_wrapped(
+    name: &str,
+    containers: &FakeContainers,
+    kspan_args: &[&str],
+    wrapper: Vec<String>,
+) -> Verdict {
     let workload = containers.workload(SCENARIOS.iter().map(|arg| arg.to_string()).collect());
-    let config = common::config(name, workload, kspan_args);
+    let mut config = common::config(name, workload, kspan_args);
+    config.kspan_wrapper = wrapper;
     containers
         .write(&config.out_dir)
         .expect("writing containers.json");
@@ -111,5 +122,38 @@ async fn container_and_cgroup_filters_select_their_union() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let verdict = capture("containers-union", &containers, &args).await;
     assert!(verdict.expected >= 40, "only {} calls", verdict.expected);
+    assert!(verdict.passed(), "{verdict}");
+}
+
+/// kspan in a cgroup namespace of its own, as in a pod on cgroup v2: `mountinfo` then shows the
+/// v2 mount's root relative to kspan's cgroup (`/../..`), and the spans must still name every
+/// cgroup by its path in the whole hierarchy, with its container and pod.
+#[tokio::test(flavor = "multi_thread")]
+async fn kspan_in_a_cgroup_namespace_still_names_every_container() {
+    let mut containers = fake_containers("cgroupns");
+    let agent = containers
+        .side_cgroup("agent/kspan")
+        .expect("making kspan's cgroup");
+    // The shell moves itself into kspan's cgroup, then runs kspan ($0) in a new cgroup namespace
+    // rooted there.
+    let wrapper = [
+        "sh",
+        "-c",
+        &format!(
+            "echo $$ > {}/cgroup.procs && exec unshare --cgroup \"$0\" \"$@\"",
+            agent.display()
+        ),
+    ]
+    .map(String::from)
+    .to_vec();
+    // kspan's own cgroup is outside the ones the filter names.
+    let kspan_args: Vec<String> = containers
+        .containers
+        .iter()
+        .flat_map(|c| ["--cgroup".to_string(), c.cgroup_path.clone()])
+        .collect();
+    let kspan_args: Vec<&str> = kspan_args.iter().map(String::as_str).collect();
+    let verdict = capture_wrapped("containers-cgroupns", &containers, &kspan_args, wrapper).await;
+    assert!(verdict.expected >= 20 * containers.containers.len());
     assert!(verdict.passed(), "{verdict}");
 }

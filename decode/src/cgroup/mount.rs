@@ -3,6 +3,9 @@
 
 use std::path::PathBuf;
 
+/// The id (directory inode) of the root cgroup of the v2 hierarchy.
+const ROOT_CGROUP_ID: u64 = 1;
+
 /// A cgroup2 mount.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cgroup2Mount {
@@ -14,22 +17,37 @@ pub struct Cgroup2Mount {
 }
 
 impl Cgroup2Mount {
-    /// This process's view of the cgroup v2 hierarchy; `None` without a cgroup2 mount.
+    /// This process's view of the cgroup v2 hierarchy; `None` without a cgroup2 mount. A mount
+    /// whose top directory is the hierarchy's root cgroup (id 1) wins whatever `mountinfo` says
+    /// its root is: in a cgroup namespace (a pod's, on cgroup v2) that field is relative to the
+    /// namespace, and a bind mount of the host's hierarchy is the one that shows every cgroup.
     pub fn find() -> std::io::Result<Option<Self>> {
-        Ok(Self::from_mountinfo(&std::fs::read_to_string(
-            "/proc/self/mountinfo",
-        )?))
+        use std::os::unix::fs::MetadataExt as _;
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
+        let whole = Self::all(&mountinfo).into_iter().find(|mount| {
+            std::fs::metadata(&mount.mount_point).is_ok_and(|top| top.ino() == ROOT_CGROUP_ID)
+        });
+        Ok(whole
+            .map(|mount| Self {
+                root: "/".to_string(),
+                ..mount
+            })
+            .or_else(|| Self::from_mountinfo(&mountinfo)))
     }
 
     /// The first cgroup2 mount of a `mountinfo` text whose top is the hierarchy's root, else
     /// the first one (see proc(5): `id parent major:minor root mount-point options... - fstype
     /// source super-options`).
     pub fn from_mountinfo(mountinfo: &str) -> Option<Self> {
-        let mounts: Vec<Self> = mountinfo.lines().filter_map(Self::from_line).collect();
+        let mounts = Self::all(mountinfo);
         let whole = mounts.iter().position(|mount| mount.root == "/");
         whole
             .or((!mounts.is_empty()).then_some(0))
             .map(|index| mounts[index].clone())
+    }
+
+    fn all(mountinfo: &str) -> Vec<Self> {
+        mountinfo.lines().filter_map(Self::from_line).collect()
     }
 
     fn from_line(line: &str) -> Option<Self> {
