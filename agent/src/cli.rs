@@ -56,6 +56,17 @@ pub struct Cli {
     #[arg(long = "comm", value_name = "NAME", value_parser = parse_comm)]
     pub comms: Vec<String>,
 
+    /// Capture only tasks in this cgroup or below it (repeatable): a path as /proc/<pid>/cgroup
+    /// shows it, or its directory under the cgroup2 mount; applied in the kernel.
+    #[arg(long = "cgroup", value_name = "PATH", value_parser = parse_cgroup)]
+    pub cgroups: Vec<String>,
+
+    /// Capture only this container's tasks (repeatable): its id or a prefix of at least 12 hex
+    /// digits, as `docker ps` and `crictl ps` show it; its cgroup is found at start. Applied in
+    /// the kernel.
+    #[arg(long = "container", value_name = "ID", value_parser = parse_container_id)]
+    pub containers: Vec<String>,
+
     /// Create this file once the probes are live (readiness signal for scripts).
     #[arg(long, value_name = "FILE")]
     pub ready_file: Option<PathBuf>,
@@ -205,6 +216,30 @@ fn parse_comm(value: &str) -> Result<String, String> {
         n => Err(format!(
             "{n} bytes: the kernel keeps at most 15 bytes of a thread name"
         )),
+    }
+}
+
+fn parse_cgroup(value: &str) -> Result<String, String> {
+    match value.trim() {
+        "" => Err("a cgroup path cannot be empty".to_string()),
+        path => Ok(path.to_string()),
+    }
+}
+
+/// Shortest container id prefix: what `docker ps` shows.
+const CONTAINER_ID_MIN: usize = 12;
+
+fn parse_container_id(value: &str) -> Result<String, String> {
+    let id = value.to_ascii_lowercase();
+    if !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("`{value}` is not a container id: hex digits only"));
+    }
+    match id.len() {
+        n if n < CONTAINER_ID_MIN => Err(format!(
+            "{n} hex digits: give at least {CONTAINER_ID_MIN} of the container id, as `docker ps` shows it"
+        )),
+        n if n > 64 => Err(format!("{n} hex digits: a container id has 64")),
+        _ => Ok(id),
     }
 }
 
@@ -376,6 +411,28 @@ mod tests {
             parse(&comms).check().unwrap_err().to_string(),
             "1025 distinct --comm values: the in-kernel filter holds at most 1024"
         );
+    }
+
+    #[test]
+    fn container_ids_are_12_to_64_hex_digits() {
+        assert_eq!(
+            parse_container_id("0123456789AB"),
+            Ok("0123456789ab".into())
+        );
+        assert_eq!(parse_container_id(&"a".repeat(64)), Ok("a".repeat(64)));
+        assert_eq!(
+            parse_container_id("0123456789a"),
+            Err(
+                "11 hex digits: give at least 12 of the container id, as `docker ps` shows it"
+                    .into()
+            )
+        );
+        assert!(parse_container_id(&"a".repeat(65)).is_err());
+        assert_eq!(
+            parse_container_id("0123456789ag"),
+            Err("`0123456789ag` is not a container id: hex digits only".into())
+        );
+        assert!(parse_cgroup(" ").is_err());
     }
 
     #[test]

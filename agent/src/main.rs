@@ -3,6 +3,7 @@
 
 mod attach;
 mod btf;
+mod cgroup_filter;
 mod cli;
 mod counter_sources;
 mod health;

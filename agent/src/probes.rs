@@ -1,15 +1,18 @@
 //! The embedded eBPF object: loading it with kspan's settings, filters, and kernel counters.
 
-use std::path::Path;
+use std::{
+    os::fd::AsFd as _,
+    path::{Path, PathBuf},
+};
 
 use anyhow::Context as _;
 use aya::{
-    maps::{Array, HashMap, MapData, PerCpuArray},
+    maps::{Array, CgroupArray, HashMap, MapData, PerCpuArray},
     Ebpf, EbpfLoader,
 };
 use kspan_common::{
-    Counter, ProbeConfig, COMM_FILTER_MAP, COMM_LEN, CONFIG_GLOBAL, CONTROL_MAP, CONTROL_STOPPING,
-    COUNTERS_MAP, EVENTS_MAP, PID_FILTER_MAP,
+    Counter, ProbeConfig, CGROUP_FILTER_MAP, COMM_FILTER_MAP, COMM_LEN, CONFIG_GLOBAL, CONTROL_MAP,
+    CONTROL_STOPPING, COUNTERS_MAP, EVENTS_MAP, PID_FILTER_MAP,
 };
 
 use crate::{
@@ -45,6 +48,9 @@ pub struct Filters {
     pub pids: Vec<u32>,
     /// Thread names.
     pub comms: Vec<String>,
+    /// cgroup directories: their tasks and their descendants' are captured; `None`: no cgroup
+    /// filter (`Some` of none captures nothing).
+    pub cgroups: Option<Vec<PathBuf>>,
 }
 
 /// Parses the embedded object with the given settings (programs are loaded at attach time).
@@ -57,7 +63,9 @@ pub fn open(filters: &Filters, ring_buffer_bytes: u32) -> anyhow::Result<Ebpf> {
     let config = ProbeConfig {
         filter_pid: u8::from(!filters.pids.is_empty()),
         filter_comm: u8::from(!filters.comms.is_empty()),
-        _pad: [0; 2],
+        filter_cgroup: u8::from(filters.cgroups.is_some()),
+        // The selection is checked against the capacity, which fits a u8.
+        cgroup_slots: filters.cgroups.as_ref().map_or(0, Vec::len) as u8,
         task,
     };
     let mut ebpf = EbpfLoader::new()
@@ -87,6 +95,18 @@ pub fn open(filters: &Filters, ring_buffer_bytes: u32) -> anyhow::Result<Ebpf> {
         comm_filter
             .insert(comm_key(comm), 1, 0)
             .with_context(|| format!("adding thread name {comm} to the filter"))?;
+    }
+    let mut cgroup_filter = CgroupArray::try_from(
+        ebpf.map_mut(CGROUP_FILTER_MAP)
+            .context("CGROUP_FILTER map missing")?,
+    )?;
+    for (slot, dir) in filters.cgroups.iter().flatten().enumerate() {
+        // The map holds the cgroup itself: the directory may close (or go) afterwards.
+        let cgroup = std::fs::File::open(dir)
+            .with_context(|| format!("opening cgroup {}", dir.display()))?;
+        cgroup_filter
+            .set(slot as u32, cgroup.as_fd(), 0)
+            .with_context(|| format!("adding cgroup {} to the filter", dir.display()))?;
     }
     Ok(ebpf)
 }

@@ -4,7 +4,7 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use kspan_common::{AttachMode, ProbeKind};
-use kspan_decode::{BootClock, CallDecoder};
+use kspan_decode::{BootClock, CallDecoder, CgroupResolver};
 use kspan_otel::{
     export::{
         read_headers_file, MetricsExporter, OtlpConfig, OtlpSink, Pipeline, PipelineConfig,
@@ -15,6 +15,7 @@ use kspan_otel::{
 
 use crate::{
     attach::{self, Programs, Target},
+    cgroup_filter,
     cli::{Cli, ExporterKind, OtlpProtocol},
     counter_sources::CounterSources,
     health::{self, HealthReporter},
@@ -113,10 +114,16 @@ impl Prepared {
             destination: (sink, health_exporter),
             tracepoints,
         } = self;
+        let cgroups = cgroup_filter::resolve(&cli.cgroups, &cli.containers)?;
+        if let Some(selection) = &cgroups {
+            tracing::info!(cgroups = ?selection.paths, "capturing only these cgroups and their descendants");
+        }
         let filters = probes::Filters {
             pids: cli.pids.clone(),
             comms: cli.comms.clone(),
+            cgroups: cgroups.map(|selection| selection.dirs),
         };
+        let cgroups = CgroupResolver::new().context("reading /proc/self/mountinfo")?;
         let mut ebpf = probes::open(&filters, cli.ring_buffer_bytes)?;
         let ring = probes::take_events(&mut ebpf)?;
         let counter_maps = probes::CounterMaps::take(&mut ebpf)?;
@@ -156,7 +163,8 @@ impl Prepared {
         };
         let pipeline = Pipeline::start(sink, pipeline_config)?;
         let export_stats = pipeline.stats();
-        let decoder = CallDecoder::new(BootClock::measure().context("reading the system clocks")?);
+        let decoder = CallDecoder::new(BootClock::measure().context("reading the system clocks")?)
+            .with_cgroups(cgroups);
         let decoder = match cli.process_details {
             true => decoder.with_process_details(),
             false => decoder,

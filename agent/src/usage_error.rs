@@ -1,6 +1,6 @@
 //! The one error kind that is the user's to fix rather than the host's.
 
-use crate::{cli::CliError, output_file::OutputFileError};
+use crate::{cgroup_filter::CgroupFilterError, cli::CliError, output_file::OutputFileError};
 
 /// A configuration mistake the user can fix: exit code 2, like clap's own usage errors.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +21,12 @@ impl From<OutputFileError> for UsageError {
 
 impl From<CliError> for UsageError {
     fn from(error: CliError) -> Self {
+        Self(Box::new(error))
+    }
+}
+
+impl From<CgroupFilterError> for UsageError {
+    fn from(error: CgroupFilterError) -> Self {
         Self(Box::new(error))
     }
 }

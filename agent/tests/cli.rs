@@ -396,6 +396,16 @@ fn silently_wrong_inputs_are_refused() {
         ),
         bad(&["--pid", "0"], &[], "0 is not a process id"),
         bad(
+            &["--container", "0123456789a"],
+            &[],
+            "11 hex digits: give at least 12 of the container id, as `docker ps` shows it",
+        ),
+        bad(
+            &["--container", "0123456789xy"],
+            &[],
+            "`0123456789xy` is not a container id: hex digits only",
+        ),
+        bad(
             &["--ring-buffer-bytes", "2147483648"],
             &[],
             "2147483648 is more than the largest allowed, 268435456 (256 MiB)",

@@ -168,6 +168,60 @@ fn the_collector_has_a_pipeline_for_every_signal_kspan_sends() {
     }
 }
 
+/// kspan puts `k8s.pod.uid` on each process's resource; a Collector that adds pod metadata must
+/// find the pod by it (the connection's address is kspan's own pod), for spans and log records,
+/// and must add the pod's name, namespace and workload.
+#[test]
+fn k8sattributes_finds_pods_by_the_uid_kspan_sends() {
+    let configs: Vec<(PathBuf, Yaml)> = yaml_documents()
+        .into_iter()
+        .filter(|(_, doc)| !doc["processors"]["k8sattributes"].is_badvalue())
+        .collect();
+    assert!(
+        !configs.is_empty(),
+        "no Collector config in deploy/ adds pod metadata (k8sattributes)"
+    );
+    for (path, config) in configs {
+        let processor = &config["processors"]["k8sattributes"];
+        assert_eq!(
+            processor["passthrough"].as_bool(),
+            Some(false),
+            "{}: k8sattributes in passthrough mode adds nothing",
+            path.display()
+        );
+        let by_uid = processor["pod_association"]
+            .as_vec()
+            .into_iter()
+            .flatten()
+            .flat_map(|rule| rule["sources"].as_vec().cloned().unwrap_or_default())
+            .any(|source| {
+                source["from"].as_str() == Some("resource_attribute")
+                    && source["name"].as_str() == Some("k8s.pod.uid")
+            });
+        assert!(
+            by_uid,
+            "{}: k8sattributes does not associate by the resource's k8s.pod.uid",
+            path.display()
+        );
+        let metadata = strings(&processor["extract"]["metadata"]);
+        for wanted in ["k8s.pod.name", "k8s.namespace.name", "k8s.deployment.name"] {
+            assert!(
+                metadata.contains(&wanted),
+                "{}: k8sattributes does not add {wanted} (it adds {metadata:?})",
+                path.display()
+            );
+        }
+        for signal in ["traces", "logs"] {
+            let processors = strings(&config["service"]["pipelines"][signal]["processors"]);
+            assert!(
+                processors.contains(&"k8sattributes"),
+                "{}: the {signal} pipeline does not run k8sattributes ({processors:?})",
+                path.display()
+            );
+        }
+    }
+}
+
 /// The containers that run kspan, with their file.
 fn kspan_containers() -> Vec<(PathBuf, Yaml)> {
     let containers: Vec<(PathBuf, Yaml)> = yaml_documents()

@@ -30,6 +30,12 @@ pub const PID_FILTER_MAP: &str = "PID_FILTER";
 pub const COMM_FILTER_MAP: &str = "COMM_FILTER";
 /// Most distinct values each of [`PID_FILTER_MAP`] and [`COMM_FILTER_MAP`] holds.
 pub const FILTER_CAPACITY: u32 = 1024;
+/// Name of the cgroup array of cgroups whose tasks (and their descendants') to capture, when the
+/// cgroup filter is on.
+pub const CGROUP_FILTER_MAP: &str = "CGROUP_FILTER";
+/// Most cgroups [`CGROUP_FILTER_MAP`] holds: the probes test the caller against each slot in
+/// use, one helper call each, so it stays small.
+pub const CGROUP_FILTER_CAPACITY: u32 = 64;
 /// Name of the array of run-time switches the agent sets while the probes run.
 pub const CONTROL_MAP: &str = "CONTROL";
 /// Slot of [`CONTROL_MAP`]: non-zero once the agent is stopping (no new entries are recorded).
@@ -233,8 +239,11 @@ pub struct ProbeConfig {
     pub filter_pid: u8,
     /// Non-zero: only `comm` values present in [`COMM_FILTER_MAP`] are captured.
     pub filter_comm: u8,
-    /// Explicit padding.
-    pub _pad: [u8; 2],
+    /// Non-zero: only tasks under a cgroup in [`CGROUP_FILTER_MAP`] are captured (none when it
+    /// holds none: the cgroups asked for did not exist at start).
+    pub filter_cgroup: u8,
+    /// Slots in use in [`CGROUP_FILTER_MAP`], from slot 0.
+    pub cgroup_slots: u8,
     /// Where the caller's identity lives in this kernel's structures.
     pub task: TaskLayout,
 }

@@ -9,7 +9,7 @@ use std::{
 
 use kspan_common::{MaskSource, ProbeKind, Syscall};
 
-use crate::{errno_name, flag_names, ProcessDetails, SignalMask};
+use crate::{errno_name, flag_names, CgroupLookup, ProcessDetails, SignalMask};
 
 /// A complete call as the agent hands it to telemetry.
 #[derive(Clone, Debug, PartialEq)]
@@ -30,6 +30,8 @@ pub struct Call {
     pub euid: u32,
     /// cgroup v2 id.
     pub cgroup_id: u64,
+    /// What `cgroup_id` resolved to (path, container, pod), when the decoder resolves cgroups.
+    pub cgroup: Option<Arc<CgroupLookup>>,
     /// The process's name (`/proc/<pid>/comm`), or the thread's when the process is gone.
     pub process_name: String,
     /// The process's executable path and command line, when asked for.

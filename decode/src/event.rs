@@ -2,7 +2,7 @@
 
 use crate::{
     clock::BootClock, process_details::ProcessDetailsCache, process_names::ProcessNames, Call,
-    SignalMask,
+    CgroupResolver, SignalMask,
 };
 use kspan_common::{CallEvent, MaskSource, ProbeKind, Syscall, COMM_LEN, EXE_NAME_LEN};
 
@@ -38,6 +38,8 @@ pub struct CallDecoder {
     names: ProcessNames,
     /// Set when each process's executable path and command line are wanted.
     details: Option<ProcessDetailsCache>,
+    /// Set when each call's cgroup is resolved to its path, container and pod.
+    cgroups: Option<CgroupResolver>,
 }
 
 impl CallDecoder {
@@ -47,7 +49,14 @@ impl CallDecoder {
             clock,
             names: ProcessNames::default(),
             details: None,
+            cgroups: None,
         }
+    }
+
+    /// Also resolves each call's cgroup id with `resolver`.
+    pub fn with_cgroups(mut self, resolver: CgroupResolver) -> Self {
+        self.cgroups = Some(resolver);
+        self
     }
 
     /// Also reads each process's executable path and command line.
@@ -74,6 +83,10 @@ impl CallDecoder {
             uid: event.uid,
             euid: event.euid,
             cgroup_id: event.cgroup_id,
+            cgroup: self
+                .cgroups
+                .as_mut()
+                .map(|resolver| resolver.resolve(event.cgroup_id)),
             process_name: match executable_name(&event) {
                 Some(name) => name,
                 None => self.names.name(event.pid, &thread_name),

@@ -1,8 +1,9 @@
 //! Ring-buffer records to [`Call`]s (layout check, enum validation, wall-clock times, process
-//! names), and the small named decoders that make kernel values readable (signal masks, signalfd
+//! names, the caller's cgroup with its container and pod), and the small named decoders that make kernel values readable (signal masks, signalfd
 //! flags, errnos), each tested on its own. The fuzz targets (`fuzz/`) drive this crate.
 
 mod call;
+pub mod cgroup;
 mod clock;
 mod errno;
 mod event;
@@ -16,6 +17,7 @@ mod properties;
 pub mod test_support;
 
 pub use call::Call;
+pub use cgroup::{CgroupLookup, CgroupResolver};
 pub use clock::BootClock;
 pub use errno::errno_name;
 pub use event::{parse_event, CallDecoder, EventError};

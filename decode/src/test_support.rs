@@ -18,6 +18,7 @@ pub fn sample_call() -> Call {
         uid: 0,
         euid: 0,
         cgroup_id: 7,
+        cgroup: None,
         process_name: "app".into(),
         process_details: None,
         thread_name: "worker".into(),

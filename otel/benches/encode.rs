@@ -9,7 +9,10 @@ use std::{
 };
 
 use kspan_common::{MaskSource, ProbeKind, Syscall};
-use kspan_decode::{Call, SignalMask};
+use kspan_decode::{
+    cgroup::{Cgroup, ContainerIdentity},
+    Call, CgroupLookup, SignalMask,
+};
 use kspan_otel::{CallEncoder, HostInfo, ResourcePer, Resources, TraceGrouping};
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 
@@ -19,6 +22,15 @@ const ROUNDS: usize = 7;
 /// A batch like the workload's: creates and updates, a few errors, several threads, varied masks.
 fn batch() -> Vec<Call> {
     let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    // Every call is resolved to its cgroup now; these run in a Kubernetes container.
+    let path = format!(
+        "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1b2c3d4e_5f60_4718_92a3_b4c5d6e7f809.slice/cri-containerd-{}.scope",
+        "ab".repeat(32)
+    );
+    let cgroup = std::sync::Arc::new(CgroupLookup::Found(Cgroup {
+        identity: ContainerIdentity::from_path(&path),
+        path,
+    }));
     (0..BATCH as u64)
         .map(|i| {
             let failed = i % 10 == 0;
@@ -36,6 +48,7 @@ fn batch() -> Vec<Call> {
                 uid: 1000,
                 euid: 1000,
                 cgroup_id: 8812,
+                cgroup: Some(cgroup.clone()),
                 process_name: "signalfd-worklo".to_string(),
                 process_details: None,
                 thread_name: format!("random-{}", i % 16),

@@ -11,7 +11,7 @@ use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, Instrumentatio
 use opentelemetry_semantic_conventions::attribute;
 use prost::{encoding::encoded_len_varint, Message};
 
-use kspan_decode::{flag_names, Call};
+use kspan_decode::{cgroup::ContainerIdentity, flag_names, Call, CgroupLookup};
 
 use crate::{
     ids::{CallIds, TraceGrouping},
@@ -139,10 +139,12 @@ impl CallEncoder {
                 self.resource_items(&mut buf, resource, calls.iter(), &item);
             }
             ResourcePer::Process => {
-                // By name too: a process whose name could not be read (it had exited) is
+                // By name: a process whose name could not be read (it had exited) is
                 // named by each calling thread, and each span must sit under its own name.
-                fn process<'a>(call: &&'a Call) -> (u32, &'a str) {
-                    (call.pid, &call.process_name)
+                // By cgroup too: the container and pod are the process's, and a process moved
+                // to another cgroup is then described by each in turn.
+                fn process<'a>(call: &&'a Call) -> (u32, &'a str, u64) {
+                    (call.pid, &call.process_name, call.cgroup_id)
                 }
                 let mut by_process: Vec<&Call> = calls.iter().collect();
                 by_process.sort_by(|a, b| process(a).cmp(&process(b)));
@@ -196,6 +198,10 @@ impl CallEncoder {
             }
             if let Some(line) = details.and_then(|d| d.command_line.as_deref()) {
                 string_attribute(buf, attributes, attribute::PROCESS_COMMAND_LINE, line);
+            }
+            let cgroup = call.cgroup.as_deref().and_then(CgroupLookup::cgroup);
+            if let Some(identity) = cgroup.map(|cgroup| &cgroup.identity) {
+                container_attributes(buf, attributes, identity);
             }
         });
     }
@@ -272,10 +278,30 @@ fn call_attributes(buf: &mut Vec<u8>, field: u32, call: &Call) {
     string_attribute(buf, field, "signalfd.mask.source", call.mask_source_name());
     string_attribute(buf, field, "kspan.probe", call.probe_name());
     int_attribute(buf, field, "kspan.cgroup.id", call.cgroup_id as i64);
+    if let Some(lookup) = call.cgroup.as_deref() {
+        match (lookup.cgroup(), lookup.unresolved_reason()) {
+            (Some(cgroup), _) => string_attribute(buf, field, "kspan.cgroup.path", &cgroup.path),
+            (None, Some(reason)) => string_attribute(buf, field, "kspan.cgroup.unresolved", reason),
+            (None, None) => {}
+        }
+    }
     match (call.fd(), call.error()) {
         (Some(fd), _) => int_attribute(buf, field, "signalfd.fd", fd.into()),
         (None, Some(errno)) => string_attribute(buf, field, attribute::ERROR_TYPE, &errno),
         (None, None) => {}
+    }
+}
+
+/// The container and pod a process runs in, on its resource (semantic conventions' names).
+fn container_attributes(buf: &mut Vec<u8>, field: u32, identity: &ContainerIdentity) {
+    if let Some(id) = &identity.container_id {
+        string_attribute(buf, field, "container.id", id);
+    }
+    if let Some(runtime) = identity.runtime {
+        string_attribute(buf, field, "container.runtime.name", runtime.name());
+    }
+    if let Some(uid) = &identity.pod_uid {
+        string_attribute(buf, field, "k8s.pod.uid", uid);
     }
 }
 
@@ -525,6 +551,99 @@ mod tests {
         );
         assert_eq!(spans.len(), 100);
         assert!(spans.iter().all(|span| span.name == "signalfd4"));
+    }
+
+    #[test]
+    fn the_container_and_pod_go_on_the_process_resource_and_the_cgroup_path_on_the_span() {
+        use kspan_decode::cgroup::{Cgroup, ContainerRuntime};
+        use std::sync::Arc;
+        let id = "ab".repeat(32);
+        let uid = "1b2c3d4e-5f60-4718-92a3-b4c5d6e7f809";
+        let in_container = Arc::new(CgroupLookup::Found(Cgroup {
+            path: format!("/kubepods/pod{uid}/crio-{id}"),
+            identity: ContainerIdentity {
+                container_id: Some(id.clone()),
+                runtime: Some(ContainerRuntime::CriO),
+                pod_uid: Some(uid.to_string()),
+            },
+        }));
+        let on_host = Arc::new(CgroupLookup::Found(Cgroup {
+            path: "/system.slice/cron.service".into(),
+            identity: ContainerIdentity::default(),
+        }));
+        let call = |cgroup_id: u64, cgroup: &Arc<CgroupLookup>| Call {
+            cgroup_id,
+            cgroup: Some(cgroup.clone()),
+            ..sample_call()
+        };
+        // One process moved from the host into a container, and a call whose cgroup was gone.
+        let calls = [
+            call(40, &on_host),
+            call(41, &in_container),
+            call(42, &Arc::new(CgroupLookup::NotFound)),
+        ];
+        let request = ExportTraceServiceRequest::decode(
+            encoder_per(ResourcePer::Process)
+                .traces_request(&calls)
+                .as_slice(),
+        )
+        .unwrap();
+        let keys = [
+            "container.id",
+            "container.runtime.name",
+            "k8s.pod.uid",
+            "kspan.cgroup.id",
+            "kspan.cgroup.path",
+            "kspan.cgroup.unresolved",
+        ];
+        let seen: Vec<(Vec<String>, Vec<String>)> = request
+            .resource_spans
+            .iter()
+            .map(|r| {
+                let shown = |attributes: &[KeyValue]| {
+                    keys.iter()
+                        .filter_map(|key| Some(format!("{key}={:?}", attribute(attributes, key)?)))
+                        .collect::<Vec<_>>()
+                };
+                let resource = shown(&r.resource.as_ref().unwrap().attributes);
+                assert_eq!(r.scope_spans[0].spans.len(), 1);
+                (resource, shown(&r.scope_spans[0].spans[0].attributes))
+            })
+            .collect();
+        let strings = |items: &[String]| items.to_vec();
+        assert_eq!(
+            seen,
+            [
+                (
+                    vec![],
+                    strings(&[
+                        "kspan.cgroup.id=IntValue(40)".into(),
+                        format!("kspan.cgroup.path={:?}", text("/system.slice/cron.service")),
+                    ])
+                ),
+                (
+                    strings(&[
+                        format!("container.id={:?}", text(&id)),
+                        format!("container.runtime.name={:?}", text("cri-o")),
+                        format!("k8s.pod.uid={:?}", text(uid)),
+                    ]),
+                    strings(&[
+                        "kspan.cgroup.id=IntValue(41)".into(),
+                        format!(
+                            "kspan.cgroup.path={:?}",
+                            text(&format!("/kubepods/pod{uid}/crio-{id}"))
+                        ),
+                    ])
+                ),
+                (
+                    vec![],
+                    strings(&[
+                        "kspan.cgroup.id=IntValue(42)".into(),
+                        format!("kspan.cgroup.unresolved={:?}", text("not_found")),
+                    ])
+                ),
+            ]
+        );
     }
 
     #[test]

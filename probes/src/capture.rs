@@ -18,11 +18,12 @@ use aya_ebpf::{
         bpf_probe_read_user, bpf_task_storage_get,
     },
     macros::{btf_map, map},
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, CgroupArray, HashMap, PerCpuArray, RingBuf},
 };
 use kspan_common::{
     CallEvent, Counter, MaskSource, PendingCall, ProbeConfig, ProbeKind, Syscall, TaskLayout,
-    COMM_LEN, CONTROL_SLOTS, CONTROL_STOPPING, EXE_NAME_LEN, FILTER_CAPACITY,
+    CGROUP_FILTER_CAPACITY, COMM_LEN, CONTROL_SLOTS, CONTROL_STOPPING, EXE_NAME_LEN,
+    FILTER_CAPACITY,
 };
 
 /// Complete calls for user space. The agent may resize it at load time.
@@ -49,13 +50,18 @@ static CONTROL: Array<u32> = Array::with_max_entries(CONTROL_SLOTS, 0);
 #[map]
 static COMM_FILTER: HashMap<[u8; COMM_LEN], u8> = HashMap::with_max_entries(FILTER_CAPACITY, 0);
 
+/// cgroups to capture (with their descendants) when `CONFIG.filter_cgroup` is set.
+#[map]
+static CGROUP_FILTER: CgroupArray = CgroupArray::with_max_entries(CGROUP_FILTER_CAPACITY, 0);
+
 /// Written by the agent before loading (read-only data: the verifier sees constants, which the
 /// task field loads rely on).
 #[no_mangle]
 static CONFIG: ProbeConfig = ProbeConfig {
     filter_pid: 0,
     filter_comm: 0,
-    _pad: [0; 2],
+    filter_cgroup: 0,
+    cgroup_slots: 0,
     task: TaskLayout {
         task_pid: 0,
         task_tgid: 0,
@@ -365,15 +371,33 @@ fn stopping() -> bool {
     CONTROL.get(CONTROL_STOPPING).is_some_and(|flag| *flag != 0)
 }
 
-/// Whether the filters select `task`; loads its ids and name only when a filter is on.
+/// Whether the filters select `task`; loads its ids and name, and tests its cgroup, only when a
+/// filter is on.
 #[inline(always)]
 fn selected(task: *const u8) -> bool {
     let (filter_pid, filter_comm) = (setting(&CONFIG.filter_pid), setting(&CONFIG.filter_comm));
     // SAFETY: lookups only; the values are never dereferenced.
-    unsafe {
+    let by_task = unsafe {
         (filter_pid == 0 || PID_FILTER.get(ids(task).0).is_some())
             && (filter_comm == 0 || COMM_FILTER.get(comm(task)).is_some())
+    };
+    by_task && (setting(&CONFIG.filter_cgroup) == 0 || under_filtered_cgroup())
+}
+
+/// Whether the current task is in one of the filter's cgroups or below one: the kernel's own
+/// ancestry check, one helper call per slot in use.
+#[inline(always)]
+fn under_filtered_cgroup() -> bool {
+    let slots = u32::from(setting(&CONFIG.cgroup_slots));
+    for slot in 0..CGROUP_FILTER_CAPACITY {
+        if slot >= slots {
+            break;
+        }
+        if CGROUP_FILTER.current_task_under_cgroup(slot) == Ok(true) {
+            return true;
+        }
     }
+    false
 }
 
 #[inline(always)]

@@ -15,7 +15,10 @@ use opentelemetry_proto::tonic::{
 };
 use signalfd_workload::manifest::{read_manifest, CallRecord, Syscall};
 
-use crate::run::{artifacts, RunRecord};
+use crate::{
+    containers::FakeContainer,
+    run::{artifacts, RunRecord},
+};
 
 /// The outcome of judging one run.
 #[derive(Debug, Default)]
@@ -152,12 +155,24 @@ pub fn judge_dir(dir: &Path) -> anyhow::Result<Verdict> {
 
 /// Judges a run directory, with the given demand on completeness.
 pub fn judge_dir_with(dir: &Path, completeness: Completeness) -> anyhow::Result<Verdict> {
-    let manifest = read_manifest(&dir.join(artifacts::MANIFEST))?;
+    let mut manifest = read_manifest(&dir.join(artifacts::MANIFEST))?;
+    let containers = FakeContainer::read_all(dir)?;
+    if let Some(containers) = &containers {
+        // Calls made in cgroups the run's filter left out must not arrive (nor count as lost).
+        manifest.retain(|call| {
+            containers
+                .iter()
+                .any(|c| c.selected && call.cgroup_path.as_deref() == Some(&c.cgroup_path))
+        });
+    }
     let store = kspan_receiver::Store::read_jsonl(&dir.join(artifacts::RECEIVED))?;
     let summary: serde_json::Value = read_json(&dir.join(artifacts::SUMMARY))?;
     let run: RunRecord = serde_json::from_value(read_json(&dir.join(artifacts::RUN))?)?;
     let received_spans = store.spans();
-    let resource_problems = resource_mismatches(&received_spans);
+    let mut resource_problems = resource_mismatches(&received_spans);
+    if let Some(containers) = &containers {
+        resource_problems.extend(container_mismatches(&manifest, containers, &received_spans));
+    }
     let spans: Vec<Span> = received_spans
         .into_iter()
         .map(|received| received.span)
@@ -250,6 +265,57 @@ fn resource_mismatches(spans: &[ReceivedSpan]) -> Vec<String> {
             if expected != got {
                 *problems
                     .entry(format!("resource {key}: expected {expected}, got {got}"))
+                    .or_default() += 1;
+            }
+        }
+    }
+    problems
+        .into_iter()
+        .map(|(problem, spans)| format!("{problem} ({spans} spans)"))
+        .collect()
+}
+
+/// Each span's resource must name the container and pod of the cgroup its thread ran in,
+/// exactly as the harness named that cgroup (an attribute the name does not give must be
+/// absent). Each workload process stays in one cgroup: the thread tells which.
+fn container_mismatches(
+    manifest: &[CallRecord],
+    containers: &[FakeContainer],
+    spans: &[ReceivedSpan],
+) -> Vec<String> {
+    let cgroup_of_thread: BTreeMap<i64, Option<&str>> = manifest
+        .iter()
+        .map(|call| (i64::from(call.tid), call.cgroup_path.as_deref()))
+        .collect();
+    let mut problems: BTreeMap<String, usize> = BTreeMap::new();
+    for received in spans {
+        let tid = int(&received.span.attributes, "thread.id").unwrap_or(-1);
+        let Some(cgroup) = cgroup_of_thread.get(&tid).copied().flatten() else {
+            continue; // A span of no expected thread: the judge reports it already.
+        };
+        let Some(container) = containers.iter().find(|c| c.cgroup_path == cgroup) else {
+            *problems
+                .entry(format!(
+                    "thread {tid} ran in {cgroup}, a cgroup the harness did not make"
+                ))
+                .or_default() += 1;
+            continue;
+        };
+        let resource = &received.resource;
+        let expected = [
+            ("container.id", &container.container_id),
+            ("container.runtime.name", &container.runtime),
+            ("k8s.pod.uid", &container.pod_uid),
+        ];
+        for (key, expected) in expected {
+            let got = string(resource, key);
+            if got != *expected {
+                *problems
+                    .entry(format!(
+                        "cgroup {cgroup}: resource {key}: expected {}, got {}",
+                        show(expected.clone()),
+                        show(got)
+                    ))
                     .or_default() += 1;
             }
         }
@@ -465,6 +531,13 @@ fn compare(call: &CallRecord, span: &Span, expect: Expectation) -> Vec<String> {
             show(int(attrs, "kspan.cgroup.id").map(|id| id as u64)),
         );
     }
+    if let Some(path) = &call.cgroup_path {
+        check(
+            "kspan.cgroup.path",
+            path.clone(),
+            show(string(attrs, "kspan.cgroup.path")),
+        );
+    }
     let (source, mask_known) = expect.mask_source(call);
     check(
         "signalfd.mask.source",
@@ -600,6 +673,7 @@ mod tests {
             executable: "app".into(),
             thread_name: "worker".into(),
             cgroup_id: Some(1),
+            cgroup_path: Some("/test.scope".into()),
             syscall: Syscall::Signalfd4,
             ufd: -1,
             flags: 0,
@@ -636,6 +710,10 @@ mod tests {
                 Value::StringValue(call.executable.clone()),
             ),
             kv("kspan.cgroup.id", Value::IntValue(1)),
+            kv(
+                "kspan.cgroup.path",
+                Value::StringValue("/test.scope".into()),
+            ),
             kv("signalfd.ufd", Value::IntValue(call.ufd.into())),
             kv("signalfd.flags", Value::IntValue(call.flags.into())),
             kv(
@@ -1006,6 +1084,66 @@ mod tests {
             ]
         );
         assert_eq!(spans.len(), manifest.len());
+    }
+
+    #[test]
+    fn spans_must_name_their_cgroups_container_and_pod_exactly() {
+        let (manifest, spans, _) = fixture();
+        let id = "ab".repeat(32);
+        let container = FakeContainer {
+            naming: "docker, cgroupfs driver".into(),
+            cgroup_path: "/test.scope".into(),
+            container_id: Some(id.clone()),
+            runtime: Some("docker".into()),
+            pod_uid: None,
+            selected: true,
+        };
+        let received = |resource: Vec<KeyValue>| ReceivedSpan {
+            transport: kspan_receiver::Transport::Grpc,
+            resource,
+            scope: None,
+            span: spans[0].clone(),
+        };
+        let right = vec![
+            kv("container.id", Value::StringValue(id.clone())),
+            kv(
+                "container.runtime.name",
+                Value::StringValue("docker".into()),
+            ),
+        ];
+        let containers = std::slice::from_ref(&container);
+        assert_eq!(
+            container_mismatches(&manifest, containers, &[received(right)]),
+            Vec::<String>::new()
+        );
+        // Another container's id, a pod that is not there, the runtime missing.
+        let wrong = vec![
+            kv("container.id", Value::StringValue("cd".repeat(32))),
+            kv(
+                "k8s.pod.uid",
+                Value::StringValue("1b2c3d4e-5f60-4718-92a3-b4c5d6e7f809".into()),
+            ),
+        ];
+        assert_eq!(
+            container_mismatches(&manifest, containers, &[received(wrong)]),
+            [
+                format!("cgroup /test.scope: resource container.id: expected {id}, got {} (1 spans)", "cd".repeat(32)),
+                "cgroup /test.scope: resource container.runtime.name: expected docker, got none (1 spans)".to_string(),
+                "cgroup /test.scope: resource k8s.pod.uid: expected none, got 1b2c3d4e-5f60-4718-92a3-b4c5d6e7f809 (1 spans)".to_string(),
+            ]
+        );
+        // A thread in a cgroup the harness did not make.
+        let elsewhere = FakeContainer {
+            cgroup_path: "/elsewhere".into(),
+            ..container.clone()
+        };
+        assert_eq!(
+            container_mismatches(&manifest, &[elsewhere], &[received(vec![])]),
+            [format!(
+                "thread {} ran in /test.scope, a cgroup the harness did not make (1 spans)",
+                manifest[0].tid
+            )]
+        );
     }
 
     #[test]

@@ -4,12 +4,14 @@
 //! the results on the host).
 
 pub mod bench;
+mod containers;
 mod fallback;
 mod health;
 mod judge;
 pub mod rotel;
 mod run;
 
+pub use containers::{FakeContainer, FakeContainers};
 pub use fallback::{fallback_mismatches, function_missing, MISSING_KERNEL_FUNCTION, NO_KPROBES};
 pub use health::health_mismatches;
 pub use judge::{judge_dir, judge_dir_with, Completeness, Verdict};

@@ -6,7 +6,9 @@ use std::{io::Write as _, path::PathBuf, process::ExitCode, time::Duration};
 mod overhead_command;
 
 use clap::{Parser, Subcommand};
-use kspan_e2e::{judge_dir, run_capture, CaptureConfig, Destination, Transport, Workload};
+use kspan_e2e::{
+    judge_dir, run_capture, CaptureConfig, Destination, FakeContainers, Transport, Workload,
+};
 
 #[derive(Parser)]
 #[command(about = "Run signalfd-workload under kspan with an OTLP receiver, or judge a run")]
@@ -39,6 +41,10 @@ enum Command {
         /// Extra kspan argument (repeatable).
         #[arg(long = "kspan-arg", allow_hyphen_values = true)]
         kspan_args: Vec<String>,
+        /// Run a workload in each of a set of cgroups named as container runtimes name them
+        /// (made under the v2 mount, removed after), and capture them all or only the filters'.
+        #[arg(long, value_enum)]
+        containers: Option<ContainersRun>,
         /// Arguments for the workload.
         #[arg(last = true)]
         workload_args: Vec<String>,
@@ -48,6 +54,15 @@ enum Command {
         /// The run's --out-dir.
         dir: PathBuf,
     },
+}
+
+/// `kspan-e2e run --containers` values.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ContainersRun {
+    /// Capture every container's calls (`--cgroup` of the run's top cgroup).
+    All,
+    /// Capture one container (`--container`) and docker's cgroupfs tree (`--cgroup`).
+    Filtered,
 }
 
 #[tokio::main]
@@ -60,15 +75,39 @@ async fn main() -> ExitCode {
             out_dir,
             timeout_secs,
             kspan_args,
+            containers,
             workload_args,
         } => {
+            let mut kspan_args = kspan_args;
+            let mut workload = Workload::Scenarios(workload_args.clone());
+            // Kept until the run is over: dropping it removes the cgroups.
+            let mut fake = None;
+            if let Some(run) = containers {
+                let mut made = match FakeContainers::create("run") {
+                    Ok(made) => made,
+                    Err(error) => {
+                        eprintln!("kspan-e2e: cannot make the test cgroups: {error:#}");
+                        return ExitCode::FAILURE;
+                    }
+                };
+                kspan_args.extend(match run {
+                    ContainersRun::All => vec!["--cgroup".to_string(), made.root.clone()],
+                    ContainersRun::Filtered => made.filter_args(),
+                });
+                if let Err(error) = made.write(&out_dir) {
+                    eprintln!("kspan-e2e: {error:#}");
+                    return ExitCode::FAILURE;
+                }
+                workload = made.workload(workload_args);
+                fake = Some(made);
+            }
             let config = CaptureConfig {
                 attach,
                 destination: Destination::Receiver(transport),
                 bin_dir,
                 kspan_wrapper: Vec::new(),
                 out_dir,
-                workload: Workload::Scenarios(workload_args),
+                workload,
                 kspan_args,
                 kspan_env: Vec::new(),
                 timeout: Duration::from_secs(timeout_secs),
@@ -77,7 +116,9 @@ async fn main() -> ExitCode {
                 receiver_security: Default::default(),
                 endpoint_userinfo: None,
             };
-            match run_capture(&config).await {
+            let captured = run_capture(&config).await;
+            drop(fake);
+            match captured {
                 Ok(record) => {
                     println!(
                         "run finished: kspan exit {:?}, workload exit {:?}",

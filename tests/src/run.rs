@@ -32,6 +32,9 @@ pub mod artifacts {
     pub const READY: &str = "ready";
     /// The workload's file saying its mid-flight calls are held inside the kernel.
     pub const HELD: &str = "held";
+    /// The cgroups the workloads ran in and what kspan must say of them
+    /// ([`crate::FakeContainer`]s).
+    pub const CONTAINERS: &str = "containers.json";
 }
 
 /// OTLP transport between kspan and the receiver.
@@ -76,6 +79,15 @@ pub enum Workload {
     Bench {
         /// Updates to make.
         calls: u64,
+    },
+    /// One workload process per cgroup directory, each moved into its cgroup before it starts
+    /// (its manifests are merged into one); kspan gets no `--pid` filter, so the run's
+    /// `kspan_args` must say what to watch (e.g. `--cgroup`).
+    InCgroups {
+        /// cgroup directories under the v2 mount.
+        cgroups: Vec<PathBuf>,
+        /// Scenario arguments, for each of them.
+        scenarios: Vec<String>,
     },
     /// `calls` calls held inside the kernel before kspan starts (`--midflight`): kspan starts
     /// once they are held and they finish once it is ready; then the scenarios, as above.
@@ -205,27 +217,57 @@ pub async fn run_capture(config: &CaptureConfig) -> anyhow::Result<RunRecord> {
 
     let held = out.join(artifacts::HELD);
     let _ = std::fs::remove_file(&held);
-    let mut workload = Command::new(binary(&config.bin_dir, "signalfd-workload")?);
+    let workload_binary = binary(&config.bin_dir, "signalfd-workload")?;
+    let mut commands = Vec::new();
+    let mut manifests = Vec::new();
     match &config.workload {
-        Workload::Scenarios(args) => workload
-            .arg("--manifest")
-            .arg(out.join(artifacts::MANIFEST))
-            .args(args),
-        Workload::Bench { calls } => workload.args(["bench", "--calls", &calls.to_string()]),
-        Workload::MidFlight { calls, scenarios } => workload
-            .arg("--manifest")
-            .arg(out.join(artifacts::MANIFEST))
-            .args(["--midflight", &calls.to_string(), "--midflight-file"])
-            .arg(&held)
-            .args(scenarios),
+        Workload::Scenarios(args) => {
+            let mut workload = Command::new(&workload_binary);
+            workload
+                .arg("--manifest")
+                .arg(out.join(artifacts::MANIFEST))
+                .args(args);
+            commands.push(workload);
+        }
+        Workload::Bench { calls } => {
+            let mut workload = Command::new(&workload_binary);
+            workload.args(["bench", "--calls", &calls.to_string()]);
+            commands.push(workload);
+        }
+        Workload::MidFlight { calls, scenarios } => {
+            let mut workload = Command::new(&workload_binary);
+            workload
+                .arg("--manifest")
+                .arg(out.join(artifacts::MANIFEST))
+                .args(["--midflight", &calls.to_string(), "--midflight-file"])
+                .arg(&held)
+                .args(scenarios);
+            commands.push(workload);
+        }
+        Workload::InCgroups { cgroups, scenarios } => {
+            for (index, cgroup) in cgroups.iter().enumerate() {
+                let manifest = out.join(format!("manifest-{index}.jsonl"));
+                let mut workload = Command::new(&workload_binary);
+                workload.arg("--manifest").arg(&manifest).args(scenarios);
+                move_into_cgroup(&mut workload, cgroup)?;
+                commands.push(workload);
+                manifests.push(manifest);
+            }
+        }
     };
-    let mut workload = workload
-        .arg("--wait-for")
-        .arg(&ready)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting signalfd-workload")?;
+    let mut workloads = Vec::new();
+    for mut workload in commands {
+        workloads.push(
+            workload
+                .arg("--wait-for")
+                .arg(&ready)
+                .stdin(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .context("starting signalfd-workload")?,
+        );
+    }
+    let mut workload = workloads.remove(0);
     let workload_pid = workload.id().context("workload exited at once")?;
     if let Workload::MidFlight { .. } = config.workload {
         // kspan must attach while the held calls are already inside the kernel.
@@ -236,13 +278,13 @@ pub async fn run_capture(config: &CaptureConfig) -> anyhow::Result<RunRecord> {
     }
 
     let kspan_log = std::fs::File::create(out.join(artifacts::KSPAN_LOG))?;
+    let pid_filter = match config.workload {
+        Workload::InCgroups { .. } => Vec::new(),
+        _ => vec!["--pid".to_string(), workload_pid.to_string()],
+    };
     let mut kspan = kspan_command(&config.kspan_wrapper, binary(&config.bin_dir, "kspan")?)
-        .args([
-            "--attach",
-            &config.attach,
-            "--pid",
-            &workload_pid.to_string(),
-        ])
+        .args(["--attach", &config.attach])
+        .args(&pid_filter)
         .args(&exporter_args)
         .arg("--ready-file")
         .arg(&ready)
@@ -278,8 +320,19 @@ pub async fn run_capture(config: &CaptureConfig) -> anyhow::Result<RunRecord> {
         }
     };
     // The workload starts calling once kspan is ready; kspan dying first is a failure.
+    let all_exited = async {
+        let first = workload.wait().await?;
+        let mut worst = first;
+        for other in &mut workloads {
+            let status = other.wait().await?;
+            if worst.success() {
+                worst = status;
+            }
+        }
+        std::io::Result::Ok(worst)
+    };
     let (workload_exit, kspan_exit, kspan_program_ids) = tokio::select! {
-        status = workload.wait() => (status?, stop(&mut kspan, Signal::SIGINT).await?, Vec::new()),
+        status = all_exited => (status?, stop(&mut kspan, Signal::SIGINT).await?, Vec::new()),
         stopped = stop_kspan => {
             let programs = stopped?;
             let kspan_exit = stop(&mut kspan, Signal::SIGTERM).await?;
@@ -291,6 +344,7 @@ pub async fn run_capture(config: &CaptureConfig) -> anyhow::Result<RunRecord> {
         }
         _ = tokio::time::sleep(config.timeout) => bail!("the workload did not finish within {:?}", config.timeout),
     };
+    merge_manifests(&manifests, &out.join(artifacts::MANIFEST))?;
     // rotel exports what it still holds when it stops: the receiver then has everything.
     if let Some(rotel) = rotel {
         rotel.stop().await?;
@@ -321,6 +375,44 @@ pub async fn run_capture(config: &CaptureConfig) -> anyhow::Result<RunRecord> {
         serde_json::to_string_pretty(&record)?,
     )?;
     Ok(record)
+}
+
+/// Makes the workload move itself into cgroup `dir` between fork and exec, so every call it
+/// makes is made there.
+fn move_into_cgroup(workload: &mut Command, dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let procs = std::ffi::CString::new(dir.join("cgroup.procs").as_os_str().as_bytes())
+        .context("a cgroup path with a NUL byte")?;
+    // SAFETY: the closure makes only async-signal-safe calls (open, write, close) on memory
+    // prepared before the fork; "0" moves the writing process itself.
+    unsafe {
+        workload.pre_exec(move || {
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let written = libc::write(fd, c"0".as_ptr().cast(), 1);
+            let error = std::io::Error::last_os_error();
+            libc::close(fd);
+            if written != 1 {
+                return Err(error);
+            }
+            Ok(())
+        });
+    }
+    Ok(())
+}
+
+/// The workloads' manifests, one after the other, as the run's manifest.
+fn merge_manifests(parts: &[PathBuf], merged: &Path) -> anyhow::Result<()> {
+    if parts.is_empty() {
+        return Ok(());
+    }
+    let mut all = Vec::new();
+    for part in parts {
+        all.extend(std::fs::read(part).with_context(|| format!("reading {}", part.display()))?);
+    }
+    std::fs::write(merged, all).with_context(|| format!("writing {}", merged.display()))
 }
 
 /// Ids of the BPF programs process `pid` holds open (`prog_id` in its fds' fdinfo).

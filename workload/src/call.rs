@@ -138,6 +138,7 @@ pub struct Caller<'r> {
     thread_name: String,
     executable: String,
     cgroup_id: Option<u64>,
+    cgroup_path: Option<String>,
 }
 
 impl<'r> Caller<'r> {
@@ -157,6 +158,7 @@ impl<'r> Caller<'r> {
             // As for the thread name: an empty one only makes the judge report a mismatch.
             executable: sys::executable_name().unwrap_or_default(),
             cgroup_id: sys::cgroup_id(),
+            cgroup_path: sys::cgroup_path(),
         }
     }
 
@@ -213,6 +215,7 @@ impl<'r> Caller<'r> {
             thread_name: self.thread_name.clone(),
             executable: self.executable.clone(),
             cgroup_id: self.cgroup_id,
+            cgroup_path: self.cgroup_path.clone(),
             syscall: spec.syscall,
             ufd: spec.ufd,
             flags: spec.flags,

@@ -30,3 +30,4 @@ pub use manifest::read_manifest;
 pub use record::RunSummary;
 pub use run::{run, run_gated};
 pub use scenario::Scenario;
+pub use sys::{cgroup2_mount, cgroup_path};

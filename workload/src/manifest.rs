@@ -59,6 +59,9 @@ pub struct CallRecord {
     pub executable: String,
     /// cgroup v2 id of the caller (its cgroup directory's inode); `None` without cgroup2.
     pub cgroup_id: Option<u64>,
+    /// cgroup v2 path of the caller (`/proc/self/cgroup`'s `0::` line); `None` without cgroup2.
+    #[serde(default)]
+    pub cgroup_path: Option<String>,
     /// Which syscall was made.
     pub syscall: Syscall,
     /// The `ufd` argument: -1 creates a new signalfd, anything else updates that fd.
@@ -235,6 +238,7 @@ mod tests {
             executable: "signalfd-workload".into(),
             thread_name: "worker".to_string(),
             cgroup_id: Some(1),
+            cgroup_path: Some("/".to_string()),
             syscall: Syscall::Signalfd4,
             ufd: -1,
             flags: 0x1,

@@ -113,19 +113,31 @@ pub fn thread_name() -> std::io::Result<String> {
     Ok(comm.trim_end_matches('\n').to_string())
 }
 
-/// The cgroup v2 id of the calling process, as `bpf_get_current_cgroup_id` reports it: the inode
-/// of its cgroup's directory. `None` when cgroup2 is not mounted at `/sys/fs/cgroup` (or the
-/// cgroup is outside this mount's view).
-pub fn cgroup_id() -> Option<u64> {
-    use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC};
-    use std::os::unix::fs::MetadataExt as _;
-    const ROOT: &str = "/sys/fs/cgroup";
-    if statfs(ROOT).ok()?.filesystem_type() != CGROUP2_SUPER_MAGIC {
-        return None;
-    }
+/// The calling process's cgroup v2 path, as `/proc/self/cgroup` shows it (its `0::` line);
+/// `None` on a host without cgroup v2.
+pub fn cgroup_path() -> Option<String> {
     let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
     let path = cgroups.lines().find_map(|line| line.strip_prefix("0::"))?;
-    let dir = std::path::Path::new(ROOT).join(path.trim_start_matches('/'));
+    Some(path.to_string())
+}
+
+/// Where the whole cgroup v2 hierarchy is mounted (`/sys/fs/cgroup` on a pure v2 host,
+/// `/sys/fs/cgroup/unified` in systemd's hybrid layout), from `/proc/self/mountinfo`.
+pub fn cgroup2_mount() -> Option<std::path::PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mountinfo.lines().find_map(|line| {
+        let (mount, filesystem) = line.split_once(" - ")?;
+        let mut fields = mount.split(' ').skip(3);
+        let (root, mount_point) = (fields.next()?, fields.next()?);
+        (filesystem.starts_with("cgroup2 ") && root == "/").then(|| mount_point.into())
+    })
+}
+
+/// The cgroup v2 id of the calling process, as `bpf_get_current_cgroup_id` reports it: the inode
+/// of its cgroup's directory. `None` without a cgroup2 mount of the whole hierarchy.
+pub fn cgroup_id() -> Option<u64> {
+    use std::os::unix::fs::MetadataExt as _;
+    let dir = cgroup2_mount()?.join(cgroup_path()?.trim_start_matches('/'));
     std::fs::metadata(dir).ok().map(|meta| meta.ino())
 }
 

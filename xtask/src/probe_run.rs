@@ -1,12 +1,12 @@
 //! The runs the VM test and the bench make: one per kind of probe pair (`--attach` that kind),
-//! and the fallback check. The kinds and their names are kspan's own (`kspan_common::ProbeKind`).
+//! the fallback check and the container checks. The kinds and their names are kspan's own (`kspan_common::ProbeKind`).
 
 use std::fmt;
 
 use kspan_common::ProbeKind;
 use serde::Deserialize;
 
-/// One run of kspan in a guest: a kind of probe pair, or the fallback check.
+/// One run of kspan in a guest: a kind of probe pair, the fallback check, or a container check.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, clap::ValueEnum,
 )]
@@ -21,31 +21,47 @@ pub enum ProbeRun {
     /// `auto` told to probe a kernel function that does not exist: it must fall back to the
     /// tracepoints, capture every call and say why kprobe and fentry were refused.
     Fallback,
+    /// A workload in each of a set of cgroups named as containerd, cri-o and docker name them
+    /// (both cgroup drivers), every one captured: each span's container, runtime, pod and
+    /// cgroup path must be exact.
+    Containers,
+    /// The same cgroups, with `--container` (one of them) and `--cgroup` (docker's cgroupfs
+    /// tree): only their calls may arrive, and none counts as lost.
+    #[serde(rename = "container-filter")]
+    #[value(name = "container-filter")]
+    ContainerFilter,
 }
 
 impl ProbeRun {
     /// Every mode, in the order a guest runs them.
-    pub const ALL: [ProbeRun; 4] = [
+    pub const ALL: [ProbeRun; 6] = [
         ProbeRun::Kprobe,
         ProbeRun::Fentry,
         ProbeRun::Tracepoint,
         ProbeRun::Fallback,
+        ProbeRun::Containers,
+        ProbeRun::ContainerFilter,
     ];
 
-    /// The kind of pair the run attaches with `--attach`; `None` for the fallback check, which
-    /// runs `--attach auto`.
+    /// The kind of pair the run attaches with `--attach`; `None` for the fallback and
+    /// container checks, which run `--attach auto`.
     pub fn probe(self) -> Option<ProbeKind> {
         match self {
             ProbeRun::Kprobe => Some(ProbeKind::Kprobe),
             ProbeRun::Fentry => Some(ProbeKind::Fentry),
             ProbeRun::Tracepoint => Some(ProbeKind::Tracepoint),
-            ProbeRun::Fallback => None,
+            ProbeRun::Fallback | ProbeRun::Containers | ProbeRun::ContainerFilter => None,
         }
     }
 
-    /// The run's name in the guest's result directories: the probe kind's, or `fallback`.
+    /// The run's name in the guest's result directories: the probe kind's, or the check's.
     pub fn as_str(self) -> &'static str {
-        self.probe().map_or("fallback", ProbeKind::name)
+        match self {
+            ProbeRun::Fallback => "fallback",
+            ProbeRun::Containers => "containers",
+            ProbeRun::ContainerFilter => "container-filter",
+            probe => probe.probe().map_or("", ProbeKind::name),
+        }
     }
 
     /// The mode named `name`, if any.

@@ -6,7 +6,7 @@ use std::{
     time::Duration,
 };
 
-use kspan_decode::Call;
+use kspan_decode::{Call, CgroupLookup};
 
 use crate::ids::TraceGrouping;
 
@@ -68,7 +68,7 @@ impl StdoutSink {
             .duration_since(call.start)
             .unwrap_or(Duration::ZERO);
         let ids = self.grouping.ids(call);
-        format!(
+        let mut line = format!(
             "{} {} pid={} tid={} comm={} dur={:.1}µs probe={} trace={} span={}",
             humantime::format_rfc3339_micros(call.start),
             call.summary(),
@@ -79,7 +79,34 @@ impl StdoutSink {
             call.probe_name(),
             ids.trace,
             ids.span,
-        )
+        );
+        if let Some(lookup) = call.cgroup.as_deref() {
+            push_cgroup(&mut line, call.cgroup_id, lookup);
+        }
+        line
+    }
+}
+
+/// ` cgroup=PATH`, then the container, runtime and pod where the path names them; an
+/// unresolved cgroup shows its id and why.
+fn push_cgroup(line: &mut String, cgroup_id: u64, lookup: &CgroupLookup) {
+    use std::fmt::Write as _;
+    // Writing to a String cannot fail.
+    let _ = match (lookup.cgroup(), lookup.unresolved_reason()) {
+        (Some(cgroup), _) => write!(line, " cgroup={}", cgroup.path),
+        (None, reason) => write!(line, " cgroup={cgroup_id}({})", reason.unwrap_or_default()),
+    };
+    let Some(identity) = lookup.cgroup().map(|cgroup| &cgroup.identity) else {
+        return;
+    };
+    if let Some(id) = &identity.container_id {
+        let _ = write!(line, " container={id}");
+    }
+    if let Some(runtime) = identity.runtime {
+        let _ = write!(line, " runtime={}", runtime.name());
+    }
+    if let Some(uid) = &identity.pod_uid {
+        let _ = write!(line, " pod={uid}");
     }
 }
 
@@ -100,5 +127,35 @@ mod tests {
             line.contains(&format!("trace={}", grouping.ids(&call).trace)),
             "{line}"
         );
+    }
+
+    #[test]
+    fn line_ends_with_the_cgroup_and_what_it_names() {
+        use kspan_decode::cgroup::{Cgroup, ContainerIdentity, ContainerRuntime};
+        let (sink, lines) =
+            StdoutSink::capturing(TraceGrouping::new("boot", Duration::from_secs(60)));
+        let id = "ab".repeat(32);
+        let found = CgroupLookup::Found(Cgroup {
+            path: format!("/system.slice/docker-{id}.scope"),
+            identity: ContainerIdentity {
+                container_id: Some(id.clone()),
+                runtime: Some(ContainerRuntime::Docker),
+                pod_uid: None,
+            },
+        });
+        let calls = [found, CgroupLookup::NotFound].map(|lookup| Call {
+            cgroup: Some(Arc::new(lookup)),
+            ..sample_call()
+        });
+        sink.export(&calls).unwrap();
+        let lines = lines.lock().unwrap();
+        assert!(
+            lines[0].ends_with(&format!(
+                " cgroup=/system.slice/docker-{id}.scope container={id} runtime=docker"
+            )),
+            "{}",
+            lines[0]
+        );
+        assert!(lines[1].ends_with(" cgroup=7(not_found)"), "{}", lines[1]);
     }
 }

@@ -28,6 +28,23 @@ fn run_args(mode: ProbeRun) -> Vec<String> {
             "--kspan-arg=--kernel-function".into(),
             format!("--kspan-arg={MISSING_KERNEL_FUNCTION}"),
         ],
+        ProbeRun::Containers => ["--attach", "auto", "--containers", "all"]
+            .map(String::from)
+            .to_vec(),
+        ProbeRun::ContainerFilter => ["--attach", "auto", "--containers", "filtered"]
+            .map(String::from)
+            .to_vec(),
+    }
+}
+
+/// Workload arguments of `mode`'s run: the container checks run one workload per cgroup, so
+/// each makes a few calls on three threads rather than the full set (emulated guests are slow).
+fn workload_args(mode: ProbeRun) -> &'static str {
+    match mode {
+        ProbeRun::Containers | ProbeRun::ContainerFilter => {
+            " -- --scenario masks --scenario errors --scenario threads --threads 2 --calls 5"
+        }
+        _ => "",
     }
 }
 
@@ -37,8 +54,9 @@ pub fn guest_command() -> String {
     let mut command = String::from("case \"$mode\" in\n");
     for mode in ProbeRun::ALL {
         command.push_str(&format!(
-            "        {mode}) kspan-e2e run {} --bin-dir /bin --out-dir \"/results/$mode\" ;;\n",
-            run_args(mode).join(" ")
+            "        {mode}) kspan-e2e run {} --bin-dir /bin --out-dir \"/results/$mode\"{} ;;\n",
+            run_args(mode).join(" "),
+            workload_args(mode)
         ));
     }
     command.push_str("    esac");
@@ -78,5 +96,8 @@ mod tests {
             "{command}"
         );
         assert!(command.contains("kprobe) kspan-e2e run --attach kprobe --bin-dir /bin"));
+        assert!(command.contains(
+            "container-filter) kspan-e2e run --attach auto --containers filtered --bin-dir /bin"
+        ));
     }
 }

@@ -95,9 +95,16 @@ pub fn render(kernels: &[KernelReport], total: Duration) -> String {
         .max()
         .unwrap_or(0)
         .max("kernel".len());
+    let mode_width = kernels
+        .iter()
+        .flat_map(|k| &k.cells)
+        .map(|cell| cell.mode.as_str().len())
+        .max()
+        .unwrap_or(0)
+        .max(10);
     let row = |kernel: &str, mode: &str, numbers: &[String], verdict: &str| {
         let numbers: String = numbers.iter().map(|n| format!("  {n:>8}")).collect();
-        format!("{kernel:<kernel_width$}  {mode:<10}{numbers}  {verdict}\n")
+        format!("{kernel:<kernel_width$}  {mode:<mode_width$}{numbers}  {verdict}\n")
     };
     let headings = ["expected", "spans", "logs", "lost", "missing"].map(String::from);
     out.push_str(&row("kernel", "mode", &headings, "verdict"));
