@@ -137,7 +137,7 @@ pub struct CallEncoder {
     shared_attributes: Vec<u8>,
     scope: Vec<u8>,
     /// Per signal number, its name as an `ArrayValue.values` item, for `signalfd.mask.signals`.
-    signal_values: Vec<Vec<u8>>,
+    signal_values: Vec<SignalValue>,
 }
 
 impl CallEncoder {
@@ -156,15 +156,7 @@ impl CallEncoder {
                 &attribute.encode_to_vec(),
             );
         }
-        let signal_values = (0..=64)
-            .map(|signo| {
-                let mut value = Vec::new();
-                message(&mut value, field::ARRAY_VALUES, |value| {
-                    bytes(value, field::ANY_STRING, signal_name(signo).as_bytes());
-                });
-                value
-            })
-            .collect();
+        let signal_values = (0..=64).map(SignalValue::new).collect();
         Self {
             grouping,
             resources: resources.clone(),
@@ -323,6 +315,48 @@ const SPAN_BYTES: usize = 640;
 /// A log record: the span's attributes and a summary line.
 const LOG_BYTES: usize = 768;
 
+/// A signal's name as an `ArrayValue.values` item, in a fixed-size block: copying a constant
+/// size is a few moves, where a slice of any length costs a call to `memcpy`.
+#[derive(Clone)]
+struct SignalValue {
+    block: [u8; SignalValue::BLOCK],
+    len: usize,
+}
+
+impl SignalValue {
+    /// The longest item, `SIGRTMIN+15` with its two tags and lengths, fits.
+    const BLOCK: usize = 16;
+    /// About what an item takes (`SIGUSR1`, `SIGRTMAX-3`).
+    const AVERAGE_LEN: usize = 12;
+
+    fn new(signo: i32) -> Self {
+        let mut item = Vec::new();
+        message(&mut item, field::ARRAY_VALUES, |item| {
+            bytes(item, field::ANY_STRING, signal_name(signo).as_bytes());
+        });
+        // Signal names are kspan's own fixed set (`signal_name`): one that does not fit is a
+        // bug every encoder test meets at once.
+        assert!(
+            item.len() <= Self::BLOCK,
+            "signal {signo}: item of {} bytes",
+            item.len()
+        );
+        let mut block = [0; Self::BLOCK];
+        block[..item.len()].copy_from_slice(&item);
+        Self {
+            block,
+            len: item.len(),
+        }
+    }
+
+    #[inline]
+    fn write(&self, buf: &mut Vec<u8>) {
+        let end = buf.len() + self.len;
+        buf.extend_from_slice(&self.block);
+        buf.truncate(end);
+    }
+}
+
 /// The requests of one batch being written, and what their calls share.
 struct BatchWriter<'a> {
     traces: Option<Vec<u8>>,
@@ -401,7 +435,7 @@ struct AttributeBlock {
 
 impl AttributeBlock {
     /// The attributes shared by a call's span and log record (`error`: the call's errno name).
-    fn encode(&mut self, call: &Call, error: Option<&str>, signal_values: &[Vec<u8>]) {
+    fn encode(&mut self, call: &Call, error: Option<&str>, signal_values: &[SignalValue]) {
         self.bytes.clear();
         self.tags.clear();
         self.attribute(key!(attribute::PROCESS_PID), |buf| {
@@ -437,10 +471,12 @@ impl AttributeBlock {
         let mut mask = [0u8; 18];
         let mask_text = mask_hex(call.mask.0, &mut mask);
         self.attribute(key!("signalfd.mask"), |buf| string(buf, mask_text));
-        self.attribute(key!("signalfd.mask.signals"), |buf| {
-            array(buf, |buf| {
+        let signals = call.mask.0.count_ones() as usize;
+        let expected = 3 + signals * SignalValue::AVERAGE_LEN;
+        self.sized_attribute(key!("signalfd.mask.signals"), expected, |buf| {
+            sized_message(buf, field::ANY_ARRAY, expected, |buf| {
                 for signo in call.mask.signals() {
-                    buf.extend_from_slice(&signal_values[signo as usize]);
+                    signal_values[signo as usize].write(buf);
                 }
             });
         });
@@ -461,18 +497,29 @@ impl AttributeBlock {
     }
 
     /// One `KeyValue` item: its tag left open, its key from `prefix`, then its value.
+    #[inline]
     fn attribute<const N: usize>(&mut self, prefix: &[u8; N], value: impl FnOnce(&mut Vec<u8>)) {
+        self.sized_attribute(prefix, 0, value);
+    }
+
+    /// An attribute whose value takes about `expected` bytes: room is left for lengths that
+    /// size, so a long value (a mask's signal names) is not moved to fit them.
+    #[inline]
+    fn sized_attribute<const N: usize>(
+        &mut self,
+        prefix: &[u8; N],
+        expected: usize,
+        value: impl FnOnce(&mut Vec<u8>),
+    ) {
         self.tags.push(self.bytes.len());
         let buf = &mut self.bytes;
         buf.push(0);
-        let length_at = buf.len();
-        buf.push(0);
+        let item = Open::at(buf, expected + N + 2);
         buf.extend_from_slice(prefix);
-        let value_at = buf.len();
-        buf.push(0);
+        let value_at = Open::at(buf, expected);
         value(buf);
-        fit_length(buf, value_at, 1, buf.len() - value_at - 1);
-        fit_length(buf, length_at, 1, buf.len() - length_at - 1);
+        value_at.close(buf);
+        item.close(buf);
     }
 
     /// Copies the items into `buf` as the repeated attributes `field`.
@@ -603,6 +650,12 @@ impl Open {
     #[inline]
     fn new(buf: &mut Vec<u8>, field: u32, expected: usize) -> Self {
         key(buf, field, LENGTH_DELIMITED);
+        Self::at(buf, expected)
+    }
+
+    /// Leaves room for the length of a body of about `expected` bytes, its key written.
+    #[inline]
+    fn at(buf: &mut Vec<u8>, expected: usize) -> Self {
         let length_at = buf.len();
         let reserved = encoded_len_varint(expected as u64);
         buf.resize(length_at + reserved, 0);
@@ -624,10 +677,21 @@ impl Open {
 /// moving the body if the varint needs another number of bytes.
 #[inline]
 fn fit_length(buf: &mut Vec<u8>, length_at: usize, reserved: usize, length: usize) {
+    // Most messages are small ones with a byte reserved, or were given room enough.
     if reserved == 1 && length < 0x80 {
         buf[length_at] = length as u8;
-        return;
+    } else if reserved == 2 && (0x80..0x4000).contains(&length) {
+        buf[length_at] = length as u8 | 0x80;
+        buf[length_at + 1] = (length >> 7) as u8;
+    } else {
+        refit_length(buf, length_at, reserved, length);
     }
+}
+
+/// [`fit_length`] for any length and room, moving the body when the room does not fit.
+#[cold]
+#[inline(never)]
+fn refit_length(buf: &mut Vec<u8>, length_at: usize, reserved: usize, length: usize) {
     let start = length_at + reserved;
     let size = encoded_len_varint(length as u64);
     if size != reserved {
