@@ -199,7 +199,20 @@ impl CallEncoder {
         wanted: Wanted,
         observed: u64,
     ) -> Requests {
-        let capacity = |per_call: usize| 256 + calls.len() * per_call;
+        // Sized for the batch's masks and names: growing a request means copying all of it.
+        let variable: usize = calls
+            .iter()
+            .map(|call| {
+                let signals = call.mask.0.count_ones() as usize;
+                signals * SignalValue::AVERAGE_LEN
+                    + call.thread_name.len()
+                    + call.process_name.len()
+            })
+            .sum();
+        let resources = 256 + self.shared_attributes.len() + self.agent_resource.len();
+        let capacity = |per_call: usize| {
+            resources * calls.len().min(16) + calls.len() * per_call + variable * 2
+        };
         let mut batch = BatchWriter {
             traces: wanted
                 .spans
@@ -309,11 +322,12 @@ impl CallEncoder {
     }
 }
 
-/// About what one span takes with a workload's masks (a few signals): its length varint then
+/// About what one span takes besides its mask's signal names and its thread and process names
+/// (those twice: as attributes, and in the log record's summary), and its length varint then
 /// needs two bytes, as it does for 128 to 16,383 bytes.
-const SPAN_BYTES: usize = 640;
+const SPAN_BYTES: usize = 480;
 /// A log record: the span's attributes and a summary line.
-const LOG_BYTES: usize = 768;
+const LOG_BYTES: usize = 600;
 
 /// A signal's name as an `ArrayValue.values` item, in a fixed-size block: copying a constant
 /// size is a few moves, where a slice of any length costs a call to `memcpy`.
