@@ -145,9 +145,8 @@ struct DrainPace {
 
 impl DrainPace {
     fn new(capacity_records: usize) -> Self {
-        let half_ring = Duration::from_micros(
-            capacity_records as u64 / 2 * 1_000_000 / BURST_CALLS_PER_SEC,
-        );
+        let half_ring =
+            Duration::from_micros(capacity_records as u64 / 2 * 1_000_000 / BURST_CALLS_PER_SEC);
         Self {
             capacity_records,
             idle: half_ring.clamp(SLOWEST_DRAIN, IDLE_DRAIN),
@@ -237,7 +236,10 @@ mod tests {
         // A burst at the bench loop's rate, starting just after an idle drain, fills at most
         // half the ring before the next.
         let burst = BURST_CALLS_PER_SEC as u128 * pace.period().as_micros() / 1_000_000;
-        assert!(burst as usize <= records / 2, "{burst} of {records} records");
+        assert!(
+            burst as usize <= records / 2,
+            "{burst} of {records} records"
+        );
         pace.after_drain(1);
         assert_eq!(pace.period(), FASTEST_DRAIN);
     }
