@@ -57,13 +57,12 @@ fn batch() -> Vec<Call> {
         .collect()
 }
 
+/// Encodes a batch, returning how many bytes it wrote.
+type Encoder<'a> = &'a dyn Fn(&[Call]) -> usize;
+
 /// Median ns per call of each encoder over [`ROUNDS`] rounds of `repeat` batches, the
 /// encoders' rounds interleaved.
-fn medians<const N: usize>(
-    calls: &[Call],
-    repeat: usize,
-    encoders: [&dyn Fn(&[Call]) -> usize; N],
-) -> [f64; N] {
+fn medians<const N: usize>(calls: &[Call], repeat: usize, encoders: [Encoder<'_>; N]) -> [f64; N] {
     let mut rounds = [[0.0; ROUNDS]; N];
     for round in 0..ROUNDS {
         for (encode, figures) in encoders.iter().zip(&mut rounds) {

@@ -1035,7 +1035,6 @@ mod tests {
         let details = Arc::new(ProcessDetails {
             executable_path: Some("/usr/sbin/nginx".into()),
             command_line: Some(format!("nginx -g daemon off; {}", "x".repeat(200))),
-            ..ProcessDetails::default()
         });
         (0..300u64)
             .map(|i| {
