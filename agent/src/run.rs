@@ -169,7 +169,7 @@ impl Prepared {
             true => decoder.with_process_details(),
             false => decoder,
         };
-        let reader = EventReader::start(ring, cli.ring_buffer_bytes, decoder, pipeline);
+        let reader = EventReader::start(ring, cli.ring_buffer_bytes, decoder, pipeline)?;
         let counters = CounterSources {
             reader: reader.counts(),
             kernel: counter_maps,

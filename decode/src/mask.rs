@@ -16,7 +16,13 @@ pub struct SignalMask(pub u64);
 impl SignalMask {
     /// The signal numbers in the mask, ascending.
     pub fn signals(self) -> impl Iterator<Item = i32> {
-        (1..=64).filter(move |signo| self.0 & (1u64 << (signo - 1)) != 0)
+        // Set bits only, lowest first: a mask is walked for every span and log record.
+        let mut bits = self.0;
+        std::iter::from_fn(move || {
+            let bit = bits.trailing_zeros();
+            bits &= bits.checked_sub(1)?;
+            Some(bit as i32 + 1)
+        })
     }
 
     /// The names of the signals in the mask, ascending.

@@ -38,23 +38,36 @@ impl TraceGrouping {
 
     /// The call's span id, and the trace of its process in the window holding its start.
     pub fn ids(&self, call: &Call) -> CallIds {
+        let (window, start) = self.window_of(call);
+        CallIds {
+            trace: self.trace(call.pid, window),
+            span: self.span(call.tid, start),
+        }
+    }
+
+    /// The window holding the call's start, and the start in ns since the UNIX epoch.
+    fn window_of(&self, call: &Call) -> (u64, u128) {
         let start = call
             .start
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default()
             .as_nanos();
-        let window = (start / self.window.as_nanos()) as u64;
-        let pid = u64::from(call.pid);
+        ((start / self.window.as_nanos()) as u64, start)
+    }
+
+    fn trace(&self, pid: u32, window: u64) -> TraceId {
+        let pid = u64::from(pid);
         let high = self.digest([Domain::TraceHigh as u64, pid, window]);
         let low = self.digest([Domain::TraceLow as u64, pid, window]);
-        CallIds {
-            trace: TraceId::from(non_zero((u128::from(high) << 64) | u128::from(low))),
-            span: SpanId::from(non_zero(self.digest([
-                Domain::Span as u64 | u64::from(call.tid) << 8,
-                start as u64,
-                (start >> 64) as u64,
-            ]))),
-        }
+        TraceId::from(non_zero((u128::from(high) << 64) | u128::from(low)))
+    }
+
+    fn span(&self, tid: u32, start: u128) -> SpanId {
+        SpanId::from(non_zero(self.digest([
+            Domain::Span as u64 | u64::from(tid) << 8,
+            start as u64,
+            (start >> 64) as u64,
+        ])))
     }
 
     /// Three words hashed after the host: fixed-size input, no tuple or string hashing.
@@ -64,6 +77,41 @@ impl TraceGrouping {
             hasher.write_u64(word);
         }
         hasher.finish()
+    }
+}
+
+/// Ids for a run of calls, as an encoder meets them: consecutive calls of one process in one
+/// window share their trace id, which is derived once for the run rather than per call.
+pub(crate) struct RunIds<'a> {
+    grouping: &'a TraceGrouping,
+    /// The last trace derived, by (pid, window).
+    last: Option<((u32, u64), TraceId)>,
+}
+
+impl<'a> RunIds<'a> {
+    pub(crate) fn new(grouping: &'a TraceGrouping) -> Self {
+        Self {
+            grouping,
+            last: None,
+        }
+    }
+
+    /// The same ids as [`TraceGrouping::ids`].
+    pub(crate) fn ids(&mut self, call: &Call) -> CallIds {
+        let (window, start) = self.grouping.window_of(call);
+        let key = (call.pid, window);
+        let trace = match self.last {
+            Some((last, trace)) if last == key => trace,
+            _ => {
+                let trace = self.grouping.trace(call.pid, window);
+                self.last = Some((key, trace));
+                trace
+            }
+        };
+        CallIds {
+            trace,
+            span: self.grouping.span(call.tid, start),
+        }
     }
 }
 
@@ -135,6 +183,33 @@ mod tests {
                 .ids(&call)
                 .trace
         );
+    }
+
+    #[test]
+    fn ids_of_a_run_are_the_ids_of_each_call() {
+        let grouping = grouping();
+        let first = sample_call();
+        let calls = [
+            first.clone(),
+            Call {
+                tid: 7,
+                start: first.start + Duration::from_secs(1),
+                ..first.clone()
+            },
+            Call {
+                pid: 9,
+                ..first.clone()
+            },
+            Call {
+                start: first.start + Duration::from_secs(61),
+                ..first.clone()
+            },
+            first.clone(),
+        ];
+        let mut run = RunIds::new(&grouping);
+        for call in &calls {
+            assert_eq!(run.ids(call), grouping.ids(call), "{call:?}");
+        }
     }
 
     #[test]

@@ -6,6 +6,8 @@ mod env;
 mod error;
 pub mod export;
 mod ids;
+#[cfg(any(test, feature = "test-support"))]
+pub mod prost_baseline;
 mod resource;
 mod stats;
 mod wire;
@@ -15,7 +17,7 @@ pub use error::ExportError;
 pub use ids::TraceGrouping;
 pub use resource::{HostInfo, ResourcePer, Resources};
 pub use stats::{ExportSnapshot, ExportStats};
-pub use wire::CallEncoder;
+pub use wire::{CallEncoder, Requests, Wanted};
 
 #[cfg(test)]
 mod semconv_tests;

@@ -5,16 +5,16 @@
 //! The attribute names here are kspan's interface (see the README's attribute table); those in
 //! an OpenTelemetry namespace are the semantic-conventions crate's constants.
 
-use std::{fmt::Write as _, time::SystemTime};
+use std::time::SystemTime;
 
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_semantic_conventions::attribute;
 use prost::{encoding::encoded_len_varint, Message};
 
-use kspan_decode::{cgroup::ContainerIdentity, flag_names, Call, CgroupLookup};
+use kspan_decode::{cgroup::ContainerIdentity, flag_names, signal_name, Call, CgroupLookup};
 
 use crate::{
-    ids::{CallIds, TraceGrouping},
+    ids::{CallIds, RunIds, TraceGrouping},
     resource::{ResourcePer, Resources},
 };
 
@@ -76,9 +76,55 @@ const STATUS_CODE_ERROR: u64 = 2;
 const SEVERITY_INFO: u64 = 9;
 const SEVERITY_WARN: u64 = 13;
 
-/// About what one span or log record takes: its length varint then needs two bytes, as it does
-/// for 128 to 16,383 bytes.
-const ITEM_BYTES: usize = 640;
+/// Tag of a length-delimited field whose number fits a one-byte key (all of an attribute
+/// list's here: spans' 9, log records' 6).
+const fn short_tag(field: u32) -> u8 {
+    assert!(field < 16);
+    (field << 3 | LENGTH_DELIMITED) as u8
+}
+
+/// What an attribute starts with: its `KeyValue.key` (tag, length, text) and the tag of its
+/// value, made at compile time, so each attribute's fixed part is one small copy.
+const fn key_prefix<const N: usize>(key: &str) -> [u8; N] {
+    let key = key.as_bytes();
+    assert!(N == key.len() + 3 && key.len() < 0x80);
+    let mut prefix = [0; N];
+    prefix[0] = short_tag(field::KEY_VALUE_KEY);
+    prefix[1] = key.len() as u8;
+    let mut at = 0;
+    while at < key.len() {
+        prefix[2 + at] = key[at];
+        at += 1;
+    }
+    prefix[N - 1] = short_tag(field::KEY_VALUE_VALUE);
+    prefix
+}
+
+/// The [`key_prefix`] of an attribute key.
+macro_rules! key {
+    ($key:expr) => {{
+        const PREFIX: [u8; $key.len() + 3] = key_prefix($key);
+        &PREFIX
+    }};
+}
+
+/// Which requests to encode for a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Wanted {
+    /// An `ExportTraceServiceRequest`.
+    pub spans: bool,
+    /// An `ExportLogsServiceRequest`.
+    pub logs: bool,
+}
+
+/// A batch's encoded requests, those that were wanted.
+#[derive(Debug, Default)]
+pub struct Requests {
+    /// `ExportTraceServiceRequest` bytes.
+    pub traces: Option<Vec<u8>>,
+    /// `ExportLogsServiceRequest` bytes.
+    pub logs: Option<Vec<u8>>,
+}
 
 /// Writes export requests for batches of calls, each under its resource and kspan's scope.
 #[derive(Clone)]
@@ -90,10 +136,13 @@ pub struct CallEncoder {
     /// The attributes every process's resource shares, encoded as `Resource.attributes` items.
     shared_attributes: Vec<u8>,
     scope: Vec<u8>,
+    /// Per signal number, its name as an `ArrayValue.values` item, for `signalfd.mask.signals`.
+    signal_values: Vec<SignalValue>,
 }
 
 impl CallEncoder {
-    /// Encodes what every request repeats once: the scope and the resources' shared part.
+    /// Encodes what every request repeats once: the scope, the resources' shared part and the
+    /// signal names.
     pub fn new(
         grouping: TraceGrouping,
         resources: &Resources,
@@ -107,74 +156,138 @@ impl CallEncoder {
                 &attribute.encode_to_vec(),
             );
         }
+        let signal_values = (0..=64).map(SignalValue::new).collect();
         Self {
             grouping,
             resources: resources.clone(),
             agent_resource: resources.agent().encode_to_vec(),
             shared_attributes,
             scope: scope.encode_to_vec(),
+            signal_values,
         }
     }
 
     /// An `ExportTraceServiceRequest` with one span per call.
     pub fn traces_request(&self, calls: &[Call]) -> Vec<u8> {
-        self.request(calls, |buf, call| self.span(buf, call))
+        let wanted = Wanted {
+            spans: true,
+            logs: false,
+        };
+        self.requests(calls, wanted).traces.unwrap_or_default()
     }
 
     /// An `ExportLogsServiceRequest` with one log record per call.
     pub fn logs_request(&self, calls: &[Call]) -> Vec<u8> {
-        let observed = unix_nanos(SystemTime::now());
-        self.request(calls, |buf, call| self.log_record(buf, call, observed))
+        let wanted = Wanted {
+            spans: false,
+            logs: true,
+        };
+        self.requests(calls, wanted).logs.unwrap_or_default()
     }
 
-    /// Trace and logs requests share their shape: per resource, the resource, then the scope,
-    /// then the items. With a resource per process, calls are grouped by process, each group
-    /// in the order the calls came.
-    fn request(&self, calls: &[Call], item: impl Fn(&mut Vec<u8>, &Call)) -> Vec<u8> {
-        let mut buf = Vec::with_capacity(256 + calls.len() * ITEM_BYTES);
+    /// The wanted requests for a batch, written in one pass over the calls: what a call's span
+    /// and log record share (its ids and attributes) is worked out once.
+    pub fn requests(&self, calls: &[Call], wanted: Wanted) -> Requests {
+        self.requests_observed_at(calls, wanted, unix_nanos(SystemTime::now()))
+    }
+
+    /// [`requests`](Self::requests), with log records observed at `observed` (ns since the
+    /// UNIX epoch).
+    pub(crate) fn requests_observed_at(
+        &self,
+        calls: &[Call],
+        wanted: Wanted,
+        observed: u64,
+    ) -> Requests {
+        // Sized for the batch's masks and names: growing a request means copying all of it.
+        let variable: usize = calls
+            .iter()
+            .map(|call| {
+                let signals = call.mask.0.count_ones() as usize;
+                signals * SignalValue::AVERAGE_LEN
+                    + call.thread_name.len()
+                    + call.process_name.len()
+            })
+            .sum();
+        let resources = 256 + self.shared_attributes.len() + self.agent_resource.len();
+        let capacity = |per_call: usize| {
+            resources * calls.len().min(16) + calls.len() * per_call + variable * 2
+        };
+        let mut batch = BatchWriter {
+            traces: wanted
+                .spans
+                .then(|| Vec::with_capacity(capacity(SPAN_BYTES))),
+            logs: wanted.logs.then(|| Vec::with_capacity(capacity(LOG_BYTES))),
+            ids: RunIds::new(&self.grouping),
+            attributes: AttributeBlock::default(),
+            observed,
+        };
         match self.resources.per() {
-            ResourcePer::Host => {
-                let resource =
-                    |buf: &mut Vec<u8>| bytes(buf, field::RESOURCE, &self.agent_resource);
-                self.resource_items(&mut buf, resource, calls.iter(), &item);
-            }
+            ResourcePer::Host => self.resource_group(&mut batch, None, calls.iter()),
             ResourcePer::Process => {
-                // By name: a process whose name could not be read (it had exited) is
+                // By name too: a process whose name could not be read (it had exited) is
                 // named by each calling thread, and each span must sit under its own name.
-                // By cgroup too: the container and pod are the process's, and a process moved
-                // to another cgroup is then described by each in turn.
                 fn process<'a>(call: &&'a Call) -> (u32, &'a str, u64) {
                     (call.pid, &call.process_name, call.cgroup_id)
                 }
                 let mut by_process: Vec<&Call> = calls.iter().collect();
                 by_process.sort_by(|a, b| process(a).cmp(&process(b)));
                 for group in by_process.chunk_by(|a, b| process(a) == process(b)) {
-                    let resource = |buf: &mut Vec<u8>| self.process_resource(buf, group[0]);
-                    self.resource_items(&mut buf, resource, group.iter().copied(), &item);
+                    self.resource_group(&mut batch, Some(group[0]), group.iter().copied());
                 }
             }
         }
-        buf
+        Requests {
+            traces: batch.traces,
+            logs: batch.logs,
+        }
     }
 
-    /// One `ResourceSpans` or `ResourceLogs`: the resource, then the scope and its items.
-    fn resource_items<'a>(
+    /// One `ResourceSpans` and one `ResourceLogs`, as wanted: the resource (`process`'s, or
+    /// kspan's own when `None`), the scope, then one span and one log record per call.
+    fn resource_group<'a>(
         &self,
-        buf: &mut Vec<u8>,
-        resource: impl FnOnce(&mut Vec<u8>),
+        batch: &mut BatchWriter,
+        process: Option<&Call>,
         calls: impl ExactSizeIterator<Item = &'a Call>,
-        item: &impl Fn(&mut Vec<u8>, &Call),
     ) {
-        let expected = 256 + self.shared_attributes.len() + calls.len() * ITEM_BYTES;
-        sized_message(buf, field::REQUEST_RESOURCE_ITEMS, expected, |buf| {
-            resource(buf);
-            sized_message(buf, field::SCOPE_ITEMS, expected, |buf| {
-                bytes(buf, field::SCOPE, &self.scope);
-                for call in calls {
-                    sized_message(buf, field::ITEMS, ITEM_BYTES, |buf| item(buf, call));
-                }
-            });
-        });
+        let expected = 256 + self.shared_attributes.len() + calls.len() * SPAN_BYTES.max(LOG_BYTES);
+        let open = |buf: &mut Vec<u8>| {
+            let resource_items = Open::new(buf, field::REQUEST_RESOURCE_ITEMS, expected);
+            match process {
+                Some(call) => self.process_resource(buf, call),
+                None => bytes(buf, field::RESOURCE, &self.agent_resource),
+            }
+            let scope_items = Open::new(buf, field::SCOPE_ITEMS, expected);
+            bytes(buf, field::SCOPE, &self.scope);
+            [scope_items, resource_items]
+        };
+        let traces = batch.traces.as_mut().map(open);
+        let logs = batch.logs.as_mut().map(open);
+        for call in calls {
+            let ids = batch.ids.ids(call);
+            let error = call.error();
+            batch
+                .attributes
+                .encode(call, error.as_deref(), &self.signal_values);
+            if let Some(buf) = batch.traces.as_mut() {
+                sized_message(buf, field::ITEMS, SPAN_BYTES, |buf| {
+                    span(buf, call, ids, error.as_deref(), &batch.attributes);
+                });
+            }
+            if let Some(buf) = batch.logs.as_mut() {
+                sized_message(buf, field::ITEMS, LOG_BYTES, |buf| {
+                    log_record(buf, call, ids, batch.observed, &batch.attributes);
+                });
+            }
+        }
+        let close = |buf: &mut Vec<u8>, opened: [Open; 2]| opened.map(|open| open.close(buf));
+        if let (Some(buf), Some(opened)) = (batch.traces.as_mut(), traces) {
+            close(buf, opened);
+        }
+        if let (Some(buf), Some(opened)) = (batch.logs.as_mut(), logs) {
+            close(buf, opened);
+        }
     }
 
     /// The resource of the process that made `call`: the shared attributes, then its own.
@@ -184,20 +297,26 @@ impl CallEncoder {
             buf.extend_from_slice(&self.shared_attributes);
             let name = &call.process_name;
             let attributes = field::RESOURCE_ATTRIBUTES;
-            string_attribute(
-                buf,
-                attributes,
-                attribute::SERVICE_NAME,
-                self.resources.service_name(name),
-            );
-            int_attribute(buf, attributes, attribute::PROCESS_PID, call.pid.into());
-            string_attribute(buf, attributes, attribute::PROCESS_EXECUTABLE_NAME, name);
+            let service = self.resources.service_name(name);
+            resource_attribute(buf, attributes, attribute::SERVICE_NAME, |buf| {
+                string(buf, service)
+            });
+            resource_attribute(buf, attributes, attribute::PROCESS_PID, |buf| {
+                int(buf, call.pid.into())
+            });
+            resource_attribute(buf, attributes, attribute::PROCESS_EXECUTABLE_NAME, |buf| {
+                string(buf, name)
+            });
             let details = call.process_details.as_deref();
             if let Some(path) = details.and_then(|d| d.executable_path.as_deref()) {
-                string_attribute(buf, attributes, attribute::PROCESS_EXECUTABLE_PATH, path);
+                resource_attribute(buf, attributes, attribute::PROCESS_EXECUTABLE_PATH, |buf| {
+                    string(buf, path)
+                });
             }
             if let Some(line) = details.and_then(|d| d.command_line.as_deref()) {
-                string_attribute(buf, attributes, attribute::PROCESS_COMMAND_LINE, line);
+                resource_attribute(buf, attributes, attribute::PROCESS_COMMAND_LINE, |buf| {
+                    string(buf, line)
+                });
             }
             let cgroup = call.cgroup.as_deref().and_then(CgroupLookup::cgroup);
             if let Some(identity) = cgroup.map(|cgroup| &cgroup.identity) {
@@ -205,132 +324,279 @@ impl CallEncoder {
             }
         });
     }
-
-    /// The call's span: INTERNAL, timed by the kernel, ERROR with the errno name on failure.
-    fn span(&self, buf: &mut Vec<u8>, call: &Call) {
-        let ids = self.grouping.ids(call);
-        bytes(buf, field::SPAN_TRACE_ID, &ids.trace.to_bytes());
-        bytes(buf, field::SPAN_SPAN_ID, &ids.span.to_bytes());
-        bytes(buf, field::SPAN_NAME, call.name().as_bytes());
-        varint(buf, field::SPAN_KIND, SPAN_KIND_INTERNAL);
-        fixed64(buf, field::SPAN_START, unix_nanos(call.start));
-        fixed64(buf, field::SPAN_END, unix_nanos(call.end));
-        call_attributes(buf, field::SPAN_ATTRIBUTES, call);
-        if let Some(errno) = call.error() {
-            message(buf, field::SPAN_STATUS, |buf| {
-                bytes(buf, field::STATUS_MESSAGE, errno.as_bytes());
-                varint(buf, field::STATUS_CODE, STATUS_CODE_ERROR);
-            });
-        }
-        fixed32(buf, field::SPAN_FLAGS, SAMPLED);
-    }
-
-    /// The call's log record, in the same trace and span: INFO on success, WARN on error.
-    fn log_record(&self, buf: &mut Vec<u8>, call: &Call, observed: u64) {
-        let (severity, text) = match call.fd() {
-            Some(_) => (SEVERITY_INFO, "INFO"),
-            None => (SEVERITY_WARN, "WARN"),
-        };
-        fixed64(buf, field::LOG_TIME, unix_nanos(call.end));
-        varint(buf, field::LOG_SEVERITY_NUMBER, severity);
-        bytes(buf, field::LOG_SEVERITY_TEXT, text.as_bytes());
-        message(buf, field::LOG_BODY, |buf| {
-            message(buf, field::ANY_STRING, |buf| {
-                // Writing to a Vec cannot fail.
-                let _ = write!(Utf8(buf), "{}", call.summary());
-            });
-        });
-        call_attributes(buf, field::LOG_ATTRIBUTES, call);
-        fixed32(buf, field::LOG_FLAGS, SAMPLED);
-        let CallIds { trace, span } = self.grouping.ids(call);
-        bytes(buf, field::LOG_TRACE_ID, &trace.to_bytes());
-        bytes(buf, field::LOG_SPAN_ID, &span.to_bytes());
-        fixed64(buf, field::LOG_OBSERVED_TIME, observed);
-        bytes(buf, field::LOG_EVENT_NAME, LOG_EVENT_NAME.as_bytes());
-    }
-}
-
-/// The attributes shared by a call's span and log record, each as a repeated `field`.
-fn call_attributes(buf: &mut Vec<u8>, field: u32, call: &Call) {
-    int_attribute(buf, field, attribute::PROCESS_PID, call.pid.into());
-    int_attribute(buf, field, attribute::THREAD_ID, call.tid.into());
-    string_attribute(buf, field, attribute::THREAD_NAME, &call.thread_name);
-    string_attribute(
-        buf,
-        field,
-        attribute::PROCESS_EXECUTABLE_NAME,
-        &call.process_name,
-    );
-    int_attribute(buf, field, attribute::PROCESS_USER_ID, call.euid.into());
-    int_attribute(buf, field, attribute::PROCESS_REAL_USER_ID, call.uid.into());
-    int_attribute(buf, field, "signalfd.ufd", call.ufd.into());
-    string_attribute(buf, field, "signalfd.operation", call.operation());
-    int_attribute(buf, field, "signalfd.flags", call.flags.into());
-    strings_attribute(buf, field, "signalfd.flags.names", flag_names(call.flags));
-    let mut mask = [0u8; 18];
-    string_attribute(
-        buf,
-        field,
-        "signalfd.mask",
-        mask_hex(call.mask.0, &mut mask),
-    );
-    strings_attribute(buf, field, "signalfd.mask.signals", call.mask.names());
-    string_attribute(buf, field, "signalfd.mask.source", call.mask_source_name());
-    string_attribute(buf, field, "kspan.probe", call.probe_name());
-    int_attribute(buf, field, "kspan.cgroup.id", call.cgroup_id as i64);
-    if let Some(lookup) = call.cgroup.as_deref() {
-        match (lookup.cgroup(), lookup.unresolved_reason()) {
-            (Some(cgroup), _) => string_attribute(buf, field, "kspan.cgroup.path", &cgroup.path),
-            (None, Some(reason)) => string_attribute(buf, field, "kspan.cgroup.unresolved", reason),
-            (None, None) => {}
-        }
-    }
-    match (call.fd(), call.error()) {
-        (Some(fd), _) => int_attribute(buf, field, "signalfd.fd", fd.into()),
-        (None, Some(errno)) => string_attribute(buf, field, attribute::ERROR_TYPE, &errno),
-        (None, None) => {}
-    }
 }
 
 /// The container and pod a process runs in, on its resource (semantic conventions' names).
 fn container_attributes(buf: &mut Vec<u8>, field: u32, identity: &ContainerIdentity) {
     if let Some(id) = &identity.container_id {
-        string_attribute(buf, field, "container.id", id);
+        resource_attribute(buf, field, "container.id", |buf| string(buf, id));
     }
     if let Some(runtime) = identity.runtime {
-        string_attribute(buf, field, "container.runtime.name", runtime.name());
+        resource_attribute(buf, field, "container.runtime.name", |buf| {
+            string(buf, runtime.name())
+        });
     }
     if let Some(uid) = &identity.pod_uid {
-        string_attribute(buf, field, "k8s.pod.uid", uid);
+        resource_attribute(buf, field, "k8s.pod.uid", |buf| string(buf, uid));
     }
 }
 
-fn int_attribute(buf: &mut Vec<u8>, field: u32, key: &str, value: i64) {
-    attribute(buf, field, key, |buf| {
-        varint(buf, field::ANY_INT, value as u64)
-    });
+/// About what one span takes besides its mask's signal names and its thread and process names
+/// (those twice: as attributes, and in the log record's summary), and its length varint then
+/// needs two bytes, as it does for 128 to 16,383 bytes.
+const SPAN_BYTES: usize = 480;
+/// A log record: the span's attributes and a summary line.
+const LOG_BYTES: usize = 600;
+
+/// A signal's name as an `ArrayValue.values` item, in a fixed-size block: copying a constant
+/// size is a few moves, where a slice of any length costs a call to `memcpy`.
+#[derive(Clone)]
+struct SignalValue {
+    block: [u8; SignalValue::BLOCK],
+    len: usize,
 }
 
-fn string_attribute(buf: &mut Vec<u8>, field: u32, key: &str, value: &str) {
-    attribute(buf, field, key, |buf| {
-        bytes(buf, field::ANY_STRING, value.as_bytes())
-    });
-}
+impl SignalValue {
+    /// The longest item, `SIGRTMIN+15` with its two tags and lengths, fits.
+    const BLOCK: usize = 16;
+    /// About what an item takes (`SIGUSR1`, `SIGRTMAX-3`).
+    const AVERAGE_LEN: usize = 12;
 
-fn strings_attribute(
-    buf: &mut Vec<u8>,
-    field: u32,
-    key: &str,
-    values: impl Iterator<Item = impl AsRef<str>>,
-) {
-    attribute(buf, field, key, |buf| {
-        message(buf, field::ANY_ARRAY, |buf| {
-            for value in values {
-                message(buf, field::ARRAY_VALUES, |buf| {
-                    bytes(buf, field::ANY_STRING, value.as_ref().as_bytes());
-                });
-            }
+    fn new(signo: i32) -> Self {
+        let mut item = Vec::new();
+        message(&mut item, field::ARRAY_VALUES, |item| {
+            bytes(item, field::ANY_STRING, signal_name(signo).as_bytes());
         });
+        // Signal names are kspan's own fixed set (`signal_name`): one that does not fit is a
+        // bug every encoder test meets at once.
+        assert!(
+            item.len() <= Self::BLOCK,
+            "signal {signo}: item of {} bytes",
+            item.len()
+        );
+        let mut block = [0; Self::BLOCK];
+        block[..item.len()].copy_from_slice(&item);
+        Self {
+            block,
+            len: item.len(),
+        }
+    }
+
+    #[inline]
+    fn write(&self, buf: &mut Vec<u8>) {
+        let end = buf.len() + self.len;
+        buf.extend_from_slice(&self.block);
+        buf.truncate(end);
+    }
+}
+
+/// The requests of one batch being written, and what their calls share.
+struct BatchWriter<'a> {
+    traces: Option<Vec<u8>>,
+    logs: Option<Vec<u8>>,
+    ids: RunIds<'a>,
+    /// The current call's attributes.
+    attributes: AttributeBlock,
+    /// When the log records were observed.
+    observed: u64,
+}
+
+/// The call's span: INTERNAL, timed by the kernel, ERROR with the errno name on failure.
+fn span(
+    buf: &mut Vec<u8>,
+    call: &Call,
+    ids: CallIds,
+    error: Option<&str>,
+    attributes: &AttributeBlock,
+) {
+    bytes(buf, field::SPAN_TRACE_ID, &ids.trace.to_bytes());
+    bytes(buf, field::SPAN_SPAN_ID, &ids.span.to_bytes());
+    bytes(buf, field::SPAN_NAME, call.name().as_bytes());
+    varint(buf, field::SPAN_KIND, SPAN_KIND_INTERNAL);
+    fixed64(buf, field::SPAN_START, unix_nanos(call.start));
+    fixed64(buf, field::SPAN_END, unix_nanos(call.end));
+    attributes.write(buf, field::SPAN_ATTRIBUTES);
+    if let Some(errno) = error {
+        message(buf, field::SPAN_STATUS, |buf| {
+            bytes(buf, field::STATUS_MESSAGE, errno.as_bytes());
+            varint(buf, field::STATUS_CODE, STATUS_CODE_ERROR);
+        });
+    }
+    fixed32(buf, field::SPAN_FLAGS, SAMPLED);
+}
+
+/// The call's log record, in the same trace and span: INFO on success, WARN on error.
+fn log_record(
+    buf: &mut Vec<u8>,
+    call: &Call,
+    ids: CallIds,
+    observed: u64,
+    attributes: &AttributeBlock,
+) {
+    let (severity, text) = match call.fd() {
+        Some(_) => (SEVERITY_INFO, "INFO"),
+        None => (SEVERITY_WARN, "WARN"),
+    };
+    fixed64(buf, field::LOG_TIME, unix_nanos(call.end));
+    varint(buf, field::LOG_SEVERITY_NUMBER, severity);
+    bytes(buf, field::LOG_SEVERITY_TEXT, text.as_bytes());
+    // Room for the length of a summary naming the mask's signals (about 10 bytes each).
+    let expected = 64 + 10 * call.mask.0.count_ones() as usize;
+    sized_message(buf, field::LOG_BODY, expected, |buf| {
+        sized_message(buf, field::ANY_STRING, expected, |buf| {
+            // Writing to a Vec cannot fail.
+            let _ = call.write_summary(&mut Utf8(buf));
+        });
+    });
+    attributes.write(buf, field::LOG_ATTRIBUTES);
+    fixed32(buf, field::LOG_FLAGS, SAMPLED);
+    bytes(buf, field::LOG_TRACE_ID, &ids.trace.to_bytes());
+    bytes(buf, field::LOG_SPAN_ID, &ids.span.to_bytes());
+    fixed64(buf, field::LOG_OBSERVED_TIME, observed);
+    bytes(buf, field::LOG_EVENT_NAME, LOG_EVENT_NAME.as_bytes());
+}
+
+/// A call's attributes, encoded once and copied into its span and its log record: the same
+/// `KeyValue` items, only the list's field number differs, so each item's tag byte is left
+/// open and set as the block is copied.
+#[derive(Default)]
+struct AttributeBlock {
+    bytes: Vec<u8>,
+    /// Where each item's tag byte is.
+    tags: Vec<usize>,
+}
+
+impl AttributeBlock {
+    /// The attributes shared by a call's span and log record (`error`: the call's errno name).
+    fn encode(&mut self, call: &Call, error: Option<&str>, signal_values: &[SignalValue]) {
+        self.bytes.clear();
+        self.tags.clear();
+        self.attribute(key!(attribute::PROCESS_PID), |buf| {
+            int(buf, call.pid.into())
+        });
+        self.attribute(key!(attribute::THREAD_ID), |buf| int(buf, call.tid.into()));
+        self.attribute(key!(attribute::THREAD_NAME), |buf| {
+            string(buf, &call.thread_name)
+        });
+        self.attribute(key!(attribute::PROCESS_EXECUTABLE_NAME), |buf| {
+            string(buf, &call.process_name)
+        });
+        self.attribute(key!(attribute::PROCESS_USER_ID), |buf| {
+            int(buf, call.euid.into())
+        });
+        self.attribute(key!(attribute::PROCESS_REAL_USER_ID), |buf| {
+            int(buf, call.uid.into())
+        });
+        self.attribute(key!("signalfd.ufd"), |buf| int(buf, call.ufd.into()));
+        self.attribute(key!("signalfd.operation"), |buf| {
+            string(buf, call.operation())
+        });
+        self.attribute(key!("signalfd.flags"), |buf| int(buf, call.flags.into()));
+        self.attribute(key!("signalfd.flags.names"), |buf| {
+            array(buf, |buf| {
+                for name in flag_names(call.flags) {
+                    message(buf, field::ARRAY_VALUES, |buf| {
+                        bytes(buf, field::ANY_STRING, name.as_bytes());
+                    });
+                }
+            });
+        });
+        let mut mask = [0u8; 18];
+        let mask_text = mask_hex(call.mask.0, &mut mask);
+        self.attribute(key!("signalfd.mask"), |buf| string(buf, mask_text));
+        let signals = call.mask.0.count_ones() as usize;
+        let expected = 3 + signals * SignalValue::AVERAGE_LEN;
+        self.sized_attribute(key!("signalfd.mask.signals"), expected, |buf| {
+            sized_message(buf, field::ANY_ARRAY, expected, |buf| {
+                for signo in call.mask.signals() {
+                    signal_values[signo as usize].write(buf);
+                }
+            });
+        });
+        self.attribute(key!("signalfd.mask.source"), |buf| {
+            string(buf, call.mask_source_name())
+        });
+        self.attribute(key!("kspan.probe"), |buf| string(buf, call.probe_name()));
+        self.attribute(key!("kspan.cgroup.id"), |buf| {
+            int(buf, call.cgroup_id as i64)
+        });
+        if let Some(lookup) = call.cgroup.as_deref() {
+            match (lookup.cgroup(), lookup.unresolved_reason()) {
+                (Some(cgroup), _) => {
+                    self.attribute(key!("kspan.cgroup.path"), |buf| string(buf, &cgroup.path))
+                }
+                (None, Some(reason)) => {
+                    self.attribute(key!("kspan.cgroup.unresolved"), |buf| string(buf, reason))
+                }
+                (None, None) => {}
+            }
+        }
+        match (call.fd(), error) {
+            (Some(fd), _) => self.attribute(key!("signalfd.fd"), |buf| int(buf, fd.into())),
+            (None, Some(errno)) => {
+                self.attribute(key!(attribute::ERROR_TYPE), |buf| string(buf, errno))
+            }
+            (None, None) => {}
+        }
+    }
+
+    /// One `KeyValue` item: its tag left open, its key from `prefix`, then its value.
+    #[inline]
+    fn attribute<const N: usize>(&mut self, prefix: &[u8; N], value: impl FnOnce(&mut Vec<u8>)) {
+        self.sized_attribute(prefix, 0, value);
+    }
+
+    /// An attribute whose value takes about `expected` bytes: room is left for lengths that
+    /// size, so a long value (a mask's signal names) is not moved to fit them.
+    #[inline]
+    fn sized_attribute<const N: usize>(
+        &mut self,
+        prefix: &[u8; N],
+        expected: usize,
+        value: impl FnOnce(&mut Vec<u8>),
+    ) {
+        self.tags.push(self.bytes.len());
+        let buf = &mut self.bytes;
+        buf.push(0);
+        let item = Open::at(buf, expected + N + 2);
+        buf.extend_from_slice(prefix);
+        let value_at = Open::at(buf, expected);
+        value(buf);
+        value_at.close(buf);
+        item.close(buf);
+    }
+
+    /// Copies the items into `buf` as the repeated attributes `field`.
+    fn write(&self, buf: &mut Vec<u8>, field: u32) {
+        let start = buf.len();
+        buf.extend_from_slice(&self.bytes);
+        let tag = short_tag(field);
+        for &at in &self.tags {
+            buf[start + at] = tag;
+        }
+    }
+}
+
+/// An `AnyValue` holding an integer.
+fn int(buf: &mut Vec<u8>, value: i64) {
+    varint(buf, field::ANY_INT, value as u64);
+}
+
+/// An `AnyValue` holding a string.
+fn string(buf: &mut Vec<u8>, value: &str) {
+    bytes(buf, field::ANY_STRING, value.as_bytes());
+}
+
+/// An `AnyValue` holding an array whose items `values` writes.
+fn array(buf: &mut Vec<u8>, values: impl FnOnce(&mut Vec<u8>)) {
+    message(buf, field::ANY_ARRAY, values);
+}
+
+/// A resource attribute: written once per process and batch, so built from its key at run time.
+fn resource_attribute(buf: &mut Vec<u8>, field: u32, key: &str, value: impl FnOnce(&mut Vec<u8>)) {
+    message(buf, field, |buf| {
+        bytes(buf, field::KEY_VALUE_KEY, key.as_bytes());
+        message(buf, field::KEY_VALUE_VALUE, value);
     });
 }
 
@@ -338,6 +604,7 @@ fn strings_attribute(
 struct Utf8<'a>(&'a mut Vec<u8>);
 
 impl std::fmt::Write for Utf8<'_> {
+    #[inline]
     fn write_str(&mut self, text: &str) -> std::fmt::Result {
         self.0.extend_from_slice(text.as_bytes());
         Ok(())
@@ -354,17 +621,12 @@ fn mask_hex(mask: u64, out: &mut [u8; 18]) -> &str {
     std::str::from_utf8(out).unwrap_or_default()
 }
 
-fn attribute(buf: &mut Vec<u8>, field: u32, key: &str, value: impl FnOnce(&mut Vec<u8>)) {
-    message(buf, field, |buf| {
-        bytes(buf, field::KEY_VALUE_KEY, key.as_bytes());
-        message(buf, field::KEY_VALUE_VALUE, value);
-    });
-}
-
+#[inline]
 fn key(buf: &mut Vec<u8>, field: u32, wire_type: u32) {
     push_varint(buf, u64::from(field << 3 | wire_type));
 }
 
+#[inline]
 fn varint(buf: &mut Vec<u8>, field: u32, value: u64) {
     key(buf, field, VARINT);
     push_varint(buf, value);
@@ -381,16 +643,19 @@ fn push_varint(buf: &mut Vec<u8>, mut value: u64) {
     buf.push(value as u8);
 }
 
+#[inline]
 fn fixed64(buf: &mut Vec<u8>, field: u32, value: u64) {
     key(buf, field, FIXED64);
     buf.extend_from_slice(&value.to_le_bytes());
 }
 
+#[inline]
 fn fixed32(buf: &mut Vec<u8>, field: u32, value: u32) {
     key(buf, field, FIXED32);
     buf.extend_from_slice(&value.to_le_bytes());
 }
 
+#[inline]
 fn bytes(buf: &mut Vec<u8>, field: u32, value: &[u8]) {
     key(buf, field, LENGTH_DELIMITED);
     push_varint(buf, value.len() as u64);
@@ -399,35 +664,78 @@ fn bytes(buf: &mut Vec<u8>, field: u32, value: &[u8]) {
 
 /// A nested message, written in place after a one-byte length, which fits the small ones
 /// (attributes, values); a body of 128 bytes or more is moved up to make room for its length.
+#[inline]
 fn message(buf: &mut Vec<u8>, field: u32, body: impl FnOnce(&mut Vec<u8>)) {
     key(buf, field, LENGTH_DELIMITED);
     let length_at = buf.len();
     buf.push(0);
-    let start = buf.len();
     body(buf);
-    let length = buf.len() - start;
-    if length < 0x80 {
-        buf[length_at] = length as u8;
-        return;
-    }
-    fit_length(buf, length_at, 1, length);
+    fit_length(buf, length_at, 1, buf.len() - length_at - 1);
 }
 
 /// A nested message written in place: room is left for the length varint of a body of about
 /// `expected` bytes, and the body is moved only when its length needs a varint of another size.
+#[inline]
 fn sized_message(buf: &mut Vec<u8>, field: u32, expected: usize, body: impl FnOnce(&mut Vec<u8>)) {
-    key(buf, field, LENGTH_DELIMITED);
-    let length_at = buf.len();
-    let reserved = encoded_len_varint(expected as u64);
-    buf.resize(length_at + reserved, 0);
-    let start = buf.len();
+    let open = Open::new(buf, field, expected);
     body(buf);
-    fit_length(buf, length_at, reserved, buf.len() - start);
+    open.close(buf);
+}
+
+/// A nested message being written in place, whose length is written when it is closed.
+struct Open {
+    length_at: usize,
+    reserved: usize,
+}
+
+impl Open {
+    /// Writes the field's key and leaves room for the length of a body of about `expected`
+    /// bytes.
+    #[inline]
+    fn new(buf: &mut Vec<u8>, field: u32, expected: usize) -> Self {
+        key(buf, field, LENGTH_DELIMITED);
+        Self::at(buf, expected)
+    }
+
+    /// Leaves room for the length of a body of about `expected` bytes, its key written.
+    #[inline]
+    fn at(buf: &mut Vec<u8>, expected: usize) -> Self {
+        let length_at = buf.len();
+        let reserved = encoded_len_varint(expected as u64);
+        buf.resize(length_at + reserved, 0);
+        Self {
+            length_at,
+            reserved,
+        }
+    }
+
+    /// Ends the message at the end of `buf`.
+    #[inline]
+    fn close(self, buf: &mut Vec<u8>) {
+        let length = buf.len() - self.length_at - self.reserved;
+        fit_length(buf, self.length_at, self.reserved, length);
+    }
 }
 
 /// Writes the length of the `length`-byte body that follows `reserved` bytes at `length_at`,
 /// moving the body if the varint needs another number of bytes.
+#[inline]
 fn fit_length(buf: &mut Vec<u8>, length_at: usize, reserved: usize, length: usize) {
+    // Most messages are small ones with a byte reserved, or were given room enough.
+    if reserved == 1 && length < 0x80 {
+        buf[length_at] = length as u8;
+    } else if reserved == 2 && (0x80..0x4000).contains(&length) {
+        buf[length_at] = length as u8 | 0x80;
+        buf[length_at + 1] = (length >> 7) as u8;
+    } else {
+        refit_length(buf, length_at, reserved, length);
+    }
+}
+
+/// [`fit_length`] for any length and room, moving the body when the room does not fit.
+#[cold]
+#[inline(never)]
+fn refit_length(buf: &mut Vec<u8>, length_at: usize, reserved: usize, length: usize) {
     let start = length_at + reserved;
     let size = encoded_len_varint(length as u64);
     if size != reserved {
@@ -471,8 +779,13 @@ mod tests {
         trace::v1::{span::SpanKind, status::StatusCode, Span, Status},
     };
 
+    use std::sync::Arc;
+
+    use kspan_common::{MaskSource, ProbeKind, Syscall};
+    use kspan_decode::{test_support::sample_call, ProcessDetails, SignalMask};
+
     use super::*;
-    use kspan_decode::test_support::sample_call;
+    use crate::prost_baseline::ProstBaseline;
 
     fn encoder_per(per: ResourcePer) -> CallEncoder {
         let host = crate::HostInfo {
@@ -530,27 +843,6 @@ mod tests {
                 })
                 .collect(),
         })
-    }
-
-    #[test]
-    fn request_carries_resource_scope_and_every_call() {
-        // 100 spans: the containers' lengths need three-byte varints.
-        let calls = vec![sample_call(); 100];
-        let (request, spans) = spans(&calls);
-        let resource_spans = &request.resource_spans[0];
-        assert_eq!(
-            attribute(
-                &resource_spans.resource.as_ref().unwrap().attributes,
-                "service.name"
-            ),
-            Some(&text("kspan"))
-        );
-        assert_eq!(
-            resource_spans.scope_spans[0].scope.as_ref().unwrap().name,
-            "kspan"
-        );
-        assert_eq!(spans.len(), 100);
-        assert!(spans.iter().all(|span| span.name == "signalfd4"));
     }
 
     #[test]
@@ -644,6 +936,27 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn request_carries_resource_scope_and_every_call() {
+        // 100 spans: the containers' lengths need three-byte varints.
+        let calls = vec![sample_call(); 100];
+        let (request, spans) = spans(&calls);
+        let resource_spans = &request.resource_spans[0];
+        assert_eq!(
+            attribute(
+                &resource_spans.resource.as_ref().unwrap().attributes,
+                "service.name"
+            ),
+            Some(&text("kspan"))
+        );
+        assert_eq!(
+            resource_spans.scope_spans[0].scope.as_ref().unwrap().name,
+            "kspan"
+        );
+        assert_eq!(spans.len(), 100);
+        assert!(spans.iter().all(|span| span.name == "signalfd4"));
     }
 
     #[test]
@@ -834,6 +1147,150 @@ mod tests {
             ))
         );
         assert_eq!(record.attributes, span.attributes);
+    }
+
+    /// A batch that takes every branch of the encoder: several processes (two sharing a pid
+    /// under different names), every syscall, probe and mask source, errors and an fd, empty,
+    /// full and random masks, unknown flag bits, process details, long names whose lengths need
+    /// two-byte varints, and two trace windows.
+    fn varied_batch() -> Vec<Call> {
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let details = Arc::new(ProcessDetails {
+            executable_path: Some("/usr/sbin/nginx".into()),
+            command_line: Some(format!("nginx -g daemon off; {}", "x".repeat(200))),
+        });
+        (0..300u64)
+            .map(|i| {
+                let at = start + Duration::from_millis(i * 300);
+                let (pid, name) =
+                    [(30, "nginx"), (7, "sshd"), (7, "sshd-session"), (4000, "w")][i as usize % 4];
+                Call {
+                    syscall: [Syscall::Signalfd, Syscall::Signalfd4, Syscall::Unknown]
+                        [i as usize % 3],
+                    probe: [ProbeKind::Kprobe, ProbeKind::Fentry, ProbeKind::Tracepoint]
+                        [i as usize % 3],
+                    mask_source: [
+                        MaskSource::Kernel,
+                        MaskSource::User,
+                        MaskSource::NotRead,
+                        MaskSource::Unreadable,
+                    ][i as usize % 4],
+                    pid,
+                    tid: pid + (i % 3) as u32,
+                    uid: (i % 2) as u32 * 1000,
+                    euid: (i % 3) as u32 * 1000,
+                    cgroup_id: u64::from(pid) * 0x0123_4567_89ab,
+                    // A process in a container, one whose cgroup vanished.
+                    cgroup: match pid {
+                        30 => Some(std::sync::Arc::new(CgroupLookup::Found(
+                            kspan_decode::cgroup::Cgroup {
+                                path: format!("/docker/{}", "c0".repeat(32)),
+                                identity: ContainerIdentity {
+                                    container_id: Some("c0".repeat(32)),
+                                    runtime: Some(kspan_decode::cgroup::ContainerRuntime::Docker),
+                                    pod_uid: None,
+                                },
+                            },
+                        ))),
+                        7 => Some(std::sync::Arc::new(CgroupLookup::NotFound)),
+                        _ => None,
+                    },
+                    process_name: name.to_string(),
+                    process_details: (pid == 30).then(|| details.clone()),
+                    thread_name: if i % 7 == 0 {
+                        "t".repeat(150)
+                    } else {
+                        format!("worker-{}", i % 5)
+                    },
+                    ufd: [-1, 3, i32::MAX][i as usize % 3],
+                    flags: [
+                        0,
+                        libc::SFD_CLOEXEC,
+                        libc::SFD_NONBLOCK | 0x4000_0000,
+                        i32::MIN,
+                    ][i as usize % 4],
+                    mask: SignalMask(match i % 5 {
+                        0 => 0,
+                        1 => u64::MAX,
+                        _ => i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (i % 48),
+                    }),
+                    ret: [5, -libc::EINVAL, -libc::EBADF, i32::MIN, 0][i as usize % 5],
+                    start: at,
+                    end: at + Duration::from_nanos(900 + i),
+                }
+            })
+            .collect()
+    }
+
+    /// The hand-written encoder's requests decode to exactly what the prost structs hold, and
+    /// are the very bytes prost writes for them.
+    #[test]
+    fn requests_equal_the_prost_baseline() {
+        let calls = varied_batch();
+        let observed = 1_800_000_123_456_789;
+        let both = Wanted {
+            spans: true,
+            logs: true,
+        };
+        let host = crate::HostInfo {
+            host_name: "node-1".into(),
+            host_id: Some("0123abcd".into()),
+            kernel_release: "6.1.0".into(),
+            os_name: Some("Debian GNU/Linux".into()),
+        };
+        let from_env = vec![("deployment.environment.name".into(), "prod".into())];
+        for (per, service_name) in [
+            (ResourcePer::Process, None),
+            (ResourcePer::Process, Some("checkout".to_string())),
+            (ResourcePer::Host, None),
+        ] {
+            let resources = Resources::new(
+                &host,
+                per,
+                "instance-1".into(),
+                from_env.clone(),
+                service_name,
+            );
+            let scope = InstrumentationScope {
+                name: "kspan".into(),
+                version: "0.1.0".into(),
+                ..InstrumentationScope::default()
+            };
+            let grouping = TraceGrouping::new("boot", Duration::from_secs(60));
+            let encoder = CallEncoder::new(grouping.clone(), &resources, &scope);
+            let baseline = ProstBaseline::new(grouping, &resources, &scope);
+            let requests = encoder.requests_observed_at(&calls, both, observed);
+            let (traces, logs) = (requests.traces.unwrap(), requests.logs.unwrap());
+            let expected_traces = baseline.traces_request(&calls);
+            let expected_logs = baseline.logs_request(&calls, observed);
+            assert_eq!(
+                ExportTraceServiceRequest::decode(traces.as_slice()).unwrap(),
+                expected_traces,
+                "{per:?}"
+            );
+            assert_eq!(
+                ExportLogsServiceRequest::decode(logs.as_slice()).unwrap(),
+                expected_logs,
+                "{per:?}"
+            );
+            assert!(
+                traces == expected_traces.encode_to_vec(),
+                "{per:?}: trace bytes differ"
+            );
+            assert!(
+                logs == expected_logs.encode_to_vec(),
+                "{per:?}: log bytes differ"
+            );
+            // One signal alone is the same request.
+            assert!(encoder.traces_request(&calls) == traces);
+            assert_eq!(
+                expected_traces.resource_spans.len(),
+                match per {
+                    ResourcePer::Process => 4,
+                    ResourcePer::Host => 1,
+                }
+            );
+        }
     }
 
     proptest::proptest! {

@@ -147,7 +147,12 @@ async fn grpc_refuses_a_response_over_4_mib() {
     for bytes in [1 << 20, 5 << 20] {
         let hostile = collector(Protocol::Grpc, Hostility::HugeBody(bytes)).await;
         let sink = sink_to(hostile.endpoint(), Protocol::Grpc, Duration::from_secs(30));
-        outcomes.push((bytes, sink.export_spans(&calls).await));
+        let spans_only = Wanted {
+            spans: true,
+            logs: false,
+        };
+        let (spans, _) = sink.export(&calls, spans_only).await;
+        outcomes.push((bytes, spans.expect("spans were wanted")));
     }
     assert_eq!(outcomes[0], (1 << 20, Ok(0)));
     let (_, refused) = &outcomes[1];

@@ -36,7 +36,7 @@ pub use stdout::StdoutSink;
 
 use kspan_decode::Call;
 
-use crate::{stats::ExportStats, ExportError};
+use crate::{stats::ExportStats, wire::Wanted, ExportError};
 use backlog::{Backlog, Backoff, Delivery, PendingBatch};
 
 /// Where calls go.
@@ -48,20 +48,25 @@ pub enum Sink {
 }
 
 impl Sink {
-    async fn export_spans(&self, calls: &[Call]) -> Result<Rejected, ExportFailure> {
+    /// Sends what is wanted of the calls' spans and log records; `None` for a signal not sent.
+    async fn export(
+        &self,
+        calls: &[Call],
+        wanted: Wanted,
+    ) -> (
+        Option<Result<Rejected, ExportFailure>>,
+        Option<Result<Rejected, ExportFailure>>,
+    ) {
         match self {
-            Sink::Otlp(sink) => sink.export_spans(calls).await,
-            Sink::Stdout(sink) => sink
-                .export(calls)
-                .map(|()| 0)
-                .map_err(ExportFailure::retryable),
-        }
-    }
-
-    async fn export_logs(&self, calls: &[Call]) -> Result<Rejected, ExportFailure> {
-        match self {
-            Sink::Otlp(sink) => sink.export_logs(calls).await,
-            Sink::Stdout(_) => Ok(0),
+            Sink::Otlp(sink) => sink.export(calls, wanted).await,
+            Sink::Stdout(sink) => (
+                wanted.spans.then(|| {
+                    sink.export(calls)
+                        .map(|()| 0)
+                        .map_err(ExportFailure::retryable)
+                }),
+                wanted.logs.then_some(Ok(0)),
+            ),
         }
     }
 
@@ -500,19 +505,11 @@ async fn send(
     spans: Delivery,
     logs: Delivery,
 ) -> Attempt {
-    let spans = async {
-        match spans {
-            Delivery::Done => None,
-            _ => Some(sink.export_spans(&calls).await),
-        }
+    let wanted = Wanted {
+        spans: spans != Delivery::Done,
+        logs: logs != Delivery::Done,
     };
-    let logs = async {
-        match logs {
-            Delivery::Done => None,
-            _ => Some(sink.export_logs(&calls).await),
-        }
-    };
-    let (spans, logs) = tokio::join!(spans, logs);
+    let (spans, logs) = sink.export(&calls, wanted).await;
     Attempt { id, spans, logs }
 }
 

@@ -1,10 +1,12 @@
 //! Benchmark runs: per-call overhead of kspan against the bare call, the empty-program floor
-//! and bpftrace ([`overhead`]), and lossless throughput with kspan's footprint ([`throughput`]).
+//! and bpftrace ([`overhead`]), lossless throughput with kspan's footprint ([`throughput`]), and
+//! an idle kspan's CPU and wakeups ([`idle`]).
 //!
 //! These only measure and record; judging the numbers is the caller's business. The same code
 //! runs on the host (`cargo xtask bench` calls it directly) and inside QEMU guests
 //! (`kspan-e2e overhead`, which writes [`overhead::OVERHEAD_JSON`] for the host to read).
 
+pub mod idle;
 pub mod kernel_time;
 pub mod overhead;
 mod process;

@@ -203,7 +203,7 @@ fn wait_with_usage(pid: i32) -> std::io::Result<Usage> {
 }
 
 /// utime + stime (fields 14 and 15) of a `/proc/<pid>/stat` line, in clock ticks.
-fn stat_cpu_ticks(stat: &str) -> Option<u64> {
+pub(super) fn stat_cpu_ticks(stat: &str) -> Option<u64> {
     // The command name (field 2) may hold spaces and parentheses: count from its last `)`.
     let after_name = &stat[stat.rfind(')')? + 1..];
     let fields: Vec<&str> = after_name.split_whitespace().collect();

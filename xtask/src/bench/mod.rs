@@ -17,6 +17,7 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 use kspan_e2e::bench::{
+    idle::{measure_idle, IdleConfig},
     overhead::{measure_overhead, OverheadConfig, OverheadSample, Variant},
     throughput::{measure_throughput, Load, ThroughputConfig},
 };
@@ -51,6 +52,10 @@ pub struct Options {
     /// [default: 200000; 5000 with --smoke].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub calls: Option<u64>,
+    /// Seconds an idle kspan (attached, nothing to capture) is measured [default: 60; 2 with
+    /// --smoke].
+    #[arg(long = "idle", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_secs: Option<u64>,
     /// Also measure the overhead in QEMU guests, in kprobe and fentry mode.
     #[arg(long)]
     pub vm: bool,
@@ -62,6 +67,7 @@ pub struct Options {
 /// The settings a run uses once defaults are applied.
 struct Plan {
     duration: Duration,
+    idle: Duration,
     rounds: usize,
     calls: u64,
 }
@@ -74,19 +80,21 @@ impl Options {
             duration_secs: None,
             rounds: None,
             calls: None,
+            idle_secs: None,
             vm: false,
             profile,
         }
     }
 
     fn plan(&self) -> Plan {
-        let (duration, rounds, calls) = if self.smoke {
-            (Duration::from_secs(1), 2, 5_000)
+        let (duration, rounds, calls, idle) = if self.smoke {
+            (Duration::from_secs(1), 2, 5_000, Duration::from_secs(2))
         } else {
-            (Duration::from_secs(60), 7, 200_000)
+            (Duration::from_secs(60), 7, 200_000, Duration::from_secs(60))
         };
         Plan {
             duration: self.duration_secs.map_or(duration, Duration::from_secs),
+            idle: self.idle_secs.map_or(idle, Duration::from_secs),
             rounds: self.rounds.map_or(rounds, |rounds| rounds as usize),
             calls: self.calls.unwrap_or(calls),
         }
@@ -222,11 +230,30 @@ async fn host_bench(
         throughput.push(row);
     }
     let max_lossless = results::max_lossless(&throughput);
+    println!(
+        "==> idle: kspan attached with nothing to capture, {} s",
+        plan.idle.as_secs_f64()
+    );
+    let idle = measure_idle(&IdleConfig {
+        attach: overhead.probe.clone(),
+        duration: plan.idle,
+        bin_dir: bin_dir.to_path_buf(),
+        out_dir: out_dir.join("idle"),
+    })
+    .await?;
+    println!(
+        "    {:.3} % of a core, {:.1} wakeups/s, {} threads, {:.1} MiB resident",
+        idle.cpu_percent,
+        idle.wakeups_per_second,
+        idle.threads,
+        idle.rss_kib as f64 / 1024.0
+    );
     Ok(HostResults {
         overhead,
         throughput_seconds: plan.duration.as_secs_f64(),
         throughput,
         max_lossless,
+        idle,
     })
 }
 
@@ -255,6 +282,7 @@ mod tests {
         };
         let plan = options.plan();
         assert_eq!(plan.duration, Duration::from_secs(1));
+        assert!(plan.idle <= Duration::from_secs(2));
         assert_eq!((plan.rounds, plan.calls), (3, 5_000));
         let full = Options {
             smoke: false,
@@ -263,5 +291,6 @@ mod tests {
         }
         .plan();
         assert!(full.duration >= Duration::from_secs(60) && full.rounds >= 5);
+        assert_eq!(full.idle, Duration::from_secs(60));
     }
 }

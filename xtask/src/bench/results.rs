@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use kspan_e2e::bench::{
+    idle::IdleRun,
     kernel_time::ProgramTime,
     overhead::{OverheadReport, OverheadSample, Variant},
     throughput::ThroughputRun,
@@ -33,6 +34,8 @@ pub struct HostResults {
     pub throughput: Vec<ThroughputRow>,
     /// The highest load that lost nothing.
     pub max_lossless: Option<MaxLossless>,
+    /// An idle kspan's CPU, wakeups and memory.
+    pub idle: IdleRun,
 }
 
 /// One overhead measurement, summed up, with its runs.

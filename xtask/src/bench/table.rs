@@ -54,6 +54,22 @@ pub fn render(results: &BenchResults) -> String {
         }
         None => out.push_str("\nEvery load lost calls.\n"),
     }
+    let idle = &host.idle;
+    let _ = writeln!(
+        out,
+        "\n### Idle: host, {:.0} s\n\n\
+         kspan attached (`--exporter stdout`) with nothing to capture; all its threads, from \
+         `/proc/<pid>/task/*/schedstat` and `status`.\n\n\
+         | CPU, % of a core | wakeups/s (voluntary context switches) | preemptions/s | threads | RSS MiB |\n\
+         |---:|---:|---:|---:|---:|\n\
+         | {:.3} | {:.1} | {:.1} | {} | {:.1} |",
+        idle.seconds,
+        idle.cpu_percent,
+        idle.wakeups_per_second,
+        idle.preemptions_per_second,
+        idle.threads,
+        idle.rss_kib as f64 / 1024.0
+    );
     if let Some(vm) = &results.vm {
         out.push('\n');
         out.push_str(&vm_section(vm));

@@ -19,7 +19,10 @@ pub use config::{read_headers_file, validate_endpoint, OtlpConfig, Protocol, Sig
 pub use selection::SignalSelection;
 
 use crate::{
-    export::failure::ExportFailure, ids::TraceGrouping, resource::Resources, wire::CallEncoder,
+    export::failure::ExportFailure,
+    ids::TraceGrouping,
+    resource::Resources,
+    wire::{CallEncoder, Requests, Wanted},
     ExportError,
 };
 use client::Endpoint;
@@ -70,20 +73,39 @@ impl OtlpSink {
         self.logs.is_some()
     }
 
-    /// Sends one span per call (nothing, when spans are off).
-    pub(crate) async fn export_spans(&self, calls: &[Call]) -> Result<Rejected, ExportFailure> {
-        match &self.traces {
-            Some(traces) => traces.send(self.encoder.traces_request(calls)).await,
-            None => Ok(0),
-        }
+    /// Sends what is wanted of one span and one log record per call, concurrently on separate
+    /// requests, both encoded in one pass; a signal that is off is not encoded and counts as
+    /// sent (`Ok(0)`).
+    pub(crate) async fn export(
+        &self,
+        calls: &[Call],
+        wanted: Wanted,
+    ) -> (
+        Option<Result<Rejected, ExportFailure>>,
+        Option<Result<Rejected, ExportFailure>>,
+    ) {
+        let encode = Wanted {
+            spans: wanted.spans && self.traces.is_some(),
+            logs: wanted.logs && self.logs.is_some(),
+        };
+        let Requests { traces, logs } = self.encoder.requests(calls, encode);
+        tokio::join!(
+            send(self.traces.as_ref(), traces, wanted.spans),
+            send(self.logs.as_ref(), logs, wanted.logs)
+        )
     }
+}
 
-    /// Sends one log record per call (nothing, when log records are off).
-    pub(crate) async fn export_logs(&self, calls: &[Call]) -> Result<Rejected, ExportFailure> {
-        match &self.logs {
-            Some(logs) => logs.send(self.encoder.logs_request(calls)).await,
-            None => Ok(0),
-        }
+/// Sends `request` to `endpoint`; a signal that is off (no endpoint) counts as sent when it was
+/// `wanted`.
+async fn send(
+    endpoint: Option<&Endpoint>,
+    request: Option<Vec<u8>>,
+    wanted: bool,
+) -> Option<Result<Rejected, ExportFailure>> {
+    match (endpoint, request) {
+        (Some(endpoint), Some(request)) => Some(endpoint.send(request).await),
+        _ => wanted.then_some(Ok(0)),
     }
 }
 
