@@ -3,13 +3,13 @@
 //! health metrics.
 
 use opentelemetry_proto::tonic::{
-    common::v1::{any_value, KeyValue},
+    common::v1::{any_value, AnyValue, KeyValue},
     resource::v1::Resource,
 };
 
 use opentelemetry_semantic_conventions::attribute;
 
-use crate::{env::env_var, wire::key_value, ExportError};
+use crate::{env::env_var, ExportError};
 
 /// kspan's name, as `telemetry.distro.name` and its own `service.name`.
 const KSPAN: &str = "kspan";
@@ -155,7 +155,13 @@ fn host_arch() -> &'static str {
 }
 
 fn string_attribute(key: &str, value: String) -> KeyValue {
-    key_value(key, any_value::Value::StringValue(value))
+    KeyValue {
+        key: key.to_string(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value)),
+        }),
+        ..KeyValue::default()
+    }
 }
 
 /// `key1=value1,key2=value2`, values percent-decoded (the W3C Baggage format the resource
