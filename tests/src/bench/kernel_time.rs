@@ -10,8 +10,6 @@ use aya::{
     sys::{enable_stats, Stats},
 };
 
-use super::overhead::Variant;
-
 /// The kernel's run-time statistics, on while this lives (they cost every program run two
 /// clock reads, so the timed rounds run without them).
 pub struct RunTimeStats {
@@ -39,25 +37,6 @@ pub struct ProgramTime {
     pub run_time_ns: u64,
 }
 
-/// A tracer's programs over one run of the bench loop.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct KernelTime {
-    /// The tracer.
-    pub variant: Variant,
-    /// Calls the workload made in the run.
-    pub calls: u64,
-    /// Each program that ran.
-    pub programs: Vec<ProgramTime>,
-}
-
-impl KernelTime {
-    /// In-kernel time of all the tracer's programs, per traced call.
-    pub fn ns_per_call(&self) -> f64 {
-        let total: u64 = self.programs.iter().map(|p| p.run_time_ns).sum();
-        total as f64 / self.calls.max(1) as f64
-    }
-}
-
 /// The run counts and times of the programs process `pid` holds (ids from its fds' fdinfo,
 /// names and figures from the kernel's program info), programs that never ran left out.
 pub fn program_times(pid: u32) -> anyhow::Result<Vec<ProgramTime>> {
@@ -78,30 +57,4 @@ pub fn program_times(pid: u32) -> anyhow::Result<Vec<ProgramTime>> {
         entry.run_time_ns += info.run_time().as_nanos() as u64;
     }
     Ok(by_name.into_values().collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_cost_per_call_sums_every_program() {
-        let time = KernelTime {
-            variant: Variant::Kspan,
-            calls: 1000,
-            programs: vec![
-                ProgramTime {
-                    program: "kspan_tp_enter_".into(),
-                    runs: 1000,
-                    run_time_ns: 150_000,
-                },
-                ProgramTime {
-                    program: "kspan_tp_exit".into(),
-                    runs: 1000,
-                    run_time_ns: 250_000,
-                },
-            ],
-        };
-        assert_eq!(time.ns_per_call(), 400.0);
-    }
 }

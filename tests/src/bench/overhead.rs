@@ -14,7 +14,7 @@ use signalfd_workload::bench::SETUP_CALLS;
 
 use super::{
     counting_receiver, kernel_release,
-    kernel_time::{self, KernelTime, ProgramTime, RunTimeStats},
+    kernel_time::{self, ProgramTime, RunTimeStats},
     process::{Readiness, Tracer},
     workload::{binary, Workload},
     AgentSummary,
@@ -113,6 +113,25 @@ pub struct OverheadSample {
     pub delivered: Option<u64>,
     /// Calls kspan counted as lost (kspan only).
     pub lost: Option<u64>,
+}
+
+/// A tracer's programs over one run of the bench loop.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct KernelTime {
+    /// The tracer.
+    pub variant: Variant,
+    /// Calls the workload made in the run.
+    pub calls: u64,
+    /// Each program that ran.
+    pub programs: Vec<ProgramTime>,
+}
+
+impl KernelTime {
+    /// In-kernel time of all the tracer's programs, per traced call.
+    pub fn ns_per_call(&self) -> f64 {
+        let total: u64 = self.programs.iter().map(|p| p.run_time_ns).sum();
+        total as f64 / self.calls.max(1) as f64
+    }
 }
 
 /// Everything one overhead measurement produced.
@@ -468,5 +487,26 @@ mod tests {
             serde_json::from_str::<OverheadReport>(&json).expect("parses"),
             report
         );
+    }
+
+    #[test]
+    fn the_cost_per_call_sums_every_program() {
+        let time = KernelTime {
+            variant: Variant::Kspan,
+            calls: 1000,
+            programs: vec![
+                ProgramTime {
+                    program: "kspan_tp_enter_".into(),
+                    runs: 1000,
+                    run_time_ns: 150_000,
+                },
+                ProgramTime {
+                    program: "kspan_tp_exit".into(),
+                    runs: 1000,
+                    run_time_ns: 250_000,
+                },
+            ],
+        };
+        assert_eq!(time.ns_per_call(), 400.0);
     }
 }
