@@ -10,6 +10,7 @@ mod health;
 mod judge;
 pub mod rotel;
 mod run;
+mod transport;
 
 pub use containers::{FakeContainer, FakeContainers};
 pub use fallback::{fallback_mismatches, function_missing, MISSING_KERNEL_FUNCTION, NO_KPROBES};

@@ -18,7 +18,7 @@ use nix::{
 };
 use tokio::process::{Child, Command};
 
-use crate::run::Transport;
+use crate::transport::Transport;
 
 /// The PyPI release `cargo xtask setup` installs and the tests run.
 pub const ROTEL_VERSION: &str = "0.0.1a15";

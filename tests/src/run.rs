@@ -37,17 +37,7 @@ pub mod artifacts {
     pub const CONTAINERS: &str = "containers.json";
 }
 
-/// OTLP transport between kspan and the receiver.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Transport {
-    /// OTLP/gRPC.
-    Grpc,
-    /// OTLP/HTTP protobuf.
-    Http,
-}
+pub use crate::transport::Transport;
 
 /// Where kspan sends what it captures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
