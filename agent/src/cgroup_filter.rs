@@ -6,8 +6,6 @@ use std::path::PathBuf;
 use kspan_common::CGROUP_FILTER_CAPACITY;
 use kspan_decode::cgroup::{walk, Cgroup2Mount, ContainerIdentity};
 
-use crate::usage_error::UsageError;
-
 /// A cgroup filter that cannot be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupFilterError {
@@ -40,18 +38,18 @@ pub struct CgroupSelection {
 }
 
 /// The cgroups `--cgroup` and `--container` select now; `None` when neither is given. A value
-/// that matches nothing is a warning: containers come and go.
+/// that matches nothing is a warning: containers come and go. The outer error is the system's
+/// (no cgroup v2 hierarchy, unreadable), the inner one the user's (a value that cannot be used).
 pub fn resolve(
     cgroups: &[String],
     containers: &[String],
-) -> anyhow::Result<Option<CgroupSelection>> {
+) -> anyhow::Result<Result<Option<CgroupSelection>, CgroupFilterError>> {
     if cgroups.is_empty() && containers.is_empty() {
-        return Ok(None);
+        return Ok(Ok(None));
     }
     let mount = Cgroup2Mount::find()?.ok_or(CgroupFilterError::NoHierarchy)?;
     let existing: Vec<String> = walk(&mount).into_iter().map(|(_, path)| path).collect();
-    let selection = select(&mount, &existing, cgroups, containers).map_err(UsageError::from)?;
-    Ok(Some(selection))
+    Ok(select(&mount, &existing, cgroups, containers).map(Some))
 }
 
 /// [`resolve`] over the cgroups that exist (`existing`, hierarchy paths).

@@ -114,7 +114,8 @@ impl Prepared {
             destination: (sink, health_exporter),
             tracepoints,
         } = self;
-        let cgroups = cgroup_filter::resolve(&cli.cgroups, &cli.containers)?;
+        let cgroups =
+            cgroup_filter::resolve(&cli.cgroups, &cli.containers)?.map_err(UsageError::from)?;
         if let Some(selection) = &cgroups {
             tracing::info!(cgroups = ?selection.paths, "capturing only these cgroups and their descendants");
         }
