@@ -49,14 +49,7 @@ pub enum Sink {
 
 impl Sink {
     /// Sends what is wanted of the calls' spans and log records; `None` for a signal not sent.
-    async fn export(
-        &self,
-        calls: &[Call],
-        wanted: Wanted,
-    ) -> (
-        Option<Result<Rejected, ExportFailure>>,
-        Option<Result<Rejected, ExportFailure>>,
-    ) {
+    async fn export(&self, calls: &[Call], wanted: Wanted) -> otlp::SignalOutcomes {
         match self {
             Sink::Otlp(sink) => sink.export(calls, wanted).await,
             Sink::Stdout(sink) => (

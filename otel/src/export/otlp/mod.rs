@@ -37,6 +37,12 @@ fn scope() -> InstrumentationScope {
     }
 }
 
+/// What became of a batch's spans and of its log records; `None` for a signal not sent.
+pub type SignalOutcomes = (
+    Option<Result<Rejected, ExportFailure>>,
+    Option<Result<Rejected, ExportFailure>>,
+);
+
 /// Encodes calls as OTLP spans and log records and sends them; a signal turned off
 /// (`OTEL_TRACES_EXPORTER`/`OTEL_LOGS_EXPORTER=none`) is never encoded.
 pub struct OtlpSink {
@@ -76,14 +82,7 @@ impl OtlpSink {
     /// Sends what is wanted of one span and one log record per call, concurrently on separate
     /// requests, both encoded in one pass; a signal that is off is not encoded and counts as
     /// sent (`Ok(0)`).
-    pub(crate) async fn export(
-        &self,
-        calls: &[Call],
-        wanted: Wanted,
-    ) -> (
-        Option<Result<Rejected, ExportFailure>>,
-        Option<Result<Rejected, ExportFailure>>,
-    ) {
+    pub(crate) async fn export(&self, calls: &[Call], wanted: Wanted) -> SignalOutcomes {
         let encode = Wanted {
             spans: wanted.spans && self.traces.is_some(),
             logs: wanted.logs && self.logs.is_some(),
