@@ -8,6 +8,7 @@ extern crate std;
 
 use num_enum::TryFromPrimitive;
 
+pub mod declared;
 mod probe;
 
 pub use probe::{programs, AttachMode, ProbeKind};
@@ -229,6 +230,11 @@ pub mod tracepoint_offsets {
     pub const FLAGS: usize = 40;
     /// `ret` in `sys_exit_signalfd{,4}`.
     pub const RET: usize = 16;
+    /// `__syscall_nr` (an `int`) in every syscall tracepoint's record.
+    pub const SYSCALL_NR: usize = 8;
+    /// The first argument in every `sys_enter_*` record (then 8 bytes each), and `ret` in every
+    /// `sys_exit_*` record.
+    pub const ARGS: usize = 16;
 }
 
 /// Settings the agent writes into the probes before loading them.

@@ -84,6 +84,10 @@ pub mod programs {
     pub const TP_ENTER_SIGNALFD4: &str = "kspan_tp_enter_signalfd4";
     /// `syscalls:sys_exit_signalfd` and `sys_exit_signalfd4`.
     pub const TP_EXIT: &str = "kspan_tp_exit";
+    /// Every declared syscall's `sys_enter_*` tracepoint.
+    pub const DECLARED_TP_ENTER: &str = "kspan_declared_tp_enter";
+    /// Every declared syscall's `sys_exit_*` tracepoint.
+    pub const DECLARED_TP_EXIT: &str = "kspan_declared_tp_exit";
 
     /// The empty programs of the floor object (`kspan-floor`), on the same hooks.
     pub mod floor {

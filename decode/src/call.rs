@@ -1,4 +1,5 @@
-//! One observed signalfd call, in user-space terms: wall-clock times, names, decoded result.
+//! One observed call, in user-space terms: wall-clock times, names, and what the probe read:
+//! signalfd's arguments (the hard-wired pair) or a declared probe's.
 
 use std::{
     borrow::Cow,
@@ -9,17 +10,13 @@ use std::{
 
 use kspan_common::{MaskSource, ProbeKind, Syscall};
 
-use crate::{errno_name, flag_names, CgroupLookup, ProcessDetails, SignalMask};
+use crate::{errno_name, flag_names, CgroupLookup, DeclaredCall, ProcessDetails, SignalMask};
 
 /// A complete call as the agent hands it to telemetry.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Call {
-    /// The syscall that led into `do_signalfd4`.
-    pub syscall: Syscall,
     /// The probe pair that saw it.
     pub probe: ProbeKind,
-    /// Where the mask was read.
-    pub mask_source: MaskSource,
     /// Process id.
     pub pid: u32,
     /// Thread id.
@@ -38,6 +35,30 @@ pub struct Call {
     pub process_details: Option<Arc<ProcessDetails>>,
     /// The calling thread's `comm`.
     pub thread_name: String,
+    /// Entry time.
+    pub start: SystemTime,
+    /// Return time.
+    pub end: SystemTime,
+    /// What the probe read.
+    pub detail: CallDetail,
+}
+
+/// What a probe read of a call.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CallDetail {
+    /// A `do_signalfd4` call, from the built-in pair.
+    Signalfd(SignalfdCall),
+    /// A call of a declared probe.
+    Declared(DeclaredCall),
+}
+
+/// The arguments and result of one signalfd call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignalfdCall {
+    /// The syscall that led into `do_signalfd4`.
+    pub syscall: Syscall,
+    /// Where the mask was read.
+    pub mask_source: MaskSource,
     /// The `ufd` argument: -1 creates.
     pub ufd: i32,
     /// The `flags` argument.
@@ -46,13 +67,90 @@ pub struct Call {
     pub mask: SignalMask,
     /// The raw `int` result: an fd or a negative errno.
     pub ret: i32,
-    /// Entry time.
-    pub start: SystemTime,
-    /// Return time.
-    pub end: SystemTime,
 }
 
 impl Call {
+    /// The span name.
+    pub fn name(&self) -> &str {
+        match &self.detail {
+            CallDetail::Signalfd(call) => call.name(),
+            CallDetail::Declared(call) => &call.probe.span_name,
+        }
+    }
+
+    /// The log record's event name.
+    pub fn event_name(&self) -> &str {
+        match &self.detail {
+            CallDetail::Signalfd(_) => SignalfdCall::EVENT_NAME,
+            CallDetail::Declared(call) => &call.probe.event_name,
+        }
+    }
+
+    /// The errno name, when the call failed.
+    pub fn error(&self) -> Option<Cow<'static, str>> {
+        match &self.detail {
+            CallDetail::Signalfd(call) => call.error(),
+            CallDetail::Declared(call) => call.error(),
+        }
+    }
+
+    /// The signalfd arguments, for a signalfd call.
+    pub fn signalfd(&self) -> Option<&SignalfdCall> {
+        match &self.detail {
+            CallDetail::Signalfd(call) => Some(call),
+            CallDetail::Declared(_) => None,
+        }
+    }
+
+    /// The signalfd arguments, for a signalfd call (tests build calls from a sample).
+    pub fn signalfd_mut(&mut self) -> Option<&mut SignalfdCall> {
+        match &mut self.detail {
+            CallDetail::Signalfd(call) => Some(call),
+            CallDetail::Declared(_) => None,
+        }
+    }
+
+    /// The entry time of the outermost call this one runs in on its thread (its own when none):
+    /// the call's trace is that call's.
+    pub fn trace_start(&self) -> SystemTime {
+        match &self.detail {
+            CallDetail::Declared(call) => call.root_start,
+            CallDetail::Signalfd(_) => self.start,
+        }
+    }
+
+    /// The entry time of the call this one runs in on its thread, if any.
+    pub fn parent_start(&self) -> Option<SystemTime> {
+        match &self.detail {
+            CallDetail::Declared(call) => call.parent_start,
+            CallDetail::Signalfd(_) => None,
+        }
+    }
+
+    /// `kprobe`, `fentry` or `tracepoint`.
+    pub fn probe_name(&self) -> &'static str {
+        self.probe.name()
+    }
+
+    /// A strace-like one-liner: `signalfd4(ufd=-1, mask=[SIGINT,SIGUSR1], flags=SFD_CLOEXEC) = 5`.
+    pub fn summary(&self) -> Summary<'_> {
+        Summary(self)
+    }
+
+    /// Writes the [`summary`](Call::summary) to `out` without `format_args!`: the OTLP encoder
+    /// writes one per log record, and formatting machinery was a tenth of its time.
+    pub fn write_summary<W: Write + ?Sized>(&self, out: &mut W) -> fmt::Result {
+        match &self.detail {
+            CallDetail::Signalfd(call) => call.write_summary(out),
+            CallDetail::Declared(call) => call.write_summary(out),
+        }
+    }
+}
+
+impl SignalfdCall {
+    /// The log record's event name of every signalfd call.
+    pub const EVENT_NAME: &'static str = "signalfd.call";
+
     /// The span name: the syscall, or the kernel function when the syscall is unknown.
     pub fn name(&self) -> &'static str {
         match self.syscall {
@@ -85,11 +183,6 @@ impl Call {
         })
     }
 
-    /// `kprobe`, `fentry` or `tracepoint`.
-    pub fn probe_name(&self) -> &'static str {
-        self.probe.name()
-    }
-
     /// Where the mask came from: `kernel`, `user`, `not_read` or `unreadable`.
     pub fn mask_source_name(&self) -> &'static str {
         match self.mask_source {
@@ -98,11 +191,6 @@ impl Call {
             MaskSource::NotRead => "not_read",
             MaskSource::Unreadable => "unreadable",
         }
-    }
-
-    /// A strace-like one-liner: `signalfd4(ufd=-1, mask=[SIGINT,SIGUSR1], flags=SFD_CLOEXEC) = 5`.
-    pub fn summary(&self) -> Summary<'_> {
-        Summary(self)
     }
 }
 
@@ -115,9 +203,8 @@ impl fmt::Display for Summary<'_> {
     }
 }
 
-impl Call {
-    /// Writes the [`summary`](Call::summary) to `out` without `format_args!`: the OTLP encoder
-    /// writes one per log record, and formatting machinery was a tenth of its time.
+impl SignalfdCall {
+    /// Writes the call's summary line.
     pub fn write_summary<W: Write + ?Sized>(&self, out: &mut W) -> fmt::Result {
         let mut digits = itoa::Buffer::new();
         out.write_str(self.name())?;
@@ -170,7 +257,7 @@ fn separated<W: Write + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::sample_call;
+    use crate::test_support::{sample_call, with_signalfd};
 
     #[test]
     fn summary_reads_like_strace() {
@@ -182,42 +269,38 @@ mod tests {
 
     #[test]
     fn failed_update_names_errno() {
-        let call = Call {
-            ufd: 3,
-            ret: -libc::EINVAL,
-            flags: 0,
-            syscall: Syscall::Signalfd,
-            ..sample_call()
-        };
+        let call = with_signalfd(|call| {
+            call.ufd = 3;
+            call.ret = -libc::EINVAL;
+            call.flags = 0;
+            call.syscall = Syscall::Signalfd;
+        });
         assert_eq!(
             call.summary().to_string(),
             "signalfd(ufd=3, mask=[SIGINT,SIGUSR1]) = -1 EINVAL"
         );
-        assert_eq!(call.operation(), "update");
-        assert_eq!(call.fd(), None);
+        let signalfd = call.signalfd().unwrap();
+        assert_eq!(signalfd.operation(), "update");
+        assert_eq!(signalfd.fd(), None);
         assert_eq!(call.error().as_deref(), Some("EINVAL"));
     }
 
     /// Found by the event_decoder fuzz target (fuzz/corpus/event_decoder/regression-ret-i32-min-*).
     #[test]
     fn the_most_negative_result_is_named_without_overflow() {
-        let call = Call {
-            ret: i32::MIN,
-            ..sample_call()
-        };
+        let call = with_signalfd(|call| call.ret = i32::MIN);
         assert_eq!(call.error().as_deref(), Some("E2147483648"));
         assert!(call.summary().to_string().ends_with(") = -1 E2147483648"));
-        assert_eq!(call.fd(), None);
+        assert_eq!(call.signalfd().unwrap().fd(), None);
     }
 
     #[test]
     fn unread_mask_is_not_shown_as_empty() {
-        let call = Call {
-            mask_source: MaskSource::NotRead,
-            mask: SignalMask(0),
-            ret: -libc::EINVAL,
-            ..sample_call()
-        };
+        let call = with_signalfd(|call| {
+            call.mask_source = MaskSource::NotRead;
+            call.mask = SignalMask(0);
+            call.ret = -libc::EINVAL;
+        });
         assert_eq!(
             call.summary().to_string(),
             "signalfd4(ufd=-1, mask=?, flags=SFD_CLOEXEC) = -1 EINVAL"

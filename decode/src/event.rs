@@ -1,17 +1,28 @@
 //! Ring-buffer records to [`Call`]s: layout check, enum validation, wall-clock times, names.
 
+use std::sync::Arc;
+
 use crate::{
     clock::BootClock, process_details::ProcessDetailsCache, process_names::ProcessNames, Call,
-    CgroupResolver, SignalMask,
+    CallDetail, CgroupResolver, DeclaredCall, ProbeInfo, SignalMask, SignalfdCall,
 };
-use kspan_common::{CallEvent, MaskSource, ProbeKind, Syscall, COMM_LEN, EXE_NAME_LEN};
+use kspan_common::{
+    declared::DeclaredEvent, CallEvent, MaskSource, ProbeKind, Syscall, COMM_LEN, EXE_NAME_LEN,
+};
 
 /// A record that is not a valid [`CallEvent`].
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum EventError {
     /// Wrong size: the probes and the agent disagree on the layout.
-    #[error("ring buffer record of {0} bytes, expected {expected}", expected = size_of::<CallEvent>())]
+    #[error(
+        "ring buffer record of {0} bytes, expected {signalfd} or {declared}",
+        signalfd = size_of::<CallEvent>(),
+        declared = size_of::<DeclaredEvent>()
+    )]
     Size(usize),
+    /// A declared call of a probe the agent did not declare.
+    #[error("ring buffer record of undeclared probe {0}")]
+    UndeclaredProbe(u32),
     /// A field holds a value no probe writes.
     #[error("ring buffer record has invalid {field} value {value}")]
     Field {
@@ -32,6 +43,30 @@ pub fn parse_event(bytes: &[u8]) -> Result<CallEvent, EventError> {
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<CallEvent>()) })
 }
 
+/// Reads a [`DeclaredEvent`] from a ring buffer record.
+pub fn parse_declared_event(bytes: &[u8]) -> Result<DeclaredEvent, EventError> {
+    if bytes.len() != size_of::<DeclaredEvent>() {
+        return Err(EventError::Size(bytes.len()));
+    }
+    // SAFETY: as in `parse_event`: the length matches and any bit pattern is a valid value.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<DeclaredEvent>()) })
+}
+
+/// The caller's identity, as both kinds of record carry it.
+struct Identity<'a> {
+    probe: u8,
+    pid: u32,
+    tid: u32,
+    uid: u32,
+    euid: u32,
+    cgroup_id: u64,
+    comm: &'a [u8; COMM_LEN],
+    exe_name: &'a [u8; EXE_NAME_LEN],
+    exe_name_len: u8,
+    start_boot_ns: u64,
+    end_boot_ns: u64,
+}
+
 /// Turns kernel events into calls, with wall-clock times and process names.
 pub struct CallDecoder {
     clock: BootClock,
@@ -40,6 +75,8 @@ pub struct CallDecoder {
     details: Option<ProcessDetailsCache>,
     /// Set when each call's cgroup is resolved to its path, container and pod.
     cgroups: Option<CgroupResolver>,
+    /// The declared probes, by index.
+    declared: Vec<Arc<ProbeInfo>>,
 }
 
 impl CallDecoder {
@@ -50,7 +87,14 @@ impl CallDecoder {
             names: ProcessNames::default(),
             details: None,
             cgroups: None,
+            declared: Vec::new(),
         }
+    }
+
+    /// Also decodes the calls of these declared probes (index = the probe's number).
+    pub fn with_declared(mut self, probes: Vec<Arc<ProbeInfo>>) -> Self {
+        self.declared = probes;
+        self
     }
 
     /// Also resolves each call's cgroup id with `resolver`.
@@ -65,50 +109,111 @@ impl CallDecoder {
         self
     }
 
-    /// Decodes one ring buffer record.
+    /// Decodes one ring buffer record: a signalfd call or a declared one, told by its size.
     pub fn decode(&mut self, bytes: &[u8]) -> Result<Call, EventError> {
+        if bytes.len() == size_of::<DeclaredEvent>() {
+            return self.decode_declared(&parse_declared_event(bytes)?);
+        }
         let event = parse_event(bytes)?;
         let invalid = |field, value| EventError::Field { field, value };
         let syscall = Syscall::try_from(event.syscall).map_err(|e| invalid("syscall", e.number))?;
-        let probe = ProbeKind::try_from(event.probe).map_err(|e| invalid("probe", e.number))?;
         let mask_source = MaskSource::try_from(event.mask_source)
             .map_err(|e| invalid("mask_source", e.number))?;
-        let thread_name = comm_to_string(&event.comm);
-        Ok(Call {
+        let detail = CallDetail::Signalfd(SignalfdCall {
             syscall,
-            probe,
             mask_source,
-            pid: event.pid,
-            tid: event.tid,
-            uid: event.uid,
-            euid: event.euid,
-            cgroup_id: event.cgroup_id,
-            cgroup: self
-                .cgroups
-                .as_mut()
-                .map(|resolver| resolver.resolve(event.cgroup_id)),
-            process_name: match executable_name(&event) {
-                Some(name) => name,
-                None => self.names.name(event.pid, &thread_name),
-            },
-            process_details: self.details.as_mut().map(|cache| cache.get(event.pid)),
-            thread_name,
             ufd: event.ufd,
             flags: event.flags,
             mask: SignalMask(event.mask),
             ret: event.ret,
-            start: self.clock.wall_time(event.start_boot_ns),
-            end: self.clock.wall_time(event.end_boot_ns),
+        });
+        self.call(
+            &Identity {
+                probe: event.probe,
+                pid: event.pid,
+                tid: event.tid,
+                uid: event.uid,
+                euid: event.euid,
+                cgroup_id: event.cgroup_id,
+                comm: &event.comm,
+                exe_name: &event.exe_name,
+                exe_name_len: event.exe_name_len,
+                start_boot_ns: event.start_boot_ns,
+                end_boot_ns: event.end_boot_ns,
+            },
+            detail,
+        )
+    }
+
+    fn decode_declared(&mut self, event: &DeclaredEvent) -> Result<Call, EventError> {
+        let probe = self
+            .declared
+            .get(event.probe as usize)
+            .cloned()
+            .ok_or(EventError::UndeclaredProbe(event.probe))?;
+        let parent_start = (event.parent_start_boot_ns != 0)
+            .then(|| self.clock.wall_time(event.parent_start_boot_ns));
+        let detail = CallDetail::Declared(DeclaredCall {
+            values: DeclaredCall::values_from(&probe, &event.captured),
+            probe,
+            ret: event.ret,
+            parent_start,
+            root_start: self.clock.wall_time(event.root_start_boot_ns),
+        });
+        self.call(
+            &Identity {
+                probe: event.kind,
+                pid: event.pid,
+                tid: event.tid,
+                uid: event.uid,
+                euid: event.euid,
+                cgroup_id: event.cgroup_id,
+                comm: &event.comm,
+                exe_name: &event.exe_name,
+                exe_name_len: event.exe_name_len,
+                start_boot_ns: event.start_boot_ns,
+                end_boot_ns: event.end_boot_ns,
+            },
+            detail,
+        )
+    }
+
+    fn call(&mut self, identity: &Identity<'_>, detail: CallDetail) -> Result<Call, EventError> {
+        let probe = ProbeKind::try_from(identity.probe).map_err(|e| EventError::Field {
+            field: "probe",
+            value: e.number,
+        })?;
+        let thread_name = comm_to_string(identity.comm);
+        Ok(Call {
+            probe,
+            pid: identity.pid,
+            tid: identity.tid,
+            uid: identity.uid,
+            euid: identity.euid,
+            cgroup_id: identity.cgroup_id,
+            cgroup: self
+                .cgroups
+                .as_mut()
+                .map(|resolver| resolver.resolve(identity.cgroup_id)),
+            process_name: match executable_name(identity.exe_name, identity.exe_name_len) {
+                Some(name) => name,
+                None => self.names.name(identity.pid, &thread_name),
+            },
+            process_details: self.details.as_mut().map(|cache| cache.get(identity.pid)),
+            thread_name,
+            start: self.clock.wall_time(identity.start_boot_ns),
+            end: self.clock.wall_time(identity.end_boot_ns),
+            detail,
         })
     }
 }
 
 /// The executable's name the probe read, when it could (see [`CallEvent::exe_name`]).
-fn executable_name(event: &CallEvent) -> Option<String> {
-    let len = usize::from(event.exe_name_len);
+fn executable_name(exe_name: &[u8; EXE_NAME_LEN], len: u8) -> Option<String> {
+    let len = usize::from(len);
     (1..=EXE_NAME_LEN)
         .contains(&len)
-        .then(|| String::from_utf8_lossy(&event.exe_name[..len]).into_owned())
+        .then(|| String::from_utf8_lossy(&exe_name[..len]).into_owned())
 }
 
 /// A NUL-padded `comm` as text.
@@ -216,12 +321,12 @@ mod tests {
         let call = decoder.decode(&bytes(&event())).unwrap();
         assert_eq!(call.thread_name, "test");
         assert!(!call.process_name.is_empty());
-        assert!(call.mask.names().eq(["SIGUSR1"]));
+        assert!(call.signalfd().unwrap().mask.names().eq(["SIGUSR1"]));
         assert_eq!(
             call.end.duration_since(call.start).unwrap().as_nanos(),
             2_000
         );
-        assert_eq!(call.syscall, Syscall::Signalfd4);
+        assert_eq!(call.signalfd().unwrap().syscall, Syscall::Signalfd4);
     }
 
     #[test]

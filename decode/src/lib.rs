@@ -3,6 +3,8 @@
 //! flags, errnos), each tested on its own. The fuzz targets (`fuzz/`) drive this crate.
 
 mod call;
+mod declared;
+mod decoders;
 pub mod cgroup;
 mod clock;
 mod errno;
@@ -16,11 +18,13 @@ mod properties;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
 
-pub use call::Call;
+pub use call::{Call, CallDetail, SignalfdCall};
+pub use declared::{ArgType, ArgValue, ArgumentInfo, DeclaredCall, ProbeInfo, ResultKind};
+pub use decoders::Decoder;
 pub use cgroup::{CgroupLookup, CgroupResolver};
 pub use clock::BootClock;
 pub use errno::errno_name;
 pub use event::{parse_event, CallDecoder, EventError};
-pub use flags::flag_names;
+pub use flags::{flag_names, open_flag_names};
 pub use mask::{signal_name, SignalMask};
 pub use process_details::ProcessDetails;

@@ -36,23 +36,19 @@ impl TraceGrouping {
         }
     }
 
-    /// The call's span id, and the trace of its process in the window holding its start.
+    /// The call's span id, the trace of its process in the window holding its start (a call
+    /// made inside another on its thread: the outermost one's start), and its parent's span id.
     pub fn ids(&self, call: &Call) -> CallIds {
-        let (window, start) = self.window_of(call);
         CallIds {
-            trace: self.trace(call.pid, window),
-            span: self.span(call.tid, start),
+            trace: self.trace(call.pid, self.window_of(call.trace_start())),
+            span: self.span(call.tid, call.start),
+            parent: call.parent_start().map(|start| self.span(call.tid, start)),
         }
     }
 
-    /// The window holding the call's start, and the start in ns since the UNIX epoch.
-    fn window_of(&self, call: &Call) -> (u64, u128) {
-        let start = call
-            .start
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        ((start / self.window.as_nanos()) as u64, start)
+    /// The window holding `time`.
+    fn window_of(&self, time: SystemTime) -> u64 {
+        (unix_nanos(time) / self.window.as_nanos()) as u64
     }
 
     fn trace(&self, pid: u32, window: u64) -> TraceId {
@@ -62,7 +58,8 @@ impl TraceGrouping {
         TraceId::from(non_zero((u128::from(high) << 64) | u128::from(low)))
     }
 
-    fn span(&self, tid: u32, start: u128) -> SpanId {
+    fn span(&self, tid: u32, start: SystemTime) -> SpanId {
+        let start = unix_nanos(start);
         SpanId::from(non_zero(self.digest([
             Domain::Span as u64 | u64::from(tid) << 8,
             start as u64,
@@ -98,7 +95,7 @@ impl<'a> RunIds<'a> {
 
     /// The same ids as [`TraceGrouping::ids`].
     pub(crate) fn ids(&mut self, call: &Call) -> CallIds {
-        let (window, start) = self.grouping.window_of(call);
+        let window = self.grouping.window_of(call.trace_start());
         let key = (call.pid, window);
         let trace = match self.last {
             Some((last, trace)) if last == key => trace,
@@ -110,9 +107,19 @@ impl<'a> RunIds<'a> {
         };
         CallIds {
             trace,
-            span: self.grouping.span(call.tid, start),
+            span: self.grouping.span(call.tid, call.start),
+            parent: call
+                .parent_start()
+                .map(|start| self.grouping.span(call.tid, start)),
         }
     }
+}
+
+/// Nanoseconds since the UNIX epoch (0 before it).
+fn unix_nanos(time: SystemTime) -> u128 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos()
 }
 
 /// Keeps the three ids' inputs apart.
@@ -130,6 +137,8 @@ pub struct CallIds {
     pub trace: TraceId,
     /// The call's own span.
     pub span: SpanId,
+    /// The span of the call it was made in on the same thread, if any.
+    pub parent: Option<SpanId>,
 }
 
 /// All-zero ids are invalid in OTLP.
@@ -210,6 +219,31 @@ mod tests {
         for call in &calls {
             assert_eq!(run.ids(call), grouping.ids(call), "{call:?}");
         }
+    }
+
+    #[test]
+    fn a_call_made_inside_another_is_its_child_in_the_outermost_call_s_trace() {
+        use kspan_decode::{test_support::sample_declared_call, CallDetail};
+        let grouping = grouping();
+        let outer = sample_declared_call();
+        let mut inner = Call {
+            start: outer.start + Duration::from_secs(59),
+            ..outer.clone()
+        };
+        if let CallDetail::Declared(call) = &mut inner.detail {
+            call.parent_start = Some(outer.start);
+        }
+        let (outer_ids, inner_ids) = (grouping.ids(&outer), grouping.ids(&inner));
+        assert_eq!(outer_ids.parent, None);
+        assert_eq!(inner_ids.parent, Some(outer_ids.span));
+        assert_ne!(inner_ids.span, outer_ids.span);
+        // In the outer call's window even where its own start is in the next.
+        let later = Call {
+            start: outer.start + Duration::from_secs(61),
+            ..inner.clone()
+        };
+        assert_eq!(grouping.ids(&later).trace, outer_ids.trace);
+        assert_eq!(RunIds::new(&grouping).ids(&later), grouping.ids(&later));
     }
 
     #[test]

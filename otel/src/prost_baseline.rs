@@ -10,12 +10,12 @@ use opentelemetry_proto::tonic::{
     trace::v1::{span::SpanKind, status::StatusCode, ResourceSpans, ScopeSpans, Span, Status},
 };
 
-use kspan_decode::{flag_names, Call, CgroupLookup};
+use kspan_decode::{flag_names, ArgValue, Call, CallDetail, CgroupLookup};
 
 use crate::{
     ids::TraceGrouping,
     resource::{ResourcePer, Resources},
-    wire::{key_value, unix_nanos, LOG_EVENT_NAME},
+    wire::{key_value, unix_nanos},
 };
 
 /// Builds requests with prost structs, under the same resources, scope and trace grouping as
@@ -134,6 +134,9 @@ impl ProstBaseline {
         Span {
             trace_id: ids.trace.to_bytes().to_vec(),
             span_id: ids.span.to_bytes().to_vec(),
+            parent_span_id: ids
+                .parent
+                .map_or_else(Vec::new, |parent| parent.to_bytes().to_vec()),
             name: call.name().to_string(),
             kind: SpanKind::Internal.into(),
             start_time_unix_nano: unix_nanos(call.start),
@@ -151,15 +154,17 @@ impl ProstBaseline {
 
     fn log_record(&self, call: &Call, observed: u64) -> LogRecord {
         let ids = self.grouping.ids(call);
-        let severity = match call.fd() {
-            Some(_) => SeverityNumber::Info,
-            None => SeverityNumber::Warn,
+        let failed = call.error().is_some();
+        let severity = if failed {
+            SeverityNumber::Warn
+        } else {
+            SeverityNumber::Info
         };
         LogRecord {
             time_unix_nano: unix_nanos(call.end),
             observed_time_unix_nano: observed,
             severity_number: severity.into(),
-            severity_text: if call.fd().is_some() { "INFO" } else { "WARN" }.to_string(),
+            severity_text: if failed { "WARN" } else { "INFO" }.to_string(),
             body: Some(AnyValue {
                 value: Some(Value::StringValue(call.summary().to_string())),
             }),
@@ -167,7 +172,7 @@ impl ProstBaseline {
             flags: 1,
             trace_id: ids.trace.to_bytes().to_vec(),
             span_id: ids.span.to_bytes().to_vec(),
-            event_name: LOG_EVENT_NAME.to_string(),
+            event_name: call.event_name().to_string(),
             ..LogRecord::default()
         }
     }
@@ -182,16 +187,43 @@ fn attributes(call: &Call) -> Vec<KeyValue> {
         text("process.executable.name", &call.process_name),
         int("process.user.id", call.euid.into()),
         int("process.real_user.id", call.uid.into()),
-        int("signalfd.ufd", call.ufd.into()),
-        text("signalfd.operation", call.operation()),
-        int("signalfd.flags", call.flags.into()),
-        texts("signalfd.flags.names", flag_names(call.flags)),
-        text("signalfd.mask", &call.mask.to_string()),
-        texts("signalfd.mask.signals", call.mask.names()),
-        text("signalfd.mask.source", call.mask_source_name()),
-        text("kspan.probe", call.probe_name()),
-        int("kspan.cgroup.id", call.cgroup_id as i64),
     ];
+    match &call.detail {
+        CallDetail::Signalfd(call) => attributes.extend([
+            int("signalfd.ufd", call.ufd.into()),
+            text("signalfd.operation", call.operation()),
+            int("signalfd.flags", call.flags.into()),
+            texts("signalfd.flags.names", flag_names(call.flags)),
+            text("signalfd.mask", &call.mask.to_string()),
+            texts("signalfd.mask.signals", call.mask.names()),
+            text("signalfd.mask.source", call.mask_source_name()),
+        ]),
+        CallDetail::Declared(call) => {
+            for (argument, value) in call.probe.arguments.iter().zip(&call.values) {
+                let key = &argument.attribute;
+                match value {
+                    ArgValue::Int(value) => {
+                        attributes.push(int(key, *value));
+                        if let Some(decoder) = argument.decoder {
+                            let names = decoder.names(*value).into_iter();
+                            attributes.push(texts(&format!("{key}.names"), names));
+                        }
+                    }
+                    ArgValue::String { text: value, truncated } => {
+                        attributes.push(text(key, value));
+                        if *truncated {
+                            attributes.push(boolean(&format!("{key}.truncated")));
+                        }
+                    }
+                    ArgValue::Unreadable => {
+                        attributes.push(boolean(&format!("{key}.unreadable")));
+                    }
+                }
+            }
+        }
+    }
+    attributes.push(text("kspan.probe", call.probe_name()));
+    attributes.push(int("kspan.cgroup.id", call.cgroup_id as i64));
     if let Some(lookup) = call.cgroup.as_deref() {
         match (lookup.cgroup(), lookup.unresolved_reason()) {
             (Some(cgroup), _) => attributes.push(text("kspan.cgroup.path", &cgroup.path)),
@@ -199,12 +231,22 @@ fn attributes(call: &Call) -> Vec<KeyValue> {
             (None, None) => {}
         }
     }
-    match (call.fd(), call.error()) {
-        (Some(fd), _) => attributes.push(int("signalfd.fd", fd.into())),
-        (None, Some(errno)) => attributes.push(text("error.type", &errno)),
-        (None, None) => {}
+    match (&call.detail, call.error()) {
+        (_, Some(errno)) => attributes.push(text("error.type", &errno)),
+        (CallDetail::Signalfd(call), None) => {
+            attributes.extend(call.fd().map(|fd| int("signalfd.fd", fd.into())));
+        }
+        (CallDetail::Declared(call), None) => {
+            let key = &call.probe.result_attribute;
+            attributes.extend(call.result_value().map(|value| int(key, value)));
+        }
     }
     attributes
+}
+
+/// A `true` flag attribute.
+fn boolean(key: &str) -> KeyValue {
+    key_value(key, Value::BoolValue(true))
 }
 
 fn int(key: &str, value: i64) -> KeyValue {

@@ -11,15 +11,16 @@ use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, Instrumentatio
 use opentelemetry_semantic_conventions::attribute;
 use prost::{encoding::encoded_len_varint, Message};
 
-use kspan_decode::{cgroup::ContainerIdentity, flag_names, signal_name, Call, CgroupLookup};
+use kspan_decode::{
+    cgroup::ContainerIdentity, flag_names, signal_name, ArgValue, Call, CallDetail, CgroupLookup,
+    DeclaredCall, SignalfdCall,
+};
 
 use crate::{
     ids::{CallIds, RunIds, TraceGrouping},
     resource::{ResourcePer, Resources},
 };
 
-/// Event name of the log record emitted for each call.
-pub const LOG_EVENT_NAME: &str = "signalfd.call";
 
 /// W3C trace flags: sampled (every call is recorded).
 const SAMPLED: u32 = 1;
@@ -41,6 +42,7 @@ mod field {
 
     pub const SPAN_TRACE_ID: u32 = 1;
     pub const SPAN_SPAN_ID: u32 = 2;
+    pub const SPAN_PARENT_SPAN_ID: u32 = 4;
     pub const SPAN_NAME: u32 = 5;
     pub const SPAN_KIND: u32 = 6;
     pub const SPAN_START: u32 = 7;
@@ -65,6 +67,7 @@ mod field {
     pub const KEY_VALUE_KEY: u32 = 1;
     pub const KEY_VALUE_VALUE: u32 = 2;
     pub const ANY_STRING: u32 = 1;
+    pub const ANY_BOOL: u32 = 2;
     pub const ANY_INT: u32 = 3;
     pub const ANY_ARRAY: u32 = 5;
     pub const ARRAY_VALUES: u32 = 1;
@@ -203,10 +206,7 @@ impl CallEncoder {
         let variable: usize = calls
             .iter()
             .map(|call| {
-                let signals = call.mask.0.count_ones() as usize;
-                signals * SignalValue::AVERAGE_LEN
-                    + call.thread_name.len()
-                    + call.process_name.len()
+                variable_bytes(call) + call.thread_name.len() + call.process_name.len()
             })
             .sum();
         let resources = 256 + self.shared_attributes.len() + self.agent_resource.len();
@@ -341,6 +341,27 @@ fn container_attributes(buf: &mut Vec<u8>, field: u32, identity: &ContainerIdent
     }
 }
 
+/// About what a call's own values take beyond the fixed estimates: a mask's signal names, a
+/// declared call's strings and keys.
+fn variable_bytes(call: &Call) -> usize {
+    match &call.detail {
+        CallDetail::Signalfd(call) => call.mask.0.count_ones() as usize * SignalValue::AVERAGE_LEN,
+        CallDetail::Declared(call) => call
+            .probe
+            .arguments
+            .iter()
+            .zip(&call.values)
+            .map(|(argument, value)| {
+                let text = match value {
+                    ArgValue::String { text, .. } => text.len(),
+                    _ => 10,
+                };
+                2 * argument.attribute.len() + text + 16
+            })
+            .sum(),
+    }
+}
+
 /// About what one span takes besides its mask's signal names and its thread and process names
 /// (those twice: as attributes, and in the log record's summary), and its length varint then
 /// needs two bytes, as it does for 128 to 16,383 bytes.
@@ -411,6 +432,9 @@ fn span(
 ) {
     bytes(buf, field::SPAN_TRACE_ID, &ids.trace.to_bytes());
     bytes(buf, field::SPAN_SPAN_ID, &ids.span.to_bytes());
+    if let Some(parent) = ids.parent {
+        bytes(buf, field::SPAN_PARENT_SPAN_ID, &parent.to_bytes());
+    }
     bytes(buf, field::SPAN_NAME, call.name().as_bytes());
     varint(buf, field::SPAN_KIND, SPAN_KIND_INTERNAL);
     fixed64(buf, field::SPAN_START, unix_nanos(call.start));
@@ -433,15 +457,15 @@ fn log_record(
     observed: u64,
     attributes: &AttributeBlock,
 ) {
-    let (severity, text) = match call.fd() {
-        Some(_) => (SEVERITY_INFO, "INFO"),
-        None => (SEVERITY_WARN, "WARN"),
+    let (severity, text) = match call.error() {
+        None => (SEVERITY_INFO, "INFO"),
+        Some(_) => (SEVERITY_WARN, "WARN"),
     };
     fixed64(buf, field::LOG_TIME, unix_nanos(call.end));
     varint(buf, field::LOG_SEVERITY_NUMBER, severity);
     bytes(buf, field::LOG_SEVERITY_TEXT, text.as_bytes());
-    // Room for the length of a summary naming the mask's signals (about 10 bytes each).
-    let expected = 64 + 10 * call.mask.0.count_ones() as usize;
+    // Room for the length of a summary naming the mask's signals or the strings.
+    let expected = 64 + variable_bytes(call);
     sized_message(buf, field::LOG_BODY, expected, |buf| {
         sized_message(buf, field::ANY_STRING, expected, |buf| {
             // Writing to a Vec cannot fail.
@@ -453,7 +477,7 @@ fn log_record(
     bytes(buf, field::LOG_TRACE_ID, &ids.trace.to_bytes());
     bytes(buf, field::LOG_SPAN_ID, &ids.span.to_bytes());
     fixed64(buf, field::LOG_OBSERVED_TIME, observed);
-    bytes(buf, field::LOG_EVENT_NAME, LOG_EVENT_NAME.as_bytes());
+    bytes(buf, field::LOG_EVENT_NAME, call.event_name().as_bytes());
 }
 
 /// A call's attributes, encoded once and copied into its span and its log record: the same
@@ -487,35 +511,10 @@ impl AttributeBlock {
         self.attribute(key!(attribute::PROCESS_REAL_USER_ID), |buf| {
             int(buf, call.uid.into())
         });
-        self.attribute(key!("signalfd.ufd"), |buf| int(buf, call.ufd.into()));
-        self.attribute(key!("signalfd.operation"), |buf| {
-            string(buf, call.operation())
-        });
-        self.attribute(key!("signalfd.flags"), |buf| int(buf, call.flags.into()));
-        self.attribute(key!("signalfd.flags.names"), |buf| {
-            array(buf, |buf| {
-                for name in flag_names(call.flags) {
-                    message(buf, field::ARRAY_VALUES, |buf| {
-                        bytes(buf, field::ANY_STRING, name.as_bytes());
-                    });
-                }
-            });
-        });
-        let mut mask = [0u8; 18];
-        let mask_text = mask_hex(call.mask.0, &mut mask);
-        self.attribute(key!("signalfd.mask"), |buf| string(buf, mask_text));
-        let signals = call.mask.0.count_ones() as usize;
-        let expected = 3 + signals * SignalValue::AVERAGE_LEN;
-        self.sized_attribute(key!("signalfd.mask.signals"), expected, |buf| {
-            sized_message(buf, field::ANY_ARRAY, expected, |buf| {
-                for signo in call.mask.signals() {
-                    signal_values[signo as usize].write(buf);
-                }
-            });
-        });
-        self.attribute(key!("signalfd.mask.source"), |buf| {
-            string(buf, call.mask_source_name())
-        });
+        match &call.detail {
+            CallDetail::Signalfd(signalfd) => self.signalfd(signalfd, signal_values),
+            CallDetail::Declared(declared) => self.declared_arguments(declared),
+        }
         self.attribute(key!("kspan.probe"), |buf| string(buf, call.probe_name()));
         self.attribute(key!("kspan.cgroup.id"), |buf| {
             int(buf, call.cgroup_id as i64)
@@ -531,13 +530,103 @@ impl AttributeBlock {
                 (None, None) => {}
             }
         }
-        match (call.fd(), error) {
-            (Some(fd), _) => self.attribute(key!("signalfd.fd"), |buf| int(buf, fd.into())),
-            (None, Some(errno)) => {
+        match (&call.detail, error) {
+            (_, Some(errno)) => {
                 self.attribute(key!(attribute::ERROR_TYPE), |buf| string(buf, errno))
             }
-            (None, None) => {}
+            (CallDetail::Signalfd(signalfd), None) => {
+                if let Some(fd) = signalfd.fd() {
+                    self.attribute(key!("signalfd.fd"), |buf| int(buf, fd.into()));
+                }
+            }
+            (CallDetail::Declared(declared), None) => {
+                if let Some(value) = declared.result_value() {
+                    let key = &declared.probe.result_attribute;
+                    self.keyed_attribute(key, |buf| int(buf, value));
+                }
+            }
         }
+    }
+
+    /// A signalfd call's arguments.
+    fn signalfd(&mut self, call: &SignalfdCall, signal_values: &[SignalValue]) {
+    self.attribute(key!("signalfd.ufd"), |buf| int(buf, call.ufd.into()));
+    self.attribute(key!("signalfd.operation"), |buf| {
+        string(buf, call.operation())
+    });
+    self.attribute(key!("signalfd.flags"), |buf| int(buf, call.flags.into()));
+    self.attribute(key!("signalfd.flags.names"), |buf| {
+        array(buf, |buf| {
+            for name in flag_names(call.flags) {
+                message(buf, field::ARRAY_VALUES, |buf| {
+                    bytes(buf, field::ANY_STRING, name.as_bytes());
+                });
+            }
+        });
+    });
+    let mut mask = [0u8; 18];
+    let mask_text = mask_hex(call.mask.0, &mut mask);
+    self.attribute(key!("signalfd.mask"), |buf| string(buf, mask_text));
+    let signals = call.mask.0.count_ones() as usize;
+    let expected = 3 + signals * SignalValue::AVERAGE_LEN;
+    self.sized_attribute(key!("signalfd.mask.signals"), expected, |buf| {
+        sized_message(buf, field::ANY_ARRAY, expected, |buf| {
+            for signo in call.mask.signals() {
+                signal_values[signo as usize].write(buf);
+            }
+        });
+    });
+    self.attribute(key!("signalfd.mask.source"), |buf| {
+        string(buf, call.mask_source_name())
+    });
+    }
+
+    /// A declared call's arguments, each under its declared key; a decoded one adds its
+    /// names as `<key>.names`, a string its marks.
+    fn declared_arguments(&mut self, call: &DeclaredCall) {
+        let mut key = String::new();
+        for (argument, value) in call.probe.arguments.iter().zip(&call.values) {
+            let attribute = argument.attribute.as_str();
+            match value {
+                ArgValue::Int(value) => {
+                    self.keyed_attribute(attribute, |buf| int(buf, *value));
+                    if let Some(decoder) = argument.decoder {
+                        suffixed(&mut key, attribute, ".names");
+                        self.keyed_attribute(&key, |buf| {
+                            array(buf, |buf| {
+                                for name in decoder.names(*value) {
+                                    message(buf, field::ARRAY_VALUES, |buf| {
+                                        bytes(buf, field::ANY_STRING, name.as_bytes());
+                                    });
+                                }
+                            });
+                        });
+                    }
+                }
+                ArgValue::String { text, truncated } => {
+                    self.keyed_attribute(attribute, |buf| string(buf, text));
+                    if *truncated {
+                        suffixed(&mut key, attribute, ".truncated");
+                        self.keyed_attribute(&key, |buf| boolean(buf, true));
+                    }
+                }
+                ArgValue::Unreadable => {
+                    suffixed(&mut key, attribute, ".unreadable");
+                    self.keyed_attribute(&key, |buf| boolean(buf, true));
+                }
+            }
+        }
+    }
+
+    /// One `KeyValue` item whose key is known only at run time (a declared probe's).
+    fn keyed_attribute(&mut self, key: &str, value: impl FnOnce(&mut Vec<u8>)) {
+        self.tags.push(self.bytes.len());
+        let buf = &mut self.bytes;
+        buf.push(0);
+        let item = Open::at(buf, key.len() + 16);
+        bytes(buf, field::KEY_VALUE_KEY, key.as_bytes());
+        message(buf, field::KEY_VALUE_VALUE, value);
+        item.close(buf);
     }
 
     /// One `KeyValue` item: its tag left open, its key from `prefix`, then its value.
@@ -580,6 +669,18 @@ impl AttributeBlock {
 /// An `AnyValue` holding an integer.
 fn int(buf: &mut Vec<u8>, value: i64) {
     varint(buf, field::ANY_INT, value as u64);
+}
+
+/// `key` = `base` + `suffix`, reusing its buffer.
+fn suffixed(key: &mut String, base: &str, suffix: &str) {
+    key.clear();
+    key.push_str(base);
+    key.push_str(suffix);
+}
+
+/// An `AnyValue` holding a bool.
+fn boolean(buf: &mut Vec<u8>, value: bool) {
+    varint(buf, field::ANY_BOOL, u64::from(value));
 }
 
 /// An `AnyValue` holding a string.
@@ -782,7 +883,10 @@ mod tests {
     use std::sync::Arc;
 
     use kspan_common::{MaskSource, ProbeKind, Syscall};
-    use kspan_decode::{test_support::sample_call, ProcessDetails, SignalMask};
+    use kspan_decode::{
+        test_support::{sample_call, sample_declared_call, with_signalfd},
+        ArgValue, CallDetail, ProcessDetails, SignalMask, SignalfdCall,
+    };
 
     use super::*;
     use crate::prost_baseline::ProstBaseline;
@@ -965,7 +1069,9 @@ mod tests {
             let mut call = sample_call();
             call.pid = pid;
             call.process_name = name.to_string();
-            call.ufd = ufd;
+            if let Some(signalfd) = call.signalfd_mut() {
+                signalfd.ufd = ufd;
+            }
             call
         };
         // Interleaved, and with a batch long enough for multi-byte lengths everywhere.
@@ -1080,12 +1186,11 @@ mod tests {
 
     #[test]
     fn failed_call_span_is_an_error_without_fd() {
-        let call = Call {
-            ret: -libc::EBADF,
-            ufd: 42,
-            flags: 0,
-            ..sample_call()
-        };
+        let call = with_signalfd(|call| {
+            call.ret = -libc::EBADF;
+            call.ufd = 42;
+            call.flags = 0;
+        });
         let span = spans(&[call]).1.remove(0);
         assert_eq!(
             span.status,
@@ -1125,11 +1230,53 @@ mod tests {
     }
 
     #[test]
+    fn a_declared_call_has_its_arguments_marks_names_and_result() {
+        let call = sample_declared_call();
+        let span = spans(std::slice::from_ref(&call)).1.remove(0);
+        let attrs = &span.attributes;
+        let int = |value| Some(any_value::Value::IntValue(value));
+        assert_eq!(span.name, "openat");
+        assert_eq!(attribute(attrs, "openat.dfd").cloned(), int(-100));
+        assert_eq!(attribute(attrs, "openat.filename"), Some(&text("/etc/hosts")));
+        assert_eq!(
+            attribute(attrs, "openat.flags").cloned(),
+            int((libc::O_RDONLY | libc::O_CLOEXEC).into())
+        );
+        assert_eq!(
+            attribute(attrs, "openat.flags.names"),
+            Some(&texts(&["O_RDONLY", "O_CLOEXEC"]))
+        );
+        assert_eq!(attribute(attrs, "openat.result").cloned(), int(3));
+        assert_eq!(attribute(attrs, "openat.filename.truncated"), None);
+        assert_eq!(span.status, None);
+        assert!(span.parent_span_id.is_empty());
+        let record = logs(std::slice::from_ref(&call)).remove(0);
+        assert_eq!(record.event_name, "openat.call");
+        assert_eq!(
+            record.body.and_then(|body| body.value),
+            Some(text(
+                r#"openat(dfd=-100, filename="/etc/hosts", flags=O_RDONLY|O_CLOEXEC, mode=0) = 3"#
+            ))
+        );
+
+        let mut failed = call;
+        if let CallDetail::Declared(declared) = &mut failed.detail {
+            declared.ret = -i64::from(libc::ENOENT);
+            declared.values[1] = ArgValue::Unreadable;
+        }
+        let span = spans(&[failed]).1.remove(0);
+        let attrs = &span.attributes;
+        let flag = Some(any_value::Value::BoolValue(true));
+        assert_eq!(attribute(attrs, "openat.filename"), None);
+        assert_eq!(attribute(attrs, "openat.filename.unreadable").cloned(), flag);
+        assert_eq!(attribute(attrs, "openat.result"), None);
+        assert_eq!(attribute(attrs, "error.type"), Some(&text("ENOENT")));
+        assert_eq!(span.status.map(|status| status.message).as_deref(), Some("ENOENT"));
+    }
+
+    #[test]
     fn log_record_shares_the_span_ids() {
-        let call = Call {
-            ret: -libc::EINVAL,
-            ..sample_call()
-        };
+        let call = with_signalfd(|call| call.ret = -libc::EINVAL);
         let record = logs(std::slice::from_ref(&call)).remove(0);
         let span = spans(&[call]).1.remove(0);
         assert_eq!(record.trace_id, span.trace_id);
@@ -1137,7 +1284,7 @@ mod tests {
         assert_eq!((record.trace_id.len(), record.span_id.len()), (16, 8));
         assert_eq!(record.severity_number, i32::from(SeverityNumber::Warn));
         assert_eq!(record.severity_text, "WARN");
-        assert_eq!(record.event_name, LOG_EVENT_NAME);
+        assert_eq!(record.event_name, "signalfd.call");
         assert_eq!(record.time_unix_nano, span.end_time_unix_nano);
         assert!(record.observed_time_unix_nano > 0);
         assert_eq!(
@@ -1164,10 +1311,8 @@ mod tests {
                 let at = start + Duration::from_millis(i * 300);
                 let (pid, name) =
                     [(30, "nginx"), (7, "sshd"), (7, "sshd-session"), (4000, "w")][i as usize % 4];
-                Call {
+                let signalfd = CallDetail::Signalfd(SignalfdCall {
                     syscall: [Syscall::Signalfd, Syscall::Signalfd4, Syscall::Unknown]
-                        [i as usize % 3],
-                    probe: [ProbeKind::Kprobe, ProbeKind::Fentry, ProbeKind::Tracepoint]
                         [i as usize % 3],
                     mask_source: [
                         MaskSource::Kernel,
@@ -1175,6 +1320,23 @@ mod tests {
                         MaskSource::NotRead,
                         MaskSource::Unreadable,
                     ][i as usize % 4],
+                    ufd: [-1, 3, i32::MAX][i as usize % 3],
+                    flags: [
+                        0,
+                        libc::SFD_CLOEXEC,
+                        libc::SFD_NONBLOCK | 0x4000_0000,
+                        i32::MIN,
+                    ][i as usize % 4],
+                    mask: SignalMask(match i % 5 {
+                        0 => 0,
+                        1 => u64::MAX,
+                        _ => i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (i % 48),
+                    }),
+                    ret: [5, -libc::EINVAL, -libc::EBADF, i32::MIN, 0][i as usize % 5],
+                });
+                Call {
+                    probe: [ProbeKind::Kprobe, ProbeKind::Fentry, ProbeKind::Tracepoint]
+                        [i as usize % 3],
                     pid,
                     tid: pid + (i % 3) as u32,
                     uid: (i % 2) as u32 * 1000,
@@ -1202,24 +1364,45 @@ mod tests {
                     } else {
                         format!("worker-{}", i % 5)
                     },
-                    ufd: [-1, 3, i32::MAX][i as usize % 3],
-                    flags: [
-                        0,
-                        libc::SFD_CLOEXEC,
-                        libc::SFD_NONBLOCK | 0x4000_0000,
-                        i32::MIN,
-                    ][i as usize % 4],
-                    mask: SignalMask(match i % 5 {
-                        0 => 0,
-                        1 => u64::MAX,
-                        _ => i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (i % 48),
-                    }),
-                    ret: [5, -libc::EINVAL, -libc::EBADF, i32::MIN, 0][i as usize % 5],
                     start: at,
                     end: at + Duration::from_nanos(900 + i),
+                    detail: if i % 4 == 3 {
+                        declared_detail(i, at)
+                    } else {
+                        signalfd
+                    },
                 }
             })
             .collect()
+    }
+
+    /// A declared `openat` for the varied batch: every value kind, errors, and calls made
+    /// inside another (a parent, in the previous trace window for some).
+    fn declared_detail(i: u64, at: SystemTime) -> CallDetail {
+        let CallDetail::Declared(mut call) = sample_declared_call().detail else {
+            unreachable!("the sample declared call is declared");
+        };
+        call.values[1] = match i % 3 {
+            0 => ArgValue::String {
+                text: format!("/var/lib/{}", "d".repeat(i as usize)),
+                truncated: i % 2 == 0,
+            },
+            1 => ArgValue::Unreadable,
+            _ => ArgValue::String {
+                text: "ü/é".into(),
+                truncated: false,
+            },
+        };
+        call.values[2] = ArgValue::Int([0, libc::O_CREAT | libc::O_WRONLY, -1][i as usize % 3].into());
+        call.ret = [3, -2, 1 << 40, -4095, -4096][i as usize % 5];
+        (call.parent_start, call.root_start) = match i % 5 {
+            0 => (None, at),
+            _ => (
+                Some(at - Duration::from_micros(i)),
+                at - Duration::from_secs(i % 61),
+            ),
+        };
+        CallDetail::Declared(call)
     }
 
     /// The hand-written encoder's requests decode to exactly what the prost structs hold, and
@@ -1283,6 +1466,13 @@ mod tests {
             );
             // One signal alone is the same request.
             assert!(encoder.traces_request(&calls) == traces);
+            let declared = expected_traces.resource_spans.iter().flat_map(|resource| {
+                resource.scope_spans.iter().flat_map(|scope| scope.spans.iter())
+            });
+            assert!(
+                declared.filter(|span| span.name == "openat" && !span.parent_span_id.is_empty()).count() > 20,
+                "the batch has declared calls with parents"
+            );
             assert_eq!(
                 expected_traces.resource_spans.len(),
                 match per {
@@ -1297,11 +1487,19 @@ mod tests {
         /// Any call encodes to protobuf that decodes back to the same values.
         #[test]
         fn any_call_round_trips(mask: u64, flags: i32, ufd: i32, ret: i32, cgroup_id: u64, pid: u32) {
-            let call = Call { mask: kspan_decode::SignalMask(mask), flags, ufd, ret, cgroup_id, pid, ..sample_call() };
+            let mut call = with_signalfd(|call| {
+                call.mask = kspan_decode::SignalMask(mask);
+                call.flags = flags;
+                call.ufd = ufd;
+                call.ret = ret;
+            });
+            call.cgroup_id = cgroup_id;
+            call.pid = pid;
+            let mask = call.signalfd().unwrap().mask;
             let span = spans(std::slice::from_ref(&call)).1.remove(0);
             let attrs = &span.attributes;
-            proptest::prop_assert_eq!(attribute(attrs, "signalfd.mask"), Some(&text(&call.mask.to_string())));
-            proptest::prop_assert_eq!(attribute(attrs, "signalfd.mask.signals"), Some(&texts(&call.mask.names().collect::<Vec<_>>())));
+            proptest::prop_assert_eq!(attribute(attrs, "signalfd.mask"), Some(&text(&mask.to_string())));
+            proptest::prop_assert_eq!(attribute(attrs, "signalfd.mask.signals"), Some(&texts(&mask.names().collect::<Vec<_>>())));
             proptest::prop_assert_eq!(attribute(attrs, "kspan.cgroup.id").cloned(), Some(any_value::Value::IntValue(cgroup_id as i64)));
             proptest::prop_assert_eq!(attribute(attrs, "signalfd.ufd").cloned(), Some(any_value::Value::IntValue(ufd.into())));
             proptest::prop_assert_eq!(attribute(attrs, "process.pid").cloned(), Some(any_value::Value::IntValue(pid.into())));

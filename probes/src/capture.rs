@@ -28,7 +28,7 @@ use kspan_common::{
 
 /// Complete calls for user space. The agent may resize it at load time.
 #[map]
-static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
+pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
 
 /// Each thread's call between entry and return, in the thread's own task storage.
 #[btf_map]
@@ -97,7 +97,7 @@ pub struct TaskStorage<V> {
 unsafe impl<V> Sync for TaskStorage<V> {}
 
 impl<V> TaskStorage<V> {
-    const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         Self {
             r#type: core::ptr::null(),
             key: core::ptr::null(),
@@ -109,7 +109,7 @@ impl<V> TaskStorage<V> {
 
     /// The task's value, created zeroed with `create`; `None` if absent or refused.
     #[inline(always)]
-    fn get(&self, task: *mut task_struct, create: bool) -> Option<*mut V> {
+    pub(crate) fn get(&self, task: *mut task_struct, create: bool) -> Option<*mut V> {
         let flags = if create {
             BPF_LOCAL_STORAGE_GET_F_CREATE as u64
         } else {
@@ -168,7 +168,7 @@ pub fn user_mask(mask: *const u64) -> (u64, MaskSource) {
 
 /// The current task, as a BTF pointer the verifier lets the probes load fields through.
 #[inline(always)]
-fn current_task() -> *mut task_struct {
+pub(crate) fn current_task() -> *mut task_struct {
     // SAFETY: a helper without arguments; the result is never null.
     unsafe { bpf_get_current_task_btf() }
 }
@@ -208,14 +208,14 @@ fn load<T: Copy>(object: *const u8, offset: &u32) -> T {
 
 /// Thread and process ids of `task`.
 #[inline(always)]
-fn ids(task: *const u8) -> (u32, u32) {
+pub(crate) fn ids(task: *const u8) -> (u32, u32) {
     let layout = &CONFIG.task;
     (load(task, &layout.task_tgid), load(task, &layout.task_pid))
 }
 
 /// The thread's `comm`, in two 8-byte loads.
 #[inline(always)]
-fn comm(task: *const u8) -> [u8; COMM_LEN] {
+pub(crate) fn comm(task: *const u8) -> [u8; COMM_LEN] {
     let comm = task.wrapping_add(setting(&CONFIG.task.task_comm) as usize);
     let words: [u64; 2] = [load(comm, &0), load(comm, &8)];
     // SAFETY: two u64s are 16 plain bytes; building the array byte by byte would cost a memset.
@@ -227,7 +227,7 @@ fn comm(task: *const u8) -> [u8; COMM_LEN] {
 /// executable or its name is too long to be kept inline (then it lives where only a helper
 /// could read it). Loads through a null pointer read zero, so a missing link reads length 0.
 #[inline(always)]
-fn exe_name(task: *const u8) -> (u8, [u8; EXE_NAME_LEN]) {
+pub(crate) fn exe_name(task: *const u8) -> (u8, [u8; EXE_NAME_LEN]) {
     let layout = &CONFIG.task;
     let mm: *const u8 = load(task, &layout.task_mm);
     let exe_file: *const u8 = load(mm, &layout.mm_exe_file);
@@ -253,14 +253,14 @@ fn exe_name(task: *const u8) -> (u8, [u8; EXE_NAME_LEN]) {
 }
 
 /// The user ids of a task: real and effective.
-struct UserIds {
-    real: u32,
-    effective: u32,
+pub(crate) struct UserIds {
+    pub(crate) real: u32,
+    pub(crate) effective: u32,
 }
 
 /// Real and effective uid and cgroup v2 id of `task`.
 #[inline(always)]
-fn user_ids_and_cgroup(task: *const u8) -> (UserIds, u64) {
+pub(crate) fn user_ids_and_cgroup(task: *const u8) -> (UserIds, u64) {
     let layout = &CONFIG.task;
     let cred: *const u8 = load(task, &layout.task_cred);
     let css_set: *const u8 = load(task, &layout.task_cgroups);
@@ -367,14 +367,14 @@ pub fn record_return(ret: i32) {
 }
 
 #[inline(always)]
-fn stopping() -> bool {
+pub(crate) fn stopping() -> bool {
     CONTROL.get(CONTROL_STOPPING).is_some_and(|flag| *flag != 0)
 }
 
 /// Whether the filters select `task`; loads its ids and name, and tests its cgroup, only when a
 /// filter is on.
 #[inline(always)]
-fn selected(task: *const u8) -> bool {
+pub(crate) fn selected(task: *const u8) -> bool {
     let (filter_pid, filter_comm) = (setting(&CONFIG.filter_pid), setting(&CONFIG.filter_comm));
     // SAFETY: lookups only; the values are never dereferenced.
     let by_task = unsafe {
@@ -401,7 +401,7 @@ fn under_filtered_cgroup() -> bool {
 }
 
 #[inline(always)]
-fn count(counter: Counter) {
+pub(crate) fn count(counter: Counter) {
     if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
         // SAFETY: the slot is a live, aligned u64 map value; atomic because two programs can
         // interleave on one CPU when a syscall tracepoint program is preempted.

@@ -8,15 +8,22 @@
 #![allow(internal_features)]
 
 mod capture;
+mod declared;
 
 use aya_ebpf::{
     macros::{fentry, fexit, kprobe, kretprobe, tracepoint},
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
     EbpfContext as _,
 };
-use kspan_common::{tracepoint_offsets, MaskSource, ProbeKind, Syscall};
+use kspan_common::{
+    declared::{hook_key, MAX_ARGS},
+    tracepoint_offsets, MaskSource, ProbeKind, Syscall,
+};
 
-use crate::capture::{kernel_mask, record_entry, record_return, EntryArgs};
+use crate::{
+    capture::{kernel_mask, record_entry, record_return, EntryArgs},
+    declared::{declared_entry, declared_return},
+};
 
 /// kprobe on `do_signalfd4(int ufd, sigset_t *mask, int flags)`.
 #[kprobe]
@@ -94,6 +101,47 @@ pub fn kspan_tp_enter_signalfd4(ctx: TracePointContext) -> u32 {
 pub fn kspan_tp_exit(ctx: TracePointContext) -> u32 {
     record_return(tracepoint_field(&ctx, tracepoint_offsets::RET) as i32);
     0
+}
+
+/// Every declared syscall's `sys_enter_*` tracepoint: the record's syscall number says which.
+#[tracepoint]
+pub fn kspan_declared_tp_enter(ctx: TracePointContext) -> u32 {
+    let key = hook_key(ProbeKind::Tracepoint, syscall_nr(&ctx));
+    declared_entry(ProbeKind::Tracepoint, key, |values, count| {
+        let size = count.min(MAX_ARGS as u32) * 8;
+        // SAFETY: reads the record's argument words (`count` of them, as the syscall's format
+        // has) into the stack entry; the helper fails instead of faulting.
+        unsafe {
+            aya_ebpf::helpers::generated::bpf_probe_read_kernel(
+                values.as_mut_ptr().cast(),
+                size,
+                ctx.as_ptr().cast::<u8>().add(tracepoint_offsets::ARGS).cast(),
+            ) == 0
+        }
+    });
+    0
+}
+
+/// Every declared syscall's `sys_exit_*` tracepoint.
+#[tracepoint]
+pub fn kspan_declared_tp_exit(ctx: TracePointContext) -> u32 {
+    let key = hook_key(ProbeKind::Tracepoint, syscall_nr(&ctx));
+    declared_return(key, tracepoint_field(&ctx, tracepoint_offsets::ARGS) as i64);
+    0
+}
+
+/// The syscall number every syscall tracepoint's record carries.
+#[inline(always)]
+fn syscall_nr(ctx: &TracePointContext) -> u32 {
+    // SAFETY: a constant offset inside every syscall record's fixed part; checked by the verifier.
+    unsafe {
+        core::ptr::read(
+            ctx.as_ptr()
+                .cast::<u8>()
+                .add(tracepoint_offsets::SYSCALL_NR)
+                .cast::<u32>(),
+        )
+    }
 }
 
 #[inline(always)]

@@ -80,6 +80,10 @@ impl StdoutSink {
             ids.trace,
             ids.span,
         );
+        if let Some(parent) = ids.parent {
+            line.push_str(" parent=");
+            line.push_str(&parent.to_string());
+        }
         if let Some(lookup) = call.cgroup.as_deref() {
             push_cgroup(&mut line, call.cgroup_id, lookup);
         }

@@ -1,0 +1,180 @@
+//! Declared probes: what a generic program reads at a call's entry is data the agent writes into
+//! [`DECLARED_MAP`] (one [`DeclaredProbe`] per hooked syscall or function), never code per probe.
+//! Each thread keeps its open calls as a small stack ([`CallStack`]) in its task storage, so a
+//! declared call made inside another on the same thread pairs with its own return and knows its
+//! parent; each return sends one [`DeclaredEvent`].
+
+use crate::ProbeKind;
+
+/// Name of the hash map from a hook ([`hook_key`]) to its [`DeclaredProbe`].
+pub const DECLARED_MAP: &str = "DECLARED";
+/// Most probes one agent declares (hooks in [`DECLARED_MAP`]).
+pub const MAX_DECLARED_PROBES: u32 = 64;
+/// Most arguments a probe captures: a syscall has at most six, so does a register-passed call.
+pub const MAX_ARGS: usize = 6;
+/// Most strings a probe reads per call.
+pub const MAX_STRINGS: usize = 2;
+/// Bytes kept of each string, its NUL included: longer ones are cut and marked truncated.
+pub const STRING_BYTES: usize = 256;
+/// Most declared calls open at once on one thread (a call inside a call inside ...): deeper
+/// entries are counted as lost, and so are their returns.
+pub const MAX_DEPTH: usize = 8;
+/// Name of the per-CPU array of per-probe counters: slot `probe * Counter::SLOTS + counter`.
+pub const DECLARED_COUNTERS_MAP: &str = "DECLARED_COUNTERS";
+
+/// The [`DECLARED_MAP`] key of a hook: its probe kind in the top byte, then what identifies the
+/// hook to the program (a syscall tracepoint: the syscall's number, which its records carry).
+pub const fn hook_key(kind: ProbeKind, id: u32) -> u64 {
+    ((kind as u64) << 56) | id as u64
+}
+
+/// How an argument's value is read at entry.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, num_enum::TryFromPrimitive)]
+pub enum ArgRead {
+    /// Not captured.
+    #[default]
+    Skip = 0,
+    /// The 8-byte value (user space narrows it to the argument's type).
+    Value = 1,
+    /// A NUL-terminated string in the caller's memory, at the value's address.
+    UserString = 2,
+    /// A NUL-terminated string in kernel memory, at the value's address.
+    KernelString = 3,
+}
+
+/// One argument a probe captures.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ArgSpec {
+    /// An [`ArgRead`] value.
+    pub read: u8,
+    /// For strings: which of the call's [`MAX_STRINGS`] string slots receives it.
+    pub string_slot: u8,
+    /// Explicit padding.
+    pub _pad: [u8; 2],
+}
+
+/// What a generic program captures for one hook.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeclaredProbe {
+    /// The probe's index in the agent's table: events and counters carry it.
+    pub probe: u32,
+    /// How many leading arguments are read (the rest of `args` is [`ArgRead::Skip`]).
+    pub arg_count: u32,
+    /// Per argument, by position.
+    pub args: [ArgSpec; MAX_ARGS],
+}
+
+/// A string read at entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CapturedString {
+    /// Bytes read, its NUL included; 0 when nothing was read; negative: the read failed.
+    pub len: i32,
+    /// Explicit padding.
+    pub _pad: u32,
+    /// The bytes; `len == STRING_BYTES` with a NUL last may be a cut string.
+    pub bytes: [u8; STRING_BYTES],
+}
+
+/// What a call's entry captured: copied whole from the thread's stack into its event.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CapturedArgs {
+    /// The arguments' raw values, by position (a string argument: its address).
+    pub values: [u64; MAX_ARGS],
+    /// The strings, by slot.
+    pub strings: [CapturedString; MAX_STRINGS],
+}
+
+/// One open call on a thread's stack.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenCall {
+    /// `bpf_ktime_get_boot_ns()` at entry.
+    pub start_boot_ns: u64,
+    /// The probe's index.
+    pub probe: u32,
+    /// A [`ProbeKind`] value.
+    pub kind: u8,
+    /// Explicit padding.
+    pub _pad: [u8; 3],
+    /// What its entry captured.
+    pub captured: CapturedArgs,
+}
+
+/// A thread's open declared calls, innermost last, in its task storage.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallStack {
+    /// Calls open: `calls[..depth]`.
+    pub depth: u32,
+    /// Entries refused because the stack was full and not yet returned: their returns are
+    /// dropped without popping.
+    pub overflow: u32,
+    /// The open calls.
+    pub calls: [OpenCall; MAX_DEPTH],
+}
+
+/// One complete declared call, paired in the kernel: its identity as [`crate::CallEvent`]
+/// carries it, its place in the thread's stack, and what its entry captured.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeclaredEvent {
+    /// `bpf_ktime_get_boot_ns()` at entry.
+    pub start_boot_ns: u64,
+    /// At return.
+    pub end_boot_ns: u64,
+    /// Entry time of the call this one was made in on the same thread; 0 at the stack's bottom.
+    pub parent_start_boot_ns: u64,
+    /// Entry time of the bottom call of the thread's stack (this call's own when it is it).
+    pub root_start_boot_ns: u64,
+    /// The raw return value (`long` for syscalls, the return register for functions).
+    pub ret: i64,
+    /// The caller's cgroup v2 id.
+    pub cgroup_id: u64,
+    /// The probe's index.
+    pub probe: u32,
+    /// Process id (tgid).
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// Real uid.
+    pub uid: u32,
+    /// Effective uid.
+    pub euid: u32,
+    /// A [`ProbeKind`] value.
+    pub kind: u8,
+    /// Calls open below this one on the thread when it started (0: none).
+    pub depth: u8,
+    /// Length of `exe_name` (0: unknown).
+    pub exe_name_len: u8,
+    /// Explicit padding.
+    pub _pad: u8,
+    /// The thread's `comm`.
+    pub comm: [u8; crate::COMM_LEN],
+    /// The executable's basename.
+    pub exe_name: [u8; crate::EXE_NAME_LEN],
+    /// What the entry captured.
+    pub captured: CapturedArgs,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: `repr(C)` structs of plain integers without padding holes: any bit pattern is valid.
+    unsafe impl aya::Pod for super::DeclaredProbe {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::DeclaredEvent {}
+}
+
+// Both sides read these as raw bytes: no implicit padding, and an event is told from a
+// `CallEvent` by its size.
+const _: () = assert!(core::mem::size_of::<ArgSpec>() == 4);
+const _: () = assert!(core::mem::size_of::<DeclaredProbe>() == 32);
+const _: () = assert!(core::mem::size_of::<CapturedString>() == 8 + STRING_BYTES);
+const _: () = assert!(core::mem::size_of::<CapturedArgs>() == 48 + 2 * (8 + STRING_BYTES));
+const _: () = assert!(core::mem::size_of::<OpenCall>() == 16 + 576);
+const _: () = assert!(core::mem::size_of::<DeclaredEvent>() == 128 + 576);
+const _: () = assert!(core::mem::size_of::<DeclaredEvent>() != core::mem::size_of::<crate::CallEvent>());
