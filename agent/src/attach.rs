@@ -8,7 +8,7 @@ use aya::{
     Btf, BtfError, Ebpf,
 };
 
-use crate::{kernel_function, privileges, tracefs::TracefsError};
+use crate::{kernel_function, privileges, syscall_probe::SyscallProbe, tracefs::TracefsError};
 use kspan_common::{AttachMode, ProbeKind};
 
 /// The pair that attached, and why the ones tried before it were refused.
@@ -250,6 +250,31 @@ fn attach_step(
                     .attach("syscalls", event)
                     .with_context(|| format!("attaching {name} to syscalls:{event}"))?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// Attaches the generic tracepoint programs to every declared syscall's tracepoints.
+pub fn attach_declared(ebpf: &mut Ebpf, probes: &[SyscallProbe]) -> anyhow::Result<()> {
+    use kspan_common::programs::{DECLARED_TP_ENTER, DECLARED_TP_EXIT};
+    if probes.is_empty() {
+        return Ok(());
+    }
+    privileges::require(ProbeKind::Tracepoint)?;
+    for (index, name) in [DECLARED_TP_ENTER, DECLARED_TP_EXIT]
+        .into_iter()
+        .enumerate()
+    {
+        let tracepoint: &mut TracePoint = program(ebpf, name)?;
+        tracepoint
+            .load()
+            .with_context(|| format!("loading {name}"))?;
+        for probe in probes {
+            let event = &probe.tracepoints[index];
+            tracepoint.attach("syscalls", event).with_context(|| {
+                format!("attaching probe {} to syscalls:{event}", probe.info.name)
+            })?;
         }
     }
     Ok(())

@@ -11,9 +11,20 @@ use kspan_common::AttachMode;
 #[derive(Debug, Parser)]
 #[command(name = "kspan", version, about, long_about = None)]
 pub struct Cli {
-    /// Probe pair: `auto` tries kprobe, then fentry, then tracepoint.
+    /// Probe pair: `auto` tries kprobe, then fentry, then tracepoint. The default of every
+    /// declared probe.
     #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
     pub attach: AttachMode,
+
+    /// Trace this (repeatable): `syscall:NAME` (its tracepoints, every argument), or
+    /// `signalfd` (the built-in probe). With no --probe or --probes: signalfd.
+    #[arg(long = "probe", value_name = "PROBE")]
+    pub probes: Vec<String>,
+
+    /// Trace the probes declared in this TOML file (repeatable); see the README's "Declaring
+    /// probes".
+    #[arg(long = "probes", value_name = "FILE")]
+    pub probe_files: Vec<PathBuf>,
 
     /// Where calls go: OTLP to a collector, or one readable line per call on stdout.
     #[arg(long, value_enum, default_value_t = ExporterKind::Otlp)]

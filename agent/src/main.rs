@@ -6,6 +6,7 @@ mod btf;
 mod cgroup_filter;
 mod cli;
 mod counter_sources;
+mod declaration;
 mod health;
 mod kernel_function;
 mod output_file;
@@ -14,6 +15,8 @@ mod probes;
 mod reader;
 mod run;
 mod stop;
+mod syscall_numbers;
+mod syscall_probe;
 mod tracefs;
 mod usage_error;
 

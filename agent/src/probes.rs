@@ -11,13 +11,15 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use kspan_common::{
-    Counter, ProbeConfig, CGROUP_FILTER_MAP, COMM_FILTER_MAP, COMM_LEN, CONFIG_GLOBAL, CONTROL_MAP,
-    CONTROL_STOPPING, COUNTERS_MAP, EVENTS_MAP, PID_FILTER_MAP,
+    declared::{hook_key, DeclaredProbe, DECLARED_MAP},
+    Counter, ProbeConfig, ProbeKind, CGROUP_FILTER_MAP, COMM_FILTER_MAP, COMM_LEN, CONFIG_GLOBAL,
+    CONTROL_MAP, CONTROL_STOPPING, COUNTERS_MAP, EVENTS_MAP, PID_FILTER_MAP,
 };
 
 use crate::{
     attach::Programs,
     btf::{Btf, VMLINUX_BTF},
+    syscall_probe::SyscallProbe,
 };
 use kspan_otel::counters::KernelCounters;
 
@@ -160,6 +162,19 @@ pub fn stop_new_entries(ebpf: &mut Ebpf) -> anyhow::Result<()> {
     control
         .set(CONTROL_STOPPING, 1, 0)
         .context("setting the stop flag")?;
+    Ok(())
+}
+
+/// Hands the declared syscalls to the generic programs: each syscall's number maps to what its
+/// probe captures.
+pub fn declare(ebpf: &mut Ebpf, probes: &[SyscallProbe]) -> anyhow::Result<()> {
+    let mut declared: HashMap<_, u64, DeclaredProbe> =
+        HashMap::try_from(ebpf.map_mut(DECLARED_MAP).context("DECLARED map missing")?)?;
+    for probe in probes {
+        declared
+            .insert(hook_key(ProbeKind::Tracepoint, probe.number), probe.spec, 0)
+            .with_context(|| format!("declaring probe {}", probe.info.name))?;
+    }
     Ok(())
 }
 

@@ -18,11 +18,13 @@ use crate::{
     cgroup_filter,
     cli::{Cli, ExporterKind, OtlpProtocol},
     counter_sources::CounterSources,
+    declaration::{self, Declaration, DeclarationError, Hook},
     health::{self, HealthReporter},
     output_file::OutputFile,
     privileges, probes,
     reader::EventReader,
     stop::StopSignals,
+    syscall_probe::{self, SyscallProbe},
     tracefs::{self, TracefsError},
     usage_error::UsageError,
 };
@@ -62,6 +64,10 @@ struct Prepared {
     /// Whether the syscall tracepoints carry their fields where the probes read them; `None`
     /// when the attach mode never tries them.
     tracepoints: Option<Result<(), Arc<TracefsError>>>,
+    /// The built-in signalfd probe's attach mode, when it is traced.
+    signalfd: Option<AttachMode>,
+    /// The declared syscalls.
+    syscalls: Vec<SyscallProbe>,
 }
 
 impl Prepared {
@@ -80,27 +86,34 @@ impl Prepared {
         let host = host_info()?;
         let grouping = TraceGrouping::new(boot_id()?, cli.trace_window);
         let destination = build_sink(&cli, &host, grouping)?;
-        privileges::check(cli.attach)?;
+        let declarations =
+            declaration::read(&cli.probes, &cli.probe_files).map_err(UsageError::from)?;
+        let signalfd = declarations
+            .iter()
+            .find(|declared| declared.hook == Hook::Signalfd)
+            .map(|declared| declared.attach.unwrap_or(cli.attach));
+        privileges::check(signalfd.unwrap_or(AttachMode::Tracepoint))?;
         raise_memlock_limit();
 
-        let tracepoints = cli
-            .attach
-            .candidates()
-            .contains(&ProbeKind::Tracepoint)
-            .then(|| {
+        let tracepoints = signalfd
+            .filter(|mode| mode.candidates().contains(&ProbeKind::Tracepoint))
+            .map(|_| {
                 tracefs::ensure_mounted()
                     .and_then(|root| tracefs::check_signalfd_offsets(&root))
                     .map_err(Arc::new)
             });
-        if let (AttachMode::Tracepoint, Some(Err(error))) = (cli.attach, &tracepoints) {
+        if let (Some(AttachMode::Tracepoint), Some(Err(error))) = (signalfd, &tracepoints) {
             return Err(error.clone().into());
         }
+        let syscalls = resolve_syscalls(&declarations, cli.attach)?;
         Ok(Self {
             cli,
             ready_file,
             summary_file,
             destination,
             tracepoints,
+            signalfd,
+            syscalls,
         })
     }
 
@@ -113,6 +126,8 @@ impl Prepared {
             summary_file,
             destination: (sink, health_exporter),
             tracepoints,
+            signalfd,
+            syscalls,
         } = self;
         let cgroups =
             cgroup_filter::resolve(&cli.cgroups, &cli.containers)?.map_err(UsageError::from)?;
@@ -139,22 +154,30 @@ impl Prepared {
             true => (Programs::Floor, Some(probes::open_floor()?)),
             false => (Programs::Capture, None),
         };
-        let attached = attach::attach(
-            floor.as_mut().unwrap_or(&mut ebpf),
-            programs,
-            cli.attach,
-            &target,
-        )?;
-        for (mode, reason) in &attached.refused {
-            // Verifier logs run to many lines: the first says why, the rest is for debugging.
-            let why = reason.lines().next().unwrap_or_default();
-            tracing::warn!(probe = %mode, reason = why, "probe refused, falling back");
-            tracing::debug!(probe = %mode, %reason, "full refusal");
-        }
-        if attached.kind == ProbeKind::Tracepoint {
-            tracing::info!(probe = %attached.kind, "attached");
-        } else {
-            tracing::info!(probe = %attached.kind, function = %cli.kernel_function, "attached");
+        let attached = match signalfd {
+            Some(mode) => {
+                let attached =
+                    attach::attach(floor.as_mut().unwrap_or(&mut ebpf), programs, mode, &target)?;
+                for (mode, reason) in &attached.refused {
+                    // Verifier logs run to many lines: the first says why, the rest is for
+                    // debugging.
+                    let why = reason.lines().next().unwrap_or_default();
+                    tracing::warn!(probe = %mode, reason = why, "probe refused, falling back");
+                    tracing::debug!(probe = %mode, %reason, "full refusal");
+                }
+                if attached.kind == ProbeKind::Tracepoint {
+                    tracing::info!(probe = %attached.kind, "attached");
+                } else {
+                    tracing::info!(probe = %attached.kind, function = %cli.kernel_function, "attached");
+                }
+                Some(attached.kind)
+            }
+            None => None,
+        };
+        probes::declare(&mut ebpf, &syscalls)?;
+        attach::attach_declared(&mut ebpf, &syscalls)?;
+        for syscall in &syscalls {
+            tracing::info!(probe = %syscall.info.name, kind = %ProbeKind::Tracepoint, "attached");
         }
 
         let pipeline_config = PipelineConfig {
@@ -165,7 +188,13 @@ impl Prepared {
         let pipeline = Pipeline::start(sink, pipeline_config)?;
         let export_stats = pipeline.stats();
         let decoder = CallDecoder::new(BootClock::measure().context("reading the system clocks")?)
-            .with_cgroups(cgroups);
+            .with_cgroups(cgroups)
+            .with_declared(
+                syscalls
+                    .iter()
+                    .map(|syscall| syscall.info.clone())
+                    .collect(),
+            );
         let decoder = match cli.process_details {
             true => decoder.with_process_details(),
             false => decoder,
@@ -178,10 +207,12 @@ impl Prepared {
         };
 
         if let Some(file) = &ready_file {
-            let contents = format!("probe={}\npid={}\n", attached.kind, std::process::id());
-            file.write(contents.as_bytes())?;
+            file.write(ready_contents(attached, &syscalls).as_bytes())?;
         }
-        tracing::info!(probe = %attached.kind, "ready");
+        tracing::info!(
+            probes = syscalls.len() + usize::from(attached.is_some()),
+            "ready"
+        );
         let health =
             health_exporter.map(|(exporter, interval)| HealthReporter::start(exporter, interval));
         Ok(Session {
@@ -190,7 +221,7 @@ impl Prepared {
             ebpf,
             floor,
             programs,
-            attached: attached.kind,
+            attached,
             reader,
             counters,
             health,
@@ -206,7 +237,8 @@ struct Session {
     /// The floor programs' object, with `--floor`.
     floor: Option<aya::Ebpf>,
     programs: Programs,
-    attached: ProbeKind,
+    /// The signalfd pair that attached, when signalfd is traced.
+    attached: Option<ProbeKind>,
     reader: EventReader,
     counters: CounterSources,
     health: Option<HealthReporter>,
@@ -253,7 +285,9 @@ impl Session {
         } = self;
         probes::stop_new_entries(&mut ebpf)?;
         tokio::time::sleep(IN_FLIGHT_GRACE).await;
-        attach::unload_pair(floor.as_mut().unwrap_or(&mut ebpf), programs, attached);
+        if let Some(kind) = attached {
+            attach::unload_pair(floor.as_mut().unwrap_or(&mut ebpf), programs, kind);
+        }
         drop((floor, ebpf));
         let pipeline = reader.finish().await?;
         let health_reserve = match health {
@@ -276,6 +310,56 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// Resolves the declared syscalls against tracefs; a function declaration is refused.
+fn resolve_syscalls(
+    declarations: &[Declaration],
+    default_attach: AttachMode,
+) -> anyhow::Result<Vec<SyscallProbe>> {
+    let mut syscalls = Vec::new();
+    for declared in declarations {
+        match &declared.hook {
+            Hook::Signalfd => {}
+            Hook::Function(function) => {
+                return Err(UsageError::from(DeclarationError::Invalid {
+                    probe: declared.name.clone(),
+                    origin: declared.origin.clone(),
+                    why: format!(
+                        "kernel function probes are not built yet: declare a syscall \
+                         (`syscall:NAME`) instead of `{function}`"
+                    ),
+                })
+                .into())
+            }
+            Hook::Syscall(syscall) => {
+                let root = tracefs::ensure_mounted()?;
+                let index = syscalls.len() as u32;
+                let probe = syscall_probe::resolve(&root, declared, syscall, index, default_attach)
+                    .map_err(UsageError::from)?;
+                syscalls.push(probe);
+            }
+        }
+    }
+    Ok(syscalls)
+}
+
+/// The ready file: the signalfd pair that attached (`probe=`), each declared probe and its
+/// kind, and kspan's pid.
+fn ready_contents(signalfd: Option<ProbeKind>, syscalls: &[SyscallProbe]) -> String {
+    let mut contents = String::new();
+    if let Some(kind) = signalfd {
+        contents.push_str(&format!("probe={kind}\n"));
+    }
+    for syscall in syscalls {
+        contents.push_str(&format!(
+            "declared={}:{}\n",
+            syscall.info.name,
+            ProbeKind::Tracepoint
+        ));
+    }
+    contents.push_str(&format!("pid={}\n", std::process::id()));
+    contents
 }
 
 /// The part of the stop deadline kept for the final health metrics export.

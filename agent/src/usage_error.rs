@@ -1,6 +1,9 @@
 //! The one error kind that is the user's to fix rather than the host's.
 
-use crate::{cgroup_filter::CgroupFilterError, cli::CliError, output_file::OutputFileError};
+use crate::{
+    cgroup_filter::CgroupFilterError, cli::CliError, declaration::DeclarationError,
+    output_file::OutputFileError,
+};
 
 /// A configuration mistake the user can fix: exit code 2, like clap's own usage errors.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +30,12 @@ impl From<CliError> for UsageError {
 
 impl From<CgroupFilterError> for UsageError {
     fn from(error: CgroupFilterError) -> Self {
+        Self(Box::new(error))
+    }
+}
+
+impl From<DeclarationError> for UsageError {
+    fn from(error: DeclarationError) -> Self {
         Self(Box::new(error))
     }
 }

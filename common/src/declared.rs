@@ -19,11 +19,14 @@ pub const STRING_BYTES: usize = 256;
 /// Most declared calls open at once on one thread (a call inside a call inside ...): deeper
 /// entries are counted as lost, and so are their returns.
 pub const MAX_DEPTH: usize = 8;
+// The probes index the stack with a mask.
+const _: () = assert!(MAX_DEPTH.is_power_of_two());
 /// Name of the per-CPU array of per-probe counters: slot `probe * Counter::SLOTS + counter`.
 pub const DECLARED_COUNTERS_MAP: &str = "DECLARED_COUNTERS";
 
 /// The [`DECLARED_MAP`] key of a hook: its probe kind in the top byte, then what identifies the
-/// hook to the program (a syscall tracepoint: the syscall's number, which its records carry).
+/// hook to the program (a syscall tracepoint: the syscall's number, which its records carry; the
+/// event id, `common_type`, is not: BPF programs get the registers in its place).
 pub const fn hook_key(kind: ProbeKind, id: u32) -> u64 {
     ((kind as u64) << 56) | id as u64
 }
@@ -177,4 +180,5 @@ const _: () = assert!(core::mem::size_of::<CapturedString>() == 8 + STRING_BYTES
 const _: () = assert!(core::mem::size_of::<CapturedArgs>() == 48 + 2 * (8 + STRING_BYTES));
 const _: () = assert!(core::mem::size_of::<OpenCall>() == 16 + 576);
 const _: () = assert!(core::mem::size_of::<DeclaredEvent>() == 128 + 576);
-const _: () = assert!(core::mem::size_of::<DeclaredEvent>() != core::mem::size_of::<crate::CallEvent>());
+const _: () =
+    assert!(core::mem::size_of::<DeclaredEvent>() != core::mem::size_of::<crate::CallEvent>());

@@ -22,8 +22,8 @@ use kspan_common::{
 };
 
 use crate::capture::{
-    comm, count, current_task, exe_name, ids, selected, stopping, user_ids_and_cgroup,
-    TaskStorage, EVENTS,
+    comm, count, current_task, exe_name, ids, selected, stopping, user_ids_and_cgroup, TaskStorage,
+    EVENTS,
 };
 
 /// What each hook's program captures, by [`kspan_common::declared::hook_key`].
@@ -49,13 +49,22 @@ fn count_for(probe: u32, counter: Counter) {
     }
 }
 
-/// Records a declared call's entry. `read_values` fills the arguments' raw values (the first
-/// `count` of them) and returns whether it could.
+/// `index` masked into the stack (MAX_DEPTH is a power of two), in a way the compiler cannot
+/// drop: it would, knowing the callers' checks, and the verifier, tracking another register,
+/// would then see an unbounded index.
+#[inline(always)]
+fn slot(index: usize) -> usize {
+    // SAFETY: a volatile read of a local.
+    unsafe { core::ptr::read_volatile(&index) & (MAX_DEPTH - 1) }
+}
+
+/// Records a declared call's entry. `read_values` fills the arguments' raw values and returns
+/// whether it could.
 #[inline(always)]
 pub fn declared_entry(
     kind: ProbeKind,
     key: u64,
-    read_values: impl FnOnce(&mut [u64; MAX_ARGS], u32) -> bool,
+    read_values: impl FnOnce(&mut [u64; MAX_ARGS]) -> bool,
 ) {
     if stopping() {
         return;
@@ -85,14 +94,16 @@ pub fn declared_entry(
         }
         stack.overflow = 0;
     }
-    let Some(call) = stack.calls.get_mut(stack.depth as usize) else {
+    let depth = stack.depth as usize;
+    if depth >= MAX_DEPTH {
         stack.overflow += 1;
         count_for(probe.probe, Counter::EntryNotStored);
         return;
-    };
+    }
+    let call = &mut stack.calls[slot(depth)];
     call.probe = probe.probe;
     call.kind = kind as u8;
-    if !read_values(&mut call.captured.values, probe.arg_count) {
+    if !read_values(&mut call.captured.values) {
         count_for(probe.probe, Counter::EntryNotStored);
         return;
     }
@@ -112,7 +123,10 @@ fn read_strings(probe: &DeclaredProbe, captured: &mut CapturedArgs) {
     }
     for arg in 0..MAX_ARGS {
         let spec = probe.args[arg];
-        let Some(string) = captured.strings.get_mut(spec.string_slot as usize % MAX_STRINGS) else {
+        let Some(string) = captured
+            .strings
+            .get_mut(spec.string_slot as usize % MAX_STRINGS)
+        else {
             continue;
         };
         let address = captured.values[arg] as *const core::ffi::c_void;
@@ -156,22 +170,20 @@ pub fn declared_return(key: u64, ret: i64) {
         return;
     }
     let depth = stack.depth as usize;
-    let Some(call) = depth
-        .checked_sub(1)
-        .and_then(|top| stack.calls.get(top))
-        .filter(|call| call.probe == probe)
-    else {
+    let top = slot(depth.wrapping_sub(1));
+    if depth == 0 || depth > MAX_DEPTH || stack.calls[top].probe != probe {
         if !stopping() && selected(task.cast()) {
             count_for(probe, Counter::ReturnWithoutEntry);
         }
         return;
-    };
+    }
+    let call = &stack.calls[top];
     stack.depth -= 1;
     let root_start_boot_ns = stack.calls[0].start_boot_ns;
-    let parent_start_boot_ns = depth
-        .checked_sub(2)
-        .and_then(|parent| stack.calls.get(parent))
-        .map_or(0, |parent| parent.start_boot_ns);
+    let parent_start_boot_ns = match depth {
+        1 => 0,
+        _ => stack.calls[slot(depth.wrapping_sub(2))].start_boot_ns,
+    };
     let Some(mut entry) = EVENTS.reserve::<DeclaredEvent>(0) else {
         count_for(probe, Counter::RingBufferFull);
         return;

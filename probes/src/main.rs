@@ -15,10 +15,7 @@ use aya_ebpf::{
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
     EbpfContext as _,
 };
-use kspan_common::{
-    declared::{hook_key, MAX_ARGS},
-    tracepoint_offsets, MaskSource, ProbeKind, Syscall,
-};
+use kspan_common::{declared::hook_key, tracepoint_offsets, MaskSource, ProbeKind, Syscall};
 
 use crate::{
     capture::{kernel_mask, record_entry, record_return, EntryArgs},
@@ -107,15 +104,19 @@ pub fn kspan_tp_exit(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn kspan_declared_tp_enter(ctx: TracePointContext) -> u32 {
     let key = hook_key(ProbeKind::Tracepoint, syscall_nr(&ctx));
-    declared_entry(ProbeKind::Tracepoint, key, |values, count| {
-        let size = count.min(MAX_ARGS as u32) * 8;
-        // SAFETY: reads the record's argument words (`count` of them, as the syscall's format
-        // has) into the stack entry; the helper fails instead of faulting.
+    declared_entry(ProbeKind::Tracepoint, key, |values| {
+        // All six argument words in one helper call: loading them directly would make the
+        // program too wide for syscalls with fewer arguments (the kernel refuses to attach a
+        // program that reads past a record), while BPF programs always get all six words.
+        // SAFETY: the helper validates the source and fails instead of faulting.
         unsafe {
             aya_ebpf::helpers::generated::bpf_probe_read_kernel(
                 values.as_mut_ptr().cast(),
-                size,
-                ctx.as_ptr().cast::<u8>().add(tracepoint_offsets::ARGS).cast(),
+                size_of_val(values) as u32,
+                ctx.as_ptr()
+                    .cast::<u8>()
+                    .add(tracepoint_offsets::ARGS)
+                    .cast(),
             ) == 0
         }
     });
@@ -130,10 +131,11 @@ pub fn kspan_declared_tp_exit(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// The syscall number every syscall tracepoint's record carries.
+/// The syscall number every syscall tracepoint record carries (`__syscall_nr`, an `int`).
 #[inline(always)]
 fn syscall_nr(ctx: &TracePointContext) -> u32 {
-    // SAFETY: a constant offset inside every syscall record's fixed part; checked by the verifier.
+    // SAFETY: a constant offset inside every syscall record's fixed part (the first 8 bytes,
+    // which a program may not load, hold the registers); checked by the verifier.
     unsafe {
         core::ptr::read(
             ctx.as_ptr()

@@ -1,0 +1,374 @@
+//! A declared syscall, typed from its tracepoints' tracefs format: which arguments the generic
+//! tracepoint programs read (the kernel's [`DeclaredProbe`]) and how they read back
+//! ([`ProbeInfo`]).
+
+use std::{path::Path, sync::Arc};
+
+use kspan_common::{
+    declared::{ArgRead, ArgSpec, DeclaredProbe, MAX_ARGS, MAX_STRINGS},
+    tracepoint_offsets, AttachMode, ProbeKind,
+};
+use kspan_decode::{ArgType, ArgumentInfo, Decoder, ProbeInfo};
+
+use crate::{
+    declaration::{Declaration, DeclarationError},
+    syscall_numbers,
+};
+
+/// A declared syscall, ready to load.
+#[derive(Debug)]
+pub struct SyscallProbe {
+    /// How its calls read.
+    pub info: Arc<ProbeInfo>,
+    /// What the programs capture.
+    pub spec: DeclaredProbe,
+    /// Its `sys_enter_*` and `sys_exit_*` tracepoints.
+    pub tracepoints: [String; 2],
+    /// Its number, which its records carry: the programs find the probe by it.
+    pub number: u32,
+}
+
+/// One argument field of a `sys_enter_*` format.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Field {
+    c_type: String,
+    name: String,
+    offset: usize,
+    signed: bool,
+}
+
+/// Resolves `declaration` (a syscall) as probe number `index`, reading its tracepoints' formats
+/// under the tracing root.
+pub fn resolve(
+    root: &Path,
+    declaration: &Declaration,
+    syscall: &str,
+    index: u32,
+    default_attach: AttachMode,
+) -> Result<SyscallProbe, DeclarationError> {
+    let invalid = |why: String| DeclarationError::Invalid {
+        probe: declaration.name.clone(),
+        origin: declaration.origin.clone(),
+        why,
+    };
+    let attach = declaration.attach.unwrap_or(default_attach);
+    if !attach.candidates().contains(&ProbeKind::Tracepoint) {
+        return Err(invalid(format!(
+            "a syscall attaches to its tracepoints, but the attach mode allows only {}",
+            attach.candidates()[0]
+        )));
+    }
+    let events = root.join("events/syscalls");
+    let read = |event: &str, file: &str| {
+        std::fs::read_to_string(events.join(event).join(file)).map_err(|error| {
+            invalid(format!(
+                "no syscall `{syscall}` here: cannot read {} ({error})",
+                events.join(event).join(file).display()
+            ))
+        })
+    };
+    let (enter, exit) = (
+        format!("sys_enter_{syscall}"),
+        format!("sys_exit_{syscall}"),
+    );
+    let fields = argument_fields(&read(&enter, "format")?);
+    read(&exit, "format")?;
+    let number = syscall_numbers::number(syscall)
+        .ok_or_else(|| invalid(format!("no number known for syscall `{syscall}`")))?;
+
+    let wanted: Vec<(&Field, Option<&crate::declaration::ArgumentDeclaration>)> = match &declaration
+        .arguments
+    {
+        None => fields.iter().map(|field| (field, None)).collect(),
+        Some(arguments) => arguments
+            .iter()
+            .map(|argument| {
+                let field = fields.iter().find(|field| field.name == argument.name);
+                field.map(|field| (field, Some(argument))).ok_or_else(|| {
+                    let names: Vec<_> = fields.iter().map(|field| field.name.as_str()).collect();
+                    invalid(format!(
+                        "argument `{}`: {enter} has {}",
+                        argument.name,
+                        if names.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            names.join(", ")
+                        }
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+
+    let mut spec = DeclaredProbe {
+        probe: index,
+        ..DeclaredProbe::default()
+    };
+    let mut arguments = Vec::new();
+    let mut strings = 0;
+    for (field, declared) in wanted {
+        let position = (field.offset - tracepoint_offsets::ARGS) / 8;
+        let ty = c_type(field);
+        let (read, string_slot) = match ty {
+            ArgType::String { .. } if strings == MAX_STRINGS => {
+                return Err(invalid(format!(
+                    "argument `{}`: at most {MAX_STRINGS} strings per probe",
+                    field.name
+                )))
+            }
+            ArgType::String { .. } => {
+                strings += 1;
+                (ArgRead::UserString, strings - 1)
+            }
+            ArgType::Int { .. } => (ArgRead::Value, 0),
+        };
+        spec.args[position] = ArgSpec {
+            read: read as u8,
+            string_slot: string_slot as u8,
+            _pad: [0; 2],
+        };
+        spec.arg_count = spec.arg_count.max(position as u32 + 1);
+        let decoder = match declared.and_then(|argument| argument.decoder.as_deref()) {
+            // Names were checked when the declaration was read.
+            Some(name) => Decoder::from_name(name),
+            None => None,
+        };
+        if decoder.is_some() && matches!(ty, ArgType::String { .. }) {
+            return Err(invalid(format!(
+                "argument `{}`: a decoder names a number, and this is a string",
+                field.name
+            )));
+        }
+        arguments.push(ArgumentInfo {
+            attribute: declared
+                .and_then(|argument| argument.attribute.clone())
+                .unwrap_or_else(|| format!("{}.{}", declaration.name, field.name)),
+            name: field.name.clone(),
+            ty,
+            position,
+            string_slot,
+            decoder,
+        });
+    }
+    let info = ProbeInfo {
+        span_name: declaration
+            .span_name
+            .clone()
+            .unwrap_or_else(|| declaration.name.clone()),
+        arguments,
+        ..ProbeInfo::new(&declaration.name, declaration.result)
+    };
+    Ok(SyscallProbe {
+        info: Arc::new(info),
+        spec,
+        tracepoints: [enter, exit],
+        number,
+    })
+}
+
+/// The argument fields of a `sys_enter_*` format: those after `__syscall_nr`, 8 bytes each
+/// from [`tracepoint_offsets::ARGS`].
+fn argument_fields(format: &str) -> Vec<Field> {
+    format
+        .lines()
+        .filter_map(|line| {
+            let line = line.trim().strip_prefix("field:")?;
+            let mut parts = line.split(';').map(str::trim);
+            let declaration = parts.next()?;
+            let value = |key: &str, part: Option<&str>| -> Option<usize> {
+                part?.strip_prefix(key)?.parse().ok()
+            };
+            let offset = value("offset:", parts.next())?;
+            let _size = value("size:", parts.next())?;
+            let signed = value("signed:", parts.next())? == 1;
+            let split = declaration.rfind([' ', '*'])?;
+            let (c_type, name) = declaration.split_at(split + 1);
+            let position = offset.checked_sub(tracepoint_offsets::ARGS)?;
+            (position % 8 == 0 && position / 8 < MAX_ARGS).then(|| Field {
+                c_type: c_type.trim().to_owned(),
+                name: name.trim().to_owned(),
+                offset,
+                signed,
+            })
+        })
+        .collect()
+}
+
+/// A syscall argument's type: `const char *` is a string in the caller's memory (a syscall's
+/// path or name), other pointers their address; integers narrowed as their C type says. A type
+/// kspan does not know keeps the record's 8 bytes, signed as the format says.
+fn c_type(field: &Field) -> ArgType {
+    let int = |bytes, signed| ArgType::Int { bytes, signed };
+    match field.c_type.as_str() {
+        "const char *" => ArgType::String { user: true },
+        pointer if pointer.ends_with('*') => int(8, false),
+        "int" | "pid_t" | "key_serial_t" | "clockid_t" | "mqd_t" | "rwf_t" | "timer_t" => {
+            int(4, true)
+        }
+        "unsigned int" | "unsigned" | "uid_t" | "gid_t" | "qid_t" | "u32" | "__u32" => {
+            int(4, false)
+        }
+        "umode_t" | "unsigned short" | "u16" => int(2, false),
+        "long" | "off_t" | "loff_t" | "ssize_t" | "__kernel_old_time_t" | "time_t" => int(8, true),
+        "unsigned long" | "size_t" | "u64" | "__u64" | "aio_context_t" => int(8, false),
+        _ => int(8, field.signed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kspan_decode::ResultKind;
+
+    /// `sys_enter_openat`'s format on Linux 6.1 (tracefs).
+    const OPENAT_FORMAT: &str = "name: sys_enter_openat
+ID: 782
+format:
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
+\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;
+\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
+
+\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;
+\tfield:int dfd;\toffset:16;\tsize:8;\tsigned:0;
+\tfield:const char * filename;\toffset:24;\tsize:8;\tsigned:0;
+\tfield:int flags;\toffset:32;\tsize:8;\tsigned:0;
+\tfield:umode_t mode;\toffset:40;\tsize:8;\tsigned:0;
+
+print fmt: \"dfd: 0x%08lx\"
+";
+
+    /// A tracing root with `sys_{enter,exit}_openat` in it.
+    fn root() -> std::path::PathBuf {
+        let root = std::env::temp_dir().join(format!("kspan-tracefs-{}", std::process::id()));
+        for (event, format) in [
+            ("sys_enter_openat", OPENAT_FORMAT),
+            ("sys_exit_openat", "format:\n"),
+        ] {
+            let dir = root.join("events/syscalls").join(event);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("format"), format).unwrap();
+        }
+        root
+    }
+
+    fn declaration(arguments: Option<Vec<crate::declaration::ArgumentDeclaration>>) -> Declaration {
+        Declaration {
+            hook: crate::declaration::Hook::Syscall("openat".into()),
+            name: "openat".into(),
+            span_name: None,
+            attach: None,
+            arguments,
+            result: ResultKind::ErrnoOrValue,
+            origin: "--probe syscall:openat".into(),
+        }
+    }
+
+    #[test]
+    fn every_argument_of_the_format_is_typed_and_placed() {
+        let probe = resolve(&root(), &declaration(None), "openat", 3, AttachMode::Auto).unwrap();
+        let typed: Vec<_> = probe
+            .info
+            .arguments
+            .iter()
+            .map(|a| (a.name.as_str(), a.attribute.as_str(), a.position, a.ty))
+            .collect();
+        let int = |bytes, signed| ArgType::Int { bytes, signed };
+        assert_eq!(
+            typed,
+            [
+                ("dfd", "openat.dfd", 0, int(4, true)),
+                (
+                    "filename",
+                    "openat.filename",
+                    1,
+                    ArgType::String { user: true }
+                ),
+                ("flags", "openat.flags", 2, int(4, true)),
+                ("mode", "openat.mode", 3, int(2, false)),
+            ]
+        );
+        let reads: Vec<_> = probe.spec.args.iter().map(|arg| arg.read).collect();
+        let (value, string) = (ArgRead::Value as u8, ArgRead::UserString as u8);
+        assert_eq!(reads, [value, string, value, value, 0, 0]);
+        assert_eq!((probe.spec.probe, probe.spec.arg_count), (3, 4));
+        assert_eq!(
+            probe.tracepoints,
+            [
+                ("sys_enter_openat".into(), 782),
+                ("sys_exit_openat".into(), 781)
+            ]
+        );
+        assert_eq!(probe.info.event_name, "openat.call");
+    }
+
+    #[test]
+    fn chosen_arguments_keep_their_positions_names_and_decoders() {
+        let argument = |name: &str, attribute: Option<&str>, decoder: Option<&str>| {
+            crate::declaration::ArgumentDeclaration {
+                name: name.into(),
+                attribute: attribute.map(Into::into),
+                decoder: decoder.map(Into::into),
+            }
+        };
+        let chosen = Some(vec![
+            argument("flags", None, Some("open_flags")),
+            argument("filename", Some("file.path"), None),
+        ]);
+        let probe = resolve(&root(), &declaration(chosen), "openat", 0, AttachMode::Auto).unwrap();
+        let arguments = &probe.info.arguments;
+        assert_eq!(
+            (arguments[0].position, arguments[0].decoder),
+            (2, Some(Decoder::OpenFlags))
+        );
+        assert_eq!(
+            (arguments[1].position, arguments[1].attribute.as_str()),
+            (1, "file.path")
+        );
+        assert_eq!(probe.spec.arg_count, 3);
+        assert_eq!(probe.spec.args[0].read, ArgRead::Skip as u8);
+    }
+
+    #[test]
+    fn what_the_syscall_does_not_have_is_refused_by_name() {
+        let unknown = Some(vec![crate::declaration::ArgumentDeclaration {
+            name: "how".into(),
+            attribute: None,
+            decoder: None,
+        }]);
+        let cases = [
+            (
+                resolve(
+                    &root(),
+                    &declaration(unknown),
+                    "openat",
+                    0,
+                    AttachMode::Auto,
+                ),
+                "argument `how`: sys_enter_openat has dfd, filename, flags, mode",
+            ),
+            (
+                resolve(
+                    &root(),
+                    &declaration(None),
+                    "no_such_call",
+                    0,
+                    AttachMode::Auto,
+                ),
+                "no syscall `no_such_call` here",
+            ),
+            (
+                resolve(&root(), &declaration(None), "openat", 0, AttachMode::Kprobe),
+                "allows only kprobe",
+            ),
+        ];
+        for (result, expected) in cases {
+            let error = result.unwrap_err().to_string();
+            assert!(error.contains(expected), "{error}");
+            assert!(
+                error.starts_with("probe openat (--probe syscall:openat): "),
+                "{error}"
+            );
+        }
+    }
+}
