@@ -1,6 +1,12 @@
 //! The verdict: what the receiver got must equal what the workload did, call for call.
 
-use std::{collections::BTreeMap, path::Path};
+mod declared;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    ops::RangeInclusive,
+    path::Path,
+};
 
 use anyhow::Context as _;
 use kspan_common::ProbeKind;
@@ -13,12 +19,15 @@ use opentelemetry_proto::tonic::{
     logs::v1::LogRecord,
     trace::v1::{status::StatusCode, Span},
 };
-use signalfd_workload::manifest::{read_manifest, CallRecord, Syscall};
+use signalfd_workload::manifest::{
+    declared::DeclaredCall, read_manifest, read_records, CallRecord, CallerIdentity, Syscall,
+};
 
 use crate::{
     containers::FakeContainer,
     run::{artifacts, RunRecord},
 };
+pub use declared::{call_summary, judge_declared, DeclaredVerdict, STRING_BOUND};
 
 /// The outcome of judging one run.
 #[derive(Debug, Default)]
@@ -40,12 +49,14 @@ pub struct Verdict {
     pub returns_without_entry: u64,
     /// Every difference found, readable.
     pub mismatches: Vec<String>,
+    /// The verdict on the calls of declared syscalls (the declared manifest) and their spans.
+    pub declared: DeclaredVerdict,
 }
 
 impl Verdict {
-    /// No difference at all.
+    /// No difference at all, for signalfd and the declared probes.
     pub fn passed(&self) -> bool {
-        self.mismatches.is_empty()
+        self.mismatches.is_empty() && self.declared.passed()
     }
 }
 
@@ -63,7 +74,11 @@ impl std::fmt::Display for Verdict {
             self.logs,
             self.missing,
             self.lost,
-            if self.passed() { "PASS" } else { "FAIL" }
+            if self.mismatches.is_empty() {
+                "PASS"
+            } else {
+                "FAIL"
+            }
         )?;
         if self.midflight > 0 {
             write!(
@@ -72,18 +87,27 @@ impl std::fmt::Display for Verdict {
                 self.midflight, self.returns_without_entry
             )?;
         }
-        for mismatch in self.mismatches.iter().take(SHOWN_MISMATCHES) {
-            write!(f, "\n  {mismatch}")?;
-        }
-        if self.mismatches.len() > SHOWN_MISMATCHES {
-            write!(
-                f,
-                "\n  ... and {} more",
-                self.mismatches.len() - SHOWN_MISMATCHES
-            )?;
+        write_mismatches(f, &self.mismatches)?;
+        if self.declared.expected > 0 || self.declared.spans > 0 {
+            write!(f, "\n{}", self.declared)?;
         }
         Ok(())
     }
+}
+
+/// The first mismatches, one per line, and how many more there are.
+fn write_mismatches(f: &mut std::fmt::Formatter<'_>, mismatches: &[String]) -> std::fmt::Result {
+    for mismatch in mismatches.iter().take(SHOWN_MISMATCHES) {
+        write!(f, "\n  {mismatch}")?;
+    }
+    if mismatches.len() > SHOWN_MISMATCHES {
+        write!(
+            f,
+            "\n  ... and {} more",
+            mismatches.len() - SHOWN_MISMATCHES
+        )?;
+    }
+    Ok(())
 }
 
 /// How many of the expected calls must arrive.
@@ -156,14 +180,23 @@ pub fn judge_dir(dir: &Path) -> anyhow::Result<Verdict> {
 /// Judges a run directory, with the given demand on completeness.
 pub fn judge_dir_with(dir: &Path, completeness: Completeness) -> anyhow::Result<Verdict> {
     let mut manifest = read_manifest(&dir.join(artifacts::MANIFEST))?;
+    let declared_manifest = dir.join(artifacts::DECLARED_MANIFEST);
+    // A run dir left by an older harness has no declared manifest: no declared calls.
+    let mut declared: Vec<DeclaredCall> = if declared_manifest.exists() {
+        read_records(&declared_manifest)?
+    } else {
+        Vec::new()
+    };
     let containers = FakeContainer::read_all(dir)?;
     if let Some(containers) = &containers {
         // Calls made in cgroups the run's filter left out must not arrive (nor count as lost).
-        manifest.retain(|call| {
+        let selected = |cgroup: &Option<String>| {
             containers
                 .iter()
-                .any(|c| c.selected && call.cgroup_path.as_deref() == Some(&c.cgroup_path))
-        });
+                .any(|c| c.selected && cgroup.as_deref() == Some(&c.cgroup_path))
+        };
+        manifest.retain(|call| selected(&call.cgroup_path));
+        declared.retain(|call| selected(&call.caller.cgroup_path));
     }
     let store = kspan_receiver::Store::read_jsonl(&dir.join(artifacts::RECEIVED))?;
     let summary: serde_json::Value = read_json(&dir.join(artifacts::SUMMARY))?;
@@ -182,13 +215,30 @@ pub fn judge_dir_with(dir: &Path, completeness: Completeness) -> anyhow::Result<
         .into_iter()
         .map(|received| received.record)
         .collect();
-    let probe = if run.attach == "auto" {
-        attached_probe(dir)?
+    // The spans and logs of the declared probes' calls are judged against their own manifest;
+    // everything else against the signalfd manifest, which also catches any stray span.
+    let declared_names: BTreeSet<&str> = declared.iter().map(|c| c.syscall.as_str()).collect();
+    let (declared_spans, spans): (Vec<Span>, Vec<Span>) = spans
+        .into_iter()
+        .partition(|span| declared_names.contains(span.name.as_str()));
+    let declared_ids: BTreeSet<(&[u8], &[u8])> = declared_spans
+        .iter()
+        .map(|span| (span.trace_id.as_slice(), span.span_id.as_slice()))
+        .collect();
+    let (declared_logs, logs): (Vec<LogRecord>, Vec<LogRecord>) = logs
+        .into_iter()
+        .partition(|log| declared_ids.contains(&(log.trace_id.as_slice(), log.span_id.as_slice())));
+    let expect = if manifest.is_empty() {
+        // No signalfd call to judge: which probe kspan would have used for one does not matter
+        // (and a kspan tracing only declared probes need not name one in its ready file).
+        Expectation::Tracepoint
+    } else if run.attach == "auto" {
+        Expectation::for_probe(&attached_probe(dir)?)?
     } else {
-        run.attach.clone()
+        Expectation::for_probe(&run.attach)?
     };
-    let expect = Expectation::for_probe(&probe)?;
     let mut verdict = judge(&manifest, &spans, &logs, expect, completeness);
+    verdict.declared = judge_declared(&declared, &declared_spans, &declared_logs);
     verdict.mismatches.extend(resource_problems);
     verdict.lost = summary["lost"]
         .as_u64()
@@ -412,7 +462,11 @@ pub fn judge(
     }
     for (tid, calls) in &calls_by_tid {
         let spans = spans_by_tid.get(tid).map(Vec::as_slice).unwrap_or_default();
-        let matching = match_by_time(calls, spans);
+        let windows: Vec<_> = calls
+            .iter()
+            .map(|call| call.wall_before_ns..=call.wall_after_ns)
+            .collect();
+        let matching = match_by_time(&windows, spans);
         for span in &matching.unmatched_spans {
             mismatches.push(format!(
                 "thread {tid}: {} matches no call's time window",
@@ -466,9 +520,9 @@ struct Matching<'a> {
     missed_calls: Vec<usize>,
 }
 
-/// Pairs one thread's calls and spans, both sorted by time. A thread's calls do not overlap, so
-/// each span can start inside at most one call's window.
-fn match_by_time<'a>(calls: &[&CallRecord], spans: &[&'a Span]) -> Matching<'a> {
+/// Pairs one thread's calls, given by their wall-clock windows, and spans, both sorted by time.
+/// A thread's calls do not overlap, so each span can start inside at most one call's window.
+fn match_by_time<'a>(calls: &[RangeInclusive<u64>], spans: &[&'a Span]) -> Matching<'a> {
     let mut matching = Matching {
         pairs: Vec::new(),
         unmatched_spans: Vec::new(),
@@ -477,12 +531,12 @@ fn match_by_time<'a>(calls: &[&CallRecord], spans: &[&'a Span]) -> Matching<'a> 
     let mut next_call = 0;
     for span in spans {
         let start = span.start_time_unix_nano;
-        while next_call < calls.len() && calls[next_call].wall_after_ns < start {
+        while next_call < calls.len() && *calls[next_call].end() < start {
             matching.missed_calls.push(next_call);
             next_call += 1;
         }
         match calls.get(next_call) {
-            Some(call) if call.wall_before_ns <= start => {
+            Some(call) if *call.start() <= start => {
                 matching.pairs.push((next_call, span));
                 next_call += 1;
             }
@@ -495,7 +549,7 @@ fn match_by_time<'a>(calls: &[&CallRecord], spans: &[&'a Span]) -> Matching<'a> 
 
 fn compare(call: &CallRecord, span: &Span, expect: Expectation) -> Vec<String> {
     let attrs = &span.attributes;
-    let mut problems = Vec::new();
+    let mut problems = caller_mismatches(&call.caller(), attrs, expect.probe());
     let mut check = |what: &str, expected: String, got: String| {
         if expected != got {
             problems.push(format!("{what}: expected {expected}, got {got}"));
@@ -507,36 +561,11 @@ fn compare(call: &CallRecord, span: &Span, expect: Expectation) -> Vec<String> {
     };
     check("name", name.into(), span.name.clone());
     let ints = [
-        ("process.pid", i64::from(call.pid)),
-        ("process.user.id", call.euid.into()),
-        ("process.real_user.id", call.uid.into()),
         ("signalfd.ufd", call.ufd.into()),
-        ("signalfd.flags", call.flags.into()),
+        ("signalfd.flags", i64::from(call.flags)),
     ];
     for (key, expected) in ints {
         check(key, expected.to_string(), show(int(attrs, key)));
-    }
-    let strings = [
-        ("thread.name", call.thread_name.as_str()),
-        ("process.executable.name", call.executable.as_str()),
-        ("kspan.probe", expect.probe()),
-    ];
-    for (key, expected) in strings {
-        check(key, expected.to_string(), show(string(attrs, key)));
-    }
-    if let Some(cgroup_id) = call.cgroup_id {
-        check(
-            "kspan.cgroup.id",
-            cgroup_id.to_string(),
-            show(int(attrs, "kspan.cgroup.id").map(|id| id as u64)),
-        );
-    }
-    if let Some(path) = &call.cgroup_path {
-        check(
-            "kspan.cgroup.path",
-            path.clone(),
-            show(string(attrs, "kspan.cgroup.path")),
-        );
     }
     let (source, mask_known) = expect.mask_source(call);
     check(
@@ -578,15 +607,63 @@ fn compare(call: &CallRecord, span: &Span, expect: Expectation) -> Vec<String> {
             check("status", "Error".into(), status_name(status));
         }
     }
+    problems.extend(timing_mismatch(
+        &(call.wall_before_ns..=call.wall_after_ns),
+        span,
+    ));
+    problems
+}
+
+/// The span must start and end inside the caller's own clock readings around the call.
+fn timing_mismatch(window: &RangeInclusive<u64>, span: &Span) -> Option<String> {
     let (start, end) = (span.start_time_unix_nano, span.end_time_unix_nano);
-    if !(call.wall_before_ns <= start && start <= end && end <= call.wall_after_ns) {
+    let inside = window.contains(&start) && start <= end && window.contains(&end);
+    (!inside).then(|| {
+        format!(
+            "timing: expected {} <= start <= end <= {}, got start {start}, end {end}",
+            window.start(),
+            window.end()
+        )
+    })
+}
+
+/// What a span's attributes say of its caller (process, thread, ids, cgroup) and of the probe
+/// kind, against the manifest: one `key: expected X, got Y` per difference.
+fn caller_mismatches(caller: &CallerIdentity, attrs: &[KeyValue], probe: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut check = |what: &str, expected: String, got: String| {
+        if expected != got {
+            problems.push(format!("{what}: expected {expected}, got {got}"));
+        }
+    };
+    let ints = [
+        ("process.pid", i64::from(caller.pid)),
+        ("process.user.id", caller.euid.into()),
+        ("process.real_user.id", caller.uid.into()),
+    ];
+    for (key, expected) in ints {
+        check(key, expected.to_string(), show(int(attrs, key)));
+    }
+    let strings = [
+        ("thread.name", caller.thread_name.as_str()),
+        ("process.executable.name", caller.executable.as_str()),
+        ("kspan.probe", probe),
+    ];
+    for (key, expected) in strings {
+        check(key, expected.to_string(), show(string(attrs, key)));
+    }
+    if let Some(cgroup_id) = caller.cgroup_id {
         check(
-            "timing",
-            format!(
-                "{} <= start <= end <= {}",
-                call.wall_before_ns, call.wall_after_ns
-            ),
-            format!("start {start}, end {end}"),
+            "kspan.cgroup.id",
+            cgroup_id.to_string(),
+            show(int(attrs, "kspan.cgroup.id").map(|id| id as u64)),
+        );
+    }
+    if let Some(path) = &caller.cgroup_path {
+        check(
+            "kspan.cgroup.path",
+            path.clone(),
+            show(string(attrs, "kspan.cgroup.path")),
         );
     }
     problems
@@ -646,6 +723,10 @@ fn status_name(code: i32) -> String {
 
 fn show<T: ToString>(value: Option<T>) -> String {
     value.map_or_else(|| "none".to_string(), |value| value.to_string())
+}
+
+fn attribute_value<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a Value> {
+    kspan_receiver::inspect::attribute(attributes, key).and_then(|value| value.value.as_ref())
 }
 
 fn int(attributes: &[KeyValue], key: &str) -> Option<i64> {

@@ -20,6 +20,9 @@ use crate::rotel::{self, Rotel, RotelConfig};
 pub mod artifacts {
     /// The workload's manifest (JSON lines).
     pub const MANIFEST: &str = "manifest.jsonl";
+    /// The workload's manifest of calls of declared syscalls (JSON lines), e.g. the `open`
+    /// scenario's openat calls.
+    pub const DECLARED_MANIFEST: &str = "declared.jsonl";
     /// Everything the receiver got (JSON lines of OTLP requests).
     pub const RECEIVED: &str = "received.jsonl";
     /// kspan's `--summary-file`.
@@ -210,13 +213,17 @@ pub async fn run_capture(config: &CaptureConfig) -> anyhow::Result<RunRecord> {
     let workload_binary = binary(&config.bin_dir, "signalfd-workload")?;
     let mut commands = Vec::new();
     let mut manifests = Vec::new();
+    let mut declared_manifests = Vec::new();
+    let manifests_in_out: [std::ffi::OsString; 4] = [
+        "--manifest".into(),
+        out.join(artifacts::MANIFEST).into(),
+        "--declared-manifest".into(),
+        out.join(artifacts::DECLARED_MANIFEST).into(),
+    ];
     match &config.workload {
         Workload::Scenarios(args) => {
             let mut workload = Command::new(&workload_binary);
-            workload
-                .arg("--manifest")
-                .arg(out.join(artifacts::MANIFEST))
-                .args(args);
+            workload.args(&manifests_in_out).args(args);
             commands.push(workload);
         }
         Workload::Bench { calls } => {
@@ -227,8 +234,7 @@ pub async fn run_capture(config: &CaptureConfig) -> anyhow::Result<RunRecord> {
         Workload::MidFlight { calls, scenarios } => {
             let mut workload = Command::new(&workload_binary);
             workload
-                .arg("--manifest")
-                .arg(out.join(artifacts::MANIFEST))
+                .args(&manifests_in_out)
                 .args(["--midflight", &calls.to_string(), "--midflight-file"])
                 .arg(&held)
                 .args(scenarios);
@@ -237,11 +243,18 @@ pub async fn run_capture(config: &CaptureConfig) -> anyhow::Result<RunRecord> {
         Workload::InCgroups { cgroups, scenarios } => {
             for (index, cgroup) in cgroups.iter().enumerate() {
                 let manifest = out.join(format!("manifest-{index}.jsonl"));
+                let declared = out.join(format!("declared-{index}.jsonl"));
                 let mut workload = Command::new(&workload_binary);
-                workload.arg("--manifest").arg(&manifest).args(scenarios);
+                workload
+                    .arg("--manifest")
+                    .arg(&manifest)
+                    .arg("--declared-manifest")
+                    .arg(&declared)
+                    .args(scenarios);
                 move_into_cgroup(&mut workload, cgroup)?;
                 commands.push(workload);
                 manifests.push(manifest);
+                declared_manifests.push(declared);
             }
         }
     };
@@ -335,6 +348,7 @@ pub async fn run_capture(config: &CaptureConfig) -> anyhow::Result<RunRecord> {
         _ = tokio::time::sleep(config.timeout) => bail!("the workload did not finish within {:?}", config.timeout),
     };
     merge_manifests(&manifests, &out.join(artifacts::MANIFEST))?;
+    merge_manifests(&declared_manifests, &out.join(artifacts::DECLARED_MANIFEST))?;
     // rotel exports what it still holds when it stops: the receiver then has everything.
     if let Some(rotel) = rotel {
         rotel.stop().await?;

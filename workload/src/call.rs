@@ -1,7 +1,7 @@
 //! One recorded call: what to pass, what the kernel should answer, and the per-thread [`Caller`]
 //! that makes it, checks it, proves the fd works and records it.
 
-use crate::manifest::{CallRecord, ManifestError, Syscall, KERNEL_SIGSET_SIZE};
+use crate::manifest::{CallRecord, CallerIdentity, ManifestError, Syscall, KERNEL_SIGSET_SIZE};
 use crate::mask;
 use crate::proof::prove_delivery;
 use crate::record::Recorder;
@@ -131,14 +131,53 @@ impl Called {
 pub struct Caller<'r> {
     recorder: &'r Recorder,
     scenario: Scenario,
-    pid: u32,
-    tid: u32,
-    uid: u32,
-    euid: u32,
-    thread_name: String,
-    executable: String,
-    cgroup_id: Option<u64>,
-    cgroup_path: Option<String>,
+    caller: CallerIdentity,
+}
+
+impl CallerIdentity {
+    /// The calling thread's identity (reads /proc: opens files).
+    pub fn current() -> Self {
+        Self {
+            pid: std::process::id(),
+            // As for the thread name below: an empty one only makes the judge report a mismatch.
+            executable: sys::executable_name().unwrap_or_default(),
+            cgroup_id: sys::cgroup_id(),
+            cgroup_path: sys::cgroup_path(),
+            ..Self::of_this_thread_in(0, String::new(), None, None)
+        }
+    }
+
+    /// The identity of the calling thread, whose process is `self`'s: reads only what is per
+    /// thread, through syscalls that open no file (so a probe on openat sees none from it).
+    pub fn on_this_thread(&self) -> Self {
+        Self::of_this_thread_in(
+            self.pid,
+            self.executable.clone(),
+            self.cgroup_id,
+            self.cgroup_path.clone(),
+        )
+    }
+
+    fn of_this_thread_in(
+        pid: u32,
+        executable: String,
+        cgroup_id: Option<u64>,
+        cgroup_path: Option<String>,
+    ) -> Self {
+        Self {
+            pid,
+            tid: sys::gettid(),
+            // Per thread: the kernel keeps credentials per task (see the `identity` scenario).
+            uid: nix::unistd::getuid().as_raw(),
+            euid: nix::unistd::geteuid().as_raw(),
+            // PR_GET_NAME cannot fail for the calling thread; an empty name would only make the
+            // judge report a mismatch.
+            thread_name: sys::thread_name().unwrap_or_default(),
+            executable,
+            cgroup_id,
+            cgroup_path,
+        }
+    }
 }
 
 impl<'r> Caller<'r> {
@@ -147,18 +186,7 @@ impl<'r> Caller<'r> {
         Self {
             recorder,
             scenario,
-            pid: std::process::id(),
-            tid: sys::gettid(),
-            // Per thread: the kernel keeps credentials per task (see the `identity` scenario).
-            uid: nix::unistd::getuid().as_raw(),
-            euid: nix::unistd::geteuid().as_raw(),
-            // /proc/thread-self is there on every kernel kspan supports; an empty name only
-            // makes the judge report a mismatch.
-            thread_name: sys::thread_name().unwrap_or_default(),
-            // As for the thread name: an empty one only makes the judge report a mismatch.
-            executable: sys::executable_name().unwrap_or_default(),
-            cgroup_id: sys::cgroup_id(),
-            cgroup_path: sys::cgroup_path(),
+            caller: CallerIdentity::current(),
         }
     }
 
@@ -208,14 +236,14 @@ impl<'r> Caller<'r> {
         CallRecord {
             seq,
             scenario: self.scenario.name().to_string(),
-            pid: self.pid,
-            tid: self.tid,
-            uid: self.uid,
-            euid: self.euid,
-            thread_name: self.thread_name.clone(),
-            executable: self.executable.clone(),
-            cgroup_id: self.cgroup_id,
-            cgroup_path: self.cgroup_path.clone(),
+            pid: self.caller.pid,
+            tid: self.caller.tid,
+            uid: self.caller.uid,
+            euid: self.caller.euid,
+            thread_name: self.caller.thread_name.clone(),
+            executable: self.caller.executable.clone(),
+            cgroup_id: self.caller.cgroup_id,
+            cgroup_path: self.caller.cgroup_path.clone(),
             syscall: spec.syscall,
             ufd: spec.ufd,
             flags: spec.flags,

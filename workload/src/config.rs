@@ -18,6 +18,9 @@ pub struct RunConfig {
     pub rate: Option<f64>,
     /// Where to write the manifest; `None` writes none (only counters are kept).
     pub manifest: Option<PathBuf>,
+    /// Where to write the manifest of calls of declared syscalls (the `open` scenario's);
+    /// `None` writes none.
+    pub declared_manifest: Option<PathBuf>,
     /// Calls to hold inside the kernel across the run's gate, before the scenarios.
     pub midflight: Option<HeldCalls>,
 }
@@ -40,6 +43,7 @@ impl Default for RunConfig {
             seed: 1,
             rate: None,
             manifest: None,
+            declared_manifest: None,
             midflight: None,
         }
     }

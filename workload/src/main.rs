@@ -42,6 +42,10 @@ struct RunArgs {
     /// Write a JSON-lines record of every call here.
     #[arg(long, value_name = "PATH")]
     manifest: Option<PathBuf>,
+    /// Write a JSON-lines record of every call of a syscall other than signalfd (the open
+    /// scenario's openat calls) here.
+    #[arg(long, value_name = "PATH")]
+    declared_manifest: Option<PathBuf>,
     /// Threads of the threads and random scenarios.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: u16,
@@ -121,6 +125,7 @@ impl RunArgs {
             seed: self.seed,
             rate: self.rate,
             manifest: self.manifest.clone(),
+            declared_manifest: self.declared_manifest.clone(),
             midflight: self
                 .midflight
                 .zip(self.midflight_file.clone())

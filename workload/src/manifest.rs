@@ -1,8 +1,12 @@
-//! The JSON-lines manifest: one [`CallRecord`] per signalfd/signalfd4 call the workload made.
+//! The JSON-lines manifests: one [`CallRecord`] per signalfd/signalfd4 call the workload made,
+//! and, in a manifest of their own, one [`declared::DeclaredCall`] per call of a syscall that
+//! declared probes trace.
 //!
 //! Lines are written in the order calls finish (threads interleave); sort by `seq` for call order.
 
-use serde::{Deserialize, Serialize};
+pub mod declared;
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
@@ -36,6 +40,28 @@ impl fmt::Display for Syscall {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
+}
+
+/// Who made a call, as a probe sees the calling thread.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct CallerIdentity {
+    /// Process id of the workload.
+    pub pid: u32,
+    /// `gettid()` of the calling thread.
+    pub tid: u32,
+    /// Real uid of the calling thread.
+    pub uid: u32,
+    /// Effective uid of the calling thread.
+    pub euid: u32,
+    /// The calling thread's name (`comm`).
+    pub thread_name: String,
+    /// The basename of the process's executable, as `/proc/self/exe` names it.
+    pub executable: String,
+    /// cgroup v2 id of the caller (its cgroup directory's inode); `None` without cgroup2.
+    pub cgroup_id: Option<u64>,
+    /// cgroup v2 path of the caller (`/proc/self/cgroup`'s `0::` line); `None` without cgroup2.
+    #[serde(default)]
+    pub cgroup_path: Option<String>,
 }
 
 /// One signalfd/signalfd4 call exactly as the workload made it, and what the kernel answered.
@@ -91,6 +117,20 @@ pub struct CallRecord {
 }
 
 impl CallRecord {
+    /// Who made the call.
+    pub fn caller(&self) -> CallerIdentity {
+        CallerIdentity {
+            pid: self.pid,
+            tid: self.tid,
+            uid: self.uid,
+            euid: self.euid,
+            thread_name: self.thread_name.clone(),
+            executable: self.executable.clone(),
+            cgroup_id: self.cgroup_id,
+            cgroup_path: self.cgroup_path.clone(),
+        }
+    }
+
     /// Whether the kernel function do_signalfd4 runs for this call: the syscall rejects a wrong
     /// sizemask (EINVAL) and an unreadable mask (EFAULT) before calling it.
     pub fn reaches_kernel_function(&self) -> bool {
@@ -135,7 +175,7 @@ pub enum ManifestError {
         /// The OS error.
         source: io::Error,
     },
-    /// A line of the manifest is not a JSON call record.
+    /// A line of the manifest is not a JSON record of the expected kind.
     #[error("manifest {} line {line} is not a call record: {source}", path.display())]
     Parse {
         /// The manifest path.
@@ -147,7 +187,7 @@ pub enum ManifestError {
     },
 }
 
-/// Appends call records to a manifest file, one JSON object per line; shareable between threads.
+/// Appends records to a manifest file, one JSON object per line; shareable between threads.
 #[derive(Debug)]
 pub struct ManifestWriter {
     path: PathBuf,
@@ -173,7 +213,7 @@ impl ManifestWriter {
     }
 
     /// Appends one record as a line.
-    pub fn append(&self, record: &CallRecord) -> Result<(), ManifestError> {
+    pub fn append(&self, record: &impl Serialize) -> Result<(), ManifestError> {
         // Encoding a plain struct of numbers and strings cannot fail; do it outside the lock.
         let mut line = serde_json::to_vec(record).map_err(|e| self.write_error(e.into()))?;
         line.push(b'\n');
@@ -195,8 +235,13 @@ impl ManifestWriter {
     }
 }
 
-/// Reads every record of a manifest (blank lines are skipped), in file order.
+/// Reads every signalfd call record of a manifest (blank lines are skipped), in file order.
 pub fn read_manifest(path: &Path) -> Result<Vec<CallRecord>, ManifestError> {
+    read_records(path)
+}
+
+/// Reads every record of a manifest of `T`s (blank lines are skipped), in file order.
+pub fn read_records<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, ManifestError> {
     let file = File::open(path).map_err(|source| ManifestError::Open {
         path: path.to_path_buf(),
         source,

@@ -1,6 +1,7 @@
 //! The run-wide [`Recorder`]: hands out sequence numbers, streams records to the manifest and
 //! keeps only counters and the first few problems, so memory stays flat however many calls run.
 
+use crate::manifest::declared::DeclaredCall;
 use crate::manifest::{CallRecord, ManifestError, ManifestWriter};
 use crate::scenario::Scenario;
 use std::fmt;
@@ -47,6 +48,7 @@ pub struct Recorder {
     ok: AtomicU64,
     errors: AtomicU64,
     manifest: Option<ManifestWriter>,
+    declared: Option<ManifestWriter>,
     problems: Mutex<Problems>,
 }
 
@@ -58,8 +60,14 @@ impl Recorder {
             ok: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             manifest,
+            declared: None,
             problems: Mutex::new(Problems::default()),
         }
+    }
+
+    /// The same recorder, writing calls of declared syscalls to `declared`, if given.
+    pub fn with_declared(self, declared: Option<ManifestWriter>) -> Self {
+        Self { declared, ..self }
     }
 
     /// The next sequence number (take it just before making the call).
@@ -74,33 +82,48 @@ impl Recorder {
         scenario: Scenario,
         problem: Option<String>,
     ) -> Result<(), ManifestError> {
-        let counter = if record.fd.is_some() {
-            &self.ok
-        } else {
-            &self.errors
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        if let Some(message) = problem {
-            tracing::warn!(seq = record.seq, scenario = scenario.name(), %message, "unexpected answer");
-            let mut problems = self.problems.lock().unwrap_or_else(PoisonError::into_inner);
-            problems.count += 1;
-            if problems.kept.len() < KEPT_PROBLEMS {
-                problems.kept.push(Problem {
-                    seq: record.seq,
-                    scenario,
-                    message,
-                });
-            }
-        }
+        self.count(record.seq, record.fd.is_some(), scenario, problem);
         match &self.manifest {
             Some(writer) => writer.append(record),
             None => Ok(()),
         }
     }
 
+    /// Counts and writes one call of a declared syscall to the declared manifest, as
+    /// [`Recorder::record`] does.
+    pub fn record_declared(
+        &self,
+        record: &DeclaredCall,
+        scenario: Scenario,
+        problem: Option<String>,
+    ) -> Result<(), ManifestError> {
+        self.count(record.seq, !record.failed(), scenario, problem);
+        match &self.declared {
+            Some(writer) => writer.append(record),
+            None => Ok(()),
+        }
+    }
+
+    fn count(&self, seq: u64, ok: bool, scenario: Scenario, problem: Option<String>) {
+        let counter = if ok { &self.ok } else { &self.errors };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if let Some(message) = problem {
+            tracing::warn!(seq, scenario = scenario.name(), %message, "unexpected answer");
+            let mut problems = self.problems.lock().unwrap_or_else(PoisonError::into_inner);
+            problems.count += 1;
+            if problems.kept.len() < KEPT_PROBLEMS {
+                problems.kept.push(Problem {
+                    seq,
+                    scenario,
+                    message,
+                });
+            }
+        }
+    }
+
     /// Flushes the manifest and sums the run up.
     pub fn finish(self, elapsed: Duration) -> Result<RunSummary, ManifestError> {
-        if let Some(writer) = &self.manifest {
+        for writer in [&self.manifest, &self.declared].into_iter().flatten() {
             writer.flush()?;
         }
         let ok = self.ok.into_inner();
@@ -128,7 +151,7 @@ impl Recorder {
 pub struct RunSummary {
     /// Calls made.
     pub calls: u64,
-    /// Calls that returned an fd.
+    /// Calls that succeeded (a signalfd call returned an fd).
     pub ok: u64,
     /// Calls that returned an errno (expected or not).
     pub errors: u64,

@@ -6,7 +6,7 @@ use crate::error::WorkloadError;
 use crate::manifest::ManifestWriter;
 use crate::midflight;
 use crate::record::{Recorder, RunSummary};
-use crate::scenario::{errors, flags, identity, masks, random, threads, update, Scenario};
+use crate::scenario::{errors, flags, identity, masks, open, random, threads, update, Scenario};
 use std::time::Instant;
 
 /// Runs the configured scenarios and sums them up.
@@ -20,12 +20,10 @@ pub fn run_gated(
     config: &RunConfig,
     gate: impl FnOnce() -> Result<(), WorkloadError>,
 ) -> Result<RunSummary, WorkloadError> {
-    let writer = config
-        .manifest
-        .as_deref()
-        .map(ManifestWriter::create)
-        .transpose()?;
-    let recorder = Recorder::new(writer);
+    let create =
+        |path: &Option<std::path::PathBuf>| path.as_deref().map(ManifestWriter::create).transpose();
+    let recorder =
+        Recorder::new(create(&config.manifest)?).with_declared(create(&config.declared_manifest)?);
     match &config.midflight {
         Some(held) => midflight::run(&recorder, held.calls, Some(&held.held_file), gate)?,
         None => gate()?,
@@ -52,6 +50,7 @@ fn run_scenario(
         Scenario::Threads => threads::run(recorder, config.threads, config.calls)?,
         Scenario::Random => random::run(recorder, config)?,
         Scenario::Identity => identity::run(recorder)?,
+        Scenario::Open => open::run(recorder, config.threads, config.calls)?,
         Scenario::MidFlight => midflight::run(recorder, config.threads, None, || Ok(()))?,
     }
     Ok(())

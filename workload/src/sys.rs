@@ -1,11 +1,11 @@
 //! Raw syscalls: the exact signalfd/signalfd4 calls (no libc wrapper, which always picks
-//! signalfd4), the wall clock that brackets them, and small fd queries.
+//! signalfd4) and openat calls, the wall clock that brackets them, and small fd queries.
 
 use crate::manifest::Syscall;
 use nix::errno::Errno;
 use std::os::fd::RawFd;
 
-/// A signalfd/signalfd4 result with CLOCK_REALTIME read immediately around the syscall.
+/// A syscall's result with CLOCK_REALTIME read immediately around the syscall.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TimedResult {
     /// The fd returned, or the errno.
@@ -94,6 +94,33 @@ pub fn timed_call(
             (before, ret, realtime_ns())
         }
     };
+    timed_result(wall_before_ns, ret, wall_after_ns)
+}
+
+/// `openat(dfd, filename, flags, mode)` as one raw syscall between two wall-clock readings, as
+/// [`timed_call`] makes signalfd calls; `filename` may be an address the kernel cannot read.
+pub fn timed_openat(
+    dfd: RawFd,
+    filename: *const libc::c_char,
+    flags: i32,
+    mode: u32,
+) -> TimedResult {
+    let wall_before_ns = realtime_ns();
+    // SAFETY: only the kernel reads through `filename`, with strncpy_from_user: an address it
+    // cannot read is reported as EFAULT. The fd the call may return is the caller's to close.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_openat,
+            dfd as libc::c_long,
+            filename,
+            flags as libc::c_long,
+            mode as libc::c_long,
+        )
+    };
+    timed_result(wall_before_ns, ret, realtime_ns())
+}
+
+fn timed_result(wall_before_ns: u64, ret: libc::c_long, wall_after_ns: u64) -> TimedResult {
     // errno survives the clock read: clock_gettime only sets it on failure, which cannot happen.
     let result = if ret < 0 {
         Err(Errno::last())
@@ -107,10 +134,14 @@ pub fn timed_call(
     }
 }
 
-/// The calling thread's name (`comm`), as probes see it.
-pub fn thread_name() -> std::io::Result<String> {
-    let comm = std::fs::read_to_string("/proc/thread-self/comm")?;
-    Ok(comm.trim_end_matches('\n').to_string())
+/// The calling thread's name (`comm`), as probes see it. Through prctl, not
+/// /proc/thread-self/comm: reading it opens no file, so no openat of the thread's own.
+pub fn thread_name() -> Result<String, Errno> {
+    let mut comm = [0u8; 16];
+    // SAFETY: PR_GET_NAME writes at most 16 bytes (the name and its NUL) to the buffer given.
+    Errno::result(unsafe { libc::prctl(libc::PR_GET_NAME, comm.as_mut_ptr()) })?;
+    let len = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
+    Ok(String::from_utf8_lossy(&comm[..len]).into_owned())
 }
 
 /// The calling process's cgroup v2 path, as `/proc/self/cgroup` shows it (its `0::` line);

@@ -2,6 +2,7 @@
 
 use assert_cmd::Command;
 use predicates::prelude::*;
+use signalfd_workload::manifest::{declared::DeclaredCall, read_records};
 use signalfd_workload::read_manifest;
 use std::path::PathBuf;
 
@@ -33,6 +34,30 @@ fn manifest_alone_runs_every_default_scenario() {
     for scenario in ["masks", "flags", "update", "errors", "threads", "random"] {
         assert!(records.iter().any(|r| r.scenario == scenario), "{scenario}");
     }
+}
+
+#[test]
+fn the_open_scenario_writes_only_the_declared_manifest() {
+    let manifest = temp_path("open.jsonl");
+    let declared = temp_path("open-declared.jsonl");
+    workload()
+        .arg("--manifest")
+        .arg(&manifest)
+        .arg("--declared-manifest")
+        .arg(&declared)
+        .args(["--scenario", "open", "--threads", "2", "--calls", "8"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "calls=16 ok=8 errors=8 unexpected=0",
+        ));
+    let signalfd_calls = read_manifest(&manifest).expect("manifest");
+    let open_calls: Vec<DeclaredCall> = read_records(&declared).expect("declared manifest");
+    let _ = std::fs::remove_file(&manifest);
+    let _ = std::fs::remove_file(&declared);
+    assert_eq!(signalfd_calls.len(), 0);
+    assert_eq!(open_calls.len(), 16);
+    assert!(open_calls.iter().all(|call| call.syscall == "openat"));
 }
 
 #[test]

@@ -7,6 +7,7 @@ pub(crate) mod errors;
 pub(crate) mod flags;
 pub(crate) mod identity;
 pub(crate) mod masks;
+pub(crate) mod open;
 pub mod random;
 pub(crate) mod threads;
 pub(crate) mod update;
@@ -31,6 +32,10 @@ pub enum Scenario {
     /// A create and an update from a thread whose effective uid is `nobody`'s while its real
     /// uid stays root's (as root; other users make them with their own ids).
     Identity,
+    /// `--threads` threads released together, each making `--calls` openat calls (not
+    /// signalfd: recorded in the declared manifest) that open, create and fail in every way
+    /// `kspan --probe syscall:openat` must show. Not in the default set.
+    Open,
     /// `--threads` calls held inside the kernel on a faulting mask page, then let go, each
     /// followed by an update on its thread. Not listed: `--midflight` runs it before the others,
     /// holding the calls across the agent's start.
@@ -60,6 +65,7 @@ impl Scenario {
             Scenario::Threads => "threads",
             Scenario::Random => "random",
             Scenario::Identity => "identity",
+            Scenario::Open => "open",
             Scenario::MidFlight => "midflight",
         }
     }
@@ -122,6 +128,7 @@ pub(crate) mod tests {
             seed,
             rate: None,
             manifest: Some(path.as_ref().to_path_buf()),
+            declared_manifest: None,
             midflight: None,
         };
         let summary = crate::run(&config).expect("run");

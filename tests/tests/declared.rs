@@ -1,0 +1,22 @@
+//! Declared probes end to end on this host, as root: `kspan --probe syscall:openat` must show
+//! each openat call of the workload's `open` scenario as exactly one span and log record, with
+//! its arguments, strings, result and time, and nothing else on the scenario's threads.
+
+mod common;
+
+use kspan_e2e::judge_dir;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_openat_call_arrives_exactly() {
+    let workload = common::scenarios(&["--scenario", "open", "--threads", "4", "--calls", "50"]);
+    let config = common::config("declared-openat", workload, &["--probe", "syscall:openat"]);
+    common::run(&config).await;
+    let verdict = judge_dir(&config.out_dir)
+        .unwrap_or_else(|error| panic!("cannot judge {}: {error:#}", config.out_dir.display()));
+    // The open scenario makes no signalfd call, and kspan traces only what is declared.
+    assert_eq!((verdict.expected, verdict.spans), (0, 0), "{verdict}");
+    assert_eq!(verdict.declared.expected, 200, "{verdict}");
+    assert!(verdict.passed(), "{verdict}");
+    // Shows what was ignored (the workload's own opens on its other threads) and why.
+    println!("{verdict}");
+}

@@ -1,0 +1,374 @@
+//! `open`: threads released together, each making openat calls through the raw syscall in a
+//! cycle of cases a declared probe on openat must show exactly: opens and creates that return
+//! an fd (through AT_FDCWD and through a directory fd), paths longer than a probe's string bound,
+//! an unreadable path pointer and the errors ENOENT, ENAMETOOLONG, EFAULT and ENOTDIR. The
+//! calls go to the declared manifest.
+//!
+//! A scenario thread makes no other openat call: its identity is read through syscalls that
+//! open nothing, the files are made before the threads start and removed after they end, and
+//! each returned fd is closed with close(2).
+
+use super::{on_threads, Scenario};
+use crate::error::WorkloadError;
+use crate::manifest::declared::{DeclaredArg, DeclaredCall};
+use crate::manifest::{CallerIdentity, ManifestError};
+use crate::record::Recorder;
+use crate::sys;
+use libc::{
+    AT_FDCWD, O_APPEND, O_CLOEXEC, O_CREAT, O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_RDONLY, O_RDWR,
+    O_WRONLY,
+};
+use nix::errno::Errno::{self, EFAULT, ENAMETOOLONG, ENOENT, ENOTDIR};
+use std::ffi::CString;
+use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The syscall this scenario makes, as its tracepoints name it.
+const SYSCALL: &str = "openat";
+
+/// A path at least this long (without its NUL) is longer than a probe's 256-byte string bound.
+const LONG_PATH: usize = 300;
+
+/// The name of a path component longer than NAME_MAX (255): ENAMETOOLONG.
+const LONG_NAME_LEN: usize = 300;
+
+/// An address no process maps: the kernel cannot read a path from it (EFAULT).
+const UNREADABLE_POINTER: u64 = 1;
+
+/// How long after the start the threads are let go together; a thread that starts later (on a
+/// very busy machine) just starts at once.
+const RELEASE_AFTER: Duration = Duration::from_millis(50);
+
+/// Runs `threads` threads of `calls_per_thread` openat calls each.
+pub fn run(
+    recorder: &Recorder,
+    threads: usize,
+    calls_per_thread: u64,
+) -> Result<(), WorkloadError> {
+    let files = Files::create()?;
+    let process = CallerIdentity::current();
+    let release_at = Instant::now() + RELEASE_AFTER;
+    on_threads(Scenario::Open, threads, |index| {
+        let caller = process.on_this_thread();
+        std::thread::sleep(release_at.saturating_duration_since(Instant::now()));
+        for k in 0..calls_per_thread {
+            let case = Case::ALL[k as usize % Case::ALL.len()];
+            call(recorder, &caller, &files.open_call(case, index, k))?;
+        }
+        Ok(())
+    })
+}
+
+/// The kinds of call each thread cycles through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Case {
+    /// An existing file by its absolute path, from AT_FDCWD.
+    Existing,
+    /// A new file (O_CREAT|O_EXCL, mode 0640) relative to the directory fd.
+    Create,
+    /// An existing file relative to the directory fd, read-write.
+    Relative,
+    /// A name that does not exist: ENOENT.
+    Missing,
+    /// A real file whose absolute path is longer than a probe's string bound, from AT_FDCWD.
+    LongPath,
+    /// A component longer than NAME_MAX: ENAMETOOLONG, with a path longer than the bound.
+    LongName,
+    /// A path pointer the kernel cannot read: EFAULT.
+    Unreadable,
+    /// O_DIRECTORY on a regular file: ENOTDIR.
+    NotDirectory,
+}
+
+impl Case {
+    const ALL: [Case; 8] = [
+        Case::Existing,
+        Case::Create,
+        Case::Relative,
+        Case::Missing,
+        Case::LongPath,
+        Case::LongName,
+        Case::Unreadable,
+        Case::NotDirectory,
+    ];
+}
+
+/// The scenario's files: a temporary directory (removed on drop), a file in it and a file at
+/// the end of a long path below it, and the directory open as a directory fd.
+struct Files {
+    dir: PathBuf,
+    dir_fd: File,
+    existing: PathBuf,
+    long_path: PathBuf,
+}
+
+impl Files {
+    fn create() -> Result<Self, WorkloadError> {
+        // One directory per run, so that runs in one process (tests) do not share files.
+        static RUNS: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "signalfd-workload-open-{}-{}",
+            std::process::id(),
+            RUNS.fetch_add(1, Ordering::Relaxed)
+        ));
+        let setup = |what: &'static str| move |source| WorkloadError::Setup { what, source };
+        std::fs::create_dir_all(&dir).map_err(setup("create the open scenario's directory"))?;
+        let mut long_dir = dir.clone();
+        while long_dir.as_os_str().len() + 1 + 100 < LONG_PATH {
+            long_dir.push("d".repeat(100));
+        }
+        let files = Self {
+            dir_fd: File::open(&dir).map_err(setup("open the open scenario's directory"))?,
+            existing: dir.join("existing"),
+            long_path: long_dir.join("f".repeat(100)),
+            dir,
+        };
+        // From here on, a failure removes the directory (`files` is dropped).
+        File::create(&files.existing).map_err(setup("create the open scenario's file"))?;
+        std::fs::create_dir_all(&long_dir)
+            .map_err(setup("create the open scenario's long directory path"))?;
+        File::create(&files.long_path)
+            .map_err(setup("create the open scenario's file at a long path"))?;
+        Ok(files)
+    }
+
+    /// Call `k` of thread `index`.
+    fn open_call(&self, case: Case, index: usize, k: u64) -> OpenCall {
+        let dir_fd = self.dir_fd.as_raw_fd();
+        let ok = Ok(());
+        let (dfd, path, flags, mode, expect) = match case {
+            Case::Existing => (AT_FDCWD, path(&self.existing), O_RDONLY | O_CLOEXEC, 0, ok),
+            Case::Create => (
+                dir_fd,
+                Some(format!("created-{index}-{k}")),
+                O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+                0o640,
+                ok,
+            ),
+            Case::Relative => (
+                dir_fd,
+                name("existing"),
+                O_RDWR | O_APPEND | O_NOFOLLOW,
+                0,
+                ok,
+            ),
+            Case::Missing => (dir_fd, name("missing"), O_RDONLY, 0, Err(ENOENT)),
+            Case::LongPath => (AT_FDCWD, path(&self.long_path), O_RDONLY | O_CLOEXEC, 0, ok),
+            Case::LongName => (
+                dir_fd,
+                Some("n".repeat(LONG_NAME_LEN)),
+                O_RDONLY,
+                0,
+                Err(ENAMETOOLONG),
+            ),
+            Case::Unreadable => (AT_FDCWD, None, O_RDONLY, 0, Err(EFAULT)),
+            Case::NotDirectory => (
+                dir_fd,
+                name("existing"),
+                O_RDONLY | O_DIRECTORY | O_CLOEXEC,
+                0,
+                Err(ENOTDIR),
+            ),
+        };
+        OpenCall {
+            dfd,
+            path,
+            flags,
+            mode,
+            expect,
+        }
+    }
+}
+
+fn path(path: &Path) -> Option<String> {
+    // The scenario's paths are made of ASCII names below the temp dir.
+    Some(path.to_string_lossy().into_owned())
+}
+
+fn name(name: &str) -> Option<String> {
+    Some(name.to_string())
+}
+
+impl Drop for Files {
+    fn drop(&mut self) {
+        // Left behind only if it cannot be removed; nothing to report it to.
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One openat call to make.
+#[derive(Debug)]
+struct OpenCall {
+    dfd: RawFd,
+    /// The path passed, or `None` for the unreadable pointer.
+    path: Option<String>,
+    flags: i32,
+    mode: u32,
+    /// Success (an fd), or this errno.
+    expect: Result<(), Errno>,
+}
+
+/// Makes the call, closes the fd it returns, and records it (with a problem if the kernel
+/// answered otherwise than expected).
+fn call(
+    recorder: &Recorder,
+    caller: &CallerIdentity,
+    open: &OpenCall,
+) -> Result<(), ManifestError> {
+    // The scenario's paths have no NUL byte.
+    let path = open
+        .path
+        .as_deref()
+        .map(|path| CString::new(path).unwrap_or_default());
+    let pointer = path
+        .as_ref()
+        .map_or(UNREADABLE_POINTER as *const libc::c_char, |p| p.as_ptr());
+    let seq = recorder.next_seq();
+    let timed = sys::timed_openat(open.dfd, pointer, open.flags, open.mode);
+    if let Ok(fd) = timed.result {
+        // SAFETY: the kernel just returned this fd and nothing else owns it; dropping it
+        // closes it (close, not openat).
+        drop(unsafe { OwnedFd::from_raw_fd(fd) });
+    }
+    let filename = match &open.path {
+        Some(path) => DeclaredArg::user_string("filename", path),
+        None => DeclaredArg::unreadable("filename", UNREADABLE_POINTER),
+    };
+    let record = DeclaredCall {
+        seq,
+        scenario: Scenario::Open.name().to_string(),
+        caller: caller.clone(),
+        syscall: SYSCALL.to_string(),
+        args: vec![
+            DeclaredArg::int("dfd", open.dfd.into()),
+            filename,
+            DeclaredArg::int("flags", open.flags.into()),
+            DeclaredArg::int("mode", open.mode.into()),
+        ],
+        ret: timed
+            .result
+            .map_or_else(|errno| -i64::from(errno as i32), i64::from),
+        errno_name: timed.result.err().map(|errno| format!("{errno:?}")),
+        wall_before_ns: timed.wall_before_ns,
+        wall_after_ns: timed.wall_after_ns,
+        parent_seq: None,
+    };
+    let problem = match (open.expect, timed.result) {
+        (Ok(()), Ok(_)) => None,
+        (Err(want), Err(got)) if want == got => None,
+        (Ok(()), Err(got)) => Some(format!("{record}: expected an fd, got {got:?}")),
+        (Err(want), got) => Some(format!("{record}: expected {want:?}, got {got:?}")),
+    };
+    recorder.record_declared(&record, Scenario::Open, problem)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RunConfig;
+    use crate::manifest::declared::ArgValue;
+    use crate::manifest::read_records;
+    use crate::test_support::TempPath;
+    use std::collections::BTreeMap;
+
+    fn run_open(threads: usize, calls: u64) -> Vec<DeclaredCall> {
+        let path = TempPath::new("open");
+        let config = RunConfig {
+            scenarios: vec![Scenario::Open],
+            threads,
+            calls,
+            declared_manifest: Some(path.as_ref().to_path_buf()),
+            ..RunConfig::default()
+        };
+        let summary = crate::run(&config).expect("run");
+        assert!(summary.all_as_expected(), "{:#?}", summary.problems);
+        let mut records: Vec<DeclaredCall> = read_records(path.as_ref()).expect("read");
+        assert_eq!(summary.calls as usize, records.len());
+        records.sort_by_key(|r| r.seq);
+        records
+    }
+
+    fn filename(call: &DeclaredCall) -> &ArgValue {
+        &call.args[1].value
+    }
+
+    #[test]
+    fn each_thread_cycles_through_every_case() {
+        let records = run_open(3, 16);
+        assert_eq!(records.len(), 48);
+        let mut by_thread: BTreeMap<u32, Vec<&DeclaredCall>> = BTreeMap::new();
+        for r in &records {
+            assert_eq!(
+                (r.scenario.as_str(), r.syscall.as_str()),
+                ("open", "openat")
+            );
+            assert_eq!(r.caller.pid, std::process::id());
+            assert!(r.wall_before_ns <= r.wall_after_ns, "{r:?}");
+            assert_eq!(r.failed(), r.errno_name.is_some(), "{r:?}");
+            let names: Vec<&str> = r.args.iter().map(|a| a.name.as_str()).collect();
+            assert_eq!(names, ["dfd", "filename", "flags", "mode"]);
+            by_thread.entry(r.caller.tid).or_default().push(r);
+        }
+        let names: Vec<&str> = by_thread
+            .values()
+            .map(|calls| calls[0].caller.thread_name.as_str())
+            .collect();
+        assert_eq!(
+            names
+                .iter()
+                .copied()
+                .collect::<std::collections::BTreeSet<_>>(),
+            ["open-0", "open-1", "open-2"].into()
+        );
+        for calls in by_thread.values() {
+            let outcomes: Vec<&str> = calls
+                .iter()
+                .take(8)
+                .map(|r| r.errno_name.as_deref().unwrap_or("fd"))
+                .collect();
+            assert_eq!(
+                outcomes,
+                [
+                    "fd",
+                    "fd",
+                    "fd",
+                    "ENOENT",
+                    "fd",
+                    "ENAMETOOLONG",
+                    "EFAULT",
+                    "ENOTDIR"
+                ]
+            );
+            assert_eq!(calls[0].args[0].value, ArgValue::Int(-100));
+            assert_eq!(calls[1].args[3].value, ArgValue::Int(0o640));
+            assert!(calls[1].args[0].value != ArgValue::Int(-100));
+            for long in [calls[4], calls[5]] {
+                let ArgValue::UserString(path) = filename(long) else {
+                    panic!("a path: {long:?}");
+                };
+                assert!(path.len() >= LONG_PATH, "{path}");
+            }
+            assert_eq!(
+                *filename(calls[6]),
+                ArgValue::Unreadable(UNREADABLE_POINTER)
+            );
+            assert_eq!(calls[3].ret, -(ENOENT as i64));
+            assert!(calls[0].ret >= 0);
+        }
+    }
+
+    #[test]
+    fn the_files_are_made_before_and_gone_after() {
+        let files = Files::create().expect("files");
+        let dir = files.dir.clone();
+        assert!(files.existing.is_file() && files.long_path.is_file());
+        assert!(files.long_path.as_os_str().len() >= LONG_PATH);
+        let open = files.open_call(Case::Create, 2, 9);
+        assert_eq!(open.path.as_deref(), Some("created-2-9"));
+        drop(files);
+        assert!(!dir.exists(), "{} is left over", dir.display());
+    }
+}
