@@ -392,7 +392,7 @@ mod tests {
                 "unknown decoder `ksym`",
             ),
             ("[[probe]]\nsyscall = \"openat\"\ncolour = 1", "unknown field `colour`"),
-            ("[[probe]]\nsyscall = \"open at\"", "is not a kernel symbol name"),
+            ("[[probe]]\nsyscall = \"open at\"", "a name is letters"),
             ("[[probe]]\nsyscall = \"openat\"\n[[probe]]\nsyscall = \"openat\"", "declared twice"),
             ("[[probe]]\nfunction = \"signalfd\"\n[[probe.argument]]\nname = \"ufd\"", "captures its own"),
         ];

@@ -367,14 +367,59 @@ const SYSCALLS: &[(&str, libc::c_long)] = &[
     ("mseal", libc::SYS_mseal),
 ];
 
+/// Syscalls newer than libc's table (x86_64 numbers from the kernel's `syscall_64.tbl`).
+#[cfg(target_arch = "x86_64")]
+const NEWER: &[(&str, libc::c_long)] = &[
+    ("io_pgetevents", 333),
+    ("uretprobe", 335),
+    ("uprobe", 336),
+    ("cachestat", 451),
+    ("fchmodat2", 452),
+    ("map_shadow_stack", 453),
+    ("futex_wake", 454),
+    ("futex_wait", 455),
+    ("futex_requeue", 456),
+    ("statmount", 457),
+    ("listmount", 458),
+    ("lsm_get_self_attr", 459),
+    ("lsm_set_self_attr", 460),
+    ("lsm_list_modules", 461),
+    ("mseal", 462),
+    ("setxattrat", 463),
+    ("getxattrat", 464),
+    ("listxattrat", 465),
+    ("removexattrat", 466),
+    ("open_tree_attr", 467),
+    ("file_getattr", 468),
+    ("file_setattr", 469),
+];
+
 /// No table for other architectures yet: declared syscalls are refused there.
 #[cfg(not(target_arch = "x86_64"))]
 const SYSCALLS: &[(&str, libc::c_long)] = &[];
+#[cfg(not(target_arch = "x86_64"))]
+const NEWER: &[(&str, libc::c_long)] = &[];
+
+/// tracefs names syscalls by their `SYSCALL_DEFINE` name, which for these differs from the
+/// name the table (and `man 2`) gives them.
+const TRACEFS_NAMES: [(&str, &str); 6] = [
+    ("newuname", "uname"),
+    ("newstat", "stat"),
+    ("newlstat", "lstat"),
+    ("newfstat", "fstat"),
+    ("sendfile64", "sendfile"),
+    ("umount", "umount2"),
+];
 
 /// The number of the syscall `name` (as tracefs spells it, e.g. `openat`).
 pub fn number(name: &str) -> Option<u32> {
+    let name = TRACEFS_NAMES
+        .iter()
+        .find(|(tracefs, _)| *tracefs == name)
+        .map_or(name, |&(_, table)| table);
     SYSCALLS
         .iter()
+        .chain(NEWER)
         .find(|(known, _)| *known == name)
         .and_then(|&(_, number)| u32::try_from(number).ok())
 }
@@ -388,6 +433,8 @@ mod tests {
         assert_eq!(number("read"), Some(0));
         assert_eq!(number("openat"), Some(257));
         assert_eq!(number("signalfd4"), Some(289));
+        assert_eq!(number("newfstat"), Some(5));
+        assert_eq!(number("file_setattr"), Some(469));
         assert_eq!(number("no_such_call"), None);
         // Every syscall this kernel has tracepoints for is in the table (tests run as root).
         let events = std::fs::read_dir("/sys/kernel/tracing/events/syscalls")

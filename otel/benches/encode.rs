@@ -11,7 +11,7 @@ use std::{
 };
 
 use kspan_common::{MaskSource, ProbeKind, Syscall};
-use kspan_decode::{Call, SignalMask};
+use kspan_decode::{Call, CallDetail, SignalMask, SignalfdCall};
 use kspan_otel::{
     prost_baseline::ProstBaseline, CallEncoder, HostInfo, ResourcePer, Resources, TraceGrouping,
     Wanted,
@@ -30,13 +30,7 @@ fn batch() -> Vec<Call> {
             let failed = i % 10 == 0;
             let at = start + Duration::from_micros(i * 7);
             Call {
-                syscall: if i % 3 == 0 {
-                    Syscall::Signalfd
-                } else {
-                    Syscall::Signalfd4
-                },
                 probe: ProbeKind::Kprobe,
-                mask_source: MaskSource::Kernel,
                 pid: 4000 + (i % 4) as u32,
                 tid: 4100 + (i % 16) as u32,
                 uid: 1000,
@@ -46,13 +40,21 @@ fn batch() -> Vec<Call> {
                 process_details: None,
                 cgroup: None,
                 thread_name: format!("random-{}", i % 16),
-                ufd: if i % 2 == 0 { -1 } else { 7 },
-                flags: [0, libc::SFD_CLOEXEC, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC]
-                    [i as usize % 3],
-                mask: SignalMask(i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (i % 48)),
-                ret: if failed { -libc::EINVAL } else { 7 },
                 start: at,
                 end: at + Duration::from_nanos(900),
+                detail: CallDetail::Signalfd(SignalfdCall {
+                    syscall: if i % 3 == 0 {
+                        Syscall::Signalfd
+                    } else {
+                        Syscall::Signalfd4
+                    },
+                    mask_source: MaskSource::Kernel,
+                    ufd: if i % 2 == 0 { -1 } else { 7 },
+                    flags: [0, libc::SFD_CLOEXEC, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC]
+                        [i as usize % 3],
+                    mask: SignalMask(i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (i % 48)),
+                    ret: if failed { -libc::EINVAL } else { 7 },
+                }),
             }
         })
         .collect()

@@ -1391,7 +1391,7 @@ mod tests {
         call.values[1] = match i % 3 {
             0 => ArgValue::String {
                 text: format!("/var/lib/{}", "d".repeat(i as usize)),
-                truncated: i % 2 == 0,
+                truncated: i.is_multiple_of(2),
             },
             1 => ArgValue::Unreadable,
             _ => ArgValue::String {

@@ -70,7 +70,7 @@ pub fn declared_entry(
         return;
     }
     // SAFETY: a lookup; the value is copied out at once.
-    let Some(probe) = (unsafe { DECLARED.get(&key) }).copied() else {
+    let Some(probe) = (unsafe { DECLARED.get(key) }).copied() else {
         return;
     };
     let task = current_task();
@@ -152,7 +152,7 @@ pub fn declared_return(key: u64, ret: i64) {
     // SAFETY: a helper without arguments.
     let end_boot_ns = unsafe { bpf_ktime_get_boot_ns() };
     // SAFETY: a lookup; the value is read at once.
-    let Some(probe) = (unsafe { DECLARED.get(&key) }).map(|probe| probe.probe) else {
+    let Some(probe) = (unsafe { DECLARED.get(key) }).map(|probe| probe.probe) else {
         return;
     };
     let task = current_task();

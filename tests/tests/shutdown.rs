@@ -19,7 +19,13 @@ async fn sigterm_under_load_exports_every_completed_call_and_detaches() {
         "--calls",
         "400000",
     ]);
-    let mut config = common::config("sigterm-under-load", workload, &[]);
+    // Exporting ~100k calls can take longer than the default 5 s deadline on a loaded 2-core
+    // machine; the deadline has tests of its own, this one is about losing nothing.
+    let mut config = common::config(
+        "sigterm-under-load",
+        workload,
+        &["--shutdown-timeout", "60s"],
+    );
     config.stop_kspan_after = Some(Duration::from_millis(500));
     let record = common::run(&config).await;
     assert_eq!(record.kspan_exit, Some(0));
