@@ -828,3 +828,66 @@ fn usage_errors_are_one_line() {
         ),
     ]);
 }
+
+/// Declarations kspan cannot honour are refused at start, naming the probe: one line, exit 2.
+#[test]
+fn bad_probe_declarations_are_refused_naming_the_probe() {
+    let dir = std::env::temp_dir().join(format!("kspan-cli-probes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write probe file");
+        path.display().to_string()
+    };
+    let unknown_argument = file(
+        "argument.toml",
+        "[[probe]]\nsyscall = \"openat\"\n[[probe.argument]]\nname = \"how\"\n",
+    );
+    let unknown_decoder = file(
+        "decoder.toml",
+        "[[probe]]\nsyscall = \"openat\"\n[[probe.argument]]\nname = \"flags\"\ndecoder = \"ksym\"\n",
+    );
+    let not_toml = file("broken.toml", "[[probe]\nsyscall = ");
+    let decoded_string = file(
+        "strings.toml",
+        "[[probe]]\nsyscall = \"openat\"\n[[probe.argument]]\nname = \"flags\"\ndecoder = \"signals\"\n[[probe.argument]]\nname = \"filename\"\ndecoder = \"errno\"\n",
+    );
+    let stdout = ["--exporter", "stdout"];
+    let with = |args: &[&str], expected: &str| {
+        let all: Vec<&str> = stdout.iter().chain(args).copied().collect();
+        bad(&all, &[], expected)
+    };
+    all_refused(vec![
+        with(
+            &["--probe", "syscall:no_such_call"],
+            "probe no_such_call (--probe syscall:no_such_call): no syscall `no_such_call` here",
+        ),
+        with(
+            &["--probes", &unknown_argument],
+            "argument `how`: sys_enter_openat has dfd, filename, flags, mode",
+        ),
+        with(&["--probes", &unknown_decoder], "unknown decoder `ksym`"),
+        with(&["--probes", &not_toml], "probe file"),
+        with(
+            &["--probes", &decoded_string],
+            "argument `filename`: a decoder names a number, and this is a string",
+        ),
+        with(
+            &["--probe", "syscall:openat", "--probe", "syscall:openat"],
+            "probe openat is declared twice",
+        ),
+        with(
+            &["--probe", "syscall:openat", "--attach", "kprobe"],
+            "a syscall attaches to its tracepoints, but the attach mode allows only kprobe",
+        ),
+        with(
+            &["--probe", "vfs_fsync"],
+            "probe vfs_fsync (--probe vfs_fsync): kernel function probes are not built yet",
+        ),
+        with(
+            &["--probes", "/no/such/file.toml"],
+            "cannot read probe file /no/such/file.toml",
+        ),
+    ]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
