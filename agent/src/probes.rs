@@ -11,7 +11,7 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use kspan_common::{
-    declared::{hook_key, DeclaredProbe, DECLARED_MAP},
+    declared::{hook_key, DeclaredProbe, DECLARED_COUNTERS_MAP, DECLARED_MAP},
     Counter, ProbeConfig, ProbeKind, CGROUP_FILTER_MAP, COMM_FILTER_MAP, COMM_LEN, CONFIG_GLOBAL,
     CONTROL_MAP, CONTROL_STOPPING, COUNTERS_MAP, EVENTS_MAP, PID_FILTER_MAP,
 };
@@ -124,23 +124,51 @@ fn comm_key(comm: &str) -> [u8; COMM_LEN] {
 /// The counters map, read after the programs are gone.
 pub struct CounterMaps {
     counters: PerCpuArray<MapData, u64>,
+    /// The declared probes' own counters, and the probes' names by number.
+    declared: PerCpuArray<MapData, u64>,
+    probe_names: Vec<String>,
 }
 
 impl CounterMaps {
-    /// Takes the counters map out of the object, so it outlives its programs.
-    pub fn take(ebpf: &mut Ebpf) -> anyhow::Result<Self> {
-        let counters = ebpf
-            .take_map(COUNTERS_MAP)
-            .context("COUNTERS map missing")?;
+    /// Takes the counters maps out of the object, so they outlive its programs.
+    pub fn take(ebpf: &mut Ebpf, probe_names: Vec<String>) -> anyhow::Result<Self> {
+        let mut take = |name: &str| -> anyhow::Result<PerCpuArray<MapData, u64>> {
+            let map = ebpf
+                .take_map(name)
+                .with_context(|| format!("{name} map missing"))?;
+            Ok(PerCpuArray::try_from(map)?)
+        };
         Ok(Self {
-            counters: PerCpuArray::try_from(counters)?,
+            counters: take(COUNTERS_MAP)?,
+            declared: take(DECLARED_COUNTERS_MAP)?,
+            probe_names,
         })
     }
 
     /// Sums the per-CPU counters ([`KernelCounters::in_flight`] follows from a whole snapshot).
     pub fn read(&self) -> anyhow::Result<KernelCounters> {
+        counters_at(&self.counters, 0)
+    }
+
+    /// Each declared probe's share of the kernel's counters (stale entries are counted only in
+    /// the totals: a new syscall finds them on the thread, whichever probe they were).
+    pub fn per_probe(&self) -> anyhow::Result<Vec<(&str, KernelCounters)>> {
+        self.probe_names
+            .iter()
+            .enumerate()
+            .map(|(probe, name)| {
+                let counters = counters_at(&self.declared, probe as u32 * Counter::SLOTS)?;
+                Ok((name.as_str(), counters))
+            })
+            .collect()
+    }
+}
+
+/// The counters in `map`'s slots from `base`, summed over CPUs.
+fn counters_at(map: &PerCpuArray<MapData, u64>, base: u32) -> anyhow::Result<KernelCounters> {
+    {
         let total = |counter: Counter| -> anyhow::Result<u64> {
-            let values = self.counters.get(&(counter as u32), 0)?;
+            let values = map.get(&(base + counter as u32), 0)?;
             Ok(values.iter().sum())
         };
         Ok(KernelCounters {

@@ -142,7 +142,8 @@ impl Prepared {
         let cgroups = CgroupResolver::new().context("reading /proc/self/mountinfo")?;
         let mut ebpf = probes::open(&filters, cli.ring_buffer_bytes)?;
         let ring = probes::take_events(&mut ebpf)?;
-        let counter_maps = probes::CounterMaps::take(&mut ebpf)?;
+        let probe_names = syscalls.iter().map(|syscall| syscall.info.name.clone());
+        let counter_maps = probes::CounterMaps::take(&mut ebpf, probe_names.collect())?;
 
         let target = Target {
             function: &cli.kernel_function,
@@ -305,7 +306,24 @@ impl Session {
             }
         }
         if let Some(file) = &summary_file {
-            let json = serde_json::to_string_pretty(&summary.to_json())?;
+            let mut json = summary.to_json();
+            let per_probe = counters.kernel.per_probe()?;
+            if !per_probe.is_empty() {
+                json["kernel_per_probe"] = per_probe
+                    .into_iter()
+                    .map(|(name, kernel)| {
+                        let counts = serde_json::json!({
+                            "entries": kernel.entries,
+                            "ring_buffer_full": kernel.ring_buffer_full,
+                            "returns_without_entry": kernel.returns_without_entry,
+                            "entries_not_stored": kernel.entries_not_stored,
+                        });
+                        (name.to_owned(), counts)
+                    })
+                    .collect::<serde_json::Map<_, _>>()
+                    .into();
+            }
+            let json = serde_json::to_string_pretty(&json)?;
             file.write((json + "\n").as_bytes())?;
         }
         Ok(())

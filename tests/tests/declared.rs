@@ -19,4 +19,18 @@ async fn every_openat_call_arrives_exactly() {
     assert!(verdict.passed(), "{verdict}");
     // Shows what was ignored (the workload's own opens on its other threads) and why.
     println!("{verdict}");
+    // The probe's own counters add up to the totals: every entry is the probe's, none lost.
+    let summary: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(config.out_dir.join(kspan_e2e::artifacts::SUMMARY)).expect("summary"),
+    )
+    .expect("summary is JSON");
+    let openat = &summary["kernel_per_probe"]["openat"];
+    let expected = serde_json::json!({
+        "entries": summary["kernel"]["entries"],
+        "ring_buffer_full": 0,
+        "returns_without_entry": 0,
+        "entries_not_stored": 0,
+    });
+    assert_eq!(openat, &expected, "{summary:#}");
+    assert!(openat["entries"].as_u64() >= Some(200), "{summary:#}");
 }
