@@ -349,6 +349,28 @@ mod properties {
         }
 
         #[test]
+        fn declared_records_decode_or_are_refused_never_panic(
+            bytes in proptest::collection::vec(any::<u8>(), size_of::<DeclaredEvent>()),
+        ) {
+            let mut bytes = bytes;
+            // Probe 0, the one declared, seen by a tracepoint pair: the rest stays random.
+            let probe_at = std::mem::offset_of!(DeclaredEvent, probe);
+            bytes[probe_at..probe_at + 4].copy_from_slice(&0u32.to_ne_bytes());
+            bytes[std::mem::offset_of!(DeclaredEvent, kind)] = ProbeKind::Tracepoint as u8;
+            let probe = std::sync::Arc::new(crate::test_support::openat_probe());
+            let mut decoder =
+                CallDecoder::new(BootClock::measure().unwrap()).with_declared(vec![probe]);
+            match decoder.decode(&bytes) {
+                Ok(call) => {
+                    prop_assert_eq!(call.name(), "openat");
+                    // Writing the summary reads every value the record holds.
+                    let _ = call.summary().to_string();
+                }
+                Err(error) => prop_assert!(false, "a declared record was refused: {error}"),
+            }
+        }
+
+        #[test]
         fn decoding_never_panics(bytes in proptest::collection::vec(any::<u8>(), size_of::<CallEvent>())) {
             let mut decoder = CallDecoder::new(BootClock::measure().unwrap());
             match decoder.decode(&bytes) {
