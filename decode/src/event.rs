@@ -67,6 +67,26 @@ struct Identity<'a> {
     end_boot_ns: u64,
 }
 
+/// The [`Identity`] of a record of either kind: their fields have the same names (the probe
+/// kind's aside, named by `$kind`).
+macro_rules! identity {
+    ($event:expr, $kind:ident) => {
+        Identity {
+            probe: $event.$kind,
+            pid: $event.pid,
+            tid: $event.tid,
+            uid: $event.uid,
+            euid: $event.euid,
+            cgroup_id: $event.cgroup_id,
+            comm: &$event.comm,
+            exe_name: &$event.exe_name,
+            exe_name_len: $event.exe_name_len,
+            start_boot_ns: $event.start_boot_ns,
+            end_boot_ns: $event.end_boot_ns,
+        }
+    };
+}
+
 /// Turns kernel events into calls, with wall-clock times and process names.
 pub struct CallDecoder {
     clock: BootClock,
@@ -127,22 +147,7 @@ impl CallDecoder {
             mask: SignalMask(event.mask),
             ret: event.ret,
         });
-        self.call(
-            &Identity {
-                probe: event.probe,
-                pid: event.pid,
-                tid: event.tid,
-                uid: event.uid,
-                euid: event.euid,
-                cgroup_id: event.cgroup_id,
-                comm: &event.comm,
-                exe_name: &event.exe_name,
-                exe_name_len: event.exe_name_len,
-                start_boot_ns: event.start_boot_ns,
-                end_boot_ns: event.end_boot_ns,
-            },
-            detail,
-        )
+        self.call(&identity!(event, probe), detail)
     }
 
     fn decode_declared(&mut self, event: &DeclaredEvent) -> Result<Call, EventError> {
@@ -160,22 +165,7 @@ impl CallDecoder {
             parent_start,
             root_start: self.clock.wall_time(event.root_start_boot_ns),
         });
-        self.call(
-            &Identity {
-                probe: event.kind,
-                pid: event.pid,
-                tid: event.tid,
-                uid: event.uid,
-                euid: event.euid,
-                cgroup_id: event.cgroup_id,
-                comm: &event.comm,
-                exe_name: &event.exe_name,
-                exe_name_len: event.exe_name_len,
-                start_boot_ns: event.start_boot_ns,
-                end_boot_ns: event.end_boot_ns,
-            },
-            detail,
-        )
+        self.call(&identity!(event, kind), detail)
     }
 
     fn call(&mut self, identity: &Identity<'_>, detail: CallDetail) -> Result<Call, EventError> {
