@@ -8,7 +8,11 @@ use aya::{
     Btf, BtfError, Ebpf,
 };
 
-use crate::{kernel_function, privileges, syscall_probe::SyscallProbe, tracefs::TracefsError};
+use crate::{
+    declared_probe::{HookPoint, ResolvedProbe},
+    kernel_function, privileges,
+    tracefs::TracefsError,
+};
 use kspan_common::{AttachMode, ProbeKind};
 
 /// The pair that attached, and why the ones tried before it were refused.
@@ -255,26 +259,69 @@ fn attach_step(
     Ok(())
 }
 
-/// Attaches the generic tracepoint programs to every declared syscall's tracepoints.
-pub fn attach_declared(ebpf: &mut Ebpf, probes: &[SyscallProbe]) -> anyhow::Result<()> {
-    use kspan_common::programs::{DECLARED_TP_ENTER, DECLARED_TP_EXIT};
-    if probes.is_empty() {
-        return Ok(());
+/// Attaches the generic programs to every declared probe's hook: tracepoint programs to each
+/// syscall's pair, the kprobe and kretprobe to each function.
+pub fn attach_declared(ebpf: &mut Ebpf, probes: &[ResolvedProbe]) -> anyhow::Result<()> {
+    use kspan_common::programs::{
+        DECLARED_KPROBE, DECLARED_KRETPROBE, DECLARED_TP_ENTER, DECLARED_TP_EXIT,
+    };
+    let syscalls: Vec<(&ResolvedProbe, &[String; 2])> = probes
+        .iter()
+        .filter_map(|probe| match &probe.hook {
+            HookPoint::Syscall { tracepoints, .. } => Some((probe, tracepoints)),
+            HookPoint::Function { .. } => None,
+        })
+        .collect();
+    let functions: Vec<(&ResolvedProbe, &str)> = probes
+        .iter()
+        .filter_map(|probe| match &probe.hook {
+            HookPoint::Function { name, .. } => Some((probe, name.as_str())),
+            HookPoint::Syscall { .. } => None,
+        })
+        .collect();
+    if !syscalls.is_empty() {
+        privileges::require(ProbeKind::Tracepoint)?;
     }
-    privileges::require(ProbeKind::Tracepoint)?;
-    for (index, name) in [DECLARED_TP_ENTER, DECLARED_TP_EXIT]
+    if let Some((probe, _)) = functions.first() {
+        if !kernel_function::kprobes_available() {
+            anyhow::bail!(
+                "probe {}: this kernel has no kprobes ({} is missing: built without \
+                 CONFIG_KPROBES), and declared functions need them",
+                probe.info.name,
+                kernel_function::KPROBE_PMU
+            );
+        }
+        privileges::require(ProbeKind::Kprobe)?;
+    }
+    for (end, name) in [DECLARED_TP_ENTER, DECLARED_TP_EXIT]
         .into_iter()
         .enumerate()
     {
+        if syscalls.is_empty() {
+            break;
+        }
         let tracepoint: &mut TracePoint = program(ebpf, name)?;
         tracepoint
             .load()
             .with_context(|| format!("loading {name}"))?;
-        for probe in probes {
-            let event = &probe.tracepoints[index];
+        for (probe, events) in &syscalls {
+            let event = &events[end];
             tracepoint.attach("syscalls", event).with_context(|| {
                 format!("attaching probe {} to syscalls:{event}", probe.info.name)
             })?;
+        }
+    }
+    for name in [DECLARED_KPROBE, DECLARED_KRETPROBE] {
+        if functions.is_empty() {
+            break;
+        }
+        let kprobe: &mut KProbe = program(ebpf, name)?;
+        kprobe.load().with_context(|| format!("loading {name}"))?;
+        for (probe, function) in &functions {
+            kprobe
+                .attach(function, 0)
+                .with_context(|| format!("attaching probe {} to {function}", probe.info.name))
+                .map_err(|error| blame_function(error, function))?;
         }
     }
     Ok(())

@@ -1,8 +1,9 @@
-//! Field offsets from the kernel's own type information (BTF), for the probes' task loads.
+//! The kernel's own type information (BTF): field offsets for the probes' task loads, and the
+//! typed arguments of a function for declared probes.
 //!
-//! Only what [`TaskLayout`] needs: structs and unions by name, their members (through
-//! anonymous members, as `task_struct`'s randomised layouts use), and type sizes to check each
-//! field is what the probes load.
+//! Only what [`TaskLayout`] and [`Function`] need: structs and unions by name, their members
+//! (through anonymous members, as `task_struct`'s randomised layouts use), type sizes to check
+//! each field is what the probes load, and functions' prototypes classified as [`ValueType`]s.
 
 use std::{collections::HashMap, path::Path};
 
@@ -36,6 +37,45 @@ pub enum BtfError {
     /// The member is a bit field.
     #[error("{0}.{1} is a bit field")]
     BitField(String, String),
+    /// The kernel has no function of that name.
+    #[error("the kernel's BTF has no function {0}: it may be inlined, renamed or not built in")]
+    NoFunction(String),
+    /// The function's type is not a prototype.
+    #[error("the kernel's BTF gives function {0} a type that is not a function prototype")]
+    NotAPrototype(String),
+}
+
+/// How a function's argument or return value can be read from a register.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ValueType {
+    /// An integer, enum, `bool` or `char`, through typedefs and qualifiers.
+    Int { bytes: u8, signed: bool },
+    /// A pointer to `char`; `user` when BTF tags the pointee `__user` (a user-space string).
+    String { user: bool },
+    /// Any other pointer.
+    Pointer,
+    /// No value (a return type only).
+    Void,
+    /// Passed by value but not readable as one register: the kind, e.g. `struct open_how`.
+    Unsupported(String),
+}
+
+/// One parameter of a [`Function`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Parameter {
+    /// The name in the kernel's source, or `argN` (N from 0) when BTF has none.
+    pub name: String,
+    /// How to read it.
+    pub value: ValueType,
+}
+
+/// A kernel function's prototype, from BTF.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Function {
+    /// Parameters in order (all of them: the caller checks how many it can read).
+    pub params: Vec<Parameter>,
+    /// The return value.
+    pub returns: ValueType,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,9 +87,14 @@ enum Kind {
     Union,
     Enum,
     Enum64,
-    /// Typedef, const, volatile, restrict, type tag: the same size as what they refer to.
+    Float,
+    /// Typedef, const, volatile, restrict: the same type as what they refer to.
     Alias,
-    /// Anything that has no size here (functions, variables, sections, forward declarations).
+    /// An alias with an attribute, e.g. `user` for `__user`.
+    TypeTag,
+    Func,
+    FuncProto,
+    /// Anything that has no size here (variables, sections, forward declarations).
     Other,
 }
 
@@ -69,7 +114,11 @@ struct Type {
     size_or_type: u32,
     /// Element type and count, for arrays.
     array: Option<(u32, u32)>,
+    /// Signed ints (by their encoding) and signed enums (by the kind flag).
+    signed: bool,
     members: Vec<Member>,
+    /// Name and type id of each parameter, for function prototypes.
+    params: Vec<(u32, u32)>,
 }
 
 /// A parsed BTF blob: the types (id 1 is the first) and the string table.
@@ -118,12 +167,16 @@ impl Btf {
                 kind: Kind::Other,
                 size_or_type,
                 array: None,
+                signed: false,
                 members: Vec::new(),
+                params: Vec::new(),
             };
             // Each kind is followed by data of its own: skip or read it.
             at += match (info >> 24) & 0x1f {
                 1 => {
+                    const SIGNED: u32 = 1;
                     ty.kind = Kind::Int;
+                    ty.signed = (u32_at(type_data, at)? >> 24) & SIGNED != 0;
                     4
                 }
                 2 => {
@@ -154,19 +207,39 @@ impl Btf {
                     vlen * 12
                 }
                 6 => {
-                    ty.kind = Kind::Enum;
+                    (ty.kind, ty.signed) = (Kind::Enum, kind_flag);
                     vlen * 8
                 }
-                7 | 12 | 16 => 0,
-                8 | 9 | 10 | 11 | 18 => {
+                7 => 0,
+                8..=11 => {
                     ty.kind = Kind::Alias;
                     0
                 }
-                13 => vlen * 8,
+                12 => {
+                    ty.kind = Kind::Func;
+                    0
+                }
+                13 => {
+                    ty.kind = Kind::FuncProto;
+                    for i in 0..vlen {
+                        let p = at + i * 8;
+                        ty.params
+                            .push((u32_at(type_data, p)?, u32_at(type_data, p + 4)?));
+                    }
+                    vlen * 8
+                }
                 14 | 17 => 4,
                 15 => vlen * 12,
+                16 => {
+                    ty.kind = Kind::Float;
+                    0
+                }
+                18 => {
+                    ty.kind = Kind::TypeTag;
+                    0
+                }
                 19 => {
-                    ty.kind = Kind::Enum64;
+                    (ty.kind, ty.signed) = (Kind::Enum64, kind_flag);
                     vlen * 12
                 }
                 _ => return Err(BtfError::Malformed("unknown type kind")),
@@ -205,7 +278,7 @@ impl Btf {
         // Aliases can chain (a const typedef); a cycle would be malformed BTF.
         for _ in 0..32 {
             return Ok(match ty.kind {
-                Kind::Alias => {
+                Kind::Alias | Kind::TypeTag => {
                     ty = self.type_by_id(ty.size_or_type)?;
                     continue;
                 }
@@ -214,10 +287,15 @@ impl Btf {
                     let (element, count) = ty.array.ok_or(BtfError::Malformed("array"))?;
                     self.size(element)? * u64::from(count)
                 }
-                Kind::Int | Kind::Struct | Kind::Union | Kind::Enum | Kind::Enum64 => {
-                    u64::from(ty.size_or_type)
+                Kind::Int
+                | Kind::Struct
+                | Kind::Union
+                | Kind::Enum
+                | Kind::Enum64
+                | Kind::Float => u64::from(ty.size_or_type),
+                Kind::Func | Kind::FuncProto | Kind::Other => {
+                    return Err(BtfError::Malformed("member of a sizeless type"))
                 }
-                Kind::Other => return Err(BtfError::Malformed("member of a sizeless type")),
             });
         }
         Err(BtfError::Malformed("type aliases loop"))
@@ -312,6 +390,103 @@ impl Btf {
             dentry_inline_name_size,
         })
     }
+
+    /// The parameters and return value of the kernel function `name` (its `BTF_KIND_FUNC`).
+    pub fn function(&self, name: &str) -> Result<Function, BtfError> {
+        let func = self
+            .types
+            .iter()
+            .find(|ty| ty.kind == Kind::Func && self.string(ty.name) == name)
+            .ok_or_else(|| BtfError::NoFunction(name.to_string()))?;
+        let proto = self.type_by_id(func.size_or_type)?;
+        if proto.kind != Kind::FuncProto {
+            return Err(BtfError::NotAPrototype(name.to_string()));
+        }
+        let params = proto
+            .params
+            .iter()
+            .enumerate()
+            .map(|(index, &(param_name, type_id))| {
+                Ok(Parameter {
+                    name: match self.string(param_name) {
+                        "" => format!("arg{index}"),
+                        named => named.to_string(),
+                    },
+                    // Type 0 among parameters is a variadic function's `...`.
+                    value: match type_id {
+                        0 => ValueType::Unsupported("variadic arguments (...)".into()),
+                        _ => self.value_type(type_id)?,
+                    },
+                })
+            })
+            .collect::<Result<_, BtfError>>()?;
+        Ok(Function {
+            params,
+            returns: self.value_type(proto.size_or_type)?,
+        })
+    }
+
+    /// How a value of type `id` reads from a register: through aliases, and through one
+    /// pointer to tell strings (and whether a `user` tag marks them) from other pointers.
+    fn value_type(&self, mut id: u32) -> Result<ValueType, BtfError> {
+        let (mut pointer, mut user) = (false, false);
+        // Aliases can chain; a cycle would be malformed BTF.
+        for _ in 0..32 {
+            if id == 0 {
+                // Void, or what a `void *` points to.
+                return Ok(if pointer {
+                    ValueType::Pointer
+                } else {
+                    ValueType::Void
+                });
+            }
+            let ty = self.type_by_id(id)?;
+            let name = self.string(ty.name);
+            let value = match ty.kind {
+                Kind::TypeTag => {
+                    user |= name == "user";
+                    id = ty.size_or_type;
+                    continue;
+                }
+                Kind::Alias => {
+                    id = ty.size_or_type;
+                    continue;
+                }
+                Kind::Ptr if !pointer => {
+                    pointer = true;
+                    id = ty.size_or_type;
+                    continue;
+                }
+                Kind::Int if pointer && name == "char" => ValueType::String { user },
+                _ if pointer => ValueType::Pointer,
+                Kind::Int | Kind::Enum | Kind::Enum64 => match u8::try_from(ty.size_or_type) {
+                    Ok(bytes @ 1..=8) => ValueType::Int {
+                        bytes,
+                        signed: ty.signed,
+                    },
+                    _ => ValueType::Unsupported(format!("{}-byte {name}", ty.size_or_type)),
+                },
+                Kind::Struct | Kind::Union => {
+                    let kind = if ty.kind == Kind::Struct {
+                        "struct"
+                    } else {
+                        "union"
+                    };
+                    ValueType::Unsupported(match name {
+                        "" => format!("anonymous {kind}"),
+                        named => format!("{kind} {named}"),
+                    })
+                }
+                Kind::Array => ValueType::Unsupported("array".into()),
+                Kind::Float => ValueType::Unsupported(format!("floating-point {name}")),
+                Kind::Ptr | Kind::Func | Kind::FuncProto | Kind::Other => {
+                    ValueType::Unsupported("a type without a value".into())
+                }
+            };
+            return Ok(value);
+        }
+        Err(BtfError::Malformed("type aliases loop"))
+    }
 }
 
 #[cfg(test)]
@@ -348,8 +523,41 @@ mod tests {
         }
 
         fn int(&mut self, name: &str, size: u32) {
+            self.int_encoded(name, size, 0);
+        }
+
+        /// An int with encoding bits (1 signed, 2 char, 4 bool).
+        fn int_encoded(&mut self, name: &str, size: u32, encoding: u32) {
             self.header(name, 1, 0, false, size);
-            self.types.extend_from_slice(&(size * 8).to_le_bytes());
+            self.types
+                .extend_from_slice(&((encoding << 24) | (size * 8)).to_le_bytes());
+        }
+
+        /// A typedef (8), const (10), type tag (18) or other kind that only refers to `to`.
+        fn refer(&mut self, kind: u32, name: &str, to: u32) {
+            self.header(name, kind, 0, false, to);
+        }
+
+        fn enumeration(&mut self, name: &str, size: u32, signed: bool) {
+            self.header(name, 6, 1, signed, size);
+            let value = self.name("VALUE");
+            for word in [value, 0] {
+                self.types.extend_from_slice(&word.to_le_bytes());
+            }
+        }
+
+        fn func_proto(&mut self, returns: u32, params: &[(&str, u32)]) {
+            self.header("", 13, params.len() as u32, false, returns);
+            for &(param, type_id) in params {
+                let param = self.name(param);
+                for word in [param, type_id] {
+                    self.types.extend_from_slice(&word.to_le_bytes());
+                }
+            }
+        }
+
+        fn func(&mut self, name: &str, proto: u32) {
+            self.header(name, 12, 0, false, proto);
         }
 
         fn ptr(&mut self, to: u32) {
@@ -438,6 +646,162 @@ mod tests {
         for cut in [HEADER_LEN, blob.len() / 2, blob.len() - 1] {
             assert!(Btf::parse(&blob[..cut]).is_err(), "cut at {cut}");
         }
+    }
+
+    fn int(bytes: u8, signed: bool) -> ValueType {
+        ValueType::Int { bytes, signed }
+    }
+
+    /// `(name, value)` of each parameter, then the return value: easy to compare and to show.
+    fn prototype(btf: &Btf, function: &str) -> (Vec<(String, ValueType)>, ValueType) {
+        let function = btf.function(function).unwrap_or_else(|e| panic!("{e}"));
+        let params = function.params.into_iter().map(|p| (p.name, p.value));
+        (params.collect(), function.returns)
+    }
+
+    fn expected(
+        params: &[(&str, ValueType)],
+        returns: ValueType,
+    ) -> (Vec<(String, ValueType)>, ValueType) {
+        let params = params
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.clone()));
+        (params.collect(), returns)
+    }
+
+    #[test]
+    fn classifies_parameters_through_aliases_tags_and_pointers() {
+        let mut b = Builder::default();
+        b.int_encoded("int", 4, 1); // 1
+        b.int_encoded("char", 1, 1); // 2
+        b.refer(10, "", 2); // 3: const char
+        b.refer(18, "user", 3); // 4: __user const char
+        b.ptr(4); // 5: const char __user *
+        b.ptr(3); // 6: const char *
+        b.int("short unsigned int", 2); // 7
+        b.refer(8, "umode_t", 7); // 8
+        b.enumeration("direction", 4, true); // 9
+        b.structure("open_how", 24, &[]); // 10
+        b.ptr(10); // 11
+        b.ptr(0); // 12: void *
+        b.int_encoded("_Bool", 1, 4); // 13
+        b.func_proto(
+            1,
+            &[
+                ("path", 5),
+                ("name", 6),
+                ("mode", 8),
+                ("", 9),
+                ("how", 10),
+                ("howp", 11),
+                ("data", 12),
+                ("force", 13),
+            ],
+        ); // 14
+        b.func("everything", 14); // 15
+        b.func_proto(0, &[("how", 11)]); // 16
+        b.func("returns_nothing", 16); // 17
+        b.func("not_a_function", 1); // 18
+        b.func_proto(1, &[("format", 6), ("", 0)]); // 19
+        b.func("printk", 19); // 20
+        let btf = Btf::parse(&b.bytes()).expect("parses");
+        assert_eq!(
+            prototype(&btf, "everything"),
+            expected(
+                &[
+                    ("path", ValueType::String { user: true }),
+                    ("name", ValueType::String { user: false }),
+                    ("mode", int(2, false)),
+                    ("arg3", int(4, true)),
+                    ("how", ValueType::Unsupported("struct open_how".into())),
+                    ("howp", ValueType::Pointer),
+                    ("data", ValueType::Pointer),
+                    ("force", int(1, false)),
+                ],
+                int(4, true),
+            )
+        );
+        assert_eq!(
+            prototype(&btf, "returns_nothing"),
+            expected(&[("how", ValueType::Pointer)], ValueType::Void)
+        );
+        assert_eq!(
+            prototype(&btf, "printk"),
+            expected(
+                &[
+                    ("format", ValueType::String { user: false }),
+                    (
+                        "arg1",
+                        ValueType::Unsupported("variadic arguments (...)".into())
+                    ),
+                ],
+                int(4, true),
+            )
+        );
+        assert_eq!(
+            btf.function("not_a_function").unwrap_err().to_string(),
+            "the kernel's BTF gives function not_a_function a type that is not a function prototype"
+        );
+    }
+
+    #[test]
+    fn the_running_kernel_types_functions_arguments() {
+        let path = Path::new(VMLINUX_BTF);
+        assert!(
+            path.exists(),
+            "{VMLINUX_BTF} is missing: this kernel has no BTF (CONFIG_DEBUG_INFO_BTF), which kspan needs"
+        );
+        let btf = Btf::read(path).expect("reads the kernel's BTF");
+        // `__user` reaches BTF only as a type tag, which only clang-built kernels (with a pahole
+        // that keeps tags) emit; this host's kernel is built without, so `filename` is a string
+        // with no user tag even though it points to user memory.
+        let user = false;
+        // `do_sys_openat2` returned `long` until 6.x kernels made it `int`: this one says int.
+        assert_eq!(
+            prototype(&btf, "do_sys_openat2"),
+            expected(
+                &[
+                    ("dfd", int(4, true)),
+                    ("filename", ValueType::String { user }),
+                    ("how", ValueType::Pointer),
+                ],
+                int(4, true),
+            )
+        );
+        assert_eq!(
+            prototype(&btf, "do_signalfd4"),
+            expected(
+                &[
+                    ("ufd", int(4, true)),
+                    ("mask", ValueType::Pointer),
+                    ("flags", int(4, true)),
+                ],
+                int(4, true),
+            )
+        );
+        assert_eq!(
+            prototype(&btf, "vfs_fsync"),
+            expected(
+                &[("file", ValueType::Pointer), ("datasync", int(4, true))],
+                int(4, true),
+            )
+        );
+        // `umode_t` is a typedef of `unsigned short`.
+        assert_eq!(
+            prototype(&btf, "do_mkdirat"),
+            expected(
+                &[
+                    ("dfd", int(4, true)),
+                    ("name", ValueType::Pointer),
+                    ("mode", int(2, false)),
+                ],
+                int(4, true),
+            )
+        );
+        assert_eq!(
+            btf.function("kspan_no_such_function").unwrap_err().to_string(),
+            "the kernel's BTF has no function kspan_no_such_function: it may be inlined, renamed or not built in"
+        );
     }
 
     #[test]

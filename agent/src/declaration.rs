@@ -49,8 +49,9 @@ pub struct Declaration {
     pub attach: Option<AttachMode>,
     /// The arguments to capture [default: every one].
     pub arguments: Option<Vec<ArgumentDeclaration>>,
-    /// How the result reads [default: errno-or-value].
-    pub result: ResultKind,
+    /// How the result reads [default: errno-or-value for a syscall; for a function, as its
+    /// BTF return type says].
+    pub result: Option<ResultKind>,
     /// Where it was declared, for messages.
     pub origin: String,
 }
@@ -144,7 +145,7 @@ fn one_liner(spec: &str) -> Declaration {
         span_name: None,
         attach: None,
         arguments: None,
-        result: ResultKind::ErrnoOrValue,
+        result: None,
         origin: format!("--probe {spec}"),
     }
 }
@@ -208,14 +209,14 @@ fn from_table(table: ProbeTable, origin: &str) -> Result<Declaration, Declaratio
         })
         .transpose()?;
     let result = match table.result {
-        None => ResultKind::ErrnoOrValue,
-        Some(kind) => ResultKind::from_name(&kind).ok_or_else(|| {
+        None => None,
+        Some(kind) => Some(ResultKind::from_name(&kind).ok_or_else(|| {
             let known: Vec<_> = ResultKind::ALL.iter().map(|kind| kind.name()).collect();
             invalid(
                 &name,
                 format!("result `{kind}`: expected one of {}", known.join(", ")),
             )
-        })?,
+        })?),
     };
     Ok(Declaration {
         hook,
@@ -373,7 +374,7 @@ mod tests {
         );
         assert_eq!(
             (open.attach, open.result),
-            (Some(AttachMode::Tracepoint), ResultKind::Fd)
+            (Some(AttachMode::Tracepoint), Some(ResultKind::Fd))
         );
         let arguments = open.arguments.as_deref().unwrap();
         assert_eq!(arguments[0].attribute.as_deref(), Some("file.path"));

@@ -33,6 +33,24 @@ pub fn why_unprobeable(function: &str) -> Option<String> {
     }
 }
 
+/// The address of `function` in `/proc/kallsyms` text, when it is there under its own name
+/// (root reads real addresses; others read zeros, which are refused).
+pub fn address(kallsyms: &str, function: &str) -> Option<u64> {
+    kallsyms.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let (address, kind, name) = (fields.next()?, fields.next()?, fields.next()?);
+        (name == function && kind.eq_ignore_ascii_case("t"))
+            .then(|| u64::from_str_radix(address, 16).ok())
+            .flatten()
+            .filter(|&address| address != 0)
+    })
+}
+
+/// The kernel's symbols, as [`address`] reads them.
+pub fn kallsyms() -> std::io::Result<String> {
+    std::fs::read_to_string(KALLSYMS)
+}
+
 /// How a function appears among the kernel's text symbols.
 #[derive(Debug, PartialEq, Eq)]
 enum Presence {
@@ -107,6 +125,19 @@ ffffffffc0000000 t module_fn\t[some_module]
         );
         assert_eq!(presence(KALLSYMS_TEXT, "not_a_function"), Presence::Absent);
         assert_eq!(presence(KALLSYMS_TEXT, "do_signalfd"), Presence::Absent);
+    }
+
+    #[test]
+    fn addresses_are_read_for_text_symbols_under_their_own_name() {
+        let kallsyms = "ffffffff81734e50 t do_signalfd4\nffffffff81734f00 T vfs_fsync\n\
+                        ffffffff82000000 d do_signalfd4_data\n0000000000000000 T hidden\n";
+        assert_eq!(
+            address(kallsyms, "do_signalfd4"),
+            Some(0xffff_ffff_8173_4e50)
+        );
+        assert_eq!(address(kallsyms, "vfs_fsync"), Some(0xffff_ffff_8173_4f00));
+        assert_eq!(address(kallsyms, "do_signalfd"), None);
+        assert_eq!(address(kallsyms, "hidden"), None);
     }
 
     #[test]

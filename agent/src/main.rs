@@ -7,6 +7,8 @@ mod cgroup_filter;
 mod cli;
 mod counter_sources;
 mod declaration;
+mod declared_probe;
+mod function_probe;
 mod health;
 mod kernel_function;
 mod output_file;

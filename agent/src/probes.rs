@@ -11,15 +11,15 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use kspan_common::{
-    declared::{hook_key, DeclaredProbe, DECLARED_COUNTERS_MAP, DECLARED_MAP},
-    Counter, ProbeConfig, ProbeKind, CGROUP_FILTER_MAP, COMM_FILTER_MAP, COMM_LEN, CONFIG_GLOBAL,
-    CONTROL_MAP, CONTROL_STOPPING, COUNTERS_MAP, EVENTS_MAP, PID_FILTER_MAP,
+    declared::{DeclaredProbe, DECLARED_COUNTERS_MAP, DECLARED_MAP},
+    Counter, ProbeConfig, CGROUP_FILTER_MAP, COMM_FILTER_MAP, COMM_LEN, CONFIG_GLOBAL, CONTROL_MAP,
+    CONTROL_STOPPING, COUNTERS_MAP, EVENTS_MAP, PID_FILTER_MAP,
 };
 
 use crate::{
     attach::Programs,
     btf::{Btf, VMLINUX_BTF},
-    syscall_probe::SyscallProbe,
+    declared_probe::ResolvedProbe,
 };
 use kspan_otel::counters::KernelCounters;
 
@@ -193,14 +193,14 @@ pub fn stop_new_entries(ebpf: &mut Ebpf) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Hands the declared syscalls to the generic programs: each syscall's number maps to what its
-/// probe captures.
-pub fn declare(ebpf: &mut Ebpf, probes: &[SyscallProbe]) -> anyhow::Result<()> {
+/// Hands the declared probes to the generic programs: each hook's key (a syscall's number, a
+/// function's address) maps to what its probe captures.
+pub fn declare(ebpf: &mut Ebpf, probes: &[ResolvedProbe]) -> anyhow::Result<()> {
     let mut declared: HashMap<_, u64, DeclaredProbe> =
         HashMap::try_from(ebpf.map_mut(DECLARED_MAP).context("DECLARED map missing")?)?;
     for probe in probes {
         declared
-            .insert(hook_key(ProbeKind::Tracepoint, probe.number), probe.spec, 0)
+            .insert(probe.key(), probe.spec, 0)
             .with_context(|| format!("declaring probe {}", probe.info.name))?;
     }
     Ok(())

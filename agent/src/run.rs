@@ -1,6 +1,6 @@
 //! One agent run: check, load, attach, read and export until SIGINT/SIGTERM, then flush.
 
-use std::{sync::Arc, time::Duration};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use kspan_common::{AttachMode, ProbeKind};
@@ -15,16 +15,20 @@ use kspan_otel::{
 
 use crate::{
     attach::{self, Programs, Target},
+    btf::{Btf, VMLINUX_BTF},
     cgroup_filter,
     cli::{Cli, ExporterKind, OtlpProtocol},
     counter_sources::CounterSources,
-    declaration::{self, Declaration, DeclarationError, Hook},
+    declaration::{self, Declaration, Hook},
+    declared_probe::ResolvedProbe,
+    function_probe,
     health::{self, HealthReporter},
+    kernel_function,
     output_file::OutputFile,
     privileges, probes,
     reader::EventReader,
     stop::StopSignals,
-    syscall_probe::{self, SyscallProbe},
+    syscall_probe,
     tracefs::{self, TracefsError},
     usage_error::UsageError,
 };
@@ -67,7 +71,7 @@ struct Prepared {
     /// The built-in signalfd probe's attach mode, when it is traced.
     signalfd: Option<AttachMode>,
     /// The declared syscalls.
-    syscalls: Vec<SyscallProbe>,
+    syscalls: Vec<ResolvedProbe>,
 }
 
 impl Prepared {
@@ -177,8 +181,8 @@ impl Prepared {
         };
         probes::declare(&mut ebpf, &syscalls)?;
         attach::attach_declared(&mut ebpf, &syscalls)?;
-        for syscall in &syscalls {
-            tracing::info!(probe = %syscall.info.name, kind = %ProbeKind::Tracepoint, "attached");
+        for probe in &syscalls {
+            tracing::info!(probe = %probe.info.name, kind = %probe.kind(), "attached");
         }
 
         let pipeline_config = PipelineConfig {
@@ -330,41 +334,42 @@ impl Session {
     }
 }
 
-/// Resolves the declared syscalls against tracefs; a function declaration is refused.
+/// Resolves the declared syscalls against tracefs and the declared functions against BTF and
+/// the kernel's symbols.
 fn resolve_syscalls(
     declarations: &[Declaration],
     default_attach: AttachMode,
-) -> anyhow::Result<Vec<SyscallProbe>> {
-    let mut syscalls = Vec::new();
+) -> anyhow::Result<Vec<ResolvedProbe>> {
+    let mut probes = Vec::new();
+    let mut kernel: Option<(Btf, String)> = None;
     for declared in declarations {
-        match &declared.hook {
-            Hook::Signalfd => {}
+        let index = probes.len() as u32;
+        let probe = match &declared.hook {
+            Hook::Signalfd => continue,
             Hook::Function(function) => {
-                return Err(UsageError::from(DeclarationError::Invalid {
-                    probe: declared.name.clone(),
-                    origin: declared.origin.clone(),
-                    why: format!(
-                        "kernel function probes are not built yet: declare a syscall \
-                         (`syscall:NAME`) instead of `{function}`"
-                    ),
-                })
-                .into())
+                let (btf, kallsyms) = match &mut kernel {
+                    Some(kernel) => kernel,
+                    None => kernel.insert((
+                        Btf::read(Path::new(VMLINUX_BTF))
+                            .context("declared functions are typed from the kernel's BTF")?,
+                        kernel_function::kallsyms().context("reading /proc/kallsyms")?,
+                    )),
+                };
+                function_probe::resolve(btf, kallsyms, declared, function, index, default_attach)
             }
             Hook::Syscall(syscall) => {
                 let root = tracefs::ensure_mounted()?;
-                let index = syscalls.len() as u32;
-                let probe = syscall_probe::resolve(&root, declared, syscall, index, default_attach)
-                    .map_err(UsageError::from)?;
-                syscalls.push(probe);
+                syscall_probe::resolve(&root, declared, syscall, index, default_attach)
             }
-        }
+        };
+        probes.push(probe.map_err(UsageError::from)?);
     }
-    Ok(syscalls)
+    Ok(probes)
 }
 
 /// The ready file: the signalfd pair that attached (`probe=`), each declared probe and its
 /// kind, and kspan's pid.
-fn ready_contents(signalfd: Option<ProbeKind>, syscalls: &[SyscallProbe]) -> String {
+fn ready_contents(signalfd: Option<ProbeKind>, syscalls: &[ResolvedProbe]) -> String {
     let mut contents = String::new();
     if let Some(kind) = signalfd {
         contents.push_str(&format!("probe={kind}\n"));

@@ -1,32 +1,18 @@
-//! A declared syscall, typed from its tracepoints' tracefs format: which arguments the generic
-//! tracepoint programs read (the kernel's [`DeclaredProbe`]) and how they read back
-//! ([`ProbeInfo`]).
+//! A declared syscall, typed from its tracepoints' tracefs format.
 
-use std::{path::Path, sync::Arc};
+use std::path::Path;
 
 use kspan_common::{
-    declared::{ArgRead, ArgSpec, DeclaredProbe, MAX_ARGS, MAX_STRINGS},
+    declared::{ArgRead, MAX_ARGS},
     tracepoint_offsets, AttachMode, ProbeKind,
 };
-use kspan_decode::{ArgType, ArgumentInfo, Decoder, ProbeInfo};
+use kspan_decode::{ArgType, ResultKind};
 
 use crate::{
     declaration::{Declaration, DeclarationError},
+    declared_probe::{assemble, invalid, HookPoint, Parameter, ResolvedProbe, Returns},
     syscall_numbers,
 };
-
-/// A declared syscall, ready to load.
-#[derive(Debug)]
-pub struct SyscallProbe {
-    /// How its calls read.
-    pub info: Arc<ProbeInfo>,
-    /// What the programs capture.
-    pub spec: DeclaredProbe,
-    /// Its `sys_enter_*` and `sys_exit_*` tracepoints.
-    pub tracepoints: [String; 2],
-    /// Its number, which its records carry: the programs find the probe by it.
-    pub number: u32,
-}
 
 /// One argument field of a `sys_enter_*` format.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,12 +31,8 @@ pub fn resolve(
     syscall: &str,
     index: u32,
     default_attach: AttachMode,
-) -> Result<SyscallProbe, DeclarationError> {
-    let invalid = |why: String| DeclarationError::Invalid {
-        probe: declaration.name.clone(),
-        origin: declaration.origin.clone(),
-        why,
-    };
+) -> Result<ResolvedProbe, DeclarationError> {
+    let invalid = |why: String| invalid(declaration, why);
     let attach = declaration.attach.unwrap_or(default_attach);
     if !attach.candidates().contains(&ProbeKind::Tracepoint) {
         return Err(invalid(format!(
@@ -75,95 +57,25 @@ pub fn resolve(
     read(&exit, "format")?;
     let number = syscall_numbers::number(syscall)
         .ok_or_else(|| invalid(format!("no number known for syscall `{syscall}`")))?;
-
-    let wanted: Vec<(&Field, Option<&crate::declaration::ArgumentDeclaration>)> = match &declaration
-        .arguments
-    {
-        None => fields.iter().map(|field| (field, None)).collect(),
-        Some(arguments) => arguments
-            .iter()
-            .map(|argument| {
-                let field = fields.iter().find(|field| field.name == argument.name);
-                field.map(|field| (field, Some(argument))).ok_or_else(|| {
-                    let names: Vec<_> = fields.iter().map(|field| field.name.as_str()).collect();
-                    invalid(format!(
-                        "argument `{}`: {enter} has {}",
-                        argument.name,
-                        if names.is_empty() {
-                            "none".to_owned()
-                        } else {
-                            names.join(", ")
-                        }
-                    ))
-                })
-            })
-            .collect::<Result<_, _>>()?,
-    };
-
-    let mut spec = DeclaredProbe {
-        probe: index,
-        ..DeclaredProbe::default()
-    };
-    let mut arguments = Vec::new();
-    let mut strings = 0;
-    for (field, declared) in wanted {
-        let position = (field.offset - tracepoint_offsets::ARGS) / 8;
-        let ty = c_type(field);
-        let (read, string_slot) = match ty {
-            ArgType::String { .. } if strings == MAX_STRINGS => {
-                return Err(invalid(format!(
-                    "argument `{}`: at most {MAX_STRINGS} strings per probe",
-                    field.name
-                )))
-            }
-            ArgType::String { .. } => {
-                strings += 1;
-                (ArgRead::UserString, strings - 1)
-            }
-            ArgType::Int { .. } => (ArgRead::Value, 0),
-        };
-        spec.args[position] = ArgSpec {
-            read: read as u8,
-            string_slot: string_slot as u8,
-            _pad: [0; 2],
-        };
-        spec.arg_count = spec.arg_count.max(position as u32 + 1);
-        let decoder = match declared.and_then(|argument| argument.decoder.as_deref()) {
-            // Names were checked when the declaration was read.
-            Some(name) => Decoder::from_name(name),
-            None => None,
-        };
-        if decoder.is_some() && matches!(ty, ArgType::String { .. }) {
-            return Err(invalid(format!(
-                "argument `{}`: a decoder names a number, and this is a string",
-                field.name
-            )));
-        }
-        arguments.push(ArgumentInfo {
-            attribute: declared
-                .and_then(|argument| argument.attribute.clone())
-                .unwrap_or_else(|| format!("{}.{}", declaration.name, field.name)),
+    let parameters: Vec<Parameter> = fields
+        .iter()
+        .map(|field| Parameter {
             name: field.name.clone(),
-            ty,
-            position,
-            string_slot,
-            decoder,
-        });
-    }
-    let info = ProbeInfo {
-        span_name: declaration
-            .span_name
-            .clone()
-            .unwrap_or_else(|| declaration.name.clone()),
-        arguments,
-        ..ProbeInfo::new(&declaration.name, declaration.result)
-    };
-    Ok(SyscallProbe {
-        info: Arc::new(info),
-        spec,
-        tracepoints: [enter, exit],
+            position: (field.offset - tracepoint_offsets::ARGS) / 8,
+            ty: c_type(field),
+            string_read: ArgRead::UserString,
+        })
+        .collect();
+    let hook = HookPoint::Syscall {
+        tracepoints: [enter.clone(), exit],
         number,
-    })
+    };
+    // A syscall returns `long`.
+    let result = Returns {
+        kind: ResultKind::ErrnoOrValue,
+        bytes: 8,
+    };
+    assemble(declaration, index, &enter, &parameters, result, hook)
 }
 
 /// The argument fields of a `sys_enter_*` format: those after `__syscall_nr`, 8 bytes each
@@ -218,7 +130,7 @@ fn c_type(field: &Field) -> ArgType {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kspan_decode::ResultKind;
+    use kspan_decode::Decoder;
 
     /// `sys_enter_openat`'s format on Linux 6.1 (tracefs).
     const OPENAT_FORMAT: &str = "name: sys_enter_openat
@@ -260,7 +172,7 @@ print fmt: \"dfd: 0x%08lx\"
             span_name: None,
             attach: None,
             arguments,
-            result: ResultKind::ErrnoOrValue,
+            result: None,
             origin: "--probe syscall:openat".into(),
         }
     }
@@ -293,8 +205,13 @@ print fmt: \"dfd: 0x%08lx\"
         let (value, string) = (ArgRead::Value as u8, ArgRead::UserString as u8);
         assert_eq!(reads, [value, string, value, value, 0, 0]);
         assert_eq!((probe.spec.probe, probe.spec.arg_count), (3, 4));
-        assert_eq!(probe.tracepoints, ["sys_enter_openat", "sys_exit_openat"]);
-        assert_eq!(probe.number, 257);
+        assert_eq!(
+            probe.hook,
+            HookPoint::Syscall {
+                tracepoints: ["sys_enter_openat".into(), "sys_exit_openat".into()],
+                number: 257
+            }
+        );
         assert_eq!(probe.info.event_name, "openat.call");
     }
 

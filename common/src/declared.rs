@@ -25,10 +25,12 @@ const _: () = assert!(MAX_DEPTH.is_power_of_two());
 pub const DECLARED_COUNTERS_MAP: &str = "DECLARED_COUNTERS";
 
 /// The [`DECLARED_MAP`] key of a hook: its probe kind in the top byte, then what identifies the
-/// hook to the program (a syscall tracepoint: the syscall's number, which its records carry; the
-/// event id, `common_type`, is not: BPF programs get the registers in its place).
-pub const fn hook_key(kind: ProbeKind, id: u32) -> u64 {
-    ((kind as u64) << 56) | id as u64
+/// hook to the program in the rest: a syscall tracepoint by the syscall's number, which its
+/// records carry (the event id, `common_type`, is not: BPF programs get the registers in its
+/// place); a kernel function by its address (`bpf_get_func_ip`; kernel addresses differ below
+/// their top byte).
+pub const fn hook_key(kind: ProbeKind, id: u64) -> u64 {
+    ((kind as u64) << 56) | (id & ((1 << 56) - 1))
 }
 
 /// How an argument's value is read at entry.
@@ -44,6 +46,9 @@ pub enum ArgRead {
     UserString = 2,
     /// A NUL-terminated string in kernel memory, at the value's address.
     KernelString = 3,
+    /// A string in kernel memory, else in the caller's (a kernel function's `char *` whose BTF
+    /// does not say which).
+    AnyString = 4,
 }
 
 /// One argument a probe captures.

@@ -88,6 +88,10 @@ pub mod programs {
     pub const DECLARED_TP_ENTER: &str = "kspan_declared_tp_enter";
     /// Every declared syscall's `sys_exit_*` tracepoint.
     pub const DECLARED_TP_EXIT: &str = "kspan_declared_tp_exit";
+    /// kprobe on every declared kernel function.
+    pub const DECLARED_KPROBE: &str = "kspan_declared_kprobe";
+    /// kretprobe on every declared kernel function.
+    pub const DECLARED_KRETPROBE: &str = "kspan_declared_kretprobe";
 
     /// The empty programs of the floor object (`kspan-floor`), on the same hooks.
     pub mod floor {

@@ -104,6 +104,9 @@ pub struct ProbeInfo {
     pub result: ResultKind,
     /// The result's attribute key, when it has one: `<name>.fd` or `<name>.result`.
     pub result_attribute: String,
+    /// The result's size in bytes: a function returning `int` leaves the register's upper
+    /// half undefined, so the value is its low half, sign-extended.
+    pub result_bytes: u8,
 }
 
 impl ProbeInfo {
@@ -120,6 +123,7 @@ impl ProbeInfo {
             arguments: Vec::new(),
             result,
             result_attribute,
+            result_bytes: 8,
         }
     }
 }
@@ -156,6 +160,11 @@ pub struct DeclaredCall {
 }
 
 impl DeclaredCall {
+    /// The raw return value as wide as the probe's result is.
+    pub fn result_from(probe: &ProbeInfo, raw: i64) -> i64 {
+        narrow(raw as u64, probe.result_bytes, true)
+    }
+
     /// Reads the captured values as the probe's arguments are typed.
     pub fn values_from(probe: &ProbeInfo, captured: &CapturedArgs) -> Vec<ArgValue> {
         probe

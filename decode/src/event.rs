@@ -160,8 +160,8 @@ impl CallDecoder {
             .then(|| self.clock.wall_time(event.parent_start_boot_ns));
         let detail = CallDetail::Declared(DeclaredCall {
             values: DeclaredCall::values_from(&probe, &event.captured),
+            ret: DeclaredCall::result_from(&probe, event.ret),
             probe,
-            ret: event.ret,
             parent_start,
             root_start: self.clock.wall_time(event.root_start_boot_ns),
         });

@@ -138,6 +138,12 @@ fn read_strings(probe: &DeclaredProbe, captured: &mut CapturedArgs) {
                 bpf_probe_read_user_str(destination, STRING_BYTES as u32, address)
             } else if spec.read == ArgRead::KernelString as u8 {
                 bpf_probe_read_kernel_str(destination, STRING_BYTES as u32, address)
+            } else if spec.read == ArgRead::AnyString as u8 {
+                // A user address fails the kernel read at once (it never faults).
+                match bpf_probe_read_kernel_str(destination, STRING_BYTES as u32, address) {
+                    len if len >= 0 => len,
+                    _ => bpf_probe_read_user_str(destination, STRING_BYTES as u32, address),
+                }
             } else {
                 continue;
             }

@@ -13,7 +13,7 @@ mod declared;
 use aya_ebpf::{
     macros::{fentry, fexit, kprobe, kretprobe, tracepoint},
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
-    EbpfContext as _,
+    EbpfContext,
 };
 use kspan_common::{declared::hook_key, tracepoint_offsets, MaskSource, ProbeKind, Syscall};
 
@@ -103,7 +103,7 @@ pub fn kspan_tp_exit(ctx: TracePointContext) -> u32 {
 /// Every declared syscall's `sys_enter_*` tracepoint: the record's syscall number says which.
 #[tracepoint]
 pub fn kspan_declared_tp_enter(ctx: TracePointContext) -> u32 {
-    let key = hook_key(ProbeKind::Tracepoint, syscall_nr(&ctx));
+    let key = hook_key(ProbeKind::Tracepoint, syscall_nr(&ctx).into());
     declared_entry(ProbeKind::Tracepoint, key, |values| {
         // All six argument words in one helper call: loading them directly would make the
         // program too wide for syscalls with fewer arguments (the kernel refuses to attach a
@@ -126,9 +126,38 @@ pub fn kspan_declared_tp_enter(ctx: TracePointContext) -> u32 {
 /// Every declared syscall's `sys_exit_*` tracepoint.
 #[tracepoint]
 pub fn kspan_declared_tp_exit(ctx: TracePointContext) -> u32 {
-    let key = hook_key(ProbeKind::Tracepoint, syscall_nr(&ctx));
+    let key = hook_key(ProbeKind::Tracepoint, syscall_nr(&ctx).into());
     declared_return(key, tracepoint_field(&ctx, tracepoint_offsets::ARGS) as i64);
     0
+}
+
+/// kprobe on every declared kernel function: its address says which.
+#[kprobe]
+pub fn kspan_declared_kprobe(ctx: ProbeContext) -> u32 {
+    let key = hook_key(ProbeKind::Kprobe, function_address(&ctx));
+    declared_entry(ProbeKind::Kprobe, key, |values| {
+        for (position, value) in values.iter_mut().enumerate() {
+            *value = ctx.arg::<u64>(position).unwrap_or(0);
+        }
+        true
+    });
+    0
+}
+
+/// kretprobe on every declared kernel function.
+#[kretprobe]
+pub fn kspan_declared_kretprobe(ctx: RetProbeContext) -> u32 {
+    let key = hook_key(ProbeKind::Kprobe, function_address(&ctx));
+    declared_return(key, ctx.ret::<i64>());
+    0
+}
+
+/// The address of the function a kprobe or kretprobe fired on (its symbol's, whatever the
+/// kprobe's own placement).
+#[inline(always)]
+fn function_address(ctx: &impl EbpfContext) -> u64 {
+    // SAFETY: the helper takes the program's own context.
+    unsafe { aya_ebpf::helpers::generated::bpf_get_func_ip(ctx.as_ptr()) }
 }
 
 /// The syscall number every syscall tracepoint record carries (`__syscall_nr`, an `int`).

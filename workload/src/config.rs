@@ -21,6 +21,9 @@ pub struct RunConfig {
     /// Where to write the manifest of calls of declared syscalls (the `open` scenario's);
     /// `None` writes none.
     pub declared_manifest: Option<PathBuf>,
+    /// The kernel function every openat call of the open scenario runs inside it, recorded as
+    /// the call's child (see [`crate::scenario::open`]).
+    pub openat_inner: Option<String>,
     /// Calls to hold inside the kernel across the run's gate, before the scenarios.
     pub midflight: Option<HeldCalls>,
 }
@@ -44,6 +47,7 @@ impl Default for RunConfig {
             rate: None,
             manifest: None,
             declared_manifest: None,
+            openat_inner: None,
             midflight: None,
         }
     }

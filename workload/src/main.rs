@@ -46,6 +46,11 @@ struct RunArgs {
     /// scenario's openat calls) here.
     #[arg(long, value_name = "PATH")]
     declared_manifest: Option<PathBuf>,
+    /// The open scenario: also record, for each openat call, a call of this kernel function
+    /// inside it (its `dfd` and `filename`, the same result): the child span a probe on it
+    /// makes. For `do_sys_openat2`, which every openat reaches.
+    #[arg(long, value_name = "FUNCTION")]
+    openat_inner: Option<String>,
     /// Threads of the threads and random scenarios.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: u16,
@@ -126,6 +131,7 @@ impl RunArgs {
             rate: self.rate,
             manifest: self.manifest.clone(),
             declared_manifest: self.declared_manifest.clone(),
+            openat_inner: self.openat_inner.clone(),
             midflight: self
                 .midflight
                 .zip(self.midflight_file.clone())

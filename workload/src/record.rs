@@ -104,6 +104,15 @@ impl Recorder {
         }
     }
 
+    /// Records a call the kernel made inside a recorded call (a kernel function a syscall
+    /// runs): written to the declared manifest, not counted, as the workload did not make it.
+    pub fn record_inner(&self, record: &DeclaredCall) -> Result<(), ManifestError> {
+        match &self.declared {
+            Some(writer) => writer.append(record),
+            None => Ok(()),
+        }
+    }
+
     fn count(&self, seq: u64, ok: bool, scenario: Scenario, problem: Option<String>) {
         let counter = if ok { &self.ok } else { &self.errors };
         counter.fetch_add(1, Ordering::Relaxed);

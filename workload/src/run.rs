@@ -50,7 +50,12 @@ fn run_scenario(
         Scenario::Threads => threads::run(recorder, config.threads, config.calls)?,
         Scenario::Random => random::run(recorder, config)?,
         Scenario::Identity => identity::run(recorder)?,
-        Scenario::Open => open::run(recorder, config.threads, config.calls)?,
+        Scenario::Open => open::run(
+            recorder,
+            config.threads,
+            config.calls,
+            config.openat_inner.as_deref(),
+        )?,
         Scenario::MidFlight => midflight::run(recorder, config.threads, None, || Ok(()))?,
     }
     Ok(())

@@ -129,6 +129,7 @@ pub(crate) mod tests {
             rate: None,
             manifest: Some(path.as_ref().to_path_buf()),
             declared_manifest: None,
+            openat_inner: None,
             midflight: None,
         };
         let summary = crate::run(&config).expect("run");

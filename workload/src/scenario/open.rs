@@ -42,11 +42,13 @@ const UNREADABLE_POINTER: u64 = 1;
 /// very busy machine) just starts at once.
 const RELEASE_AFTER: Duration = Duration::from_millis(50);
 
-/// Runs `threads` threads of `calls_per_thread` openat calls each.
+/// Runs `threads` threads of `calls_per_thread` openat calls each; with `inner`, each call is
+/// also recorded as a call of that kernel function inside it.
 pub fn run(
     recorder: &Recorder,
     threads: usize,
     calls_per_thread: u64,
+    inner: Option<&str>,
 ) -> Result<(), WorkloadError> {
     let files = Files::create()?;
     let process = CallerIdentity::current();
@@ -56,7 +58,7 @@ pub fn run(
         std::thread::sleep(release_at.saturating_duration_since(Instant::now()));
         for k in 0..calls_per_thread {
             let case = Case::ALL[k as usize % Case::ALL.len()];
-            call(recorder, &caller, &files.open_call(case, index, k))?;
+            call(recorder, &caller, &files.open_call(case, index, k), inner)?;
         }
         Ok(())
     })
@@ -212,11 +214,12 @@ struct OpenCall {
 }
 
 /// Makes the call, closes the fd it returns, and records it (with a problem if the kernel
-/// answered otherwise than expected).
+/// answered otherwise than expected), and the call of `inner` it made, as its child.
 fn call(
     recorder: &Recorder,
     caller: &CallerIdentity,
     open: &OpenCall,
+    inner: Option<&str>,
 ) -> Result<(), ManifestError> {
     // The scenario's paths have no NUL byte.
     let path = open
@@ -262,6 +265,17 @@ fn call(
         (Ok(()), Err(got)) => Some(format!("{record}: expected an fd, got {got:?}")),
         (Err(want), got) => Some(format!("{record}: expected {want:?}, got {got:?}")),
     };
+    if let Some(function) = inner {
+        // `do_sys_openat2(dfd, filename, how)`: the syscall's first two arguments and result.
+        let child = DeclaredCall {
+            seq: recorder.next_seq(),
+            syscall: function.to_string(),
+            args: record.args[..2].to_vec(),
+            parent_seq: Some(seq),
+            ..record.clone()
+        };
+        recorder.record_inner(&child)?;
+    }
     recorder.record_declared(&record, Scenario::Open, problem)
 }
 
@@ -275,24 +289,66 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn run_open(threads: usize, calls: u64) -> Vec<DeclaredCall> {
+        let records = run_open_with(threads, calls, None);
+        assert!(records.iter().all(|record| record.parent_seq.is_none()));
+        records
+    }
+
+    fn run_open_with(threads: usize, calls: u64, inner: Option<&str>) -> Vec<DeclaredCall> {
         let path = TempPath::new("open");
         let config = RunConfig {
             scenarios: vec![Scenario::Open],
             threads,
             calls,
             declared_manifest: Some(path.as_ref().to_path_buf()),
+            openat_inner: inner.map(str::to_string),
             ..RunConfig::default()
         };
         let summary = crate::run(&config).expect("run");
         assert!(summary.all_as_expected(), "{:#?}", summary.problems);
         let mut records: Vec<DeclaredCall> = read_records(path.as_ref()).expect("read");
-        assert_eq!(summary.calls as usize, records.len());
+        let per_call = if inner.is_some() { 2 } else { 1 };
+        assert_eq!(summary.calls as usize * per_call, records.len());
         records.sort_by_key(|r| r.seq);
         records
     }
 
     fn filename(call: &DeclaredCall) -> &ArgValue {
         &call.args[1].value
+    }
+
+    #[test]
+    fn an_inner_function_is_recorded_as_each_call_s_child_with_its_first_arguments() {
+        let records = run_open_with(2, 8, Some("do_sys_openat2"));
+        let calls: BTreeMap<u64, &DeclaredCall> = records
+            .iter()
+            .filter(|record| record.syscall == "openat")
+            .map(|record| (record.seq, record))
+            .collect();
+        let children: Vec<&DeclaredCall> = records
+            .iter()
+            .filter(|record| record.syscall == "do_sys_openat2")
+            .collect();
+        assert_eq!((calls.len(), children.len()), (16, 16));
+        for child in children {
+            let parent = calls[&child.parent_seq.expect("a parent")];
+            assert_eq!(child.args, parent.args[..2], "{child}");
+            assert_eq!(
+                (
+                    child.ret,
+                    &child.caller,
+                    child.wall_before_ns,
+                    child.wall_after_ns
+                ),
+                (
+                    parent.ret,
+                    &parent.caller,
+                    parent.wall_before_ns,
+                    parent.wall_after_ns
+                )
+            );
+            assert_ne!(child.seq, parent.seq);
+        }
     }
 
     #[test]

@@ -1,0 +1,221 @@
+//! A declared kernel function, typed from its BTF prototype and found by its address.
+
+use kspan_common::{declared::ArgRead, AttachMode, ProbeKind};
+use kspan_decode::{ArgType, ResultKind};
+
+use crate::{
+    btf::{Btf, ValueType},
+    declaration::{Declaration, DeclarationError},
+    declared_probe::{assemble, invalid, HookPoint, Parameter, ResolvedProbe, Returns},
+    kernel_function,
+};
+
+/// Resolves `declaration` (a kernel function) as probe number `index`: its arguments from
+/// `btf`, its address from `kallsyms`. Arguments passed by value that are not one number (a
+/// struct) and pointers that are not strings are left out when every argument is asked for
+/// (kspan shows no kernel addresses), and refused when named.
+pub fn resolve(
+    btf: &Btf,
+    kallsyms: &str,
+    declaration: &Declaration,
+    function: &str,
+    index: u32,
+    default_attach: AttachMode,
+) -> Result<ResolvedProbe, DeclarationError> {
+    let invalid = |why: String| invalid(declaration, why);
+    let attach = declaration.attach.unwrap_or(default_attach);
+    if !attach.candidates().contains(&ProbeKind::Kprobe) {
+        return Err(invalid(format!(
+            "a kernel function is probed with a kprobe pair (declared fentry probes are not \
+             built yet), but the attach mode allows only {}",
+            attach.candidates()[0]
+        )));
+    }
+    if let Some(why) = kernel_function::why_unprobeable(function) {
+        return Err(invalid(why));
+    }
+    let address = kernel_function::address(kallsyms, function)
+        .ok_or_else(|| invalid(format!("no address for `{function}` in /proc/kallsyms")))?;
+    let prototype = btf
+        .function(function)
+        .map_err(|error| invalid(error.to_string()))?;
+    let named = |name: &str| {
+        declaration
+            .arguments
+            .as_ref()
+            .is_some_and(|arguments| arguments.iter().any(|argument| argument.name == name))
+    };
+    let mut parameters = Vec::new();
+    for (position, parameter) in prototype.params.iter().enumerate() {
+        let name = &parameter.name;
+        let (ty, string_read) = match &parameter.value {
+            ValueType::Int { bytes, signed } => (
+                ArgType::Int {
+                    bytes: *bytes,
+                    signed: *signed,
+                },
+                ArgRead::Value,
+            ),
+            ValueType::String { user: true } => {
+                (ArgType::String { user: true }, ArgRead::UserString)
+            }
+            // BTF without `__user` tags cannot tell: try the kernel's memory, then the caller's.
+            ValueType::String { user: false } => {
+                (ArgType::String { user: false }, ArgRead::AnyString)
+            }
+            other if named(name) => {
+                return Err(invalid(format!(
+                    "argument `{name}` of {function} is {}: kspan captures numbers and strings",
+                    describe(other)
+                )))
+            }
+            _ => continue,
+        };
+        parameters.push(Parameter {
+            name: name.clone(),
+            position,
+            ty,
+            string_read,
+        });
+    }
+    let (result, result_bytes) = match prototype.returns {
+        ValueType::Void => (ResultKind::None, 8),
+        ValueType::Pointer | ValueType::String { .. } => (ResultKind::Pointer, 8),
+        ValueType::Int { bytes, .. } => (ResultKind::ErrnoOrValue, bytes),
+        ValueType::Unsupported(_) => (ResultKind::None, 8),
+    };
+    let hook = HookPoint::Function {
+        name: function.to_owned(),
+        address,
+    };
+    let result = Returns {
+        kind: result,
+        bytes: result_bytes,
+    };
+    assemble(declaration, index, function, &parameters, result, hook)
+}
+
+/// What a value kspan does not capture is, for messages.
+fn describe(value: &ValueType) -> String {
+    match value {
+        ValueType::Pointer => "a pointer (not to a string)".to_owned(),
+        ValueType::Unsupported(kind) => format!("passed by value as {kind}"),
+        ValueType::Void => "void".to_owned(),
+        ValueType::Int { .. } | ValueType::String { .. } => "readable".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::declaration::{ArgumentDeclaration, Hook};
+
+    fn declaration(function: &str, arguments: Option<Vec<&str>>) -> Declaration {
+        Declaration {
+            hook: Hook::Function(function.into()),
+            name: function.into(),
+            span_name: None,
+            attach: None,
+            arguments: arguments.map(|names| {
+                names
+                    .into_iter()
+                    .map(|name| ArgumentDeclaration {
+                        name: name.into(),
+                        attribute: None,
+                        decoder: None,
+                    })
+                    .collect()
+            }),
+            result: None,
+            origin: format!("--probe {function}"),
+        }
+    }
+
+    fn vmlinux() -> Btf {
+        Btf::read(std::path::Path::new(crate::btf::VMLINUX_BTF)).expect("this kernel has BTF")
+    }
+
+    /// This host's kernel: its BTF and (as root) its symbols' addresses.
+    fn resolve_here(
+        declared: &Declaration,
+        function: &str,
+    ) -> Result<ResolvedProbe, DeclarationError> {
+        let kallsyms = kernel_function::kallsyms().expect("/proc/kallsyms is readable");
+        resolve(
+            &vmlinux(),
+            &kallsyms,
+            declared,
+            function,
+            0,
+            AttachMode::Auto,
+        )
+    }
+
+    #[test]
+    fn every_number_and_string_argument_is_typed_from_btf_and_pointers_are_left_out() {
+        let probe = resolve_here(&declaration("do_sys_openat2", None), "do_sys_openat2").unwrap();
+        let typed: Vec<_> = probe
+            .info
+            .arguments
+            .iter()
+            .map(|argument| (argument.name.as_str(), argument.position, argument.ty))
+            .collect();
+        let filename = typed.iter().find(|(name, ..)| *name == "filename").copied();
+        assert_eq!(
+            typed[0],
+            (
+                "dfd",
+                0,
+                ArgType::Int {
+                    bytes: 4,
+                    signed: true
+                }
+            )
+        );
+        assert!(
+            matches!(filename, Some(("filename", 1, ArgType::String { .. }))),
+            "{typed:?}"
+        );
+        assert!(typed.iter().all(|(name, ..)| *name != "how"), "{typed:?}");
+        assert_eq!(probe.info.result, ResultKind::ErrnoOrValue);
+        // `int` on this kernel (older ones: `long`).
+        assert!(matches!(probe.info.result_bytes, 4 | 8));
+        assert!(matches!(probe.hook, HookPoint::Function { address, .. } if address != 0));
+        assert_eq!(probe.kind(), ProbeKind::Kprobe);
+    }
+
+    #[test]
+    fn what_a_function_does_not_offer_is_refused_by_name() {
+        let cases = [
+            (
+                declaration("do_sys_openat2", Some(vec!["how"])),
+                "do_sys_openat2",
+                "argument `how` of do_sys_openat2 is a pointer",
+            ),
+            (
+                declaration("do_sys_openat2", Some(vec!["mode"])),
+                "do_sys_openat2",
+                "argument `mode`: do_sys_openat2 has dfd, filename",
+            ),
+            (
+                declaration("no_such_function_here", None),
+                "no_such_function_here",
+                "is not a function of this kernel",
+            ),
+        ];
+        for (declared, function, expected) in cases {
+            let error = resolve_here(&declared, function).unwrap_err().to_string();
+            assert!(error.contains(expected), "{error}");
+            assert!(
+                error.starts_with(&format!("probe {function} (--probe {function}): ")),
+                "{error}"
+            );
+        }
+        let mut tracepoint_only = declaration("vfs_fsync", None);
+        tracepoint_only.attach = Some(AttachMode::Tracepoint);
+        let error = resolve_here(&tracepoint_only, "vfs_fsync")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("allows only tracepoint"), "{error}");
+    }
+}
