@@ -30,17 +30,22 @@ pub enum ProbeRun {
     #[serde(rename = "container-filter")]
     #[value(name = "container-filter")]
     ContainerFilter,
+    /// Declared probes: `syscall:openat` (its tracepoints) and the kernel function
+    /// `do_sys_openat2` (a kprobe pair) that every openat runs: each openat call exact, with its
+    /// `do_sys_openat2` call as its child span.
+    Declared,
 }
 
 impl ProbeRun {
     /// Every mode, in the order a guest runs them.
-    pub const ALL: [ProbeRun; 6] = [
+    pub const ALL: [ProbeRun; 7] = [
         ProbeRun::Kprobe,
         ProbeRun::Fentry,
         ProbeRun::Tracepoint,
         ProbeRun::Fallback,
         ProbeRun::Containers,
         ProbeRun::ContainerFilter,
+        ProbeRun::Declared,
     ];
 
     /// The kind of pair the run attaches with `--attach`; `None` for the fallback and
@@ -50,7 +55,10 @@ impl ProbeRun {
             ProbeRun::Kprobe => Some(ProbeKind::Kprobe),
             ProbeRun::Fentry => Some(ProbeKind::Fentry),
             ProbeRun::Tracepoint => Some(ProbeKind::Tracepoint),
-            ProbeRun::Fallback | ProbeRun::Containers | ProbeRun::ContainerFilter => None,
+            ProbeRun::Fallback
+            | ProbeRun::Containers
+            | ProbeRun::ContainerFilter
+            | ProbeRun::Declared => None,
         }
     }
 
@@ -60,6 +68,7 @@ impl ProbeRun {
             ProbeRun::Fallback => "fallback",
             ProbeRun::Containers => "containers",
             ProbeRun::ContainerFilter => "container-filter",
+            ProbeRun::Declared => "declared",
             probe => probe.probe().map_or("", ProbeKind::name),
         }
     }

@@ -200,7 +200,7 @@ fn about(call: &DeclaredCall) -> String {
 /// The span's name and attributes, its kind, status and timing, against the call.
 fn span_mismatches(call: &DeclaredCall, span: &Span) -> Vec<String> {
     let attrs = &span.attributes;
-    let mut problems = caller_mismatches(&call.caller, attrs, expected::probe());
+    let mut problems = caller_mismatches(&call.caller, attrs, expected::probe(call));
     if span.name != call.syscall {
         problems.push(format!(
             "name: expected {}, got {}",
@@ -433,6 +433,7 @@ mod tests {
             wall_before_ns: 1_000 + seq * 1_000,
             wall_after_ns: 1_900 + seq * 1_000,
             parent_seq: None,
+            kernel_function: false,
         }
     }
 

@@ -32,6 +32,10 @@ pub struct DeclaredCall {
     /// another on the same thread); `None`: the span has no parent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_seq: Option<u64>,
+    /// A kernel function the syscall ran (`syscall` names it), seen by a kprobe pair, rather
+    /// than the syscall itself, seen by its tracepoints.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub kernel_function: bool,
 }
 
 /// One argument of a [`DeclaredCall`].
@@ -138,6 +142,7 @@ mod tests {
             wall_before_ns: 1_700_000_000_000_000_000,
             wall_after_ns: 1_700_000_000_000_000_500,
             parent_seq: None,
+            kernel_function: false,
         }
     }
 

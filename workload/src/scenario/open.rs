@@ -258,6 +258,7 @@ fn call(
         wall_before_ns: timed.wall_before_ns,
         wall_after_ns: timed.wall_after_ns,
         parent_seq: None,
+        kernel_function: false,
     };
     let problem = match (open.expect, timed.result) {
         (Ok(()), Ok(_)) => None,
@@ -272,6 +273,7 @@ fn call(
             syscall: function.to_string(),
             args: record.args[..2].to_vec(),
             parent_seq: Some(seq),
+            kernel_function: true,
             ..record.clone()
         };
         recorder.record_inner(&child)?;

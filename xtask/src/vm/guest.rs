@@ -16,6 +16,10 @@ pub const CARGO_PACKAGES: &[&str] = &["kspan", "signalfd-workload", "kspan-e2e"]
 /// receiver in-process).
 pub const GUEST_BINARIES: &[&str] = &["kspan", "signalfd-workload", "kspan-e2e"];
 
+/// The kernel function the declared check probes inside each openat (the workload's
+/// `--openat-inner` names it too).
+const DECLARED_FUNCTION: &str = "do_sys_openat2";
+
 /// `kspan-e2e run` arguments that make `mode`'s run.
 fn run_args(mode: ProbeRun) -> Vec<String> {
     match mode {
@@ -34,17 +38,30 @@ fn run_args(mode: ProbeRun) -> Vec<String> {
         ProbeRun::ContainerFilter => ["--attach", "auto", "--containers", "filtered"]
             .map(String::from)
             .to_vec(),
+        ProbeRun::Declared => [
+            "--attach",
+            "auto",
+            "--kspan-arg=--probe",
+            "--kspan-arg=syscall:openat",
+            "--kspan-arg=--probe",
+            &format!("--kspan-arg={DECLARED_FUNCTION}"),
+        ]
+        .map(String::from)
+        .to_vec(),
     }
 }
 
 /// Workload arguments of `mode`'s run: the container checks run one workload per cgroup, so
 /// each makes a few calls on three threads rather than the full set (emulated guests are slow).
-fn workload_args(mode: ProbeRun) -> &'static str {
+fn workload_args(mode: ProbeRun) -> String {
     match mode {
         ProbeRun::Containers | ProbeRun::ContainerFilter => {
-            " -- --scenario masks --scenario errors --scenario threads --threads 2 --calls 5"
+            " -- --scenario masks --scenario errors --scenario threads --threads 2 --calls 5".into()
         }
-        _ => "",
+        ProbeRun::Declared => {
+            format!(" -- --scenario open --threads 2 --calls 16 --openat-inner {DECLARED_FUNCTION}")
+        }
+        _ => String::new(),
     }
 }
 

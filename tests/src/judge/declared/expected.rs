@@ -9,9 +9,13 @@ use signalfd_workload::manifest::declared::{ArgValue, DeclaredCall};
 /// as its first `STRING_BOUND - 1` bytes, marked truncated.
 pub const STRING_BOUND: usize = 256;
 
-/// `kspan.probe` of a syscall's declared probe: its tracepoints.
-pub(super) fn probe() -> &'static str {
-    ProbeKind::Tracepoint.name()
+/// `kspan.probe` of a declared call's probe: a syscall's tracepoints, or a kernel function's
+/// kprobe pair.
+pub(super) fn probe(call: &DeclaredCall) -> &'static str {
+    match call.kernel_function {
+        true => ProbeKind::Kprobe.name(),
+        false => ProbeKind::Tracepoint.name(),
+    }
 }
 
 /// A string argument as a probe with [`STRING_BOUND`] reads it, and whether it was cut.
@@ -115,6 +119,7 @@ mod tests {
             wall_before_ns: 1_000,
             wall_after_ns: 2_000,
             parent_seq: None,
+            kernel_function: false,
         }
     }
 
