@@ -409,4 +409,24 @@ mod tests {
             }
         }
     }
+
+    /// The declared probes' generic programs are in the product's object, each of the type
+    /// `attach_declared` loads it as.
+    #[test]
+    fn the_declared_probes_programs_are_in_the_object_with_the_right_type() {
+        use aya_obj::ProgramSection as Section;
+        use kspan_common::programs::{
+            DECLARED_KPROBE, DECLARED_KRETPROBE, DECLARED_TP_ENTER, DECLARED_TP_EXIT,
+        };
+        let object = aya_obj::Object::parse(crate::probes::object_bytes(Programs::Capture))
+            .expect("the embedded object parses");
+        let section = |name: &str| {
+            let program = object.programs.get(name);
+            program.map(|program| program.section.clone())
+        };
+        assert!(matches!(section(DECLARED_TP_ENTER), Some(Section::TracePoint)));
+        assert!(matches!(section(DECLARED_TP_EXIT), Some(Section::TracePoint)));
+        assert!(matches!(section(DECLARED_KPROBE), Some(Section::KProbe)));
+        assert!(matches!(section(DECLARED_KRETPROBE), Some(Section::KRetProbe)));
+    }
 }
