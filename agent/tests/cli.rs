@@ -881,8 +881,12 @@ fn bad_probe_declarations_are_refused_naming_the_probe() {
             "a syscall attaches to its tracepoints, but the attach mode allows only kprobe",
         ),
         with(
-            &["--probe", "vfs_fsync"],
-            "probe vfs_fsync (--probe vfs_fsync): kernel function probes are not built yet",
+            &["--probe", "vfs_fsync", "--attach", "fentry"],
+            "probe vfs_fsync (--probe vfs_fsync): a kernel function is probed with a kprobe pair",
+        ),
+        with(
+            &["--probe", "kspan_no_such_function"],
+            "`kspan_no_such_function` is not a function of this kernel",
         ),
         with(
             &["--probes", "/no/such/file.toml"],
