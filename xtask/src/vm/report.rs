@@ -111,12 +111,13 @@ pub fn render(kernels: &[KernelReport], total: Duration) -> String {
     for kernel in kernels {
         for cell in &kernel.cells {
             let numbers = match &cell.outcome {
+                // The signalfd calls and the declared probes' calls together.
                 Outcome::Judged(v) => vec![
-                    v.expected.to_string(),
-                    v.spans.to_string(),
-                    v.logs.to_string(),
+                    (v.expected + v.declared.expected).to_string(),
+                    (v.spans + v.declared.spans).to_string(),
+                    (v.logs + v.declared.logs).to_string(),
                     v.lost.to_string(),
-                    v.missing.to_string(),
+                    (v.missing + v.declared.missing).to_string(),
                 ],
                 _ => vec!["-".to_string(); headings.len()],
             };
