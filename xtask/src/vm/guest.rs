@@ -83,6 +83,12 @@ pub fn guest_command() -> String {
 /// Judges the files one mode's guest run left in `dir` (unpacked on the host).
 pub fn judge(mode: ProbeRun, dir: &Path) -> Result<Verdict> {
     let mut verdict = kspan_e2e::judge_dir(dir)?;
+    if mode == ProbeRun::Declared && verdict.declared.expected == 0 {
+        // An empty declared manifest would judge as exact.
+        verdict
+            .mismatches
+            .push("the declared check made no declared call".to_string());
+    }
     if mode == ProbeRun::Fallback {
         // Guest kernels have kprobes: kprobe must be refused for the missing function itself.
         verdict
