@@ -424,9 +424,18 @@ mod tests {
             let program = object.programs.get(name);
             program.map(|program| program.section.clone())
         };
-        assert!(matches!(section(DECLARED_TP_ENTER), Some(Section::TracePoint)));
-        assert!(matches!(section(DECLARED_TP_EXIT), Some(Section::TracePoint)));
+        assert!(matches!(
+            section(DECLARED_TP_ENTER),
+            Some(Section::TracePoint)
+        ));
+        assert!(matches!(
+            section(DECLARED_TP_EXIT),
+            Some(Section::TracePoint)
+        ));
         assert!(matches!(section(DECLARED_KPROBE), Some(Section::KProbe)));
-        assert!(matches!(section(DECLARED_KRETPROBE), Some(Section::KRetProbe)));
+        assert!(matches!(
+            section(DECLARED_KRETPROBE),
+            Some(Section::KRetProbe)
+        ));
     }
 }
