@@ -177,4 +177,5 @@ const _: () = assert!(core::mem::size_of::<CapturedString>() == 8 + STRING_BYTES
 const _: () = assert!(core::mem::size_of::<CapturedArgs>() == 48 + 2 * (8 + STRING_BYTES));
 const _: () = assert!(core::mem::size_of::<OpenCall>() == 16 + 576);
 const _: () = assert!(core::mem::size_of::<DeclaredEvent>() == 128 + 576);
-const _: () = assert!(core::mem::size_of::<DeclaredEvent>() != core::mem::size_of::<crate::CallEvent>());
+const _: () =
+    assert!(core::mem::size_of::<DeclaredEvent>() != core::mem::size_of::<crate::CallEvent>());

@@ -200,7 +200,8 @@ impl DeclaredCall {
     pub fn write_summary<W: Write + ?Sized>(&self, out: &mut W) -> fmt::Result {
         out.write_str(&self.probe.span_name)?;
         out.write_char('(')?;
-        for (index, (argument, value)) in self.probe.arguments.iter().zip(&self.values).enumerate() {
+        for (index, (argument, value)) in self.probe.arguments.iter().zip(&self.values).enumerate()
+        {
             if index > 0 {
                 out.write_str(", ")?;
             }
@@ -273,15 +274,34 @@ mod tests {
         };
         ProbeInfo {
             arguments: vec![
-                argument("dfd", 0, ArgType::Int { bytes: 4, signed: true }, None),
+                argument(
+                    "dfd",
+                    0,
+                    ArgType::Int {
+                        bytes: 4,
+                        signed: true,
+                    },
+                    None,
+                ),
                 argument("filename", 1, ArgType::String { user: true }, None),
                 argument(
                     "flags",
                     2,
-                    ArgType::Int { bytes: 4, signed: true },
+                    ArgType::Int {
+                        bytes: 4,
+                        signed: true,
+                    },
                     Some(Decoder::OpenFlags),
                 ),
-                argument("mode", 3, ArgType::Int { bytes: 2, signed: false }, None),
+                argument(
+                    "mode",
+                    3,
+                    ArgType::Int {
+                        bytes: 2,
+                        signed: false,
+                    },
+                    None,
+                ),
             ],
             ..ProbeInfo::new("openat", ResultKind::ErrnoOrValue)
         }
@@ -295,7 +315,14 @@ mod tests {
         };
         string.bytes[..text.len()].copy_from_slice(text);
         CapturedArgs {
-            values: [(-100i64) as u64 & 0xffff_ffff, 0x7fff_0000, 0o2000101, 0o644, 0, 0],
+            values: [
+                (-100i64) as u64 & 0xffff_ffff,
+                0x7fff_0000,
+                0o2000101,
+                0o644,
+                0,
+                0,
+            ],
             strings: [string; MAX_STRINGS],
         }
     }
@@ -323,7 +350,10 @@ mod tests {
             values,
             [
                 ArgValue::Int(-100),
-                ArgValue::String { text: "/tmp/a".into(), truncated: false },
+                ArgValue::String {
+                    text: "/tmp/a".into(),
+                    truncated: false
+                },
                 ArgValue::Int(0o2000101),
                 ArgValue::Int(0o644),
             ]
@@ -344,27 +374,56 @@ mod tests {
         let values = DeclaredCall::values_from(&openat(), &captured(&cut, STRING_BYTES as i32));
         assert_eq!(
             values[1],
-            ArgValue::String { text: "x".repeat(STRING_BYTES - 1), truncated: true }
+            ArgValue::String {
+                text: "x".repeat(STRING_BYTES - 1),
+                truncated: true
+            }
         );
         let values = DeclaredCall::values_from(&openat(), &captured(b"", -14));
         assert_eq!(values[1], ArgValue::Unreadable);
         let call = call(values, -14);
-        assert!(summary(&call).ends_with("filename=<unreadable>, flags=O_WRONLY|O_CREAT|O_CLOEXEC, mode=420) = -1 EFAULT"));
-        assert_eq!((call.error().as_deref(), call.result_value()), (Some("EFAULT"), None));
+        assert!(summary(&call).ends_with(
+            "filename=<unreadable>, flags=O_WRONLY|O_CREAT|O_CLOEXEC, mode=420) = -1 EFAULT"
+        ));
+        assert_eq!(
+            (call.error().as_deref(), call.result_value()),
+            (Some("EFAULT"), None)
+        );
     }
 
     #[test]
     fn results_read_as_their_kind() {
         let with = |result, ret| DeclaredCall {
-            probe: Arc::new(ProbeInfo { arguments: Vec::new(), ..ProbeInfo::new("f", result) }),
+            probe: Arc::new(ProbeInfo {
+                arguments: Vec::new(),
+                ..ProbeInfo::new("f", result)
+            }),
             ..call(Vec::new(), ret)
         };
         let cases = [
             (ResultKind::Fd, 5, None, Some(5), "f() = 5"),
             (ResultKind::Fd, -9, Some("EBADF"), None, "f() = -1 EBADF"),
-            (ResultKind::ErrnoOrValue, -5000, None, Some(-5000), "f() = -5000"),
-            (ResultKind::Pointer, -0x1000_0000, None, None, "f() = <pointer>"),
-            (ResultKind::Pointer, -12, Some("ENOMEM"), None, "f() = -1 ENOMEM"),
+            (
+                ResultKind::ErrnoOrValue,
+                -5000,
+                None,
+                Some(-5000),
+                "f() = -5000",
+            ),
+            (
+                ResultKind::Pointer,
+                -0x1000_0000,
+                None,
+                None,
+                "f() = <pointer>",
+            ),
+            (
+                ResultKind::Pointer,
+                -12,
+                Some("ENOMEM"),
+                None,
+                "f() = -1 ENOMEM",
+            ),
             (ResultKind::None, -1, None, None, "f()"),
         ];
         for (kind, ret, error, value, line) in cases {
@@ -373,6 +432,9 @@ mod tests {
             assert_eq!(call.result_value(), value, "{kind:?} {ret}");
             assert_eq!(summary(&call), line);
         }
-        assert_eq!(ResultKind::from_name("errno-or-value"), Some(ResultKind::ErrnoOrValue));
+        assert_eq!(
+            ResultKind::from_name("errno-or-value"),
+            Some(ResultKind::ErrnoOrValue)
+        );
     }
 }

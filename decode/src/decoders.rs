@@ -47,7 +47,8 @@ impl Decoder {
         match self {
             Decoder::Errno => {
                 let errno = value.unsigned_abs();
-                vec![i32::try_from(errno).map_or_else(|_| Cow::Owned(format!("E{errno}")), errno_name)]
+                vec![i32::try_from(errno)
+                    .map_or_else(|_| Cow::Owned(format!("E{errno}")), errno_name)]
             }
             Decoder::Signals => SignalMask(value as u64)
                 .names()
@@ -80,7 +81,11 @@ mod tests {
             ("signals", 1 << (libc::SIGINT - 1), "[SIGINT]"),
             ("signalfd_flags", libc::SFD_CLOEXEC.into(), "SFD_CLOEXEC"),
             ("signalfd_flags", 0, "0"),
-            ("open_flags", (libc::O_WRONLY | libc::O_CREAT).into(), "O_WRONLY|O_CREAT"),
+            (
+                "open_flags",
+                (libc::O_WRONLY | libc::O_CREAT).into(),
+                "O_WRONLY|O_CREAT",
+            ),
         ];
         for (name, value, summary) in cases {
             let decoder = Decoder::from_name(name).unwrap_or_else(|| panic!("{name} unknown"));

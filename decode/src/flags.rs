@@ -101,8 +101,14 @@ mod tests {
                 &["O_WRONLY", "O_CREAT", "O_CLOEXEC"],
             ),
             (libc::O_RDWR | libc::O_TMPFILE, &["O_RDWR", "O_TMPFILE"]),
-            (libc::O_SYNC | libc::O_DIRECTORY, &["O_RDONLY", "O_SYNC", "O_DIRECTORY"]),
-            (libc::O_DSYNC | 0x4000_0000, &["O_RDONLY", "O_DSYNC", "0x40000000"]),
+            (
+                libc::O_SYNC | libc::O_DIRECTORY,
+                &["O_RDONLY", "O_SYNC", "O_DIRECTORY"],
+            ),
+            (
+                libc::O_DSYNC | 0x4000_0000,
+                &["O_RDONLY", "O_DSYNC", "0x40000000"],
+            ),
         ];
         for (flags, expected) in cases {
             assert_eq!(open_flag_names(flags), expected, "{flags:#x}");

@@ -3,10 +3,10 @@
 //! flags, errnos), each tested on its own. The fuzz targets (`fuzz/`) drive this crate.
 
 mod call;
-mod declared;
-mod decoders;
 pub mod cgroup;
 mod clock;
+mod declared;
+mod decoders;
 mod errno;
 mod event;
 mod flags;
@@ -19,10 +19,10 @@ mod properties;
 pub mod test_support;
 
 pub use call::{Call, CallDetail, SignalfdCall};
-pub use declared::{ArgType, ArgValue, ArgumentInfo, DeclaredCall, ProbeInfo, ResultKind};
-pub use decoders::Decoder;
 pub use cgroup::{CgroupLookup, CgroupResolver};
 pub use clock::BootClock;
+pub use declared::{ArgType, ArgValue, ArgumentInfo, DeclaredCall, ProbeInfo, ResultKind};
+pub use decoders::Decoder;
 pub use errno::errno_name;
 pub use event::{parse_event, CallDecoder, EventError};
 pub use flags::{flag_names, open_flag_names};

@@ -36,7 +36,9 @@ pub fn event_decoder(data: &[u8]) {
             let raw = (event.pid, event.tid, event.uid, event.euid, event.cgroup_id);
             let decoded = (call.pid, call.tid, call.uid, call.euid, call.cgroup_id);
             assert_eq!(raw, decoded);
-            let signalfd = call.signalfd().expect("a signalfd record decodes to a signalfd call");
+            let signalfd = call
+                .signalfd()
+                .expect("a signalfd record decodes to a signalfd call");
             let args = (event.ufd, event.flags, event.mask, event.ret);
             assert_eq!(
                 args,

@@ -1,22 +1,22 @@
-//! Encoding cost per call: `cargo bench -p kspan-otel --bench encode` prints the median ns per
-//! call of the span and log requests of batches of 1,024 varied calls, as the agent writes them
+//! Encoding cost per call: `cargo bench -p kspan-otel --bench encode` prints the median CPU ns
+//! per call (the thread's CPU time, so other work on a shared machine does not count) of the
+//! span and log requests of batches of 1,024 varied calls, as the agent writes them
 //! (both in one pass), each alone, and beside them the same requests built through
 //! `opentelemetry-proto`'s prost structs and `Message::encode` (the baseline; the unit test
 //! `requests_equal_the_prost_baseline` checks both give the same bytes). As in the agent, a
 //! request is dropped once used, which returns its buffer to the encoder's pool, so this is the
 //! steady state of an agent exporting batch after batch; the baseline writes into buffers it
 //! reuses too. Run it under `valgrind --tool=callgrind` for instruction counts that do not
-//! depend on a noisy machine, or `perf stat -e page-faults` to see that steady encoding maps
-//! no memory.
+//! depend on a noisy machine; `-- one-pass` runs only the agent's encoder, for a profiler.
 
 use std::{
     cell::RefCell,
     hint::black_box,
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, SystemTime},
 };
 
 use kspan_common::{MaskSource, ProbeKind, Syscall};
-use kspan_decode::{Call, SignalMask};
+use kspan_decode::{Call, CallDetail, SignalMask, SignalfdCall};
 use kspan_otel::{
     prost_baseline::ProstBaseline, CallEncoder, HostInfo, ResourcePer, Resources, TraceGrouping,
     Wanted,
@@ -35,13 +35,7 @@ fn batch() -> Vec<Call> {
             let failed = i % 10 == 0;
             let at = start + Duration::from_micros(i * 7);
             Call {
-                syscall: if i % 3 == 0 {
-                    Syscall::Signalfd
-                } else {
-                    Syscall::Signalfd4
-                },
                 probe: ProbeKind::Kprobe,
-                mask_source: MaskSource::Kernel,
                 pid: 4000 + (i % 4) as u32,
                 tid: 4100 + (i % 16) as u32,
                 uid: 1000,
@@ -51,13 +45,21 @@ fn batch() -> Vec<Call> {
                 process_details: None,
                 cgroup: None,
                 thread_name: format!("random-{}", i % 16),
-                ufd: if i % 2 == 0 { -1 } else { 7 },
-                flags: [0, libc::SFD_CLOEXEC, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC]
-                    [i as usize % 3],
-                mask: SignalMask(i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (i % 48)),
-                ret: if failed { -libc::EINVAL } else { 7 },
                 start: at,
                 end: at + Duration::from_nanos(900),
+                detail: CallDetail::Signalfd(SignalfdCall {
+                    syscall: if i % 3 == 0 {
+                        Syscall::Signalfd
+                    } else {
+                        Syscall::Signalfd4
+                    },
+                    mask_source: MaskSource::Kernel,
+                    ufd: if i % 2 == 0 { -1 } else { 7 },
+                    flags: [0, libc::SFD_CLOEXEC, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC]
+                        [i as usize % 3],
+                    mask: SignalMask(i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (i % 48)),
+                    ret: if failed { -libc::EINVAL } else { 7 },
+                }),
             }
         })
         .collect()
@@ -66,17 +68,27 @@ fn batch() -> Vec<Call> {
 /// Encodes a batch, returning how many bytes it wrote.
 type Encoder<'a> = &'a dyn Fn(&[Call]) -> usize;
 
-/// Median ns per call of each encoder over [`ROUNDS`] rounds of `repeat` batches, the
+/// The CPU time this thread has used: on a shared machine, wall time would also count the
+/// time other work had the core.
+fn cpu_time() -> Duration {
+    use nix::time::{clock_gettime, ClockId};
+    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(Duration::from)
+        .expect("every Linux has a thread CPU-time clock")
+}
+
+/// Median CPU ns per call of each encoder over [`ROUNDS`] rounds of `repeat` batches, the
 /// encoders' rounds interleaved.
 fn medians<const N: usize>(calls: &[Call], repeat: usize, encoders: [Encoder<'_>; N]) -> [f64; N] {
     let mut rounds = [[0.0; ROUNDS]; N];
     for round in 0..ROUNDS {
         for (encode, figures) in encoders.iter().zip(&mut rounds) {
-            let started = Instant::now();
+            let started = cpu_time();
             for _ in 0..repeat {
                 black_box(encode(black_box(calls)));
             }
-            figures[round] = started.elapsed().as_nanos() as f64 / (repeat * calls.len()) as f64;
+            let spent = cpu_time() - started;
+            figures[round] = spent.as_nanos() as f64 / (repeat * calls.len()) as f64;
         }
     }
     rounds.map(|mut figures| {
@@ -113,6 +125,19 @@ fn main() {
     let wanted = |spans, logs| Wanted { spans, logs };
     let length = |request: Option<kspan_otel::RequestBuffer>| request.map_or(0, |r| r.len());
     let baseline_buffers = RefCell::new((Vec::new(), Vec::new()));
+    // `cargo bench -p kspan-otel --bench encode -- one-pass`: the agent's encoder alone, for
+    // long enough to profile (`perf record` on the bench binary).
+    if std::env::args().any(|arg| arg == "one-pass") {
+        let batches = repeat * 40;
+        let started = cpu_time();
+        for _ in 0..batches {
+            let requests = encoder.requests(black_box(&calls), wanted(true, true));
+            black_box(length(requests.traces) + length(requests.logs));
+        }
+        let per_call = (cpu_time() - started).as_nanos() as f64 / (batches * BATCH) as f64;
+        println!("encode, one pass only: span + log record {per_call:.0} CPU ns per call");
+        return;
+    }
     // Rounds of each alternate, so a burst of other work on the machine hits all alike.
     let figures = medians(
         &calls,
@@ -145,7 +170,7 @@ fn main() {
     }
     let faults = (minor_faults() - faults_before) as f64 / repeat as f64;
     println!(
-        "encode, batches of {BATCH} calls, median of {ROUNDS} rounds, ns per call: \
+        "encode, batches of {BATCH} calls, median of {ROUNDS} rounds, CPU ns per call: \
          span + log record {both:.0} (span alone {spans:.0}, log alone {logs:.0}); \
          prost baseline {prost:.0} ({:.1} x the hand-written encoder); \
          {faults:.1} page faults per batch of span + log record",

@@ -209,7 +209,10 @@ fn attributes(call: &Call) -> Vec<KeyValue> {
                             attributes.push(texts(&format!("{key}.names"), names));
                         }
                     }
-                    ArgValue::String { text: value, truncated } => {
+                    ArgValue::String {
+                        text: value,
+                        truncated,
+                    } => {
                         attributes.push(text(key, value));
                         if *truncated {
                             attributes.push(boolean(&format!("{key}.truncated")));

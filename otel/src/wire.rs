@@ -22,7 +22,6 @@ use crate::{
     resource::{ResourcePer, Resources},
 };
 
-
 /// W3C trace flags: sampled (every call is recorded).
 const SAMPLED: u32 = 1;
 
@@ -212,9 +211,7 @@ impl CallEncoder {
         // Sized for the batch's masks and names: growing a request means copying all of it.
         let variable: usize = calls
             .iter()
-            .map(|call| {
-                variable_bytes(call) + call.thread_name.len() + call.process_name.len()
-            })
+            .map(|call| variable_bytes(call) + call.thread_name.len() + call.process_name.len())
             .sum();
         let resources = 256 + self.shared_attributes.len() + self.agent_resource.len();
         let capacity = |per_call: usize| {
@@ -558,35 +555,35 @@ impl AttributeBlock {
 
     /// A signalfd call's arguments.
     fn signalfd(&mut self, call: &SignalfdCall, signal_values: &[SignalValue]) {
-    self.attribute(key!("signalfd.ufd"), |buf| int(buf, call.ufd.into()));
-    self.attribute(key!("signalfd.operation"), |buf| {
-        string(buf, call.operation())
-    });
-    self.attribute(key!("signalfd.flags"), |buf| int(buf, call.flags.into()));
-    self.attribute(key!("signalfd.flags.names"), |buf| {
-        array(buf, |buf| {
-            for name in flag_names(call.flags) {
-                message(buf, field::ARRAY_VALUES, |buf| {
-                    bytes(buf, field::ANY_STRING, name.as_bytes());
-                });
-            }
+        self.attribute(key!("signalfd.ufd"), |buf| int(buf, call.ufd.into()));
+        self.attribute(key!("signalfd.operation"), |buf| {
+            string(buf, call.operation())
         });
-    });
-    let mut mask = [0u8; 18];
-    let mask_text = mask_hex(call.mask.0, &mut mask);
-    self.attribute(key!("signalfd.mask"), |buf| string(buf, mask_text));
-    let signals = call.mask.0.count_ones() as usize;
-    let expected = 3 + signals * SignalValue::AVERAGE_LEN;
-    self.sized_attribute(key!("signalfd.mask.signals"), expected, |buf| {
-        sized_message(buf, field::ANY_ARRAY, expected, |buf| {
-            for signo in call.mask.signals() {
-                signal_values[signo as usize].write(buf);
-            }
+        self.attribute(key!("signalfd.flags"), |buf| int(buf, call.flags.into()));
+        self.attribute(key!("signalfd.flags.names"), |buf| {
+            array(buf, |buf| {
+                for name in flag_names(call.flags) {
+                    message(buf, field::ARRAY_VALUES, |buf| {
+                        bytes(buf, field::ANY_STRING, name.as_bytes());
+                    });
+                }
+            });
         });
-    });
-    self.attribute(key!("signalfd.mask.source"), |buf| {
-        string(buf, call.mask_source_name())
-    });
+        let mut mask = [0u8; 18];
+        let mask_text = mask_hex(call.mask.0, &mut mask);
+        self.attribute(key!("signalfd.mask"), |buf| string(buf, mask_text));
+        let signals = call.mask.0.count_ones() as usize;
+        let expected = 3 + signals * SignalValue::AVERAGE_LEN;
+        self.sized_attribute(key!("signalfd.mask.signals"), expected, |buf| {
+            sized_message(buf, field::ANY_ARRAY, expected, |buf| {
+                for signo in call.mask.signals() {
+                    signal_values[signo as usize].write(buf);
+                }
+            });
+        });
+        self.attribute(key!("signalfd.mask.source"), |buf| {
+            string(buf, call.mask_source_name())
+        });
     }
 
     /// A declared call's arguments, each under its declared key; a decoded one adds its
@@ -1245,7 +1242,10 @@ mod tests {
         let int = |value| Some(any_value::Value::IntValue(value));
         assert_eq!(span.name, "openat");
         assert_eq!(attribute(attrs, "openat.dfd").cloned(), int(-100));
-        assert_eq!(attribute(attrs, "openat.filename"), Some(&text("/etc/hosts")));
+        assert_eq!(
+            attribute(attrs, "openat.filename"),
+            Some(&text("/etc/hosts"))
+        );
         assert_eq!(
             attribute(attrs, "openat.flags").cloned(),
             int((libc::O_RDONLY | libc::O_CLOEXEC).into())
@@ -1276,10 +1276,16 @@ mod tests {
         let attrs = &span.attributes;
         let flag = Some(any_value::Value::BoolValue(true));
         assert_eq!(attribute(attrs, "openat.filename"), None);
-        assert_eq!(attribute(attrs, "openat.filename.unreadable").cloned(), flag);
+        assert_eq!(
+            attribute(attrs, "openat.filename.unreadable").cloned(),
+            flag
+        );
         assert_eq!(attribute(attrs, "openat.result"), None);
         assert_eq!(attribute(attrs, "error.type"), Some(&text("ENOENT")));
-        assert_eq!(span.status.map(|status| status.message).as_deref(), Some("ENOENT"));
+        assert_eq!(
+            span.status.map(|status| status.message).as_deref(),
+            Some("ENOENT")
+        );
     }
 
     #[test]
@@ -1393,7 +1399,7 @@ mod tests {
         call.values[1] = match i % 3 {
             0 => ArgValue::String {
                 text: format!("/var/lib/{}", "d".repeat(i as usize)),
-                truncated: i % 2 == 0,
+                truncated: i.is_multiple_of(2),
             },
             1 => ArgValue::Unreadable,
             _ => ArgValue::String {
@@ -1401,7 +1407,8 @@ mod tests {
                 truncated: false,
             },
         };
-        call.values[2] = ArgValue::Int([0, libc::O_CREAT | libc::O_WRONLY, -1][i as usize % 3].into());
+        call.values[2] =
+            ArgValue::Int([0, libc::O_CREAT | libc::O_WRONLY, -1][i as usize % 3].into());
         call.ret = [3, -2, 1 << 40, -4095, -4096][i as usize % 5];
         (call.parent_start, call.root_start) = match i % 5 {
             0 => (None, at),
@@ -1475,10 +1482,16 @@ mod tests {
             // One signal alone is the same request.
             assert!(encoder.traces_request(&calls) == traces);
             let declared = expected_traces.resource_spans.iter().flat_map(|resource| {
-                resource.scope_spans.iter().flat_map(|scope| scope.spans.iter())
+                resource
+                    .scope_spans
+                    .iter()
+                    .flat_map(|scope| scope.spans.iter())
             });
             assert!(
-                declared.filter(|span| span.name == "openat" && !span.parent_span_id.is_empty()).count() > 20,
+                declared
+                    .filter(|span| span.name == "openat" && !span.parent_span_id.is_empty())
+                    .count()
+                    > 20,
                 "the batch has declared calls with parents"
             );
             assert_eq!(

@@ -22,8 +22,8 @@ use kspan_common::{
 };
 
 use crate::capture::{
-    comm, count, current_task, exe_name, ids, selected, stopping, user_ids_and_cgroup,
-    TaskStorage, EVENTS,
+    comm, count, current_task, exe_name, ids, selected, stopping, user_ids_and_cgroup, TaskStorage,
+    EVENTS,
 };
 
 /// What each hook's program captures, by [`kspan_common::declared::hook_key`].
@@ -112,7 +112,10 @@ fn read_strings(probe: &DeclaredProbe, captured: &mut CapturedArgs) {
     }
     for arg in 0..MAX_ARGS {
         let spec = probe.args[arg];
-        let Some(string) = captured.strings.get_mut(spec.string_slot as usize % MAX_STRINGS) else {
+        let Some(string) = captured
+            .strings
+            .get_mut(spec.string_slot as usize % MAX_STRINGS)
+        else {
             continue;
         };
         let address = captured.values[arg] as *const core::ffi::c_void;

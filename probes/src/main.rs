@@ -115,7 +115,10 @@ pub fn kspan_declared_tp_enter(ctx: TracePointContext) -> u32 {
             aya_ebpf::helpers::generated::bpf_probe_read_kernel(
                 values.as_mut_ptr().cast(),
                 size,
-                ctx.as_ptr().cast::<u8>().add(tracepoint_offsets::ARGS).cast(),
+                ctx.as_ptr()
+                    .cast::<u8>()
+                    .add(tracepoint_offsets::ARGS)
+                    .cast(),
             ) == 0
         }
     });
