@@ -7,7 +7,8 @@
 //! request is dropped once used, which returns its buffer to the encoder's pool, so this is the
 //! steady state of an agent exporting batch after batch; the baseline writes into buffers it
 //! reuses too. Run it under `valgrind --tool=callgrind` for instruction counts that do not
-//! depend on a noisy machine; `-- one-pass` runs only the agent's encoder, for a profiler.
+//! depend on a noisy machine; `-- one-pass` runs only the agent's encoder, for a profiler;
+//! `-- --json FILE` also writes the figures there (`cargo xtask bench` does).
 
 use std::{
     cell::RefCell,
@@ -176,6 +177,23 @@ fn main() {
          {faults:.1} page faults per batch of span + log record",
         prost / both
     );
+    // `-- --json FILE`: the figures for `cargo xtask bench`'s report.
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(path) = args
+        .iter()
+        .position(|arg| arg == "--json")
+        .and_then(|at| args.get(at + 1))
+    {
+        let json = serde_json::json!({
+            "span_and_log_ns": both,
+            "span_ns": spans,
+            "log_ns": logs,
+            "prost_baseline_ns": prost,
+            "page_faults_per_batch": faults,
+        });
+        std::fs::write(path, json.to_string())
+            .unwrap_or_else(|error| panic!("writing {path}: {error}"));
+    }
 }
 
 /// This process's minor page faults so far.
