@@ -102,10 +102,19 @@ fn goal_row(goal: &GoalCheck) -> String {
     )
 }
 
-/// Up to three decimals, without trailing zeros.
+/// Three significant digits or so, without trailing zeros: `219`, `2.17`, `0.143`.
 fn short(value: f64) -> String {
-    let text = format!("{value:.3}");
-    text.trim_end_matches('0').trim_end_matches('.').to_string()
+    let decimals = match value.abs() {
+        v if v >= 100.0 => 0,
+        v if v >= 10.0 => 1,
+        v if v >= 1.0 => 2,
+        _ => 3,
+    };
+    let text = format!("{value:.decimals$}");
+    match text.contains('.') {
+        true => text.trim_end_matches('0').trim_end_matches('.').to_string(),
+        false => text,
+    }
 }
 
 /// What kspan adds over what bpftrace and the floor add, round by round.
@@ -333,5 +342,14 @@ mod tests {
         };
         assert_eq!(spread(&s, 2), "1.23 (1.10–1.50)");
         assert_eq!(spread(&s, 0), "1 (1–2)");
+    }
+
+    #[test]
+    fn goal_figures_keep_about_three_digits() {
+        let figures = [218.812, 2.17, 0.1432, 40.0, 0.0, 12.26];
+        assert_eq!(
+            figures.map(short),
+            ["219", "2.17", "0.143", "40", "0", "12.3"]
+        );
     }
 }
