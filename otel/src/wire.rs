@@ -5,7 +5,7 @@
 //! The attribute names here are kspan's interface (see the README's attribute table); those in
 //! an OpenTelemetry namespace are the semantic-conventions crate's constants.
 
-use std::time::SystemTime;
+use std::{sync::Arc, time::SystemTime};
 
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_semantic_conventions::attribute;
@@ -18,6 +18,7 @@ use kspan_decode::{
 
 use crate::{
     ids::{CallIds, RunIds, TraceGrouping},
+    request_buffers::{RequestBuffer, RequestBuffers},
     resource::{ResourcePer, Resources},
 };
 
@@ -119,13 +120,14 @@ pub struct Wanted {
     pub logs: bool,
 }
 
-/// A batch's encoded requests, those that were wanted.
+/// A batch's encoded requests, those that were wanted; each goes back to the encoder's pool
+/// when dropped (once sent).
 #[derive(Debug, Default)]
 pub struct Requests {
     /// `ExportTraceServiceRequest` bytes.
-    pub traces: Option<Vec<u8>>,
+    pub traces: Option<RequestBuffer>,
     /// `ExportLogsServiceRequest` bytes.
-    pub logs: Option<Vec<u8>>,
+    pub logs: Option<RequestBuffer>,
 }
 
 /// Writes export requests for batches of calls, each under its resource and kspan's scope.
@@ -140,6 +142,8 @@ pub struct CallEncoder {
     scope: Vec<u8>,
     /// Per signal number, its name as an `ArrayValue.values` item, for `signalfd.mask.signals`.
     signal_values: Vec<SignalValue>,
+    /// Where requests are written, and return to once sent (shared by clones).
+    buffers: Arc<RequestBuffers>,
 }
 
 impl CallEncoder {
@@ -166,6 +170,7 @@ impl CallEncoder {
             shared_attributes,
             scope: scope.encode_to_vec(),
             signal_values,
+            buffers: Arc::default(),
         }
     }
 
@@ -175,7 +180,8 @@ impl CallEncoder {
             spans: true,
             logs: false,
         };
-        self.requests(calls, wanted).traces.unwrap_or_default()
+        let traces = self.requests(calls, wanted).traces;
+        traces.map(RequestBuffer::into_vec).unwrap_or_default()
     }
 
     /// An `ExportLogsServiceRequest` with one log record per call.
@@ -184,7 +190,8 @@ impl CallEncoder {
             spans: false,
             logs: true,
         };
-        self.requests(calls, wanted).logs.unwrap_or_default()
+        let logs = self.requests(calls, wanted).logs;
+        logs.map(RequestBuffer::into_vec).unwrap_or_default()
     }
 
     /// The wanted requests for a batch, written in one pass over the calls: what a call's span
@@ -213,8 +220,8 @@ impl CallEncoder {
         let mut batch = BatchWriter {
             traces: wanted
                 .spans
-                .then(|| Vec::with_capacity(capacity(SPAN_BYTES))),
-            logs: wanted.logs.then(|| Vec::with_capacity(capacity(LOG_BYTES))),
+                .then(|| self.buffers.take(capacity(SPAN_BYTES))),
+            logs: wanted.logs.then(|| self.buffers.take(capacity(LOG_BYTES))),
             ids: RunIds::new(&self.grouping),
             attributes: AttributeBlock::default(),
             observed,
@@ -234,9 +241,10 @@ impl CallEncoder {
                 }
             }
         }
+        let hand_out = |buf| self.buffers.hand_out(buf);
         Requests {
-            traces: batch.traces,
-            logs: batch.logs,
+            traces: batch.traces.map(hand_out),
+            logs: batch.logs.map(hand_out),
         }
     }
 

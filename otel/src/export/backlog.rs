@@ -20,8 +20,9 @@ pub enum Delivery {
 /// A batch and where each of its signals stands.
 #[derive(Debug)]
 pub struct PendingBatch {
-    /// The calls, in capture order (shared with the request in flight).
-    pub calls: Arc<[Call]>,
+    /// The calls, in capture order (shared with the request in flight). The batch's own Vec,
+    /// not an `Arc<[Call]>`: making one would copy the whole batch.
+    pub calls: Arc<Vec<Call>>,
     /// The spans.
     pub spans: Delivery,
     /// The log records.

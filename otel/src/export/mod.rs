@@ -226,7 +226,7 @@ impl Shared {
             false => Delivery::Done,
         };
         let pending = PendingBatch {
-            calls: calls.into(),
+            calls: Arc::new(calls),
             spans: owed(self.sends_spans),
             logs: owed(self.sends_logs),
         };
@@ -494,7 +494,7 @@ struct Attempt {
 async fn send(
     sink: &Sink,
     id: u64,
-    calls: Arc<[Call]>,
+    calls: Arc<Vec<Call>>,
     spans: Delivery,
     logs: Delivery,
 ) -> Attempt {

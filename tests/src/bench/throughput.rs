@@ -45,6 +45,44 @@ impl fmt::Display for Load {
     }
 }
 
+/// What kspan exports, over OTLP/gRPC, set through the standard variables.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportMode {
+    /// A span and a log record per call, uncompressed: OTLP's defaults.
+    #[default]
+    SpansAndLogs,
+    /// Spans only (`OTEL_LOGS_EXPORTER=none`).
+    SpansOnly,
+    /// A span and a log record per call, gzip-compressed (`OTEL_EXPORTER_OTLP_COMPRESSION=gzip`).
+    Gzip,
+}
+
+impl ExportMode {
+    /// The environment kspan runs with.
+    fn env(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            ExportMode::SpansAndLogs => &[],
+            ExportMode::SpansOnly => &[("OTEL_LOGS_EXPORTER", "none")],
+            ExportMode::Gzip => &[("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")],
+        }
+    }
+
+    /// How reports name it beside the load; empty for the default.
+    pub fn note(self) -> &'static str {
+        match self {
+            ExportMode::SpansAndLogs => "",
+            ExportMode::SpansOnly => "log records off",
+            ExportMode::Gzip => "gzip",
+        }
+    }
+
+    /// Whether kspan sends log records.
+    pub fn sends_logs(self) -> bool {
+        self != ExportMode::SpansOnly
+    }
+}
+
 /// What to measure.
 #[derive(Clone, Debug)]
 pub struct ThroughputConfig {
@@ -52,6 +90,8 @@ pub struct ThroughputConfig {
     pub attach: String,
     /// How hard the workload calls.
     pub load: Load,
+    /// What kspan exports.
+    pub export: ExportMode,
     /// Workload threads.
     pub threads: usize,
     /// How long the workload calls.
@@ -67,6 +107,9 @@ pub struct ThroughputConfig {
 pub struct ThroughputRun {
     /// How hard the workload called.
     pub load: Load,
+    /// What kspan exported.
+    #[serde(default)]
+    pub export: ExportMode,
     /// The probe mode kspan attached.
     pub probe: String,
     /// Workload threads.
@@ -144,7 +187,7 @@ pub async fn measure_throughput(config: &ThroughputConfig) -> anyhow::Result<Thr
             flat_out_args(&threads, calls)
         }
     };
-    session(config, &args, &label(config.load)).await
+    session(config, &args, &label(config.load, config.export)).await
 }
 
 fn flat_out_args(threads: &str, calls: u64) -> Vec<String> {
@@ -161,10 +204,15 @@ fn flat_out_args(threads: &str, calls: u64) -> Vec<String> {
 }
 
 /// The file-name stem of a load's artifacts.
-fn label(load: Load) -> String {
-    match load {
+fn label(load: Load, export: ExportMode) -> String {
+    let load = match load {
         Load::Rate(rate) => format!("rate-{rate}"),
         Load::FlatOut => "flat-out".to_string(),
+    };
+    match export {
+        ExportMode::SpansAndLogs => load,
+        ExportMode::SpansOnly => format!("{load}-spans-only"),
+        ExportMode::Gzip => format!("{load}-gzip"),
     }
 }
 
@@ -196,6 +244,7 @@ async fn session(
         .arg(&ready)
         .arg("--summary-file")
         .arg(&summary)
+        .envs(config.export.env().iter().copied())
         .stdout(Stdio::null());
     let mut kspan = Tracer::spawn("kspan", &mut command, &file("log"))?;
     let startup = kspan
@@ -218,6 +267,7 @@ async fn session(
     }
     Ok(ThroughputRun {
         load: config.load,
+        export: config.export,
         probe: probe_of(&ready)?,
         threads: config.threads,
         calls_made: made.calls,
@@ -250,6 +300,7 @@ mod tests {
     fn run(calls: u64, spans: u64) -> ThroughputRun {
         ThroughputRun {
             load: Load::Rate(10_000),
+            export: ExportMode::SpansAndLogs,
             probe: "tracepoint".into(),
             threads: 2,
             calls_made: calls,

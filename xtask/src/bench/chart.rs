@@ -196,7 +196,15 @@ fn throughput_panel(
     smoke: &str,
 ) -> Result<()> {
     let rows = &host.throughput;
-    let names: Vec<String> = rows.iter().map(|row| row.label.clone()).collect();
+    // Short enough for six loads side by side.
+    let names: Vec<String> = rows
+        .iter()
+        .map(|row| {
+            row.label
+                .replace("/s, log records off", "/s no logs")
+                .replace("/s, gzip", "/s gzip")
+        })
+        .collect();
     let top = rows
         .iter()
         .map(|row| row.calls_per_second.max(row.spans_per_second))
@@ -242,8 +250,9 @@ fn throughput_panel(
             .label(name)
             .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled()));
     }
-    let notes = rows.iter().enumerate().map(|(i, row)| {
-        let note = if row.lossless() {
+    // Two lines over each load: loss, then kspan's CPU per 1,000 calls.
+    let notes = rows.iter().enumerate().flat_map(|(i, row)| {
+        let loss = if row.lossless() {
             "no loss".to_string()
         } else {
             format!(
@@ -251,8 +260,10 @@ fn throughput_panel(
                 100.0 * row.lost as f64 / row.run.calls_made.max(1) as f64
             )
         };
-        let height = row.calls_per_second.max(row.spans_per_second).max(1.0) * 1.4;
-        Text::new(note, (i as f64 - 0.3, height), text(18))
+        let cpu = format!("{:.2} ms/1k", row.cpu_ms_per_1k_calls);
+        let height = row.calls_per_second.max(row.spans_per_second).max(1.0);
+        [(loss, 2.2), (cpu, 1.3)]
+            .map(|(note, above)| Text::new(note, (i as f64 - 0.35, height * above), text(16)))
     });
     chart.draw_series(notes).map_err(plot_error)?;
     chart

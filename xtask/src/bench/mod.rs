@@ -4,6 +4,7 @@
 //! It measures and reports; it never asserts timing.
 
 mod chart;
+mod encoding;
 mod guest;
 mod results;
 mod stats;
@@ -19,7 +20,7 @@ use anyhow::{bail, Context as _, Result};
 use kspan_e2e::bench::{
     idle::{measure_idle, IdleConfig},
     overhead::{measure_overhead, OverheadConfig, OverheadSample, Variant},
-    throughput::{measure_throughput, Load, ThroughputConfig},
+    throughput::{measure_throughput, ExportMode, Load, ThroughputConfig},
 };
 
 use self::results::{BenchResults, HostResults, OverheadSummary, ThroughputRow};
@@ -28,12 +29,15 @@ use crate::{
     paths, setup,
 };
 
-/// Throughput loads, in the order they run.
-const LOADS: [Load; 4] = [
-    Load::Rate(1_000),
-    Load::Rate(10_000),
-    Load::Rate(100_000),
-    Load::FlatOut,
+/// Throughput loads and what kspan exports at each, in the order they run: 100k/s also with
+/// log records off and with gzip on, so each one's CPU cost shows.
+const LOADS: [(Load, ExportMode); 6] = [
+    (Load::Rate(1_000), ExportMode::SpansAndLogs),
+    (Load::Rate(10_000), ExportMode::SpansAndLogs),
+    (Load::Rate(100_000), ExportMode::SpansAndLogs),
+    (Load::Rate(100_000), ExportMode::SpansOnly),
+    (Load::Rate(100_000), ExportMode::Gzip),
+    (Load::FlatOut, ExportMode::SpansAndLogs),
 ];
 
 /// `cargo xtask bench` options; `None` picks the default (or the smoke value).
@@ -45,7 +49,7 @@ pub struct Options {
     /// Seconds each throughput load runs [default: 60; 1 with --smoke].
     #[arg(long = "duration", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     pub duration_secs: Option<u64>,
-    /// Overhead rounds, each running every variant once [default: 7; 2 with --smoke].
+    /// Overhead rounds, each running every variant once [default: 15; 2 with --smoke].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub rounds: Option<u64>,
     /// Timed signalfd4 calls per overhead run on the host; guests time a tenth
@@ -90,7 +94,13 @@ impl Options {
         let (duration, rounds, calls, idle) = if self.smoke {
             (Duration::from_secs(1), 2, 5_000, Duration::from_secs(2))
         } else {
-            (Duration::from_secs(60), 7, 200_000, Duration::from_secs(60))
+            // bpftrace's rounds are bimodal: more rounds give a steadier ratio to it.
+            (
+                Duration::from_secs(60),
+                15,
+                200_000,
+                Duration::from_secs(60),
+            )
         };
         Plan {
             duration: self.duration_secs.map_or(duration, Duration::from_secs),
@@ -130,12 +140,18 @@ pub fn run(options: &Options) -> Result<bool> {
     let bpftrace = command::find_on_path("bpftrace")
         .context("bpftrace is not on PATH: `cargo xtask setup --bench` installs it")?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let host = runtime.block_on(host_bench(
+    let mut host = runtime.block_on(host_bench(
         &plan,
         &bin_dir,
         &bpftrace,
         &bench_dir.join("host"),
     ))?;
+    println!("==> encoding alone, beside its prost baseline");
+    host.encoding = Some(encoding::measure(
+        options.profile,
+        &bench_dir.join("host").join("encoding"),
+    )?);
+    host.goals = HostResults::host_goals(&host.throughput, &host.idle, host.encoding.as_ref());
     let mut complete = true;
     let vm = match guest_binaries {
         Some(binaries) => {
@@ -202,14 +218,16 @@ async fn host_bench(
     let overhead = OverheadSummary::new(report);
     let threads = std::thread::available_parallelism().map_or(2, usize::from);
     let mut throughput = Vec::new();
-    for load in LOADS {
+    for (load, export) in LOADS {
         println!(
-            "==> throughput at {load} for {} s ({threads} workload threads)",
+            "==> throughput at {load} {} for {} s ({threads} workload threads)",
+            export.note(),
             plan.duration.as_secs_f64()
         );
         let config = ThroughputConfig {
             attach: overhead.probe.clone(),
             load,
+            export,
             threads,
             duration: plan.duration,
             bin_dir: bin_dir.to_path_buf(),
@@ -254,6 +272,9 @@ async fn host_bench(
         throughput,
         max_lossless,
         idle,
+        // Both set once encoding has been measured.
+        encoding: None,
+        goals: Vec::new(),
     })
 }
 

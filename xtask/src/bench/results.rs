@@ -6,11 +6,11 @@ use kspan_e2e::bench::{
     idle::IdleRun,
     kernel_time::ProgramTime,
     overhead::{OverheadReport, OverheadSample, Variant},
-    throughput::ThroughputRun,
+    throughput::{ExportMode, Load, ThroughputRun},
 };
 use serde::Serialize;
 
-use super::stats::{self, GoalCheck, VariantSummary};
+use super::stats::{self, BurstRound, GoalCheck, Spread, VariantSummary};
 
 /// Everything one bench run measured.
 #[derive(Debug, Serialize)]
@@ -36,6 +36,73 @@ pub struct HostResults {
     pub max_lossless: Option<MaxLossless>,
     /// An idle kspan's CPU, wakeups and memory.
     pub idle: IdleRun,
+    /// Encoding alone (`cargo bench -p kspan-otel --bench encode`), beside its prost baseline.
+    pub encoding: Option<EncodingRun>,
+    /// Issue 16's goals on agent CPU, encoding, idle CPU and memory (the per-call ones are
+    /// in `overhead.goals`).
+    pub goals: Vec<GoalCheck>,
+}
+
+/// What the encode bench measured: CPU ns per call, median of its rounds.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct EncodingRun {
+    /// A span and a log record per call, in one pass (what export does).
+    pub span_and_log_ns: f64,
+    /// The span request alone.
+    pub span_ns: f64,
+    /// The log request alone.
+    pub log_ns: f64,
+    /// The same two requests through `opentelemetry-proto`'s prost structs.
+    pub prost_baseline_ns: f64,
+    /// Page faults per batch of steady encoding (request buffers reused).
+    pub page_faults_per_batch: f64,
+}
+
+impl HostResults {
+    /// Checks the goals that are not per call.
+    pub fn host_goals(
+        throughput: &[ThroughputRow],
+        idle: &IdleRun,
+        encoding: Option<&EncodingRun>,
+    ) -> Vec<GoalCheck> {
+        let mut goals = Vec::new();
+        let at_100k = throughput.iter().find(|row| {
+            row.run.load == Load::Rate(100_000) && row.run.export == ExportMode::SpansAndLogs
+        });
+        if let Some(row) = at_100k {
+            goals.push(GoalCheck::at_most(
+                "kspan's CPU at 100k calls/s (span + log record, OTLP/gRPC, no gzip)",
+                row.cpu_ms_per_1k_calls,
+                1.0,
+                "ms per 1,000 calls",
+            ));
+        }
+        if let Some(encoding) = encoding {
+            goals.push(GoalCheck::at_most(
+                "encoding a call's span and log record",
+                encoding.span_and_log_ns,
+                500.0,
+                "CPU ns per call",
+            ));
+        }
+        goals.push(GoalCheck::at_most(
+            "an idle kspan's CPU",
+            idle.cpu_percent,
+            0.1,
+            "% of a core",
+        ));
+        let peak = throughput
+            .iter()
+            .map(|row| row.peak_rss_mib)
+            .fold(idle.rss_kib as f64 / 1024.0, f64::max);
+        goals.push(GoalCheck::at_most(
+            "kspan's resident memory, idle and under every load",
+            peak,
+            40.0,
+            "MiB at the highest",
+        ));
+        goals
+    }
 }
 
 /// One overhead measurement, summed up, with its runs.
@@ -51,7 +118,13 @@ pub struct OverheadSummary {
     pub rounds: usize,
     /// Per variant.
     pub variants: Vec<VariantSummary>,
-    /// The issue's goals, checked (not asserted).
+    /// kspan's added ns over bpftrace's, round by round.
+    pub kspan_added_per_bpftrace_added: Option<Spread>,
+    /// kspan's added ns over the empty floor programs', round by round.
+    pub kspan_added_per_floor_added: Option<Spread>,
+    /// kspan's rounds as bursts: calls made, delivered and lost in each.
+    pub bursts: Vec<BurstRound>,
+    /// The issue's per-call goals, checked (not asserted).
     pub goals: Vec<GoalCheck>,
     /// Every run, in order.
     pub runs: Vec<OverheadSample>,
@@ -74,13 +147,17 @@ impl OverheadSummary {
     /// Sums up a report.
     pub fn new(report: OverheadReport) -> Self {
         let variants = stats::summarize(&report);
-        let goals = stats::goals(&variants);
+        let bursts = stats::bursts(&report);
+        let goals = stats::goals(&variants, &bursts);
         Self {
+            kspan_added_per_bpftrace_added: stats::added_ratio(&report, Variant::Bpftrace),
+            kspan_added_per_floor_added: stats::added_ratio(&report, Variant::Floor),
             kernel: report.kernel,
             probe: report.attach,
             calls_per_run: report.calls,
             rounds: report.rounds,
             variants,
+            bursts,
             goals,
             runs: report.samples,
             kernel_time: report
@@ -121,8 +198,12 @@ pub struct ThroughputRow {
 impl ThroughputRow {
     /// Derives the row's figures.
     pub fn new(run: ThroughputRun) -> Self {
+        let label = match run.export.note() {
+            "" => run.load.to_string(),
+            note => format!("{}, {note}", run.load),
+        };
         Self {
-            label: run.load.to_string(),
+            label,
             calls_per_second: run.calls_per_second(),
             spans_per_second: run.spans_per_second(),
             lost: run.lost(),
@@ -204,7 +285,7 @@ pub struct GuestOverhead {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kspan_e2e::bench::{throughput::Load, AgentSummary};
+    use kspan_e2e::bench::AgentSummary;
 
     fn run(load: Load, calls: u64, spans: u64, queue_full: u64) -> ThroughputRun {
         let mut agent = AgentSummary::default();
@@ -212,6 +293,7 @@ mod tests {
         agent.lost = queue_full;
         ThroughputRun {
             load,
+            export: ExportMode::SpansAndLogs,
             probe: "tracepoint".into(),
             threads: 2,
             calls_made: calls,

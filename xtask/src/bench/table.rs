@@ -6,7 +6,7 @@ use kspan_e2e::bench::overhead::Variant;
 
 use super::{
     results::{BenchResults, OverheadSummary, ThroughputRow, VmResults},
-    stats::{Spread, VariantSummary},
+    stats::{GoalCheck, Spread, VariantSummary},
 };
 
 /// The whole report.
@@ -26,16 +26,8 @@ pub fn render(results: &BenchResults) -> String {
     out.push_str(&overhead_table(overhead));
     out.push('\n');
     out.push_str(&kernel_time_table(overhead));
-    for goal in &overhead.goals {
-        let _ = writeln!(
-            out,
-            "- Goal: {}: kspan adds {:.0} ns, the limit is {:.0} ns: **{}**",
-            goal.goal,
-            goal.kspan_added_ns,
-            goal.limit_ns,
-            if goal.met { "met" } else { "not met" }
-        );
-    }
+    out.push_str(&added_ratios(overhead));
+    out.push_str(&burst_table(overhead));
     let _ = writeln!(
         out,
         "\n### Throughput and footprint: host, {} s per load\n\n\
@@ -70,10 +62,107 @@ pub fn render(results: &BenchResults) -> String {
         idle.threads,
         idle.rss_kib as f64 / 1024.0
     );
+    if let Some(encoding) = &host.encoding {
+        let _ = writeln!(
+            out,
+            "\n### Encoding alone\n\n\
+             `cargo bench -p kspan-otel --bench encode`: batches of 1,024 calls, CPU time of the \
+             bench thread, median of 7 interleaved rounds; request buffers reused as export \
+             reuses them.\n\n\
+             | span + log record, one pass | span alone | log record alone | prost baseline (same requests) | page faults per batch |\n\
+             |---:|---:|---:|---:|---:|\n\
+             | {:.0} ns | {:.0} ns | {:.0} ns | {:.0} ns ({:.1} ×) | {:.1} |",
+            encoding.span_and_log_ns,
+            encoding.span_ns,
+            encoding.log_ns,
+            encoding.prost_baseline_ns,
+            encoding.prost_baseline_ns / encoding.span_and_log_ns.max(1e-9),
+            encoding.page_faults_per_batch,
+        );
+    }
+    out.push_str("\n### Goals (issue 16)\n\n| goal | measured | limit | |\n|---|---:|---:|---|\n");
+    for goal in overhead.goals.iter().chain(&host.goals) {
+        out.push_str(&goal_row(goal));
+    }
     if let Some(vm) = &results.vm {
         out.push('\n');
         out.push_str(&vm_section(vm));
     }
+    out
+}
+
+fn goal_row(goal: &GoalCheck) -> String {
+    format!(
+        "| {} | {} {} | {} | **{}** |\n",
+        goal.goal,
+        short(goal.measured),
+        goal.unit,
+        short(goal.limit),
+        if goal.met { "met" } else { "not met" }
+    )
+}
+
+/// Three significant digits or so, without trailing zeros: `219`, `2.17`, `0.143`.
+fn short(value: f64) -> String {
+    let decimals = match value.abs() {
+        v if v >= 100.0 => 0,
+        v if v >= 10.0 => 1,
+        v if v >= 1.0 => 2,
+        _ => 3,
+    };
+    let text = format!("{value:.decimals$}");
+    match text.contains('.') {
+        true => text.trim_end_matches('0').trim_end_matches('.').to_string(),
+        false => text,
+    }
+}
+
+/// What kspan adds over what bpftrace and the floor add, round by round.
+fn added_ratios(overhead: &OverheadSummary) -> String {
+    let mut out = String::new();
+    let ratios = [
+        (
+            "bpftrace's minimal pairing",
+            &overhead.kspan_added_per_bpftrace_added,
+        ),
+        (
+            "the empty floor programs",
+            &overhead.kspan_added_per_floor_added,
+        ),
+    ];
+    for (other, ratio) in ratios {
+        if let Some(ratio) = ratio {
+            let _ = writeln!(
+                out,
+                "- kspan's added ns per call ÷ {other}'s, round by round: {}",
+                spread(ratio, 2)
+            );
+        }
+    }
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    out
+}
+
+/// kspan's rounds as bursts: the bench loop makes its calls at ~500k/s.
+fn burst_table(overhead: &OverheadSummary) -> String {
+    if overhead.bursts.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "Bursts: each kspan round above is a burst of the bench loop's calls (default ring buffer \
+         and export queue).\n\n| round | calls made | spans received | lost | kspan counted lost |\n\
+         |---:|---:|---:|---:|---:|\n",
+    );
+    for burst in &overhead.bursts {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            burst.round, burst.calls_made, burst.delivered, burst.lost, burst.counted_lost
+        );
+    }
+    out.push('\n');
     out
 }
 
@@ -253,5 +342,14 @@ mod tests {
         };
         assert_eq!(spread(&s, 2), "1.23 (1.10–1.50)");
         assert_eq!(spread(&s, 0), "1 (1–2)");
+    }
+
+    #[test]
+    fn goal_figures_keep_about_three_digits() {
+        let figures = [218.812, 2.17, 0.1432, 40.0, 0.0, 12.26];
+        assert_eq!(
+            figures.map(short),
+            ["219", "2.17", "0.143", "40", "0", "12.3"]
+        );
     }
 }

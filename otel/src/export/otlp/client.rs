@@ -25,6 +25,7 @@ use tonic::{
 use super::config::{Protocol, Signal, Target};
 use crate::{
     export::failure::{ExportFailure, FailureKind},
+    request_buffers::RequestBuffer,
     ExportError,
 };
 
@@ -84,8 +85,9 @@ impl Endpoint {
     }
 
     /// Sends one encoded export request of this endpoint's signal; returns how many of its
-    /// items the collector rejected.
-    pub async fn send(&self, body: Vec<u8>) -> Result<Rejected, ExportFailure> {
+    /// items the collector rejected. The request goes back to its pool as soon as the
+    /// transport has copied (gRPC), compressed (gzip) or written (HTTP) it.
+    pub async fn send(&self, body: RequestBuffer) -> Result<Rejected, ExportFailure> {
         Ok(match self.signal {
             Signal::Traces => {
                 let response: ExportTraceServiceResponse = self.call(body).await?;
@@ -109,7 +111,7 @@ impl Endpoint {
 
     async fn call<R: Message + Default + Send + 'static>(
         &self,
-        body: Vec<u8>,
+        body: RequestBuffer,
     ) -> Result<R, ExportFailure> {
         match &self.transport {
             Transport::Grpc(grpc) => grpc.call(self.signal, body).await,
@@ -122,7 +124,7 @@ impl GrpcEndpoint {
     async fn call<R: Message + Default + Send + 'static>(
         &self,
         signal: Signal,
-        body: Vec<u8>,
+        body: RequestBuffer,
     ) -> Result<R, ExportFailure> {
         let path = http::uri::PathAndQuery::from_static(match signal {
             Signal::Traces => "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
@@ -153,9 +155,9 @@ impl GrpcEndpoint {
 struct PreEncoded<R>(PhantomData<R>);
 
 impl<R: Message + Default + Send + 'static> Codec for PreEncoded<R> {
-    type Encode = Vec<u8>;
+    type Encode = RequestBuffer;
     type Decode = R;
-    type Encoder = PreEncoded<Vec<u8>>;
+    type Encoder = PreEncoded<RequestBuffer>;
     type Decoder = PreEncoded<R>;
 
     fn encoder(&mut self) -> Self::Encoder {
@@ -167,11 +169,12 @@ impl<R: Message + Default + Send + 'static> Codec for PreEncoded<R> {
     }
 }
 
-impl Encoder for PreEncoded<Vec<u8>> {
-    type Item = Vec<u8>;
+impl Encoder for PreEncoded<RequestBuffer> {
+    type Item = RequestBuffer;
     type Error = tonic::Status;
 
-    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
+    /// Copies the request into tonic's frame buffer; dropping it returns it to its pool.
+    fn encode(&mut self, item: RequestBuffer, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
         dst.put_slice(&item);
         Ok(())
     }
@@ -193,22 +196,27 @@ impl HttpEndpoint {
     /// (its body is not read), a 2xx one a delivery, whose body is decoded for a partial success
     /// when it is whole, short and well formed, and otherwise read no further than
     /// [`MAX_RESPONSE_BYTES`] and ignored.
-    async fn post<R: Message + Default>(&self, mut body: Vec<u8>) -> Result<R, ExportFailure> {
+    async fn post<R: Message + Default>(&self, body: RequestBuffer) -> Result<R, ExportFailure> {
         let url = &self.url;
         let mut request = self
             .client
             .post(url.as_str())
             .headers(self.headers.clone())
             .header(http::header::CONTENT_TYPE, "application/x-protobuf");
-        if self.gzip {
+        // Either way the body owns the request, which returns to its pool once hyper has
+        // written it (or, compressed, at once).
+        let body = if self.gzip {
             let mut encoder =
                 GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::fast());
-            body = encoder
+            let compressed = encoder
                 .write_all(&body)
                 .and_then(|()| encoder.finish())
                 .map_err(|error| ExportFailure::retryable(format!("gzip: {error}")))?;
             request = request.header(http::header::CONTENT_ENCODING, "gzip");
-        }
+            Bytes::from(compressed)
+        } else {
+            Bytes::from_owner(body)
+        };
         let response = request
             .body(body)
             .send()

@@ -21,6 +21,7 @@ pub use selection::SignalSelection;
 use crate::{
     export::failure::ExportFailure,
     ids::TraceGrouping,
+    request_buffers::RequestBuffer,
     resource::Resources,
     wire::{CallEncoder, Requests, Wanted},
     ExportError,
@@ -99,7 +100,7 @@ impl OtlpSink {
 /// `wanted`.
 async fn send(
     endpoint: Option<&Endpoint>,
-    request: Option<Vec<u8>>,
+    request: Option<RequestBuffer>,
     wanted: bool,
 ) -> Option<Result<Rejected, ExportFailure>> {
     match (endpoint, request) {
@@ -141,6 +142,7 @@ impl MetricsExporter {
                 ..ResourceMetrics::default()
             }],
         };
-        self.metrics.send(request.encode_to_vec()).await
+        let request = RequestBuffer::unpooled(request.encode_to_vec());
+        self.metrics.send(request).await
     }
 }
