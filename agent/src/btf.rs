@@ -43,6 +43,18 @@ pub enum BtfError {
     /// The function's type is not a prototype.
     #[error("the kernel's BTF gives function {0} a type that is not a function prototype")]
     NotAPrototype(String),
+    /// A member path that the types do not have.
+    #[error("member path `{0}`: {1}")]
+    BadPath(String, String),
+}
+
+/// A member reached from a parameter through pointers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberPath {
+    /// At each pointer followed, the member offset added to it before loading the next value.
+    pub hops: Vec<u32>,
+    /// How the member reads.
+    pub value: ValueType,
 }
 
 /// How a function's argument or return value can be read from a register.
@@ -301,16 +313,17 @@ impl Btf {
         Err(BtfError::Malformed("type aliases loop"))
     }
 
-    /// Byte offset and size of `member` in the struct or union `id`, searching anonymous members.
-    fn find(&self, id: u32, member: &str) -> Result<Option<(u32, u64, bool)>, BtfError> {
+    /// Bit offset, type id and bit-field flag of `member` in the struct or union `id`,
+    /// searching anonymous members.
+    fn find(&self, id: u32, member: &str) -> Result<Option<(u32, u32, bool)>, BtfError> {
         for m in &self.type_by_id(id)?.members {
             if self.string(m.name) == member {
-                return Ok(Some((m.bit_offset, self.size(m.type_id)?, m.bit_field)));
+                return Ok(Some((m.bit_offset, m.type_id, m.bit_field)));
             }
             let inner = self.type_by_id(m.type_id)?;
             if m.name == 0 && matches!(inner.kind, Kind::Struct | Kind::Union) {
-                if let Some((offset, size, bit_field)) = self.find(m.type_id, member)? {
-                    return Ok(Some((m.bit_offset + offset, size, bit_field)));
+                if let Some((offset, type_id, bit_field)) = self.find(m.type_id, member)? {
+                    return Ok(Some((m.bit_offset + offset, type_id, bit_field)));
                 }
             }
         }
@@ -338,7 +351,7 @@ impl Btf {
             .structs
             .get(structure)
             .ok_or_else(|| BtfError::NoStruct(structure.to_string()))?;
-        let (bit_offset, found_size, bit_field) = self.find(id, member)?.ok_or_else(|| {
+        let (bit_offset, type_id, bit_field) = self.find(id, member)?.ok_or_else(|| {
             let (s, m) = names();
             BtfError::NoField(s, m)
         })?;
@@ -346,7 +359,92 @@ impl Btf {
             let (s, m) = names();
             return Err(BtfError::BitField(s, m));
         }
-        Ok((bit_offset / 8, found_size))
+        Ok((bit_offset / 8, self.size(type_id)?))
+    }
+
+    /// Follows `path` (`how->flags`, `file->f_path.dentry->d_name.name`) from a parameter of
+    /// `function`: the member offset to add at each pointer followed, and how the member reads.
+    pub fn member_path(&self, function: &str, path: &str) -> Result<MemberPath, BtfError> {
+        let bad = |why: &str| BtfError::BadPath(path.to_string(), why.to_string());
+        let split = path.find(['-', '.']).unwrap_or(path.len());
+        let (parameter, mut rest) = path.split_at(split);
+        let proto = self.prototype(function)?;
+        let mut type_id = proto
+            .params
+            .iter()
+            .find(|&&(name, _)| self.string(name) == parameter)
+            .map(|&(_, type_id)| type_id)
+            .ok_or_else(|| bad(&format!("{function} has no parameter `{parameter}`")))?;
+        let mut hops: Vec<u32> = Vec::new();
+        while !rest.is_empty() {
+            let (through_pointer, after) = match (rest.strip_prefix("->"), rest.strip_prefix('.')) {
+                (Some(after), _) => (true, after),
+                (None, Some(after)) => (false, after),
+                _ => return Err(bad("members are joined by `->` or `.`")),
+            };
+            let end = after.find(['-', '.']).unwrap_or(after.len());
+            let member = &after[..end];
+            rest = &after[end..];
+            if through_pointer {
+                type_id = self
+                    .pointee(type_id)?
+                    .ok_or_else(|| bad(&format!("`->{member}` follows something not a pointer")))?;
+                hops.push(0);
+            }
+            let Some(offset) = hops.last_mut() else {
+                return Err(bad("a parameter's members are reached through `->`"));
+            };
+            let structure = self.unaliased(type_id)?;
+            let (bit_offset, member_type, bit_field) = match self.type_by_id(structure)?.kind {
+                Kind::Struct | Kind::Union => self.find(structure, member)?,
+                _ => None,
+            }
+            .ok_or_else(|| bad(&format!("no member `{member}` there")))?;
+            if bit_field || bit_offset % 8 != 0 {
+                return Err(bad(&format!("`{member}` is a bit field")));
+            }
+            *offset += bit_offset / 8;
+            type_id = member_type;
+        }
+        if hops.is_empty() {
+            return Err(bad("no member named"));
+        }
+        Ok(MemberPath {
+            hops,
+            value: self.value_type(type_id)?,
+        })
+    }
+
+    /// The FUNC_PROTO of `function`.
+    fn prototype(&self, function: &str) -> Result<&Type, BtfError> {
+        let func = self
+            .types
+            .iter()
+            .find(|ty| ty.kind == Kind::Func && self.string(ty.name) == function)
+            .ok_or_else(|| BtfError::NoFunction(function.to_string()))?;
+        let proto = self.type_by_id(func.size_or_type)?;
+        if proto.kind != Kind::FuncProto {
+            return Err(BtfError::NotAPrototype(function.to_string()));
+        }
+        Ok(proto)
+    }
+
+    /// `id` without its aliases and tags.
+    fn unaliased(&self, mut id: u32) -> Result<u32, BtfError> {
+        for _ in 0..32 {
+            let ty = self.type_by_id(id)?;
+            match ty.kind {
+                Kind::Alias | Kind::TypeTag => id = ty.size_or_type,
+                _ => return Ok(id),
+            }
+        }
+        Err(BtfError::Malformed("type aliases loop"))
+    }
+
+    /// What the pointer type `id` points to, if it is a pointer.
+    fn pointee(&self, id: u32) -> Result<Option<u32>, BtfError> {
+        let ty = self.type_by_id(self.unaliased(id)?)?;
+        Ok((ty.kind == Kind::Ptr).then_some(ty.size_or_type))
     }
 
     /// Where a dentry keeps a short name inline, and how many bytes it has there:
@@ -393,15 +491,7 @@ impl Btf {
 
     /// The parameters and return value of the kernel function `name` (its `BTF_KIND_FUNC`).
     pub fn function(&self, name: &str) -> Result<Function, BtfError> {
-        let func = self
-            .types
-            .iter()
-            .find(|ty| ty.kind == Kind::Func && self.string(ty.name) == name)
-            .ok_or_else(|| BtfError::NoFunction(name.to_string()))?;
-        let proto = self.type_by_id(func.size_or_type)?;
-        if proto.kind != Kind::FuncProto {
-            return Err(BtfError::NotAPrototype(name.to_string()));
-        }
+        let proto = self.prototype(name)?;
         let params = proto
             .params
             .iter()
@@ -457,7 +547,11 @@ impl Btf {
                     id = ty.size_or_type;
                     continue;
                 }
-                Kind::Int if pointer && name == "char" => ValueType::String { user },
+                Kind::Int
+                    if pointer && matches!(name, "char" | "unsigned char" | "signed char") =>
+                {
+                    ValueType::String { user }
+                }
                 _ if pointer => ValueType::Pointer,
                 Kind::Int | Kind::Enum | Kind::Enum64 => match u8::try_from(ty.size_or_type) {
                     Ok(bytes @ 1..=8) => ValueType::Int {
@@ -802,6 +896,43 @@ mod tests {
             btf.function("kspan_no_such_function").unwrap_err().to_string(),
             "the kernel's BTF has no function kspan_no_such_function: it may be inlined, renamed or not built in"
         );
+    }
+
+    #[test]
+    fn member_paths_follow_pointers_and_add_member_offsets() {
+        let btf = Btf::read(Path::new(VMLINUX_BTF)).expect("this kernel has BTF");
+        let flags = btf.member_path("do_sys_openat2", "how->flags").unwrap();
+        let open_how_flags = btf.offset("open_how", "flags", 8).unwrap();
+        assert_eq!(flags.hops, [open_how_flags]);
+        assert_eq!(
+            flags,
+            MemberPath {
+                hops: vec![open_how_flags],
+                value: int(8, false)
+            }
+        );
+        let name = btf
+            .member_path("vfs_fsync", "file->f_path.dentry->d_name.name")
+            .unwrap();
+        let (f_path, _) = btf.member("file", "f_path").unwrap();
+        let (dentry, _) = btf.member("path", "dentry").unwrap();
+        let (d_name, _) = btf.member("dentry", "d_name").unwrap();
+        assert_eq!(name.hops[0], f_path + dentry);
+        assert!(name.hops[1] >= d_name, "{name:?}");
+        assert_eq!(name.value, ValueType::String { user: false });
+        for (path, why) in [
+            ("how->nope", "no member `nope` there"),
+            ("nope->flags", "has no parameter `nope`"),
+            ("dfd->flags", "follows something not a pointer"),
+            ("how", "no member named"),
+            ("how.flags", "reached through `->`"),
+        ] {
+            let error = btf
+                .member_path("do_sys_openat2", path)
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(why), "{path}: {error}");
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use kspan_common::{
-    declared::{hook_key, ArgRead, ArgSpec, DeclaredProbe, MAX_ARGS, MAX_STRINGS},
+    declared::{hook_key, ArgRead, ArgSpec, DeclaredProbe, MAX_ARGS, MAX_HOPS, MAX_STRINGS},
     ProbeKind,
 };
 use kspan_decode::{ArgType, ArgumentInfo, Decoder, ProbeInfo, ResultKind};
@@ -71,6 +71,9 @@ pub struct Parameter {
     pub ty: ArgType,
     /// How a string is read, when it is one: the caller's memory, the kernel's, or either.
     pub string_read: ArgRead,
+    /// For a member path: the member offset added at each pointer followed (empty: the
+    /// parameter itself).
+    pub hops: Vec<u32>,
 }
 
 /// How the hooked call returns, when the declaration does not say how to read it.
@@ -154,10 +157,36 @@ pub fn assemble(
             }
             ArgType::Int { .. } => (ArgRead::Value, 0),
         };
+        if arguments
+            .iter()
+            .any(|other: &ArgumentInfo| other.position == parameter.position)
+        {
+            return Err(invalid(format!(
+                "argument `{name}`: parameter {} is read once per call, and another argument \
+                 already reads it",
+                parameter.position + 1
+            )));
+        }
+        let mut offsets = [0u16; MAX_HOPS];
+        if parameter.hops.len() > MAX_HOPS {
+            return Err(invalid(format!(
+                "argument `{name}` goes through {} pointers: at most {MAX_HOPS}",
+                parameter.hops.len()
+            )));
+        }
+        for (slot, &offset) in offsets.iter_mut().zip(&parameter.hops) {
+            *slot = u16::try_from(offset).map_err(|_| {
+                invalid(format!(
+                    "argument `{name}`: a member {offset} bytes in is too far"
+                ))
+            })?;
+        }
         spec.args[parameter.position] = ArgSpec {
             read: read as u8,
             string_slot: string_slot as u8,
-            _pad: [0; 2],
+            hops: parameter.hops.len() as u8,
+            _pad: 0,
+            offsets,
         };
         spec.arg_count = spec.arg_count.max(parameter.position as u32 + 1);
         // Decoder names were checked when the declaration was read.
@@ -170,9 +199,10 @@ pub fn assemble(
             )));
         }
         arguments.push(ArgumentInfo {
+            // A member path's key joins its names with dots: `<probe>.how.flags`.
             attribute: declared
                 .and_then(|argument| argument.attribute.clone())
-                .unwrap_or_else(|| format!("{}.{name}", declaration.name)),
+                .unwrap_or_else(|| format!("{}.{}", declaration.name, name.replace("->", "."))),
             name: name.clone(),
             ty: parameter.ty,
             position: parameter.position,

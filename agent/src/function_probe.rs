@@ -76,6 +76,34 @@ pub fn resolve(
             position,
             ty,
             string_read,
+            hops: Vec::new(),
+        });
+    }
+    // Member paths named in the declaration (`how->flags`), typed by the member's type.
+    let paths = declaration.arguments.iter().flatten();
+    for path in paths.filter(|argument| argument.name.contains(['-', '.'])) {
+        let member = btf
+            .member_path(function, &path.name)
+            .map_err(|error| invalid(error.to_string()))?;
+        let parameter = path.name.split(['-', '.']).next().unwrap_or_default();
+        let position = prototype
+            .params
+            .iter()
+            .position(|p| p.name == parameter)
+            .unwrap_or_default();
+        let (ty, string_read) = typed(&member.value).ok_or_else(|| {
+            invalid(format!(
+                "argument `{}` is {}: kspan captures numbers and strings",
+                path.name,
+                describe(&member.value)
+            ))
+        })?;
+        parameters.push(Parameter {
+            name: path.name.clone(),
+            position,
+            ty,
+            string_read,
+            hops: member.hops,
         });
     }
     let (result, result_bytes) = match prototype.returns {
@@ -93,6 +121,27 @@ pub fn resolve(
         bytes: result_bytes,
     };
     assemble(declaration, index, function, &parameters, result, hook)
+}
+
+/// How kspan captures a value of this type: numbers and strings; `None` for the rest.
+fn typed(value: &ValueType) -> Option<(ArgType, ArgRead)> {
+    match value {
+        ValueType::Int { bytes, signed } => Some((
+            ArgType::Int {
+                bytes: *bytes,
+                signed: *signed,
+            },
+            ArgRead::Value,
+        )),
+        ValueType::String { user: true } => {
+            Some((ArgType::String { user: true }, ArgRead::UserString))
+        }
+        // BTF without `__user` tags cannot tell: try the kernel's memory, then the caller's.
+        ValueType::String { user: false } => {
+            Some((ArgType::String { user: false }, ArgRead::AnyString))
+        }
+        ValueType::Pointer | ValueType::Void | ValueType::Unsupported(_) => None,
+    }
 }
 
 /// What a value kspan does not capture is, for messages.
@@ -182,6 +231,38 @@ mod tests {
         assert!(matches!(probe.info.result_bytes, 4 | 8));
         assert!(matches!(probe.hook, HookPoint::Function { address, .. } if address != 0));
         assert_eq!(probe.kind(), ProbeKind::Kprobe);
+    }
+
+    #[test]
+    fn member_paths_read_through_pointers_into_their_parameter_s_slot() {
+        let declared = declaration("do_sys_openat2", Some(vec!["dfd", "how->flags"]));
+        let probe = resolve_here(&declared, "do_sys_openat2").unwrap();
+        let flags = &probe.info.arguments[1];
+        assert_eq!(
+            (
+                flags.name.as_str(),
+                flags.attribute.as_str(),
+                flags.position
+            ),
+            ("how->flags", "do_sys_openat2.how.flags", 2)
+        );
+        assert_eq!(
+            flags.ty,
+            ArgType::Int {
+                bytes: 8,
+                signed: false
+            }
+        );
+        assert_eq!(probe.spec.args[2].hops, 1);
+        assert_eq!(probe.spec.arg_count, 3);
+        let twice = declaration("do_sys_openat2", Some(vec!["how->flags", "how->mode"]));
+        let error = resolve_here(&twice, "do_sys_openat2")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("another argument already reads it"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -64,6 +64,7 @@ pub fn resolve(
             position: (field.offset - tracepoint_offsets::ARGS) / 8,
             ty: c_type(field),
             string_read: ArgRead::UserString,
+            hops: Vec::new(),
         })
         .collect();
     let hook = HookPoint::Syscall {

@@ -21,6 +21,9 @@ pub const STRING_BYTES: usize = 256;
 pub const MAX_DEPTH: usize = 8;
 // The probes index the stack with a mask.
 const _: () = assert!(MAX_DEPTH.is_power_of_two());
+/// Most pointers an argument's member path goes through (`file->f_path.dentry->d_name.name`
+/// goes through two).
+pub const MAX_HOPS: usize = 4;
 /// Name of the per-CPU array of per-probe counters: slot `probe * Counter::SLOTS + counter`.
 pub const DECLARED_COUNTERS_MAP: &str = "DECLARED_COUNTERS";
 
@@ -59,8 +62,13 @@ pub struct ArgSpec {
     pub read: u8,
     /// For strings: which of the call's [`MAX_STRINGS`] string slots receives it.
     pub string_slot: u8,
+    /// How many of `offsets` to follow: a member path through pointers.
+    pub hops: u8,
     /// Explicit padding.
-    pub _pad: [u8; 2],
+    pub _pad: u8,
+    /// Each hop: the value becomes the 8 bytes at (value + offset), a member's offset in the
+    /// struct the value points to (BTF-resolved by the agent).
+    pub offsets: [u16; MAX_HOPS],
 }
 
 /// What a generic program captures for one hook.
@@ -91,8 +99,13 @@ pub struct CapturedString {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CapturedArgs {
-    /// The arguments' raw values, by position (a string argument: its address).
+    /// The arguments' raw values, by position (a string argument: its address; a member path:
+    /// the member's value).
     pub values: [u64; MAX_ARGS],
+    /// Bit per argument: its member path could not be followed (a pointer on it was bad).
+    pub unreadable: u32,
+    /// Explicit padding.
+    pub _pad: u32,
     /// The strings, by slot.
     pub strings: [CapturedString; MAX_STRINGS],
 }
@@ -179,11 +192,11 @@ mod pod {
 
 // Both sides read these as raw bytes: no implicit padding, and an event is told from a
 // `CallEvent` by its size.
-const _: () = assert!(core::mem::size_of::<ArgSpec>() == 4);
-const _: () = assert!(core::mem::size_of::<DeclaredProbe>() == 32);
+const _: () = assert!(core::mem::size_of::<ArgSpec>() == 12);
+const _: () = assert!(core::mem::size_of::<DeclaredProbe>() == 80);
 const _: () = assert!(core::mem::size_of::<CapturedString>() == 8 + STRING_BYTES);
-const _: () = assert!(core::mem::size_of::<CapturedArgs>() == 48 + 2 * (8 + STRING_BYTES));
-const _: () = assert!(core::mem::size_of::<OpenCall>() == 16 + 576);
-const _: () = assert!(core::mem::size_of::<DeclaredEvent>() == 128 + 576);
+const _: () = assert!(core::mem::size_of::<CapturedArgs>() == 56 + 2 * (8 + STRING_BYTES));
+const _: () = assert!(core::mem::size_of::<OpenCall>() == 16 + 584);
+const _: () = assert!(core::mem::size_of::<DeclaredEvent>() == 128 + 584);
 const _: () =
     assert!(core::mem::size_of::<DeclaredEvent>() != core::mem::size_of::<crate::CallEvent>());

@@ -172,6 +172,10 @@ impl DeclaredCall {
             .iter()
             .map(|argument| {
                 let raw = captured.values.get(argument.position).copied().unwrap_or(0);
+                if captured.unreadable & (1 << argument.position) != 0 {
+                    // A member path through a bad pointer.
+                    return ArgValue::Unreadable;
+                }
                 match argument.ty {
                     ArgType::Int { bytes, signed } => ArgValue::Int(narrow(raw, bytes, signed)),
                     ArgType::String { .. } => captured

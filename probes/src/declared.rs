@@ -16,7 +16,7 @@ use aya_ebpf::{
 use kspan_common::{
     declared::{
         ArgRead, CallStack, CapturedArgs, DeclaredEvent, DeclaredProbe, MAX_ARGS,
-        MAX_DECLARED_PROBES, MAX_DEPTH, MAX_STRINGS, STRING_BYTES,
+        MAX_DECLARED_PROBES, MAX_DEPTH, MAX_HOPS, MAX_STRINGS, STRING_BYTES,
     },
     Counter, ProbeKind,
 };
@@ -107,11 +107,44 @@ pub fn declared_entry(
         count_for(probe.probe, Counter::EntryNotStored);
         return;
     }
+    follow_member_paths(&probe, &mut call.captured);
     read_strings(&probe, &mut call.captured);
     // SAFETY: a helper without arguments. Taken last, so the span starts at the call itself.
     call.start_boot_ns = unsafe { bpf_ktime_get_boot_ns() };
     stack.depth += 1;
     count_for(probe.probe, Counter::Entries);
+}
+
+/// Replaces each argument that has a member path by the member's value, one helper read per
+/// pointer followed; a bad pointer marks the argument unreadable.
+#[inline(always)]
+fn follow_member_paths(probe: &DeclaredProbe, captured: &mut CapturedArgs) {
+    captured.unreadable = 0;
+    for arg in 0..MAX_ARGS {
+        let spec = probe.args[arg];
+        for hop in 0..MAX_HOPS {
+            if hop >= spec.hops as usize {
+                break;
+            }
+            let address = captured.values[arg].wrapping_add(u64::from(spec.offsets[hop]));
+            let mut value = 0u64;
+            // SAFETY: the helper validates the address and fails instead of faulting; the
+            // destination is a local u64.
+            let read = unsafe {
+                bpf_probe_read_kernel(
+                    core::ptr::addr_of_mut!(value).cast(),
+                    8,
+                    address as *const core::ffi::c_void,
+                )
+            };
+            if read != 0 {
+                captured.unreadable |= 1 << arg;
+                captured.values[arg] = 0;
+                break;
+            }
+            captured.values[arg] = value;
+        }
+    }
 }
 
 /// Reads the string arguments into their slots.
@@ -123,12 +156,23 @@ fn read_strings(probe: &DeclaredProbe, captured: &mut CapturedArgs) {
     }
     for arg in 0..MAX_ARGS {
         let spec = probe.args[arg];
+        let is_string = spec.read == ArgRead::UserString as u8
+            || spec.read == ArgRead::KernelString as u8
+            || spec.read == ArgRead::AnyString as u8;
         let Some(string) = captured
             .strings
             .get_mut(spec.string_slot as usize % MAX_STRINGS)
         else {
             continue;
         };
+        if !is_string {
+            continue;
+        }
+        if captured.unreadable & (1 << arg) != 0 {
+            // The path to the string's address was bad: no address to read.
+            string.len = -1;
+            continue;
+        }
         let address = captured.values[arg] as *const core::ffi::c_void;
         let destination = string.bytes.as_mut_ptr().cast();
         // SAFETY: both helpers validate the source address and fail instead of faulting; the

@@ -35,6 +35,9 @@ const LONG_PATH: usize = 300;
 /// The name of a path component longer than NAME_MAX (255): ENAMETOOLONG.
 const LONG_NAME_LEN: usize = 300;
 
+/// The kernel's `O_LARGEFILE` (libc says 0 on 64-bit targets, where the kernel sets it itself).
+const KERNEL_O_LARGEFILE: i32 = 0o100000;
+
 /// An address no process maps: the kernel cannot read a path from it (EFAULT).
 const UNREADABLE_POINTER: u64 = 1;
 
@@ -267,11 +270,18 @@ fn call(
         (Err(want), got) => Some(format!("{record}: expected {want:?}, got {got:?}")),
     };
     if let Some(function) = inner {
-        // `do_sys_openat2(dfd, filename, how)`: the syscall's first two arguments and result.
+        // `do_sys_openat2(dfd, filename, how)`: the syscall's first two arguments and result,
+        // and `how->flags` as openat fills it: the flags with O_LARGEFILE, which the syscall
+        // forces on 64-bit kernels (every flag the scenario passes is a valid open flag).
+        let mut args = record.args[..2].to_vec();
+        args.push(DeclaredArg::int(
+            "how->flags",
+            i64::from(open.flags | KERNEL_O_LARGEFILE),
+        ));
         let child = DeclaredCall {
             seq: recorder.next_seq(),
             syscall: function.to_string(),
-            args: record.args[..2].to_vec(),
+            args,
             parent_seq: Some(seq),
             kernel_function: true,
             ..record.clone()
@@ -334,7 +344,15 @@ mod tests {
         assert_eq!((calls.len(), children.len()), (16, 16));
         for child in children {
             let parent = calls[&child.parent_seq.expect("a parent")];
-            assert_eq!(child.args, parent.args[..2], "{child}");
+            assert_eq!(child.args[..2], parent.args[..2], "{child}");
+            let flags = match parent.args[2].value {
+                ArgValue::Int(flags) => flags,
+                _ => panic!("flags are a number: {parent}"),
+            };
+            assert_eq!(
+                child.args[2],
+                DeclaredArg::int("how->flags", flags | 0o100000)
+            );
             assert_eq!(
                 (
                     child.ret,

@@ -20,6 +20,41 @@ pub const GUEST_BINARIES: &[&str] = &["kspan", "signalfd-workload", "kspan-e2e"]
 /// `--openat-inner` names it too).
 const DECLARED_FUNCTION: &str = "do_sys_openat2";
 
+/// Where the declared check's probe file is written in the guest.
+const DECLARED_PROBES_FILE: &str = "/tmp/declared.toml";
+
+/// Lines of the declared check's probe file: the function with two arguments and a member
+/// path through a pointer (`how->flags`, which `build_open_how` fills).
+fn declared_probe_file() -> [String; 8] {
+    [
+        "[[probe]]".into(),
+        format!("function = \"{DECLARED_FUNCTION}\""),
+        "[[probe.argument]]".into(),
+        "name = \"dfd\"".into(),
+        "[[probe.argument]]".into(),
+        "name = \"filename\"".into(),
+        "[[probe.argument]]".into(),
+        "name = \"how->flags\"".into(),
+    ]
+}
+
+/// Shell run before `mode`'s run in the guest.
+fn prelude(mode: ProbeRun) -> String {
+    match mode {
+        ProbeRun::Declared => {
+            let lines: Vec<String> = declared_probe_file()
+                .iter()
+                .map(|line| format!("'{line}'"))
+                .collect();
+            format!(
+                "printf '%s\\n' {} > {DECLARED_PROBES_FILE}; ",
+                lines.join(" ")
+            )
+        }
+        _ => String::new(),
+    }
+}
+
 /// `kspan-e2e run` arguments that make `mode`'s run.
 fn run_args(mode: ProbeRun) -> Vec<String> {
     match mode {
@@ -43,8 +78,8 @@ fn run_args(mode: ProbeRun) -> Vec<String> {
             "auto",
             "--kspan-arg=--probe",
             "--kspan-arg=syscall:openat",
-            "--kspan-arg=--probe",
-            &format!("--kspan-arg={DECLARED_FUNCTION}"),
+            "--kspan-arg=--probes",
+            &format!("--kspan-arg={DECLARED_PROBES_FILE}"),
         ]
         .map(String::from)
         .to_vec(),
@@ -71,7 +106,8 @@ pub fn guest_command() -> String {
     let mut command = String::from("case \"$mode\" in\n");
     for mode in ProbeRun::ALL {
         command.push_str(&format!(
-            "        {mode}) kspan-e2e run {} --bin-dir /bin --out-dir \"/results/$mode\"{} ;;\n",
+            "        {mode}) {}kspan-e2e run {} --bin-dir /bin --out-dir \"/results/$mode\"{} ;;\n",
+            prelude(mode),
             run_args(mode).join(" "),
             workload_args(mode)
         ));
@@ -107,7 +143,7 @@ mod tests {
         let command = guest_command();
         for mode in ProbeRun::ALL {
             assert!(
-                command.contains(&format!("{mode}) kspan-e2e run ")),
+                command.contains(&format!("{mode}) {}kspan-e2e run ", prelude(mode))),
                 "{command}"
             );
         }
@@ -119,6 +155,8 @@ mod tests {
             "{command}"
         );
         assert!(command.contains("kprobe) kspan-e2e run --attach kprobe --bin-dir /bin"));
+        assert!(command
+            .contains("declared) printf '%s\\n' '[[probe]]' 'function = \"do_sys_openat2\"' "));
         assert!(command.contains(
             "container-filter) kspan-e2e run --attach auto --containers filtered --bin-dir /bin"
         ));

@@ -34,7 +34,8 @@ fn bounded(text: &str) -> (String, bool) {
 pub(super) fn attributes(call: &DeclaredCall) -> Vec<(String, Value)> {
     let mut attributes = Vec::new();
     for arg in &call.args {
-        let key = format!("{}.{}", call.syscall, arg.name);
+        // A member path's key joins its names with dots, as kspan's default does.
+        let key = format!("{}.{}", call.syscall, arg.name.replace("->", "."));
         match &arg.value {
             ArgValue::Int(value) => attributes.push((key, Value::IntValue(*value))),
             ArgValue::UserString(text) => {
