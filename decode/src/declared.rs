@@ -336,6 +336,8 @@ mod tests {
                 0,
                 0,
             ],
+            unreadable: 0,
+            _pad: 0,
             strings: [string; MAX_STRINGS],
         }
     }
@@ -401,6 +403,20 @@ mod tests {
         assert_eq!(
             (call.error().as_deref(), call.result_value()),
             (Some("EFAULT"), None)
+        );
+        // A member path through a bad pointer: the argument's bit.
+        let mut bad_path = captured(b"/tmp/a\0", 7);
+        bad_path.unreadable = 1 << 2;
+        let through_bad = DeclaredCall::values_from(&openat(), &bad_path);
+        assert_eq!(
+            (&through_bad[1], &through_bad[2]),
+            (
+                &ArgValue::String {
+                    text: "/tmp/a".into(),
+                    truncated: false
+                },
+                &ArgValue::Unreadable
+            )
         );
     }
 
