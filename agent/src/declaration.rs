@@ -13,9 +13,9 @@ use serde::Deserialize;
 /// The built-in declaration's name: the `do_signalfd4` pair.
 pub const SIGNALFD: &str = "signalfd";
 
-/// What a probe hooks.
+/// What a declared probe traces.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Hook {
+pub enum Probed {
     /// The built-in signalfd pair.
     Signalfd,
     /// A syscall's `sys_enter_*`/`sys_exit_*` tracepoints.
@@ -40,7 +40,7 @@ pub struct ArgumentDeclaration {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Declaration {
     /// What it hooks.
-    pub hook: Hook,
+    pub probed: Probed,
     /// Its name: attribute prefix and log event `<name>.call` [default: the syscall or function].
     pub name: String,
     /// The span's name [default: `name`].
@@ -134,14 +134,14 @@ pub fn read(
 
 /// `signalfd`, `syscall:NAME` or `FUNCTION`.
 fn one_liner(spec: &str) -> Declaration {
-    let hook = match spec.strip_prefix("syscall:") {
-        _ if spec == SIGNALFD => Hook::Signalfd,
-        Some(name) => Hook::Syscall(name.to_owned()),
-        None => Hook::Function(spec.to_owned()),
+    let probed = match spec.strip_prefix("syscall:") {
+        _ if spec == SIGNALFD => Probed::Signalfd,
+        Some(name) => Probed::Syscall(name.to_owned()),
+        None => Probed::Function(spec.to_owned()),
     };
     Declaration {
-        name: hook_name(&hook).to_owned(),
-        hook,
+        name: probed_name(&probed).to_owned(),
+        probed,
         span_name: None,
         attach: None,
         arguments: None,
@@ -150,10 +150,10 @@ fn one_liner(spec: &str) -> Declaration {
     }
 }
 
-fn hook_name(hook: &Hook) -> &str {
-    match hook {
-        Hook::Signalfd => SIGNALFD,
-        Hook::Syscall(name) | Hook::Function(name) => name,
+fn probed_name(probed: &Probed) -> &str {
+    match probed {
+        Probed::Signalfd => SIGNALFD,
+        Probed::Syscall(name) | Probed::Function(name) => name,
     }
 }
 
@@ -185,10 +185,10 @@ fn from_table(table: ProbeTable, origin: &str) -> Result<Declaration, Declaratio
         origin: origin.to_owned(),
         why,
     };
-    let hook = match (table.syscall, table.function) {
-        (Some(name), None) => Hook::Syscall(name),
-        (None, Some(name)) if name == SIGNALFD => Hook::Signalfd,
-        (None, Some(name)) => Hook::Function(name),
+    let probed = match (table.syscall, table.function) {
+        (Some(name), None) => Probed::Syscall(name),
+        (None, Some(name)) if name == SIGNALFD => Probed::Signalfd,
+        (None, Some(name)) => Probed::Function(name),
         _ => {
             return Err(invalid(
                 "?",
@@ -196,7 +196,9 @@ fn from_table(table: ProbeTable, origin: &str) -> Result<Declaration, Declaratio
             ))
         }
     };
-    let name = table.name.unwrap_or_else(|| hook_name(&hook).to_owned());
+    let name = table
+        .name
+        .unwrap_or_else(|| probed_name(&probed).to_owned());
     let attach = table
         .attach
         .map(|mode| {
@@ -219,7 +221,7 @@ fn from_table(table: ProbeTable, origin: &str) -> Result<Declaration, Declaratio
         })?),
     };
     Ok(Declaration {
-        hook,
+        probed,
         name,
         span_name: table.span_name,
         attach,
@@ -257,13 +259,13 @@ fn check(declarations: &[Declaration]) -> Result<(), DeclarationError> {
                 "a name is letters, digits, `_`, `.` and `-`".into(),
             ));
         }
-        match &declaration.hook {
-            Hook::Signalfd if declaration.arguments.is_some() => {
+        match &declaration.probed {
+            Probed::Signalfd if declaration.arguments.is_some() => {
                 return Err(invalid(
                     "the built-in signalfd probe captures its own arguments".into(),
                 ))
             }
-            Hook::Syscall(name) | Hook::Function(name) if !valid_name(name) => {
+            Probed::Syscall(name) | Probed::Function(name) if !valid_name(name) => {
                 return Err(invalid(format!("`{name}` is not a kernel symbol name")))
             }
             _ => {}
@@ -327,19 +329,19 @@ mod tests {
         let builtin = read(&[], &[]).unwrap();
         assert_eq!(builtin.len(), 1);
         assert_eq!(
-            (builtin[0].hook.clone(), builtin[0].name.as_str()),
-            (Hook::Signalfd, "signalfd")
+            (builtin[0].probed.clone(), builtin[0].name.as_str()),
+            (Probed::Signalfd, "signalfd")
         );
         let declared = read(&["syscall:openat".into(), "vfs_fsync".into()], &[]).unwrap();
         let hooks: Vec<_> = declared
             .iter()
-            .map(|d| (d.hook.clone(), d.name.as_str()))
+            .map(|d| (d.probed.clone(), d.name.as_str()))
             .collect();
         assert_eq!(
             hooks,
             [
-                (Hook::Syscall("openat".into()), "openat"),
-                (Hook::Function("vfs_fsync".into()), "vfs_fsync")
+                (Probed::Syscall("openat".into()), "openat"),
+                (Probed::Function("vfs_fsync".into()), "vfs_fsync")
             ]
         );
     }
@@ -367,7 +369,7 @@ mod tests {
         );
         let declared = read(&[], std::slice::from_ref(&file.0)).unwrap();
         let open = &declared[0];
-        assert_eq!(open.hook, Hook::Syscall("openat".into()));
+        assert_eq!(open.probed, Probed::Syscall("openat".into()));
         assert_eq!(
             (open.name.as_str(), open.span_name.as_deref()),
             ("open", Some("open file"))
@@ -379,7 +381,7 @@ mod tests {
         let arguments = open.arguments.as_deref().unwrap();
         assert_eq!(arguments[0].attribute.as_deref(), Some("file.path"));
         assert_eq!(arguments[1].decoder.as_deref(), Some("open_flags"));
-        assert_eq!(declared[1].hook, Hook::Signalfd);
+        assert_eq!(declared[1].probed, Probed::Signalfd);
     }
 
     #[test]

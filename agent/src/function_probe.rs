@@ -157,11 +157,11 @@ fn describe(value: &ValueType) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::declaration::{ArgumentDeclaration, Hook};
+    use crate::declaration::{ArgumentDeclaration, Probed};
 
     fn declaration(function: &str, arguments: Option<Vec<&str>>) -> Declaration {
         Declaration {
-            hook: Hook::Function(function.into()),
+            probed: Probed::Function(function.into()),
             name: function.into(),
             span_name: None,
             attach: None,

@@ -19,7 +19,7 @@ use crate::{
     cgroup_filter,
     cli::{Cli, ExporterKind, OtlpProtocol},
     counter_sources::CounterSources,
-    declaration::{self, Declaration, Hook},
+    declaration::{self, Declaration, Probed},
     declared_probe::ResolvedProbe,
     function_probe,
     health::{self, HealthReporter},
@@ -94,7 +94,7 @@ impl Prepared {
             declaration::read(&cli.probes, &cli.probe_files).map_err(UsageError::from)?;
         let signalfd = declarations
             .iter()
-            .find(|declared| declared.hook == Hook::Signalfd)
+            .find(|declared| declared.probed == Probed::Signalfd)
             .map(|declared| declared.attach.unwrap_or(cli.attach));
         privileges::check(signalfd.unwrap_or(AttachMode::Tracepoint))?;
         raise_memlock_limit();
@@ -109,7 +109,7 @@ impl Prepared {
         if let (Some(AttachMode::Tracepoint), Some(Err(error))) = (signalfd, &tracepoints) {
             return Err(error.clone().into());
         }
-        let syscalls = resolve_syscalls(&declarations, cli.attach)?;
+        let syscalls = resolve_declared(&declarations, cli.attach)?;
         Ok(Self {
             cli,
             ready_file,
@@ -336,7 +336,7 @@ impl Session {
 
 /// Resolves the declared syscalls against tracefs and the declared functions against BTF and
 /// the kernel's symbols.
-fn resolve_syscalls(
+fn resolve_declared(
     declarations: &[Declaration],
     default_attach: AttachMode,
 ) -> anyhow::Result<Vec<ResolvedProbe>> {
@@ -344,9 +344,9 @@ fn resolve_syscalls(
     let mut kernel: Option<(Btf, String)> = None;
     for declared in declarations {
         let index = probes.len() as u32;
-        let probe = match &declared.hook {
-            Hook::Signalfd => continue,
-            Hook::Function(function) => {
+        let probe = match &declared.probed {
+            Probed::Signalfd => continue,
+            Probed::Function(function) => {
                 let (btf, kallsyms) = match &mut kernel {
                     Some(kernel) => kernel,
                     None => kernel.insert((
@@ -357,7 +357,7 @@ fn resolve_syscalls(
                 };
                 function_probe::resolve(btf, kallsyms, declared, function, index, default_attach)
             }
-            Hook::Syscall(syscall) => {
+            Probed::Syscall(syscall) => {
                 let root = tracefs::ensure_mounted()?;
                 syscall_probe::resolve(&root, declared, syscall, index, default_attach)
             }

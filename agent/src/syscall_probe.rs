@@ -12,16 +12,8 @@ use crate::{
     declaration::{Declaration, DeclarationError},
     declared_probe::{assemble, invalid, HookPoint, Parameter, ResolvedProbe, Returns},
     syscall_numbers,
+    tracefs::{self, FormatField},
 };
-
-/// One argument field of a `sys_enter_*` format.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Field {
-    c_type: String,
-    name: String,
-    offset: usize,
-    signed: bool,
-}
 
 /// Resolves `declaration` (a syscall) as probe number `index`, reading its tracepoints' formats
 /// under the tracing root.
@@ -81,28 +73,14 @@ pub fn resolve(
 
 /// The argument fields of a `sys_enter_*` format: those after `__syscall_nr`, 8 bytes each
 /// from [`tracepoint_offsets::ARGS`].
-fn argument_fields(format: &str) -> Vec<Field> {
-    format
-        .lines()
-        .filter_map(|line| {
-            let line = line.trim().strip_prefix("field:")?;
-            let mut parts = line.split(';').map(str::trim);
-            let declaration = parts.next()?;
-            let value = |key: &str, part: Option<&str>| -> Option<usize> {
-                part?.strip_prefix(key)?.parse().ok()
-            };
-            let offset = value("offset:", parts.next())?;
-            let _size = value("size:", parts.next())?;
-            let signed = value("signed:", parts.next())? == 1;
-            let split = declaration.rfind([' ', '*'])?;
-            let (c_type, name) = declaration.split_at(split + 1);
-            let position = offset.checked_sub(tracepoint_offsets::ARGS)?;
-            (position % 8 == 0 && position / 8 < MAX_ARGS).then(|| Field {
-                c_type: c_type.trim().to_owned(),
-                name: name.trim().to_owned(),
-                offset,
-                signed,
-            })
+fn argument_fields(format: &str) -> Vec<FormatField> {
+    tracefs::format_fields(format)
+        .into_iter()
+        .filter(|field| {
+            field
+                .offset
+                .checked_sub(tracepoint_offsets::ARGS)
+                .is_some_and(|position| position % 8 == 0 && position / 8 < MAX_ARGS)
         })
         .collect()
 }
@@ -110,7 +88,7 @@ fn argument_fields(format: &str) -> Vec<Field> {
 /// A syscall argument's type: `const char *` is a string in the caller's memory (a syscall's
 /// path or name), other pointers their address; integers narrowed as their C type says. A type
 /// kspan does not know keeps the record's 8 bytes, signed as the format says.
-fn c_type(field: &Field) -> ArgType {
+fn c_type(field: &FormatField) -> ArgType {
     let int = |bytes, signed| ArgType::Int { bytes, signed };
     match field.c_type.as_str() {
         "const char *" => ArgType::String { user: true },
@@ -168,7 +146,7 @@ print fmt: \"dfd: 0x%08lx\"
 
     fn declaration(arguments: Option<Vec<crate::declaration::ArgumentDeclaration>>) -> Declaration {
         Declaration {
-            hook: crate::declaration::Hook::Syscall("openat".into()),
+            probed: crate::declaration::Probed::Syscall("openat".into()),
             name: "openat".into(),
             span_name: None,
             attach: None,

@@ -151,17 +151,51 @@ pub fn check_signalfd_offsets(root: &Path) -> Result<(), TracefsError> {
     Ok(())
 }
 
-/// The offset of `field` in a tracefs format file (`field:int ufd;\toffset:16;\tsize:8;...`).
+/// One field of a tracefs format file (`field:const char * filename;\toffset:24;\tsize:8;\tsigned:0;`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FormatField {
+    /// Its C type as declared (`const char *`, `int`, `umode_t`).
+    pub c_type: String,
+    /// Its name.
+    pub name: String,
+    /// Its byte offset in the record.
+    pub offset: usize,
+    /// Whether the format says it is signed.
+    pub signed: bool,
+}
+
+/// The fields of a tracefs format file, in order.
+pub fn format_fields(format: &str) -> Vec<FormatField> {
+    format
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line
+                .trim()
+                .strip_prefix("field:")?
+                .split(';')
+                .map(str::trim);
+            let declaration = parts.next()?;
+            let (c_type, name) = declaration.split_at(declaration.rfind([' ', '*'])? + 1);
+            let mut value = |key: &str| -> Option<usize> {
+                parts.find_map(|part| part.strip_prefix(key)?.parse().ok())
+            };
+            Some(FormatField {
+                c_type: c_type.trim().to_owned(),
+                name: name.trim().to_owned(),
+                offset: value("offset:")?,
+                // Older kernels' formats may lack it; the offset is what kspan needs.
+                signed: value("signed:") == Some(1),
+            })
+        })
+        .collect()
+}
+
+/// The offset of `field` in a tracefs format file.
 fn field_offset(format: &str, field: &str) -> Option<usize> {
-    format.lines().find_map(|line| {
-        let mut parts = line.split(';').map(str::trim);
-        let declaration = parts.next()?.strip_prefix("field:")?;
-        let name = declaration.rsplit([' ', '*']).next()?;
-        if name != field {
-            return None;
-        }
-        parts.find_map(|part| part.strip_prefix("offset:")?.parse().ok())
-    })
+    format_fields(format)
+        .into_iter()
+        .find(|found| found.name == field)
+        .map(|found| found.offset)
 }
 
 #[cfg(test)]
