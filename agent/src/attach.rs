@@ -1,6 +1,6 @@
 //! Loading the embedded probes and attaching one probe pair, falling back in a fixed order.
 
-use std::sync::Arc;
+use std::{collections::VecDeque, sync::Arc};
 
 use anyhow::Context as _;
 use aya::{
@@ -259,12 +259,14 @@ fn attach_step(
     Ok(())
 }
 
-/// Attaches the generic programs to every declared probe's hook: tracepoint programs to each
-/// syscall's pair, the kprobe and kretprobe to each function.
-pub fn attach_declared(ebpf: &mut Ebpf, probes: &[ResolvedProbe]) -> anyhow::Result<()> {
-    use kspan_common::programs::{
-        DECLARED_KPROBE, DECLARED_KRETPROBE, DECLARED_TP_ENTER, DECLARED_TP_EXIT,
-    };
+/// Attaches the generic programs to every declared probe's hook: the tracepoint programs to
+/// each syscall's pair, and each function with the first of its pairs that attaches. Returns the
+/// kind each probe attached as, in order.
+pub fn attach_declared(
+    ebpf: &mut Ebpf,
+    probes: &[ResolvedProbe],
+) -> anyhow::Result<Vec<ProbeKind>> {
+    use kspan_common::programs::{DECLARED_TP_ENTER, DECLARED_TP_EXIT};
     let syscalls: Vec<(&ResolvedProbe, &[String; 2])> = probes
         .iter()
         .filter_map(|probe| match &probe.hook {
@@ -272,26 +274,8 @@ pub fn attach_declared(ebpf: &mut Ebpf, probes: &[ResolvedProbe]) -> anyhow::Res
             HookPoint::Function { .. } => None,
         })
         .collect();
-    let functions: Vec<(&ResolvedProbe, &str)> = probes
-        .iter()
-        .filter_map(|probe| match &probe.hook {
-            HookPoint::Function { name, .. } => Some((probe, name.as_str())),
-            HookPoint::Syscall { .. } => None,
-        })
-        .collect();
     if !syscalls.is_empty() {
         privileges::require(ProbeKind::Tracepoint)?;
-    }
-    if let Some((probe, _)) = functions.first() {
-        if !kernel_function::kprobes_available() {
-            anyhow::bail!(
-                "probe {}: this kernel has no kprobes ({} is missing: built without \
-                 CONFIG_KPROBES), and declared functions need them",
-                probe.info.name,
-                kernel_function::KPROBE_PMU
-            );
-        }
-        privileges::require(ProbeKind::Kprobe)?;
     }
     for (end, name) in [DECLARED_TP_ENTER, DECLARED_TP_EXIT]
         .into_iter()
@@ -311,20 +295,125 @@ pub fn attach_declared(ebpf: &mut Ebpf, probes: &[ResolvedProbe]) -> anyhow::Res
             })?;
         }
     }
-    for name in [DECLARED_KPROBE, DECLARED_KRETPROBE] {
-        if functions.is_empty() {
-            break;
+    let mut functions = FunctionPairs::default();
+    probes
+        .iter()
+        .map(|probe| match &probe.hook {
+            HookPoint::Syscall { .. } => Ok(ProbeKind::Tracepoint),
+            HookPoint::Function { name, kinds, .. } => {
+                functions.attach(ebpf, &probe.info.name, name, kinds)
+            }
+        })
+        .collect()
+}
+
+/// The declared functions' pairs: the one kprobe pair that every function shares, and the
+/// fentry pairs, one per function, taken in order.
+#[derive(Default)]
+struct FunctionPairs {
+    /// Whether the shared kprobe pair is loaded.
+    kprobes_loaded: bool,
+    /// fentry pairs in use.
+    fentry_used: usize,
+    /// The kernel's BTF, read for the first fentry pair.
+    btf: Option<Btf>,
+}
+
+impl FunctionPairs {
+    /// Attaches `function` with the first of `kinds` that works, saying in the log why any
+    /// before it was refused. Past the last fentry pair, fentry falls back to kprobe.
+    fn attach(
+        &mut self,
+        ebpf: &mut Ebpf,
+        probe: &str,
+        function: &str,
+        kinds: &[ProbeKind],
+    ) -> anyhow::Result<ProbeKind> {
+        use kspan_common::{declared::MAX_FENTRY_PROBES, programs::DECLARED_FENTRY};
+        let mut refused = Vec::new();
+        let mut kinds: VecDeque<ProbeKind> = kinds.iter().copied().collect();
+        while let Some(kind) = kinds.pop_front() {
+            if kind == ProbeKind::Fentry && self.fentry_used == DECLARED_FENTRY.len() {
+                tracing::warn!(
+                    probe,
+                    function,
+                    "all {MAX_FENTRY_PROBES} fentry pairs are in use: probing it with kprobes"
+                );
+                if !kinds.contains(&ProbeKind::Kprobe) {
+                    kinds.push_back(ProbeKind::Kprobe);
+                }
+                continue;
+            }
+            let attached = match kind {
+                ProbeKind::Kprobe => self.attach_kprobes(ebpf, function),
+                ProbeKind::Fentry => self.attach_fentry(ebpf, function),
+                ProbeKind::Tracepoint => continue,
+            };
+            match attached {
+                Ok(()) => return Ok(kind),
+                Err(error) => {
+                    let reason = format!("{error:#}");
+                    let why = reason.lines().next().unwrap_or_default();
+                    tracing::warn!(probe, kind = %kind, reason = why, "probe refused, falling back");
+                    refused.push(format!("{kind}: {why}"));
+                }
+            }
         }
-        let kprobe: &mut KProbe = program(ebpf, name)?;
-        kprobe.load().with_context(|| format!("loading {name}"))?;
-        for (probe, function) in &functions {
+        anyhow::bail!(
+            "probe {probe}: no probe could be attached to {function} ({})",
+            refused.join("; ")
+        )
+    }
+
+    fn attach_kprobes(&mut self, ebpf: &mut Ebpf, function: &str) -> anyhow::Result<()> {
+        use kspan_common::programs::{DECLARED_KPROBE, DECLARED_KRETPROBE};
+        if !self.kprobes_loaded {
+            if !kernel_function::kprobes_available() {
+                anyhow::bail!(
+                    "this kernel has no kprobes ({} is missing: built without CONFIG_KPROBES)",
+                    kernel_function::KPROBE_PMU
+                );
+            }
+            privileges::require(ProbeKind::Kprobe)?;
+            for name in [DECLARED_KPROBE, DECLARED_KRETPROBE] {
+                let kprobe: &mut KProbe = program(ebpf, name)?;
+                kprobe.load().with_context(|| format!("loading {name}"))?;
+            }
+            self.kprobes_loaded = true;
+        }
+        for name in [DECLARED_KPROBE, DECLARED_KRETPROBE] {
+            let kprobe: &mut KProbe = program(ebpf, name)?;
             kprobe
                 .attach(function, 0)
-                .with_context(|| format!("attaching probe {} to {function}", probe.info.name))
+                .with_context(|| format!("attaching {name} to {function}"))
                 .map_err(|error| blame_function(error, function))?;
         }
+        Ok(())
     }
-    Ok(())
+
+    /// Loads the next fentry pair for `function` and attaches it; unloads it again on failure,
+    /// so the next function can take it.
+    fn attach_fentry(&mut self, ebpf: &mut Ebpf, function: &str) -> anyhow::Result<()> {
+        use kspan_common::programs::{DECLARED_FENTRY, DECLARED_FEXIT};
+        let btf = match &mut self.btf {
+            Some(btf) => btf,
+            None => self.btf.insert(
+                Btf::from_sys_fs().context("reading kernel BTF from /sys/kernel/btf/vmlinux")?,
+            ),
+        };
+        let steps = [
+            step(DECLARED_FENTRY[self.fentry_used], Hook::Fentry),
+            step(DECLARED_FEXIT[self.fentry_used], Hook::Fexit),
+        ];
+        for step in &steps {
+            if let Err(error) = attach_step(ebpf, step, function, Some(btf)) {
+                unload(ebpf, &steps);
+                return Err(error);
+            }
+        }
+        self.fentry_used += 1;
+        Ok(())
+    }
 }
 
 /// Puts the kernel's own reason first when `function` is missing, inlined or blacklisted: the
@@ -356,7 +445,12 @@ fn blame_function_if_not_in_btf(error: anyhow::Error, function: &str) -> anyhow:
 
 /// Detaches and unloads every program of a pair (those never loaded are skipped).
 pub fn unload_pair(ebpf: &mut Ebpf, programs: Programs, kind: ProbeKind) {
-    for step in programs.steps(kind) {
+    unload(ebpf, programs.steps(kind));
+}
+
+/// Detaches and unloads the programs of `steps`.
+fn unload(ebpf: &mut Ebpf, steps: &[Step]) {
+    for step in steps {
         let Some(program) = ebpf.program_mut(step.program) else {
             continue;
         };
@@ -416,7 +510,8 @@ mod tests {
     fn the_declared_probes_programs_are_in_the_object_with_the_right_type() {
         use aya_obj::ProgramSection as Section;
         use kspan_common::programs::{
-            DECLARED_KPROBE, DECLARED_KRETPROBE, DECLARED_TP_ENTER, DECLARED_TP_EXIT,
+            DECLARED_FENTRY, DECLARED_FEXIT, DECLARED_KPROBE, DECLARED_KRETPROBE,
+            DECLARED_TP_ENTER, DECLARED_TP_EXIT,
         };
         let object = aya_obj::Object::parse(crate::probes::object_bytes(Programs::Capture))
             .expect("the embedded object parses");
@@ -437,5 +532,15 @@ mod tests {
             section(DECLARED_KRETPROBE),
             Some(Section::KRetProbe)
         ));
+        for (entry, exit) in DECLARED_FENTRY.into_iter().zip(DECLARED_FEXIT) {
+            assert!(
+                matches!(section(entry), Some(Section::FEntry { sleepable: false })),
+                "{entry}"
+            );
+            assert!(
+                matches!(section(exit), Some(Section::FExit { sleepable: false })),
+                "{exit}"
+            );
+        }
     }
 }

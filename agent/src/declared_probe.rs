@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use kspan_common::{
-    declared::{hook_key, ArgRead, ArgSpec, DeclaredProbe, MAX_ARGS, MAX_HOPS, MAX_STRINGS},
+    declared::{
+        function_key, syscall_key, ArgRead, ArgSpec, DeclaredProbe, MAX_ARGS, MAX_HOPS, MAX_STRINGS,
+    },
     ProbeKind,
 };
 use kspan_decode::{ArgType, ArgumentInfo, Decoder, ProbeInfo, ResultKind};
@@ -22,12 +24,14 @@ pub enum HookPoint {
         /// The number its records carry.
         number: u32,
     },
-    /// A kernel function's kprobe and kretprobe, found by its address.
+    /// A kernel function's fentry/fexit or kprobe/kretprobe pair, found by its address.
     Function {
         /// The function.
         name: String,
         /// Its address (`/proc/kallsyms`).
         address: u64,
+        /// The pairs to try, in order (the attach mode's function pairs).
+        kinds: Vec<ProbeKind>,
     },
 }
 
@@ -43,19 +47,11 @@ pub struct ResolvedProbe {
 }
 
 impl ResolvedProbe {
-    /// The kind of probe pair it attaches as.
-    pub fn kind(&self) -> ProbeKind {
-        match self.hook {
-            HookPoint::Syscall { .. } => ProbeKind::Tracepoint,
-            HookPoint::Function { .. } => ProbeKind::Kprobe,
-        }
-    }
-
     /// Its key in the programs' map.
     pub fn key(&self) -> u64 {
         match self.hook {
-            HookPoint::Syscall { number, .. } => hook_key(ProbeKind::Tracepoint, number.into()),
-            HookPoint::Function { address, .. } => hook_key(ProbeKind::Kprobe, address),
+            HookPoint::Syscall { number, .. } => syscall_key(number),
+            HookPoint::Function { address, .. } => function_key(address),
         }
     }
 }

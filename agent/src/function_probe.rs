@@ -24,10 +24,16 @@ pub fn resolve(
 ) -> Result<ResolvedProbe, DeclarationError> {
     let invalid = |why: String| invalid(declaration, why);
     let attach = declaration.attach.unwrap_or(default_attach);
-    if !attach.candidates().contains(&ProbeKind::Kprobe) {
+    let kinds: Vec<ProbeKind> = attach
+        .candidates()
+        .iter()
+        .copied()
+        .filter(|kind| matches!(kind, ProbeKind::Kprobe | ProbeKind::Fentry))
+        .collect();
+    if kinds.is_empty() {
         return Err(invalid(format!(
-            "a kernel function is probed with a kprobe pair (declared fentry probes are not \
-             built yet), but the attach mode allows only {}",
+            "a kernel function is probed with a kprobe or fentry pair, but the attach mode \
+             allows only {}",
             attach.candidates()[0]
         )));
     }
@@ -115,6 +121,7 @@ pub fn resolve(
     let hook = HookPoint::Function {
         name: function.to_owned(),
         address,
+        kinds,
     };
     let result = Returns {
         kind: result,
@@ -229,8 +236,12 @@ mod tests {
         assert_eq!(probe.info.result, ResultKind::ErrnoOrValue);
         // `int` on this kernel (older ones: `long`).
         assert!(matches!(probe.info.result_bytes, 4 | 8));
-        assert!(matches!(probe.hook, HookPoint::Function { address, .. } if address != 0));
-        assert_eq!(probe.kind(), ProbeKind::Kprobe);
+        // `auto` (the test's default) tries kprobe first, then fentry.
+        let HookPoint::Function { address, kinds, .. } = &probe.hook else {
+            panic!("{:?}", probe.hook)
+        };
+        assert_ne!(*address, 0);
+        assert_eq!(kinds, &[ProbeKind::Kprobe, ProbeKind::Fentry]);
     }
 
     #[test]

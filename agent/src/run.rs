@@ -180,9 +180,9 @@ impl Prepared {
             None => None,
         };
         probes::declare(&mut ebpf, &syscalls)?;
-        attach::attach_declared(&mut ebpf, &syscalls)?;
-        for probe in &syscalls {
-            tracing::info!(probe = %probe.info.name, kind = %probe.kind(), "attached");
+        let declared_kinds = attach::attach_declared(&mut ebpf, &syscalls)?;
+        for (probe, kind) in syscalls.iter().zip(&declared_kinds) {
+            tracing::info!(probe = %probe.info.name, kind = %kind, "attached");
         }
 
         let pipeline_config = PipelineConfig {
@@ -212,7 +212,7 @@ impl Prepared {
         };
 
         if let Some(file) = &ready_file {
-            file.write(ready_contents(attached, &syscalls).as_bytes())?;
+            file.write(ready_contents(attached, &syscalls, &declared_kinds).as_bytes())?;
         }
         tracing::info!(
             probes = syscalls.len() + usize::from(attached.is_some()),
@@ -367,19 +367,19 @@ fn resolve_declared(
     Ok(probes)
 }
 
-/// The ready file: the signalfd pair that attached (`probe=`), each declared probe and its
-/// kind, and kspan's pid.
-fn ready_contents(signalfd: Option<ProbeKind>, syscalls: &[ResolvedProbe]) -> String {
+/// The ready file: the signalfd pair that attached (`probe=`), each declared probe and the kind
+/// of pair it attached as, and kspan's pid.
+fn ready_contents(
+    signalfd: Option<ProbeKind>,
+    declared: &[ResolvedProbe],
+    kinds: &[ProbeKind],
+) -> String {
     let mut contents = String::new();
     if let Some(kind) = signalfd {
         contents.push_str(&format!("probe={kind}\n"));
     }
-    for syscall in syscalls {
-        contents.push_str(&format!(
-            "declared={}:{}\n",
-            syscall.info.name,
-            ProbeKind::Tracepoint
-        ));
+    for (probe, kind) in declared.iter().zip(kinds) {
+        contents.push_str(&format!("declared={}:{kind}\n", probe.info.name));
     }
     contents.push_str(&format!("pid={}\n", std::process::id()));
     contents

@@ -881,8 +881,9 @@ fn bad_probe_declarations_are_refused_naming_the_probe() {
             "a syscall attaches to its tracepoints, but the attach mode allows only kprobe",
         ),
         with(
-            &["--probe", "vfs_fsync", "--attach", "fentry"],
-            "probe vfs_fsync (--probe vfs_fsync): a kernel function is probed with a kprobe pair",
+            &["--probe", "vfs_fsync", "--attach", "tracepoint"],
+            "probe vfs_fsync (--probe vfs_fsync): a kernel function is probed with a kprobe or \
+             fentry pair, but the attach mode allows only tracepoint",
         ),
         with(
             &["--probe", "kspan_no_such_function"],

@@ -4,9 +4,7 @@
 //! declared call made inside another on the same thread pairs with its own return and knows its
 //! parent; each return sends one [`DeclaredEvent`].
 
-use crate::ProbeKind;
-
-/// Name of the hash map from a hook ([`hook_key`]) to its [`DeclaredProbe`].
+/// Name of the hash map from a hook ([`syscall_key`], [`function_key`]) to its [`DeclaredProbe`].
 pub const DECLARED_MAP: &str = "DECLARED";
 /// Most probes one agent declares (hooks in [`DECLARED_MAP`]).
 pub const MAX_DECLARED_PROBES: u32 = 64;
@@ -27,14 +25,22 @@ pub const MAX_HOPS: usize = 4;
 /// Name of the per-CPU array of per-probe counters: slot `probe * Counter::SLOTS + counter`.
 pub const DECLARED_COUNTERS_MAP: &str = "DECLARED_COUNTERS";
 
-/// The [`DECLARED_MAP`] key of a hook: its probe kind in the top byte, then what identifies the
-/// hook to the program in the rest: a syscall tracepoint by the syscall's number, which its
-/// records carry (the event id, `common_type`, is not: BPF programs get the registers in its
-/// place); a kernel function by its address (`bpf_get_func_ip`; kernel addresses differ below
-/// their top byte).
-pub const fn hook_key(kind: ProbeKind, id: u64) -> u64 {
-    ((kind as u64) << 56) | (id & ((1 << 56) - 1))
+/// The [`DECLARED_MAP`] key of a syscall's tracepoints: the syscall's number, which their records
+/// carry (the event id, `common_type`, is not: BPF programs get the registers in its place).
+pub const fn syscall_key(number: u32) -> u64 {
+    number as u64
 }
+
+/// The [`DECLARED_MAP`] key of a kernel function, whichever pair hooks it: its address
+/// (`bpf_get_func_ip`), which is never below 2^32 where syscall numbers are.
+pub const fn function_key(address: u64) -> u64 {
+    address
+}
+
+/// Most declared kernel functions probed with fentry at once: a tracing program is loaded for
+/// one target, so the probes object carries this many identical fentry/fexit pairs
+/// ([`crate::programs::DECLARED_FENTRY`]); past them, functions are probed with kprobes.
+pub const MAX_FENTRY_PROBES: usize = 8;
 
 /// How an argument's value is read at entry.
 #[repr(u8)]
@@ -118,7 +124,7 @@ pub struct OpenCall {
     pub start_boot_ns: u64,
     /// The probe's index.
     pub probe: u32,
-    /// A [`ProbeKind`] value.
+    /// A [`crate::ProbeKind`] value.
     pub kind: u8,
     /// Explicit padding.
     pub _pad: [u8; 3],
@@ -166,7 +172,7 @@ pub struct DeclaredEvent {
     pub uid: u32,
     /// Effective uid.
     pub euid: u32,
-    /// A [`ProbeKind`] value.
+    /// A [`crate::ProbeKind`] value.
     pub kind: u8,
     /// Calls open below this one on the thread when it started (0: none).
     pub depth: u8,

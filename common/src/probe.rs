@@ -92,6 +92,28 @@ pub mod programs {
     pub const DECLARED_KPROBE: &str = "kspan_declared_kprobe";
     /// kretprobe on every declared kernel function.
     pub const DECLARED_KRETPROBE: &str = "kspan_declared_kretprobe";
+    /// fentry on one declared kernel function each.
+    pub const DECLARED_FENTRY: [&str; crate::declared::MAX_FENTRY_PROBES] = [
+        "kspan_declared_fentry_0",
+        "kspan_declared_fentry_1",
+        "kspan_declared_fentry_2",
+        "kspan_declared_fentry_3",
+        "kspan_declared_fentry_4",
+        "kspan_declared_fentry_5",
+        "kspan_declared_fentry_6",
+        "kspan_declared_fentry_7",
+    ];
+    /// fexit on the function of the fentry of the same position.
+    pub const DECLARED_FEXIT: [&str; crate::declared::MAX_FENTRY_PROBES] = [
+        "kspan_declared_fexit_0",
+        "kspan_declared_fexit_1",
+        "kspan_declared_fexit_2",
+        "kspan_declared_fexit_3",
+        "kspan_declared_fexit_4",
+        "kspan_declared_fexit_5",
+        "kspan_declared_fexit_6",
+        "kspan_declared_fexit_7",
+    ];
 
     /// The empty programs of the floor object (`kspan-floor`), on the same hooks.
     pub mod floor {

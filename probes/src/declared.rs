@@ -26,7 +26,8 @@ use crate::capture::{
     EVENTS,
 };
 
-/// What each hook's program captures, by [`kspan_common::declared::hook_key`].
+/// What each hook's program captures, by [`kspan_common::declared::syscall_key`] and
+/// [`kspan_common::declared::function_key`].
 #[map]
 static DECLARED: HashMap<u64, DeclaredProbe> = HashMap::with_max_entries(MAX_DECLARED_PROBES, 0);
 

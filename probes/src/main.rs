@@ -15,7 +15,10 @@ use aya_ebpf::{
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
     EbpfContext,
 };
-use kspan_common::{declared::hook_key, tracepoint_offsets, MaskSource, ProbeKind, Syscall};
+use kspan_common::{
+    declared::{function_key, syscall_key},
+    tracepoint_offsets, MaskSource, ProbeKind, Syscall,
+};
 
 use crate::{
     capture::{kernel_mask, record_entry, record_return, EntryArgs},
@@ -103,7 +106,7 @@ pub fn kspan_tp_exit(ctx: TracePointContext) -> u32 {
 /// Every declared syscall's `sys_enter_*` tracepoint: the record's syscall number says which.
 #[tracepoint]
 pub fn kspan_declared_tp_enter(ctx: TracePointContext) -> u32 {
-    let key = hook_key(ProbeKind::Tracepoint, syscall_nr(&ctx).into());
+    let key = syscall_key(syscall_nr(&ctx));
     declared_entry(ProbeKind::Tracepoint, key, |values| {
         // All six argument words in one helper call: loading them directly would make the
         // program too wide for syscalls with fewer arguments (the kernel refuses to attach a
@@ -126,7 +129,7 @@ pub fn kspan_declared_tp_enter(ctx: TracePointContext) -> u32 {
 /// Every declared syscall's `sys_exit_*` tracepoint.
 #[tracepoint]
 pub fn kspan_declared_tp_exit(ctx: TracePointContext) -> u32 {
-    let key = hook_key(ProbeKind::Tracepoint, syscall_nr(&ctx).into());
+    let key = syscall_key(syscall_nr(&ctx));
     declared_return(key, tracepoint_field(&ctx, tracepoint_offsets::ARGS) as i64);
     0
 }
@@ -134,7 +137,7 @@ pub fn kspan_declared_tp_exit(ctx: TracePointContext) -> u32 {
 /// kprobe on every declared kernel function: its address says which.
 #[kprobe]
 pub fn kspan_declared_kprobe(ctx: ProbeContext) -> u32 {
-    let key = hook_key(ProbeKind::Kprobe, function_address(&ctx));
+    let key = function_key(function_address(&ctx));
     declared_entry(ProbeKind::Kprobe, key, |values| {
         for (position, value) in values.iter_mut().enumerate() {
             *value = ctx.arg::<u64>(position).unwrap_or(0);
@@ -147,13 +150,66 @@ pub fn kspan_declared_kprobe(ctx: ProbeContext) -> u32 {
 /// kretprobe on every declared kernel function.
 #[kretprobe]
 pub fn kspan_declared_kretprobe(ctx: RetProbeContext) -> u32 {
-    let key = hook_key(ProbeKind::Kprobe, function_address(&ctx));
+    let key = function_key(function_address(&ctx));
     declared_return(key, ctx.ret::<i64>());
     0
 }
 
-/// The address of the function a kprobe or kretprobe fired on (its symbol's, whatever the
-/// kprobe's own placement).
+/// fentry and fexit on one declared kernel function each, its address says which: a tracing
+/// program is loaded for one target, so there are `MAX_FENTRY_PROBES` identical pairs, named as
+/// `kspan_common::programs::DECLARED_FENTRY` and `DECLARED_FEXIT` list them.
+macro_rules! declared_fentry_pairs {
+    ($($entry:ident $exit:ident),* $(,)?) => {$(
+        #[fentry]
+        pub fn $entry(ctx: FEntryContext) -> u32 {
+            declared_fentry(&ctx);
+            0
+        }
+
+        #[fexit]
+        pub fn $exit(ctx: FExitContext) -> u32 {
+            declared_fexit(&ctx);
+            0
+        }
+    )*};
+}
+
+declared_fentry_pairs!(
+    kspan_declared_fentry_0 kspan_declared_fexit_0,
+    kspan_declared_fentry_1 kspan_declared_fexit_1,
+    kspan_declared_fentry_2 kspan_declared_fexit_2,
+    kspan_declared_fentry_3 kspan_declared_fexit_3,
+    kspan_declared_fentry_4 kspan_declared_fexit_4,
+    kspan_declared_fentry_5 kspan_declared_fexit_5,
+    kspan_declared_fentry_6 kspan_declared_fexit_6,
+    kspan_declared_fentry_7 kspan_declared_fexit_7,
+);
+
+#[inline(always)]
+fn declared_fentry(ctx: &FEntryContext) {
+    let key = function_key(function_address(ctx));
+    declared_entry(ProbeKind::Fentry, key, |values| {
+        for (position, value) in values.iter_mut().enumerate() {
+            // SAFETY: the verifier inlines this helper into a load from the trampoline's
+            // argument array; past the function's own arguments it fails, leaving 0.
+            unsafe {
+                aya_ebpf::helpers::generated::bpf_get_func_arg(ctx.as_ptr(), position as u32, value)
+            };
+        }
+        true
+    });
+}
+
+#[inline(always)]
+fn declared_fexit(ctx: &FExitContext) {
+    let mut ret = 0u64;
+    // SAFETY: inlined by the verifier, as `bpf_get_func_arg`; writes a local.
+    unsafe { aya_ebpf::helpers::generated::bpf_get_func_ret(ctx.as_ptr(), &mut ret) };
+    declared_return(function_key(function_address(ctx)), ret as i64);
+}
+
+/// The address of the function a kprobe, kretprobe, fentry or fexit fired on (its symbol's,
+/// whatever the kprobe's own placement).
 #[inline(always)]
 fn function_address(ctx: &impl EbpfContext) -> u64 {
     // SAFETY: the helper takes the program's own context.

@@ -238,7 +238,11 @@ pub fn judge_dir_with(dir: &Path, completeness: Completeness) -> anyhow::Result<
         Expectation::for_probe(&run.attach)?
     };
     let mut verdict = judge(&manifest, &spans, &logs, expect, completeness);
-    verdict.declared = judge_declared(&declared, &declared_spans, &declared_logs);
+    let function_kinds = match declared.iter().any(|call| call.kernel_function) {
+        true => declared_kinds(dir)?,
+        false => BTreeMap::new(),
+    };
+    verdict.declared = judge_declared(&declared, &declared_spans, &declared_logs, &function_kinds);
     verdict.mismatches.extend(resource_problems);
     verdict.lost = summary["lost"]
         .as_u64()
@@ -391,6 +395,25 @@ fn attached_probe(dir: &Path) -> anyhow::Result<String> {
         .find_map(|line| line.strip_prefix("probe="))
         .map(str::to_string)
         .context("the ready file names no probe")
+}
+
+/// The kind of pair each declared probe attached as, by name, as kspan's ready file says
+/// (`declared=<name>:<kind>`).
+pub fn declared_kinds(dir: &Path) -> anyhow::Result<BTreeMap<String, ProbeKind>> {
+    let ready =
+        std::fs::read_to_string(dir.join(artifacts::READY)).context("reading the ready file")?;
+    ready
+        .lines()
+        .filter_map(|line| line.strip_prefix("declared="))
+        .map(|probe| {
+            let (name, kind) = probe
+                .rsplit_once(':')
+                .with_context(|| format!("ready file line `declared={probe}`"))?;
+            let kind = ProbeKind::from_name(kind)
+                .with_context(|| format!("ready file line `declared={probe}`: no such kind"))?;
+            Ok((name.to_string(), kind))
+        })
+        .collect()
 }
 
 /// Compares spans and logs with the manifest: same calls per thread, in order, same arguments

@@ -16,8 +16,8 @@ pub use containers::{FakeContainer, FakeContainers};
 pub use fallback::{fallback_mismatches, function_missing, MISSING_KERNEL_FUNCTION, NO_KPROBES};
 pub use health::health_mismatches;
 pub use judge::{
-    call_summary, judge_declared, judge_dir, judge_dir_with, Completeness, DeclaredVerdict,
-    Verdict, STRING_BOUND,
+    call_summary, declared_kinds, judge_declared, judge_dir, judge_dir_with, Completeness,
+    DeclaredVerdict, Verdict, STRING_BOUND,
 };
 pub use run::{
     artifacts, run_capture, CaptureConfig, Destination, Outage, RunRecord, Transport, Workload,

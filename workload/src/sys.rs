@@ -120,6 +120,31 @@ pub fn timed_openat(
     timed_result(wall_before_ns, ret, realtime_ns())
 }
 
+/// `openat2(dfd, filename, &how, sizeof how)` as [`timed_openat`] makes openat.
+pub fn timed_openat2(
+    dfd: RawFd,
+    filename: *const libc::c_char,
+    flags: i32,
+    mode: u32,
+) -> TimedResult {
+    // SAFETY: `open_how` is plain integers; all zero is its default.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = flags as u64;
+    how.mode = u64::from(mode);
+    let wall_before_ns = realtime_ns();
+    // SAFETY: as in `timed_openat`; `how` is a live local of the size passed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dfd as libc::c_long,
+            filename,
+            std::ptr::addr_of!(how),
+            size_of::<libc::open_how>(),
+        )
+    };
+    timed_result(wall_before_ns, ret, realtime_ns())
+}
+
 fn timed_result(wall_before_ns: u64, ret: libc::c_long, wall_after_ns: u64) -> TimedResult {
     // errno survives the clock read: clock_gettime only sets it on failure, which cannot happen.
     let result = if ret < 0 {

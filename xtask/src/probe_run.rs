@@ -34,11 +34,16 @@ pub enum ProbeRun {
     /// `do_sys_openat2` (a kprobe pair) that every openat runs: each openat call exact, with its
     /// `do_sys_openat2` call as its child span.
     Declared,
+    /// The same declared probes with `do_sys_openat2` declared `attach = "fentry"`: its calls
+    /// exact through a declared fentry/fexit pair, the ready file saying it attached as fentry.
+    #[serde(rename = "declared-fentry")]
+    #[value(name = "declared-fentry")]
+    DeclaredFentry,
 }
 
 impl ProbeRun {
     /// Every mode, in the order a guest runs them.
-    pub const ALL: [ProbeRun; 7] = [
+    pub const ALL: [ProbeRun; 8] = [
         ProbeRun::Kprobe,
         ProbeRun::Fentry,
         ProbeRun::Tracepoint,
@@ -46,6 +51,7 @@ impl ProbeRun {
         ProbeRun::Containers,
         ProbeRun::ContainerFilter,
         ProbeRun::Declared,
+        ProbeRun::DeclaredFentry,
     ];
 
     /// The kind of pair the run attaches with `--attach`; `None` for the fallback and
@@ -58,7 +64,8 @@ impl ProbeRun {
             ProbeRun::Fallback
             | ProbeRun::Containers
             | ProbeRun::ContainerFilter
-            | ProbeRun::Declared => None,
+            | ProbeRun::Declared
+            | ProbeRun::DeclaredFentry => None,
         }
     }
 
@@ -69,6 +76,7 @@ impl ProbeRun {
             ProbeRun::Containers => "containers",
             ProbeRun::ContainerFilter => "container-filter",
             ProbeRun::Declared => "declared",
+            ProbeRun::DeclaredFentry => "declared-fentry",
             probe => probe.probe().map_or("", ProbeKind::name),
         }
     }

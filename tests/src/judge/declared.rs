@@ -9,6 +9,7 @@ mod expected;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use kspan_common::ProbeKind;
 use kspan_receiver::inspect::display_value;
 use opentelemetry_proto::tonic::{
     common::v1::{any_value::Value, AnyValue, KeyValue},
@@ -79,6 +80,7 @@ pub fn judge_declared(
     calls: &[DeclaredCall],
     spans: &[Span],
     logs: &[LogRecord],
+    function_kinds: &BTreeMap<String, ProbeKind>,
 ) -> DeclaredVerdict {
     let mut verdict = DeclaredVerdict {
         expected: calls.len(),
@@ -165,7 +167,7 @@ pub fn judge_declared(
 
     let mut logs_by_ids = logs_by_ids(logs);
     for (call, span) in matched.values() {
-        let mut problems = span_mismatches(call, span);
+        let mut problems = span_mismatches(call, span, function_kinds);
         problems.extend(parent_mismatch(call, span, &matched));
         match logs_by_ids.remove(&ids(span)).as_deref() {
             Some([log]) => problems.extend(log_mismatches(call, span, log)),
@@ -198,9 +200,14 @@ fn about(call: &DeclaredCall) -> String {
 }
 
 /// The span's name and attributes, its kind, status and timing, against the call.
-fn span_mismatches(call: &DeclaredCall, span: &Span) -> Vec<String> {
+fn span_mismatches(
+    call: &DeclaredCall,
+    span: &Span,
+    function_kinds: &BTreeMap<String, ProbeKind>,
+) -> Vec<String> {
     let attrs = &span.attributes;
-    let mut problems = caller_mismatches(&call.caller, attrs, expected::probe(call));
+    let mut problems =
+        caller_mismatches(&call.caller, attrs, expected::probe(call, function_kinds));
     if span.name != call.syscall {
         problems.push(format!(
             "name: expected {}, got {}",
@@ -551,7 +558,7 @@ mod tests {
     #[test]
     fn an_exact_capture_passes() {
         let (calls, spans, logs) = fixture();
-        let verdict = judge_declared(&calls, &spans, &logs);
+        let verdict = judge_declared(&calls, &spans, &logs, &BTreeMap::new());
         assert!(verdict.passed(), "{verdict}");
         assert_eq!(
             (
@@ -600,7 +607,7 @@ mod tests {
             attributes: attributes.into_iter().rev().collect(),
             ..LogRecord::default()
         };
-        let verdict = judge_declared(&calls[..1], &[span], &[log]);
+        let verdict = judge_declared(&calls[..1], &[span], &[log], &BTreeMap::new());
         assert!(verdict.passed(), "{verdict}");
     }
 
@@ -609,7 +616,7 @@ mod tests {
         let (calls, mut spans, mut logs) = fixture();
         spans.remove(1);
         logs.remove(1);
-        let verdict = judge_declared(&calls, &spans, &logs);
+        let verdict = judge_declared(&calls, &spans, &logs, &BTreeMap::new());
         assert_eq!(verdict.missing, 1);
         assert_mismatch(
             &verdict,
@@ -635,7 +642,7 @@ mod tests {
         close.name = "close".into();
         close.span_id = vec![5; 8];
         spans.push(close);
-        let verdict = judge_declared(&calls, &spans, &logs);
+        let verdict = judge_declared(&calls, &spans, &logs, &BTreeMap::new());
         assert_mismatch(
             &verdict,
             "matches no openat call's time window (an extra span)",
@@ -668,7 +675,7 @@ mod tests {
             spans.push(span_for(&own));
             logs.push(log_for(&own, spans.last().unwrap()));
         }
-        let verdict = judge_declared(&calls, &spans, &logs);
+        let verdict = judge_declared(&calls, &spans, &logs, &BTreeMap::new());
         assert!(verdict.passed(), "{verdict}");
         assert_eq!(verdict.ignored_spans(), 3);
         assert!(verdict.to_string().contains(
@@ -678,7 +685,7 @@ mod tests {
         let mut stranger = call(30, 3, DeclaredArg::user_string("filename", "/x"), 3, None);
         stranger.caller.pid = 11;
         spans.push(span_for(&stranger));
-        let verdict = judge_declared(&calls, &spans, &logs);
+        let verdict = judge_declared(&calls, &spans, &logs, &BTreeMap::new());
         assert_mismatch(&verdict, "is from process 11, which made no recorded call");
     }
 
@@ -709,7 +716,7 @@ mod tests {
         spans[3]
             .attributes
             .push(kv("openat.filename", Value::StringValue(String::new())));
-        let verdict = judge_declared(&calls, &spans, &logs);
+        let verdict = judge_declared(&calls, &spans, &logs, &BTreeMap::new());
         assert_mismatch(
             &verdict,
             r#"openat.filename: expected "/tmp/x", got "/tmp/y""#,
@@ -739,7 +746,7 @@ mod tests {
             .push(kv("openat.result", Value::IntValue(-2)));
         spans[1].status = None;
         spans[2].status.as_mut().unwrap().message = "ENOENT".into();
-        let verdict = judge_declared(&calls, &spans, &logs);
+        let verdict = judge_declared(&calls, &spans, &logs, &BTreeMap::new());
         assert_mismatch(&verdict, "seq 1 openat(");
         assert_mismatch(&verdict, "openat.result: expected 3, got none");
         assert_mismatch(&verdict, "error.type: expected none, got \"EBADF\"");
@@ -756,7 +763,7 @@ mod tests {
     fn the_span_must_lie_inside_the_callers_clock_readings() {
         let (calls, mut spans, logs) = fixture();
         spans[0].end_time_unix_nano = calls[0].wall_after_ns + 1;
-        let verdict = judge_declared(&calls, &spans, &logs);
+        let verdict = judge_declared(&calls, &spans, &logs, &BTreeMap::new());
         assert_mismatch(&verdict, "timing: expected 2000 <= start <= end <= 2900");
     }
 
@@ -775,7 +782,7 @@ mod tests {
             span_id: vec![9; 8],
             ..LogRecord::default()
         });
-        let verdict = judge_declared(&calls, &spans, &logs);
+        let verdict = judge_declared(&calls, &spans, &logs, &BTreeMap::new());
         assert_mismatch(
             &verdict,
             r#"log body: expected "openat(dfd=-100, filename=\"/tmp/x\", flags=524288, mode=0) = 3", got "openat(...) = 3""#,
@@ -808,12 +815,12 @@ mod tests {
         calls.push(child.clone());
         spans.push(span);
         logs.push(log);
-        let verdict = judge_declared(&calls, &spans, &logs);
+        let verdict = judge_declared(&calls, &spans, &logs, &BTreeMap::new());
         assert!(verdict.passed(), "{verdict}");
 
         spans[4].parent_span_id = vec![3; 8];
         spans[1].parent_span_id = spans[0].span_id.clone();
-        let verdict = judge_declared(&calls, &spans, &logs);
+        let verdict = judge_declared(&calls, &spans, &logs, &BTreeMap::new());
         assert_mismatch(
             &verdict,
             "parent: expected trace 01010101010101010101010101010101 span 0000000000000001 (seq 1), got trace 01010101010101010101010101010101 parent 0303030303030303",

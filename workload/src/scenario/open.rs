@@ -2,7 +2,9 @@
 //! cycle of cases a declared probe on openat must show exactly: opens and creates that return
 //! an fd (through AT_FDCWD and through a directory fd), paths longer than a probe's string bound,
 //! an unreadable path pointer and the errors ENOENT, ENAMETOOLONG, EFAULT and ENOTDIR. The
-//! calls go to the declared manifest.
+//! calls go to the declared manifest. Told the kernel function openat runs (`--openat-inner`),
+//! it records that call as each openat's child and makes each open once more through openat2,
+//! which reaches the same function from a second syscall.
 //!
 //! A scenario thread makes no other openat call: its identity is read through syscalls that
 //! open nothing, the files are made before the threads start and removed after they end, and
@@ -46,7 +48,8 @@ const UNREADABLE_POINTER: u64 = 1;
 const RELEASE_AFTER: Duration = Duration::from_millis(50);
 
 /// Runs `threads` threads of `calls_per_thread` openat calls each; with `inner`, each call is
-/// also recorded as a call of that kernel function inside it.
+/// also recorded as a call of that kernel function inside it, and made once more through
+/// openat2 (the same function reached by a second syscall).
 pub fn run(
     recorder: &Recorder,
     threads: usize,
@@ -216,14 +219,36 @@ struct OpenCall {
     expect: Result<(), Errno>,
 }
 
-/// Makes the call, closes the fd it returns, and records it (with a problem if the kernel
-/// answered otherwise than expected), and the call of `inner` it made, as its child.
-fn call(
-    recorder: &Recorder,
-    caller: &CallerIdentity,
+impl OpenCall {
+    /// The same open again: a file it creates gets a name of its own (it is created `O_EXCL`).
+    fn again(&self) -> OpenCall {
+        let path = match self.flags & O_CREAT {
+            0 => self.path.clone(),
+            _ => self.path.as_ref().map(|path| format!("{path}-again")),
+        };
+        OpenCall {
+            path,
+            dfd: self.dfd,
+            flags: self.flags,
+            mode: self.mode,
+            expect: self.expect,
+        }
+    }
+}
+
+/// The syscall that makes an open.
+#[derive(Clone, Copy)]
+enum Through {
+    Openat,
+    Openat2,
+}
+
+/// Makes the call through `through`, closes the fd it returns, and says whether the kernel
+/// answered as expected.
+fn make(
     open: &OpenCall,
-    inner: Option<&str>,
-) -> Result<(), ManifestError> {
+    through: Through,
+) -> (sys::TimedResult, impl Fn(&DeclaredCall) -> Option<String>) {
     // The scenario's paths have no NUL byte.
     let path = open
         .path
@@ -232,17 +257,69 @@ fn call(
     let pointer = path
         .as_ref()
         .map_or(UNREADABLE_POINTER as *const libc::c_char, |p| p.as_ptr());
-    let seq = recorder.next_seq();
-    let timed = sys::timed_openat(open.dfd, pointer, open.flags, open.mode);
+    let timed = match through {
+        Through::Openat => sys::timed_openat(open.dfd, pointer, open.flags, open.mode),
+        Through::Openat2 => sys::timed_openat2(open.dfd, pointer, open.flags, open.mode),
+    };
     if let Ok(fd) = timed.result {
         // SAFETY: the kernel just returned this fd and nothing else owns it; dropping it
         // closes it (close, not openat).
         drop(unsafe { OwnedFd::from_raw_fd(fd) });
     }
-    let filename = match &open.path {
+    let (expect, result) = (open.expect, timed.result);
+    let problem = move |record: &DeclaredCall| match (expect, result) {
+        (Ok(()), Ok(_)) => None,
+        (Err(want), Err(got)) if want == got => None,
+        (Ok(()), Err(got)) => Some(format!("{record}: expected an fd, got {got:?}")),
+        (Err(want), got) => Some(format!("{record}: expected {want:?}, got {got:?}")),
+    };
+    (timed, problem)
+}
+
+/// `filename` as a probe reads it.
+fn filename_arg(open: &OpenCall) -> DeclaredArg {
+    match &open.path {
         Some(path) => DeclaredArg::user_string("filename", path),
         None => DeclaredArg::unreadable("filename", UNREADABLE_POINTER),
-    };
+    }
+}
+
+/// `do_sys_openat2(dfd, filename, how)` of an open: the syscall's first two arguments, and
+/// `how->flags` as openat and openat2 fill it: the flags with O_LARGEFILE, which both force on
+/// 64-bit kernels (every flag the scenario passes is a valid open flag).
+fn inner_args(open: &OpenCall) -> Vec<DeclaredArg> {
+    vec![
+        DeclaredArg::int("dfd", open.dfd.into()),
+        filename_arg(open),
+        DeclaredArg::int("how->flags", i64::from(open.flags | KERNEL_O_LARGEFILE)),
+    ]
+}
+
+/// `record` with the answer and clock readings of `timed`.
+fn answered(record: DeclaredCall, timed: &sys::TimedResult) -> DeclaredCall {
+    DeclaredCall {
+        ret: timed
+            .result
+            .map_or_else(|errno| -i64::from(errno as i32), i64::from),
+        errno_name: timed.result.err().map(|errno| format!("{errno:?}")),
+        wall_before_ns: timed.wall_before_ns,
+        wall_after_ns: timed.wall_after_ns,
+        ..record
+    }
+}
+
+/// Makes the open through openat and records it (with a problem if the kernel answered
+/// otherwise than expected); with `inner`, also the call of that function it made, as its
+/// child, and then the same open through openat2, which reaches `inner` from a second syscall:
+/// recorded as that function's call alone (openat2 itself is not probed).
+fn call(
+    recorder: &Recorder,
+    caller: &CallerIdentity,
+    open: &OpenCall,
+    inner: Option<&str>,
+) -> Result<(), ManifestError> {
+    let seq = recorder.next_seq();
+    let (timed, problem) = make(open, Through::Openat);
     let record = DeclaredCall {
         seq,
         scenario: Scenario::Open.name().to_string(),
@@ -250,44 +327,43 @@ fn call(
         syscall: SYSCALL.to_string(),
         args: vec![
             DeclaredArg::int("dfd", open.dfd.into()),
-            filename,
+            filename_arg(open),
             DeclaredArg::int("flags", open.flags.into()),
             DeclaredArg::int("mode", open.mode.into()),
         ],
-        ret: timed
-            .result
-            .map_or_else(|errno| -i64::from(errno as i32), i64::from),
-        errno_name: timed.result.err().map(|errno| format!("{errno:?}")),
-        wall_before_ns: timed.wall_before_ns,
-        wall_after_ns: timed.wall_after_ns,
+        ret: 0,
+        errno_name: None,
+        wall_before_ns: 0,
+        wall_after_ns: 0,
         parent_seq: None,
         kernel_function: false,
     };
-    let problem = match (open.expect, timed.result) {
-        (Ok(()), Ok(_)) => None,
-        (Err(want), Err(got)) if want == got => None,
-        (Ok(()), Err(got)) => Some(format!("{record}: expected an fd, got {got:?}")),
-        (Err(want), got) => Some(format!("{record}: expected {want:?}, got {got:?}")),
+    let record = answered(record, &timed);
+    let problem = problem(&record);
+    let Some(function) = inner else {
+        return recorder.record_declared(&record, Scenario::Open, problem);
     };
-    if let Some(function) = inner {
-        // `do_sys_openat2(dfd, filename, how)`: the syscall's first two arguments and result,
-        // and `how->flags` as openat fills it: the flags with O_LARGEFILE, which the syscall
-        // forces on 64-bit kernels (every flag the scenario passes is a valid open flag).
-        let mut args = record.args[..2].to_vec();
-        args.push(DeclaredArg::int(
-            "how->flags",
-            i64::from(open.flags | KERNEL_O_LARGEFILE),
-        ));
-        let child = DeclaredCall {
-            seq: recorder.next_seq(),
-            syscall: function.to_string(),
-            args,
-            parent_seq: Some(seq),
-            kernel_function: true,
-            ..record.clone()
-        };
-        recorder.record_inner(&child)?;
-    }
+    let child = DeclaredCall {
+        seq: recorder.next_seq(),
+        syscall: function.to_string(),
+        args: inner_args(open),
+        parent_seq: Some(seq),
+        kernel_function: true,
+        ..record.clone()
+    };
+    recorder.record_inner(&child)?;
+    recorder.record_declared(&record, Scenario::Open, problem)?;
+
+    let again = open.again();
+    let seq = recorder.next_seq();
+    let (timed, problem) = make(&again, Through::Openat2);
+    let record = DeclaredCall {
+        seq,
+        args: inner_args(&again),
+        parent_seq: None,
+        ..answered(child, &timed)
+    };
+    let problem = problem(&record);
     recorder.record_declared(&record, Scenario::Open, problem)
 }
 
@@ -319,8 +395,12 @@ mod tests {
         let summary = crate::run(&config).expect("run");
         assert!(summary.all_as_expected(), "{:#?}", summary.problems);
         let mut records: Vec<DeclaredCall> = read_records(path.as_ref()).expect("read");
-        let per_call = if inner.is_some() { 2 } else { 1 };
-        assert_eq!(summary.calls as usize * per_call, records.len());
+        // With an inner function: openat, its child, and the open again through openat2.
+        let (records_per_case, calls_per_case) = if inner.is_some() { (3, 2) } else { (1, 1) };
+        assert_eq!(
+            summary.calls as usize / calls_per_case * records_per_case,
+            records.len()
+        );
         records.sort_by_key(|r| r.seq);
         records
     }
@@ -337,11 +417,30 @@ mod tests {
             .filter(|record| record.syscall == "openat")
             .map(|record| (record.seq, record))
             .collect();
-        let children: Vec<&DeclaredCall> = records
+        let (children, through_openat2): (Vec<&DeclaredCall>, Vec<&DeclaredCall>) = records
             .iter()
             .filter(|record| record.syscall == "do_sys_openat2")
+            .partition(|record| record.parent_seq.is_some());
+        assert_eq!(
+            (calls.len(), children.len(), through_openat2.len()),
+            (16, 16, 16)
+        );
+        // The same opens through openat2: the same answers, files created under names of
+        // their own.
+        let mut answers: Vec<(String, i64)> = through_openat2
+            .iter()
+            .map(|call| {
+                let filename = format!("{:?}", call.args[1].value).replace("-again", "");
+                (filename, call.ret.min(0))
+            })
             .collect();
-        assert_eq!((calls.len(), children.len()), (16, 16));
+        let mut expected: Vec<(String, i64)> = children
+            .iter()
+            .map(|call| (format!("{:?}", call.args[1].value), call.ret.min(0)))
+            .collect();
+        answers.sort();
+        expected.sort();
+        assert_eq!(answers, expected);
         for child in children {
             let parent = calls[&child.parent_seq.expect("a parent")];
             assert_eq!(child.args[..2], parent.args[..2], "{child}");

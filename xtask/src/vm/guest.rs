@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use anyhow::Result;
+use kspan_common::ProbeKind;
 pub use kspan_e2e::Verdict;
 use kspan_e2e::MISSING_KERNEL_FUNCTION;
 
@@ -23,12 +24,13 @@ const DECLARED_FUNCTION: &str = "do_sys_openat2";
 /// Where the declared check's probe file is written in the guest.
 const DECLARED_PROBES_FILE: &str = "/tmp/declared.toml";
 
-/// Lines of the declared check's probe file: the function with two arguments and a member
-/// path through a pointer (`how->flags`, which `build_open_how` fills).
-fn declared_probe_file() -> [String; 8] {
+/// Lines of the declared checks' probe file: the function with two arguments and a member path
+/// through a pointer (`how->flags`, which `build_open_how` fills), attached as `attach` says.
+fn declared_probe_file(attach: &str) -> [String; 9] {
     [
         "[[probe]]".into(),
         format!("function = \"{DECLARED_FUNCTION}\""),
+        format!("attach = \"{attach}\""),
         "[[probe.argument]]".into(),
         "name = \"dfd\"".into(),
         "[[probe.argument]]".into(),
@@ -38,11 +40,20 @@ fn declared_probe_file() -> [String; 8] {
     ]
 }
 
+/// The kind of pair a declared check's function must attach as.
+fn declared_function_kind(mode: ProbeRun) -> Option<ProbeKind> {
+    match mode {
+        ProbeRun::Declared => Some(ProbeKind::Kprobe),
+        ProbeRun::DeclaredFentry => Some(ProbeKind::Fentry),
+        _ => None,
+    }
+}
+
 /// Shell run before `mode`'s run in the guest.
 fn prelude(mode: ProbeRun) -> String {
-    match mode {
-        ProbeRun::Declared => {
-            let lines: Vec<String> = declared_probe_file()
+    match declared_function_kind(mode) {
+        Some(kind) => {
+            let lines: Vec<String> = declared_probe_file(kind.name())
                 .iter()
                 .map(|line| format!("'{line}'"))
                 .collect();
@@ -51,7 +62,7 @@ fn prelude(mode: ProbeRun) -> String {
                 lines.join(" ")
             )
         }
-        _ => String::new(),
+        None => String::new(),
     }
 }
 
@@ -73,7 +84,7 @@ fn run_args(mode: ProbeRun) -> Vec<String> {
         ProbeRun::ContainerFilter => ["--attach", "auto", "--containers", "filtered"]
             .map(String::from)
             .to_vec(),
-        ProbeRun::Declared => [
+        ProbeRun::Declared | ProbeRun::DeclaredFentry => [
             "--attach",
             "auto",
             "--kspan-arg=--probe",
@@ -93,7 +104,7 @@ fn workload_args(mode: ProbeRun) -> String {
         ProbeRun::Containers | ProbeRun::ContainerFilter => {
             " -- --scenario masks --scenario errors --scenario threads --threads 2 --calls 5".into()
         }
-        ProbeRun::Declared => {
+        ProbeRun::Declared | ProbeRun::DeclaredFentry => {
             format!(" -- --scenario open --threads 2 --calls 16 --openat-inner {DECLARED_FUNCTION}")
         }
         _ => String::new(),
@@ -119,11 +130,19 @@ pub fn guest_command() -> String {
 /// Judges the files one mode's guest run left in `dir` (unpacked on the host).
 pub fn judge(mode: ProbeRun, dir: &Path) -> Result<Verdict> {
     let mut verdict = kspan_e2e::judge_dir(dir)?;
-    if mode == ProbeRun::Declared && verdict.declared.expected == 0 {
-        // An empty declared manifest would judge as exact.
-        verdict
-            .mismatches
-            .push("the declared check made no declared call".to_string());
+    if let Some(kind) = declared_function_kind(mode) {
+        if verdict.declared.expected == 0 {
+            // An empty declared manifest would judge as exact.
+            verdict
+                .mismatches
+                .push("the declared check made no declared call".to_string());
+        }
+        let attached = kspan_e2e::declared_kinds(dir)?;
+        if attached.get(DECLARED_FUNCTION) != Some(&kind) {
+            verdict.mismatches.push(format!(
+                "{DECLARED_FUNCTION} should have attached as {kind}; the ready file says {attached:?}"
+            ));
+        }
     }
     if mode == ProbeRun::Fallback {
         // Guest kernels have kprobes: kprobe must be refused for the missing function itself.
@@ -155,8 +174,14 @@ mod tests {
             "{command}"
         );
         assert!(command.contains("kprobe) kspan-e2e run --attach kprobe --bin-dir /bin"));
-        assert!(command
-            .contains("declared) printf '%s\\n' '[[probe]]' 'function = \"do_sys_openat2\"' "));
+        assert!(command.contains(
+            "declared) printf '%s\\n' '[[probe]]' 'function = \"do_sys_openat2\"' \
+                       'attach = \"kprobe\"' "
+        ));
+        assert!(command.contains(
+            "declared-fentry) printf '%s\\n' '[[probe]]' 'function = \"do_sys_openat2\"' \
+             'attach = \"fentry\"' "
+        ));
         assert!(command.contains(
             "container-filter) kspan-e2e run --attach auto --containers filtered --bin-dir /bin"
         ));

@@ -1,6 +1,8 @@
 //! What kspan must emit for one declared call: the argument and result attributes, and the
 //! log record's one-line summary.
 
+use std::collections::BTreeMap;
+
 use kspan_common::ProbeKind;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use signalfd_workload::manifest::declared::{ArgValue, DeclaredCall};
@@ -9,11 +11,16 @@ use signalfd_workload::manifest::declared::{ArgValue, DeclaredCall};
 /// as its first `STRING_BOUND - 1` bytes, marked truncated.
 pub const STRING_BOUND: usize = 256;
 
-/// `kspan.probe` of a declared call's probe: a syscall's tracepoints, or a kernel function's
-/// kprobe pair.
-pub(super) fn probe(call: &DeclaredCall) -> &'static str {
+/// `kspan.probe` of a declared call's probe: a syscall's tracepoints, or the pair its kernel
+/// function attached as (`function_kinds`, from kspan's ready file).
+pub(super) fn probe(
+    call: &DeclaredCall,
+    function_kinds: &BTreeMap<String, ProbeKind>,
+) -> &'static str {
     match call.kernel_function {
-        true => ProbeKind::Kprobe.name(),
+        true => function_kinds
+            .get(&call.syscall)
+            .map_or("(a kind the ready file names)", |kind| kind.name()),
         false => ProbeKind::Tracepoint.name(),
     }
 }
