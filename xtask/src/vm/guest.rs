@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::Result;
-use kspan_common::ProbeKind;
+use kspan_common::{declared::MAX_FENTRY_PROBES, ProbeKind};
 pub use kspan_e2e::Verdict;
 use kspan_e2e::MISSING_KERNEL_FUNCTION;
 
@@ -24,20 +24,55 @@ const DECLARED_FUNCTION: &str = "do_sys_openat2";
 /// Where the declared check's probe file is written in the guest.
 const DECLARED_PROBES_FILE: &str = "/tmp/declared.toml";
 
+/// Kernel functions the guest never calls, declared after the checked one in the fentry check
+/// so that every fentry pair is taken and the last one must fall back to kprobe.
+const UNCALLED_FUNCTIONS: [&str; MAX_FENTRY_PROBES] = [
+    "vfs_mknod",
+    "vfs_symlink",
+    "vfs_link",
+    "vfs_copy_file_range",
+    "vfs_clone_file_range",
+    "vfs_dedupe_file_range",
+    "vfs_fadvise",
+    "vfs_fallocate",
+];
+
 /// Lines of the declared checks' probe file: the function with two arguments and a member path
-/// through a pointer (`how->flags`, which `build_open_how` fills), attached as `attach` says.
-fn declared_probe_file(attach: &str) -> [String; 9] {
-    [
+/// through a pointer (`how->flags`, which `build_open_how` fills), attached as `kind`; with
+/// fentry, then the functions that use up the fentry pairs.
+fn declared_probe_file(kind: ProbeKind) -> Vec<String> {
+    let mut lines: Vec<String> = vec![
         "[[probe]]".into(),
         format!("function = \"{DECLARED_FUNCTION}\""),
-        format!("attach = \"{attach}\""),
+        format!("attach = \"{kind}\""),
         "[[probe.argument]]".into(),
         "name = \"dfd\"".into(),
         "[[probe.argument]]".into(),
         "name = \"filename\"".into(),
         "[[probe.argument]]".into(),
         "name = \"how->flags\"".into(),
-    ]
+    ];
+    if kind == ProbeKind::Fentry {
+        for function in UNCALLED_FUNCTIONS {
+            lines.push("[[probe]]".into());
+            lines.push(format!("function = \"{function}\""));
+            lines.push("attach = \"fentry\"".into());
+        }
+    }
+    lines
+}
+
+/// The kind each declared function must attach as in a declared check: the checked one as the
+/// mode says; in the fentry check, the functions after it with fentry until the pairs run out,
+/// the last with kprobe.
+fn expected_kinds(kind: ProbeKind) -> Vec<(&'static str, ProbeKind)> {
+    let mut kinds = vec![(DECLARED_FUNCTION, kind)];
+    if kind == ProbeKind::Fentry {
+        let (last, taking_pairs) = UNCALLED_FUNCTIONS.split_last().expect("not empty");
+        kinds.extend(taking_pairs.iter().map(|&f| (f, ProbeKind::Fentry)));
+        kinds.push((last, ProbeKind::Kprobe));
+    }
+    kinds
 }
 
 /// The kind of pair a declared check's function must attach as.
@@ -53,7 +88,7 @@ fn declared_function_kind(mode: ProbeRun) -> Option<ProbeKind> {
 fn prelude(mode: ProbeRun) -> String {
     match declared_function_kind(mode) {
         Some(kind) => {
-            let lines: Vec<String> = declared_probe_file(kind.name())
+            let lines: Vec<String> = declared_probe_file(kind)
                 .iter()
                 .map(|line| format!("'{line}'"))
                 .collect();
@@ -138,10 +173,21 @@ pub fn judge(mode: ProbeRun, dir: &Path) -> Result<Verdict> {
                 .push("the declared check made no declared call".to_string());
         }
         let attached = kspan_e2e::declared_kinds(dir)?;
-        if attached.get(DECLARED_FUNCTION) != Some(&kind) {
-            verdict.mismatches.push(format!(
-                "{DECLARED_FUNCTION} should have attached as {kind}; the ready file says {attached:?}"
-            ));
+        for (function, kind) in expected_kinds(kind) {
+            if attached.get(function) != Some(&kind) {
+                verdict.mismatches.push(format!(
+                    "{function} should have attached as {kind}; the ready file says {attached:?}"
+                ));
+            }
+        }
+        if mode == ProbeRun::DeclaredFentry {
+            let log = std::fs::read_to_string(dir.join(kspan_e2e::artifacts::KSPAN_LOG))?;
+            let said = format!("all {MAX_FENTRY_PROBES} fentry pairs are in use");
+            if !log.contains(&said) {
+                verdict
+                    .mismatches
+                    .push(format!("kspan's log should say `{said}`: {log}"));
+            }
         }
     }
     if mode == ProbeRun::Fallback {
