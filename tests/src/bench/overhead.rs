@@ -56,6 +56,12 @@ pub enum Variant {
     Kspan,
     /// bpftrace keeping a per-thread start time on entry and a histogram of durations on return.
     Bpftrace,
+    /// kspan capturing the same calls as a declared probe (`--probe syscall:signalfd4`, or
+    /// `--probe do_signalfd4` with kprobe and fentry) through the generic programs; run only
+    /// with the kernel's statistics on, to set their in-kernel cost beside signalfd's own pair.
+    #[serde(rename = "kspan-declared")]
+    #[value(name = "kspan-declared")]
+    KspanDeclared,
 }
 
 impl Variant {
@@ -74,6 +80,7 @@ impl Variant {
             Variant::Floor => "floor",
             Variant::Kspan => "kspan",
             Variant::Bpftrace => "bpftrace",
+            Variant::KspanDeclared => "kspan-declared",
         }
     }
 }
@@ -204,7 +211,12 @@ pub async fn measure_overhead(
         round: config.rounds + 1,
     };
     let mut kernel_time = Vec::new();
-    for &variant in config.variants.iter().filter(|v| **v != Variant::Bare) {
+    let declared = config
+        .variants
+        .contains(&Variant::Kspan)
+        .then_some(Variant::KspanDeclared);
+    let tracers = config.variants.iter().copied().filter(|v| *v != Variant::Bare);
+    for variant in tracers.chain(declared) {
         let (_, programs) = run
             .sample(variant, true)
             .await
@@ -317,12 +329,17 @@ impl Run<'_> {
                 Some(self.start_floor(&ready)?),
                 Some(Readiness::File(ready.clone())),
             ),
-            Variant::Kspan => {
+            Variant::Kspan | Variant::KspanDeclared => {
                 let (started, exporter_args) = counting_receiver().await?;
                 receiver = Some(started);
                 let mut command = self.kspan()?;
                 command
                     .args(["--attach", self.attach, "--pid", &pid.to_string()])
+                    .args(match (variant, self.attach) {
+                        (Variant::Kspan, _) => &[][..],
+                        (_, "tracepoint") => &["--probe", "syscall:signalfd4"][..],
+                        _ => &["--probe", "do_signalfd4"][..],
+                    })
                     .args(&exporter_args)
                     .arg("--ready-file")
                     .arg(&ready)
@@ -380,7 +397,7 @@ impl Run<'_> {
             }
         }
         match variant {
-            Variant::Kspan => {
+            Variant::Kspan | Variant::KspanDeclared => {
                 let summary = AgentSummary::read(&self.path(variant, "summary.json"))?;
                 sample.lost = Some(summary.lost);
                 if let Some(receiver) = receiver {

@@ -35,7 +35,7 @@ fn variant_color(variant: Variant) -> RGBColor {
     match variant {
         Variant::Bare => GREY,
         Variant::Floor => BLUE,
-        Variant::Kspan => ORANGE,
+        Variant::Kspan | Variant::KspanDeclared => ORANGE,
         Variant::Bpftrace => GREEN,
     }
 }
