@@ -122,12 +122,16 @@ pub struct CapturedArgs {
 pub struct OpenCall {
     /// `bpf_ktime_get_boot_ns()` at entry.
     pub start_boot_ns: u64,
+    /// Its hook's key: a return pairs with it only if it is the same hook's.
+    pub key: u64,
     /// The probe's index.
     pub probe: u32,
     /// A [`crate::ProbeKind`] value.
     pub kind: u8,
+    /// Whether the probe reads strings: its event then carries them.
+    pub has_strings: u8,
     /// Explicit padding.
-    pub _pad: [u8; 3],
+    pub _pad: [u8; 2],
     /// What its entry captured.
     pub captured: CapturedArgs,
 }
@@ -188,6 +192,11 @@ pub struct DeclaredEvent {
     pub captured: CapturedArgs,
 }
 
+/// Bytes of a [`DeclaredEvent`] whose probe reads no strings: it ends before them (a quarter of
+/// the whole, in the ring buffer and in the copies on both sides).
+pub const DECLARED_EVENT_WITHOUT_STRINGS: usize =
+    core::mem::offset_of!(DeclaredEvent, captured) + core::mem::offset_of!(CapturedArgs, strings);
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: `repr(C)` structs of plain integers without padding holes: any bit pattern is valid.
@@ -202,7 +211,10 @@ const _: () = assert!(core::mem::size_of::<ArgSpec>() == 12);
 const _: () = assert!(core::mem::size_of::<DeclaredProbe>() == 80);
 const _: () = assert!(core::mem::size_of::<CapturedString>() == 8 + STRING_BYTES);
 const _: () = assert!(core::mem::size_of::<CapturedArgs>() == 56 + 2 * (8 + STRING_BYTES));
-const _: () = assert!(core::mem::size_of::<OpenCall>() == 16 + 584);
+const _: () = assert!(core::mem::size_of::<OpenCall>() == 24 + 584);
 const _: () = assert!(core::mem::size_of::<DeclaredEvent>() == 128 + 584);
+const _: () = assert!(DECLARED_EVENT_WITHOUT_STRINGS == 128 + 56);
+const _: () = assert!(DECLARED_EVENT_WITHOUT_STRINGS % 8 == 0);
 const _: () =
     assert!(core::mem::size_of::<DeclaredEvent>() != core::mem::size_of::<crate::CallEvent>());
+const _: () = assert!(DECLARED_EVENT_WITHOUT_STRINGS != core::mem::size_of::<crate::CallEvent>());

@@ -7,7 +7,8 @@ use crate::{
     CallDetail, CgroupResolver, DeclaredCall, ProbeInfo, SignalMask, SignalfdCall,
 };
 use kspan_common::{
-    declared::DeclaredEvent, CallEvent, MaskSource, ProbeKind, Syscall, COMM_LEN, EXE_NAME_LEN,
+    declared::{DeclaredEvent, DECLARED_EVENT_WITHOUT_STRINGS},
+    CallEvent, MaskSource, ProbeKind, Syscall, COMM_LEN, EXE_NAME_LEN,
 };
 
 /// A record that is not a valid [`CallEvent`].
@@ -15,9 +16,10 @@ use kspan_common::{
 pub enum EventError {
     /// Wrong size: the probes and the agent disagree on the layout.
     #[error(
-        "ring buffer record of {0} bytes, expected {signalfd} or {declared}",
+        "ring buffer record of {0} bytes, expected {signalfd}, {declared} or {without_strings}",
         signalfd = size_of::<CallEvent>(),
-        declared = size_of::<DeclaredEvent>()
+        declared = size_of::<DeclaredEvent>(),
+        without_strings = DECLARED_EVENT_WITHOUT_STRINGS
     )]
     Size(usize),
     /// A declared call of a probe the agent did not declare.
@@ -43,13 +45,19 @@ pub fn parse_event(bytes: &[u8]) -> Result<CallEvent, EventError> {
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<CallEvent>()) })
 }
 
-/// Reads a [`DeclaredEvent`] from a ring buffer record.
+/// Reads a [`DeclaredEvent`] from a ring buffer record: whole, or without its strings (a probe
+/// that reads none sends [`DECLARED_EVENT_WITHOUT_STRINGS`] bytes; its strings read empty).
 pub fn parse_declared_event(bytes: &[u8]) -> Result<DeclaredEvent, EventError> {
-    if bytes.len() != size_of::<DeclaredEvent>() {
+    if bytes.len() != size_of::<DeclaredEvent>() && bytes.len() != DECLARED_EVENT_WITHOUT_STRINGS {
         return Err(EventError::Size(bytes.len()));
     }
-    // SAFETY: as in `parse_event`: the length matches and any bit pattern is a valid value.
-    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<DeclaredEvent>()) })
+    let mut event = std::mem::MaybeUninit::<DeclaredEvent>::zeroed();
+    // SAFETY: at most the event's size is copied into it (checked above); all zero and any
+    // bit pattern are valid values of its integer fields.
+    Ok(unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), event.as_mut_ptr().cast::<u8>(), bytes.len());
+        event.assume_init()
+    })
 }
 
 /// The caller's identity, as both kinds of record carry it.
@@ -131,7 +139,9 @@ impl CallDecoder {
 
     /// Decodes one ring buffer record: a signalfd call or a declared one, told by its size.
     pub fn decode(&mut self, bytes: &[u8]) -> Result<Call, EventError> {
-        if bytes.len() == size_of::<DeclaredEvent>() {
+        if bytes.len() == size_of::<DeclaredEvent>()
+            || bytes.len() == DECLARED_EVENT_WITHOUT_STRINGS
+        {
             return self.decode_declared(&parse_declared_event(bytes)?);
         }
         let event = parse_event(bytes)?;
@@ -350,13 +360,16 @@ mod properties {
             let probe = std::sync::Arc::new(crate::test_support::openat_probe());
             let mut decoder =
                 CallDecoder::new(BootClock::measure().unwrap()).with_declared(vec![probe]);
-            match decoder.decode(&bytes) {
-                Ok(call) => {
-                    prop_assert_eq!(call.name(), "openat");
-                    // Writing the summary reads every value the record holds.
-                    let _ = call.summary().to_string();
+            // Whole, and without its strings, as a probe that reads none sends it.
+            for record in [&bytes[..], &bytes[..DECLARED_EVENT_WITHOUT_STRINGS]] {
+                match decoder.decode(record) {
+                    Ok(call) => {
+                        prop_assert_eq!(call.name(), "openat");
+                        // Writing the summary reads every value the record holds.
+                        let _ = call.summary().to_string();
+                    }
+                    Err(error) => prop_assert!(false, "a declared record was refused: {error}"),
                 }
-                Err(error) => prop_assert!(false, "a declared record was refused: {error}"),
             }
         }
 

@@ -11,12 +11,13 @@ use aya_ebpf::{
         generated::{bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_probe_read_user_str},
     },
     macros::{btf_map, map},
-    maps::{HashMap, PerCpuArray},
+    maps::{ring_buf::RingBufEntry, HashMap, PerCpuArray},
 };
 use kspan_common::{
     declared::{
-        ArgRead, CallStack, CapturedArgs, DeclaredEvent, DeclaredProbe, MAX_ARGS,
-        MAX_DECLARED_PROBES, MAX_DEPTH, MAX_HOPS, MAX_STRINGS, STRING_BYTES,
+        ArgRead, CallStack, CapturedArgs, DeclaredEvent, DeclaredProbe,
+        DECLARED_EVENT_WITHOUT_STRINGS, MAX_ARGS, MAX_DECLARED_PROBES, MAX_DEPTH, MAX_HOPS,
+        MAX_STRINGS, STRING_BYTES,
     },
     Counter, ProbeKind,
 };
@@ -102,6 +103,7 @@ pub fn declared_entry(
         return;
     }
     let call = &mut stack.calls[slot(depth)];
+    call.key = key;
     call.probe = probe.probe;
     call.kind = kind as u8;
     if !read_values(&mut call.captured.values) {
@@ -109,7 +111,7 @@ pub fn declared_entry(
         return;
     }
     follow_member_paths(&probe, &mut call.captured);
-    read_strings(&probe, &mut call.captured);
+    call.has_strings = read_strings(&probe, &mut call.captured) as u8;
     // SAFETY: a helper without arguments. Taken last, so the span starts at the call itself.
     call.start_boot_ns = unsafe { bpf_ktime_get_boot_ns() };
     stack.depth += 1;
@@ -148,13 +150,14 @@ fn follow_member_paths(probe: &DeclaredProbe, captured: &mut CapturedArgs) {
     }
 }
 
-/// Reads the string arguments into their slots.
+/// Reads the string arguments into their slots; says whether the probe has any.
 #[inline(always)]
-fn read_strings(probe: &DeclaredProbe, captured: &mut CapturedArgs) {
+fn read_strings(probe: &DeclaredProbe, captured: &mut CapturedArgs) -> bool {
     // The slots hold the previous call's strings at this depth.
     for string in &mut captured.strings {
         string.len = 0;
     }
+    let mut any = false;
     for arg in 0..MAX_ARGS {
         let spec = probe.args[arg];
         let is_string = spec.read == ArgRead::UserString as u8
@@ -169,6 +172,7 @@ fn read_strings(probe: &DeclaredProbe, captured: &mut CapturedArgs) {
         if !is_string {
             continue;
         }
+        any = true;
         if captured.unreadable & (1 << arg) != 0 {
             // The path to the string's address was bad: no address to read.
             string.len = -1;
@@ -195,6 +199,7 @@ fn read_strings(probe: &DeclaredProbe, captured: &mut CapturedArgs) {
         };
         string.len = len as i32;
     }
+    any
 }
 
 /// Completes the thread's innermost declared call, if it is `key`'s, and sends it.
@@ -202,30 +207,23 @@ fn read_strings(probe: &DeclaredProbe, captured: &mut CapturedArgs) {
 pub fn declared_return(key: u64, ret: i64) {
     // SAFETY: a helper without arguments.
     let end_boot_ns = unsafe { bpf_ktime_get_boot_ns() };
-    // SAFETY: a lookup; the value is read at once.
-    let Some(probe) = (unsafe { DECLARED.get(key) }).map(|probe| probe.probe) else {
-        return;
-    };
     let task = current_task();
     let Some(stack) = CALL_STACKS.get(task, false) else {
-        if !stopping() && selected(task.cast()) {
-            count_for(probe, Counter::ReturnWithoutEntry);
-        }
+        count_unpaired(key, task);
         return;
     };
     // SAFETY: as in `declared_entry`.
     let stack = unsafe { &mut *stack };
+    let depth = stack.depth as usize;
+    let top = slot(depth.wrapping_sub(1));
     if stack.overflow != 0 {
         // The return of an entry the full stack refused (counted then).
         stack.overflow -= 1;
         return;
     }
-    let depth = stack.depth as usize;
-    let top = slot(depth.wrapping_sub(1));
-    if depth == 0 || depth > MAX_DEPTH || stack.calls[top].probe != probe {
-        if !stopping() && selected(task.cast()) {
-            count_for(probe, Counter::ReturnWithoutEntry);
-        }
+    // The open call's own key pairs it: no lookup of the probe on the way out.
+    if depth == 0 || depth > MAX_DEPTH || stack.calls[top].key != key {
+        count_unpaired(key, task);
         return;
     }
     let call = &stack.calls[top];
@@ -235,42 +233,92 @@ pub fn declared_return(key: u64, ret: i64) {
         1 => 0,
         _ => stack.calls[slot(depth.wrapping_sub(2))].start_boot_ns,
     };
-    let Some(mut entry) = EVENTS.reserve::<DeclaredEvent>(0) else {
-        count_for(probe, Counter::RingBufferFull);
-        return;
+    // A probe without strings sends the event without them: a quarter of the bytes.
+    let (mut event, captured_bytes) = if call.has_strings != 0 {
+        let Some(entry) = EVENTS.reserve::<DeclaredEvent>(0) else {
+            count_for(call.probe, Counter::RingBufferFull);
+            return;
+        };
+        (Reserved::Whole(entry), size_of::<CapturedArgs>())
+    } else {
+        let Some(entry) = EVENTS.reserve::<[u8; DECLARED_EVENT_WITHOUT_STRINGS]>(0) else {
+            count_for(call.probe, Counter::RingBufferFull);
+            return;
+        };
+        let strings = core::mem::offset_of!(CapturedArgs, strings);
+        (Reserved::WithoutStrings(entry), strings)
     };
-    let event = entry.as_mut_ptr();
+    let record = event.as_mut_ptr();
     let task = task.cast::<u8>().cast_const();
     let (pid, tid) = ids(task);
     let (user_ids, cgroup_id) = user_ids_and_cgroup(task);
     let (exe_name_len, exe_name) = exe_name(task);
-    // SAFETY: `event` is the reserved record, `size_of::<DeclaredEvent>()` bytes; fields are
-    // written in place (the whole record is larger than the BPF stack), the captured values in
-    // one helper call from the stack's entry.
+    // SAFETY: `record` is the reserved record, at least `DECLARED_EVENT_WITHOUT_STRINGS` bytes:
+    // every field before `captured` is inside, and `captured_bytes` of it (its strings only
+    // when the whole event was reserved). Fields are written in place (the whole record is
+    // larger than the BPF stack), the captured values in one helper call from the stack.
     unsafe {
-        (*event).start_boot_ns = call.start_boot_ns;
-        (*event).end_boot_ns = end_boot_ns;
-        (*event).parent_start_boot_ns = parent_start_boot_ns;
-        (*event).root_start_boot_ns = root_start_boot_ns;
-        (*event).ret = ret;
-        (*event).cgroup_id = cgroup_id;
-        (*event).probe = probe;
-        (*event).pid = pid;
-        (*event).tid = tid;
-        (*event).uid = user_ids.real;
-        (*event).euid = user_ids.effective;
-        (*event).kind = call.kind;
-        (*event).depth = (depth - 1) as u8;
-        (*event).exe_name_len = exe_name_len;
-        (*event)._pad = 0;
-        (*event).comm = comm(task);
-        (*event).exe_name = exe_name;
+        (*record).start_boot_ns = call.start_boot_ns;
+        (*record).end_boot_ns = end_boot_ns;
+        (*record).parent_start_boot_ns = parent_start_boot_ns;
+        (*record).root_start_boot_ns = root_start_boot_ns;
+        (*record).ret = ret;
+        (*record).cgroup_id = cgroup_id;
+        (*record).probe = call.probe;
+        (*record).pid = pid;
+        (*record).tid = tid;
+        (*record).uid = user_ids.real;
+        (*record).euid = user_ids.effective;
+        (*record).kind = call.kind;
+        (*record).depth = (depth - 1) as u8;
+        (*record).exe_name_len = exe_name_len;
+        (*record)._pad = 0;
+        (*record).comm = comm(task);
+        (*record).exe_name = exe_name;
         bpf_probe_read_kernel(
-            core::ptr::addr_of_mut!((*event).captured).cast(),
-            size_of::<CapturedArgs>() as u32,
+            core::ptr::addr_of_mut!((*record).captured).cast(),
+            captured_bytes as u32,
             core::ptr::addr_of!(call.captured).cast(),
         );
     }
-    // Never wake the reader, as for signalfd events.
-    entry.submit(BPF_RB_NO_WAKEUP as u64);
+    event.submit();
+}
+
+/// A reserved declared event, whole or without its strings.
+enum Reserved {
+    Whole(RingBufEntry<DeclaredEvent>),
+    WithoutStrings(RingBufEntry<[u8; DECLARED_EVENT_WITHOUT_STRINGS]>),
+}
+
+impl Reserved {
+    /// The record, as a [`DeclaredEvent`] of which only the reserved prefix may be written.
+    #[inline(always)]
+    fn as_mut_ptr(&mut self) -> *mut DeclaredEvent {
+        match self {
+            Reserved::Whole(entry) => entry.as_mut_ptr(),
+            Reserved::WithoutStrings(entry) => entry.as_mut_ptr().cast(),
+        }
+    }
+
+    #[inline(always)]
+    fn submit(self) {
+        // Never wake the reader, as for signalfd events.
+        match self {
+            Reserved::Whole(entry) => entry.submit(BPF_RB_NO_WAKEUP as u64),
+            Reserved::WithoutStrings(entry) => entry.submit(BPF_RB_NO_WAKEUP as u64),
+        }
+    }
+}
+
+/// Counts a return that pairs with no entry against its probe (looked up only now, off the
+/// paired path), unless the agent is stopping or the filters skip the thread.
+#[inline(always)]
+fn count_unpaired(key: u64, task: *mut aya_ebpf::bindings::task_struct) {
+    if stopping() || !selected(task.cast()) {
+        return;
+    }
+    // SAFETY: a lookup; the value is read at once.
+    if let Some(probe) = unsafe { DECLARED.get(key) }.map(|probe| probe.probe) {
+        count_for(probe, Counter::ReturnWithoutEntry);
+    }
 }

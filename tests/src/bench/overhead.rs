@@ -215,7 +215,11 @@ pub async fn measure_overhead(
         .variants
         .contains(&Variant::Kspan)
         .then_some(Variant::KspanDeclared);
-    let tracers = config.variants.iter().copied().filter(|v| *v != Variant::Bare);
+    let tracers = config
+        .variants
+        .iter()
+        .copied()
+        .filter(|v| *v != Variant::Bare);
     for variant in tracers.chain(declared) {
         let (_, programs) = run
             .sample(variant, true)
