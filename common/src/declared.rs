@@ -214,7 +214,7 @@ const _: () = assert!(core::mem::size_of::<CapturedArgs>() == 56 + 2 * (8 + STRI
 const _: () = assert!(core::mem::size_of::<OpenCall>() == 24 + 584);
 const _: () = assert!(core::mem::size_of::<DeclaredEvent>() == 128 + 584);
 const _: () = assert!(DECLARED_EVENT_WITHOUT_STRINGS == 128 + 56);
-const _: () = assert!(DECLARED_EVENT_WITHOUT_STRINGS % 8 == 0);
+const _: () = assert!(DECLARED_EVENT_WITHOUT_STRINGS.is_multiple_of(8));
 const _: () =
     assert!(core::mem::size_of::<DeclaredEvent>() != core::mem::size_of::<crate::CallEvent>());
 const _: () = assert!(DECLARED_EVENT_WITHOUT_STRINGS != core::mem::size_of::<crate::CallEvent>());
