@@ -34,3 +34,44 @@ async fn every_openat_call_arrives_exactly() {
     assert_eq!(openat, &expected, "{summary:#}");
     assert!(openat["entries"].as_u64() >= Some(200), "{summary:#}");
 }
+
+/// A probe that reads no string sends its event without the string slots (a quarter of the
+/// bytes): declared with `dfd`, `flags` and `mode` only, each openat still arrives exactly with
+/// those three arguments.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_probe_without_strings_arrives_exactly() {
+    let dir = std::env::temp_dir().join(format!("kspan-declared-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let probes = dir.join("no-strings.toml");
+    let arguments: String = ["dfd", "flags", "mode"]
+        .iter()
+        .map(|name| format!("[[probe.argument]]\nname = \"{name}\"\n"))
+        .collect();
+    std::fs::write(
+        &probes,
+        format!("[[probe]]\nsyscall = \"openat\"\n{arguments}"),
+    )
+    .expect("probe file");
+    let workload = common::scenarios(&["--scenario", "open", "--threads", "2", "--calls", "16"]);
+    let probes_arg = probes.display().to_string();
+    let config = common::config("declared-no-strings", workload, &["--probes", &probes_arg]);
+    common::run(&config).await;
+    // The workload records every argument it passed: the expectation keeps the declared ones.
+    let manifest = config.out_dir.join(kspan_e2e::artifacts::DECLARED_MANIFEST);
+    let records: Vec<String> = std::fs::read_to_string(&manifest)
+        .expect("declared manifest")
+        .lines()
+        .map(|line| {
+            let mut record: serde_json::Value = serde_json::from_str(line).expect("a record");
+            let args = record["args"].as_array_mut().expect("args");
+            args.retain(|arg| arg["name"] != "filename");
+            record.to_string()
+        })
+        .collect();
+    std::fs::write(&manifest, records.join("\n") + "\n").expect("rewrite the manifest");
+    let verdict = judge_dir(&config.out_dir)
+        .unwrap_or_else(|error| panic!("cannot judge {}: {error:#}", config.out_dir.display()));
+    assert_eq!(verdict.declared.expected, 32, "{verdict}");
+    assert!(verdict.passed(), "{verdict}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
