@@ -129,6 +129,7 @@ pub fn assemble(
         };
     let mut spec = DeclaredProbe {
         probe: index,
+        declared: 1,
         ..DeclaredProbe::default()
     };
     let mut arguments = Vec::new();
@@ -184,7 +185,7 @@ pub fn assemble(
             _pad: 0,
             offsets,
         };
-        spec.arg_count = spec.arg_count.max(parameter.position as u32 + 1);
+        spec.arg_count = spec.arg_count.max(parameter.position as u16 + 1);
         // Decoder names were checked when the declaration was read.
         let decoder = declared
             .and_then(|argument| argument.decoder.as_deref())

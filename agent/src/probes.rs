@@ -11,7 +11,9 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use kspan_common::{
-    declared::{DeclaredProbe, DECLARED_COUNTERS_MAP, DECLARED_MAP},
+    declared::{
+        DeclaredProbe, DECLARED_COUNTERS_MAP, DECLARED_MAP, DECLARED_SYSCALLS_MAP, SYSCALL_SLOTS,
+    },
     Counter, ProbeConfig, CGROUP_FILTER_MAP, COMM_FILTER_MAP, COMM_LEN, CONFIG_GLOBAL, CONTROL_MAP,
     CONTROL_STOPPING, COUNTERS_MAP, EVENTS_MAP, PID_FILTER_MAP,
 };
@@ -19,7 +21,7 @@ use kspan_common::{
 use crate::{
     attach::Programs,
     btf::{Btf, VMLINUX_BTF},
-    declared_probe::ResolvedProbe,
+    declared_probe::{HookPoint, ResolvedProbe},
 };
 use kspan_otel::counters::KernelCounters;
 
@@ -196,12 +198,32 @@ pub fn stop_new_entries(ebpf: &mut Ebpf) -> anyhow::Result<()> {
 /// Hands the declared probes to the generic programs: each hook's key (a syscall's number, a
 /// function's address) maps to what its probe captures.
 pub fn declare(ebpf: &mut Ebpf, probes: &[ResolvedProbe]) -> anyhow::Result<()> {
-    let mut declared: HashMap<_, u64, DeclaredProbe> =
-        HashMap::try_from(ebpf.map_mut(DECLARED_MAP).context("DECLARED map missing")?)?;
     for probe in probes {
-        declared
-            .insert(probe.key(), probe.spec, 0)
-            .with_context(|| format!("declaring probe {}", probe.info.name))?;
+        let declaring = || format!("declaring probe {}", probe.info.name);
+        match probe.hook {
+            HookPoint::Syscall { number, .. } => {
+                let mut syscalls: Array<_, DeclaredProbe> = Array::try_from(
+                    ebpf.map_mut(DECLARED_SYSCALLS_MAP)
+                        .context("DECLARED_SYSCALLS map missing")?,
+                )?;
+                if number >= SYSCALL_SLOTS {
+                    anyhow::bail!(
+                        "probe {}: syscall number {number} is past kspan's {SYSCALL_SLOTS} slots",
+                        probe.info.name
+                    );
+                }
+                syscalls
+                    .set(number, probe.spec, 0)
+                    .with_context(declaring)?;
+            }
+            HookPoint::Function { .. } => {
+                let mut functions: HashMap<_, u64, DeclaredProbe> =
+                    HashMap::try_from(ebpf.map_mut(DECLARED_MAP).context("DECLARED map missing")?)?;
+                functions
+                    .insert(probe.key(), probe.spec, 0)
+                    .with_context(declaring)?;
+            }
+        }
     }
     Ok(())
 }

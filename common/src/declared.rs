@@ -1,11 +1,19 @@
 //! Declared probes: what a generic program reads at a call's entry is data the agent writes into
-//! [`DECLARED_MAP`] (one [`DeclaredProbe`] per hooked syscall or function), never code per probe.
+//! [`DECLARED_SYSCALLS_MAP`] and [`DECLARED_MAP`] (one [`DeclaredProbe`] per hooked syscall or
+//! function), never code per probe.
 //! Each thread keeps its open calls as a small stack ([`CallStack`]) in its task storage, so a
 //! declared call made inside another on the same thread pairs with its own return and knows its
 //! parent; each return sends one [`DeclaredEvent`].
 
-/// Name of the hash map from a hook ([`syscall_key`], [`function_key`]) to its [`DeclaredProbe`].
+/// Name of the hash map from a kernel function's hook ([`function_key`]) to its
+/// [`DeclaredProbe`].
 pub const DECLARED_MAP: &str = "DECLARED";
+/// Name of the array of [`DeclaredProbe`]s by syscall number ([`syscall_key`]): an array lookup
+/// is a bounds check and an add, where a hash lookup is a call.
+pub const DECLARED_SYSCALLS_MAP: &str = "DECLARED_SYSCALLS";
+/// Slots of [`DECLARED_SYSCALLS_MAP`]: above every syscall number (x86_64's are below 512), and
+/// below every kernel address, so a key below it is a syscall's.
+pub const SYSCALL_SLOTS: u32 = 1024;
 /// Most probes one agent declares (hooks in [`DECLARED_MAP`]).
 pub const MAX_DECLARED_PROBES: u32 = 64;
 /// Most arguments a probe captures: a syscall has at most six, so does a register-passed call.
@@ -84,7 +92,11 @@ pub struct DeclaredProbe {
     /// The probe's index in the agent's table: events and counters carry it.
     pub probe: u32,
     /// How many leading arguments are read (the rest of `args` is [`ArgRead::Skip`]).
-    pub arg_count: u32,
+    pub arg_count: u16,
+    /// 1: a probe is declared here (an array slot reads all zero until one is).
+    pub declared: u8,
+    /// Explicit padding.
+    pub _pad: u8,
     /// Per argument, by position.
     pub args: [ArgSpec; MAX_ARGS],
 }

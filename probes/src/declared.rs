@@ -11,13 +11,13 @@ use aya_ebpf::{
         generated::{bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_probe_read_user_str},
     },
     macros::{btf_map, map},
-    maps::{ring_buf::RingBufEntry, HashMap, PerCpuArray},
+    maps::{Array, HashMap, PerCpuArray},
 };
 use kspan_common::{
     declared::{
-        ArgRead, CallStack, CapturedArgs, DeclaredEvent, DeclaredProbe,
+        ArgRead, CallStack, CapturedArgs, DeclaredEvent, DeclaredProbe, OpenCall,
         DECLARED_EVENT_WITHOUT_STRINGS, MAX_ARGS, MAX_DECLARED_PROBES, MAX_DEPTH, MAX_HOPS,
-        MAX_STRINGS, STRING_BYTES,
+        MAX_STRINGS, STRING_BYTES, SYSCALL_SLOTS,
     },
     Counter, ProbeKind,
 };
@@ -27,10 +27,26 @@ use crate::capture::{
     EVENTS,
 };
 
-/// What each hook's program captures, by [`kspan_common::declared::syscall_key`] and
-/// [`kspan_common::declared::function_key`].
+/// What each kernel function's programs capture, by [`kspan_common::declared::function_key`].
 #[map]
 static DECLARED: HashMap<u64, DeclaredProbe> = HashMap::with_max_entries(MAX_DECLARED_PROBES, 0);
+
+/// What each syscall's tracepoint programs capture, by syscall number.
+#[map]
+static DECLARED_SYSCALLS: Array<DeclaredProbe> = Array::with_max_entries(SYSCALL_SLOTS, 0);
+
+/// The probe declared for the hook `key` (a syscall's below [`SYSCALL_SLOTS`]).
+#[inline(always)]
+fn declared(key: u64) -> Option<&'static DeclaredProbe> {
+    if key < u64::from(SYSCALL_SLOTS) {
+        DECLARED_SYSCALLS
+            .get(key as u32)
+            .filter(|probe| probe.declared != 0)
+    } else {
+        // SAFETY: a lookup; callers copy what they need at once.
+        unsafe { DECLARED.get(key) }
+    }
+}
 
 /// Each thread's open declared calls.
 #[btf_map]
@@ -71,8 +87,7 @@ pub fn declared_entry(
     if stopping() {
         return;
     }
-    // SAFETY: a lookup; the value is copied out at once.
-    let Some(probe) = (unsafe { DECLARED.get(key) }).copied() else {
+    let Some(probe) = declared(key).copied() else {
         return;
     };
     let task = current_task();
@@ -233,36 +248,78 @@ pub fn declared_return(key: u64, ret: i64) {
         1 => 0,
         _ => stack.calls[slot(depth.wrapping_sub(2))].start_boot_ns,
     };
-    // A probe without strings sends the event without them: a quarter of the bytes.
-    let (mut event, captured_bytes) = if call.has_strings != 0 {
-        let Some(entry) = EVENTS.reserve::<DeclaredEvent>(0) else {
-            count_for(call.probe, Counter::RingBufferFull);
-            return;
-        };
-        (Reserved::Whole(entry), size_of::<CapturedArgs>())
-    } else {
-        let Some(entry) = EVENTS.reserve::<[u8; DECLARED_EVENT_WITHOUT_STRINGS]>(0) else {
-            count_for(call.probe, Counter::RingBufferFull);
-            return;
-        };
-        let strings = core::mem::offset_of!(CapturedArgs, strings);
-        (Reserved::WithoutStrings(entry), strings)
+    let ends = Ends {
+        end_boot_ns,
+        parent_start_boot_ns,
+        root_start_boot_ns,
+        ret,
+        depth: (depth - 1) as u8,
     };
-    let record = event.as_mut_ptr();
+    // A probe without strings sends the event without them: a quarter of the bytes. The two
+    // paths stay apart to the end, so that the verifier always knows which size it has. Never
+    // wake the reader, as for signalfd events.
+    if call.has_strings != 0 {
+        let Some(mut entry) = EVENTS.reserve::<DeclaredEvent>(0) else {
+            count_for(call.probe, Counter::RingBufferFull);
+            return;
+        };
+        let record = entry.as_mut_ptr();
+        // SAFETY: `record` is a reserved whole event; the helper validates the source (the
+        // thread's own storage) and fails instead of faulting.
+        unsafe {
+            bpf_probe_read_kernel(
+                core::ptr::addr_of_mut!((*record).captured.strings).cast(),
+                size_of_val(&call.captured.strings) as u32,
+                core::ptr::addr_of!(call.captured.strings).cast(),
+            );
+            write_event(record, call, &ends, task);
+        }
+        entry.submit(BPF_RB_NO_WAKEUP as u64);
+    } else {
+        let Some(mut entry) = EVENTS.reserve::<[u8; DECLARED_EVENT_WITHOUT_STRINGS]>(0) else {
+            count_for(call.probe, Counter::RingBufferFull);
+            return;
+        };
+        // SAFETY: the reserved record holds every field `write_event` writes.
+        unsafe { write_event(entry.as_mut_ptr().cast(), call, &ends, task) };
+        entry.submit(BPF_RB_NO_WAKEUP as u64);
+    }
+}
+
+/// What the return adds to a call.
+struct Ends {
+    end_boot_ns: u64,
+    parent_start_boot_ns: u64,
+    root_start_boot_ns: u64,
+    ret: i64,
+    depth: u8,
+}
+
+/// Writes every field of a declared event but its strings, in place (the whole event is larger
+/// than the BPF stack): the values are copied load by store, as a helper call costs the traced
+/// call more than a few stores.
+///
+/// # Safety
+/// `record` points at a reserved record of at least `DECLARED_EVENT_WITHOUT_STRINGS` bytes.
+#[inline(always)]
+unsafe fn write_event(
+    record: *mut DeclaredEvent,
+    call: &OpenCall,
+    ends: &Ends,
+    task: *mut aya_ebpf::bindings::task_struct,
+) {
     let task = task.cast::<u8>().cast_const();
     let (pid, tid) = ids(task);
     let (user_ids, cgroup_id) = user_ids_and_cgroup(task);
     let (exe_name_len, exe_name) = exe_name(task);
-    // SAFETY: `record` is the reserved record, at least `DECLARED_EVENT_WITHOUT_STRINGS` bytes:
-    // every field before `captured` is inside, and `captured_bytes` of it (its strings only
-    // when the whole event was reserved). Fields are written in place (the whole record is
-    // larger than the BPF stack), the captured values in one helper call from the stack.
+    // SAFETY: every field written lies before the strings, inside the record (the caller's
+    // promise).
     unsafe {
         (*record).start_boot_ns = call.start_boot_ns;
-        (*record).end_boot_ns = end_boot_ns;
-        (*record).parent_start_boot_ns = parent_start_boot_ns;
-        (*record).root_start_boot_ns = root_start_boot_ns;
-        (*record).ret = ret;
+        (*record).end_boot_ns = ends.end_boot_ns;
+        (*record).parent_start_boot_ns = ends.parent_start_boot_ns;
+        (*record).root_start_boot_ns = ends.root_start_boot_ns;
+        (*record).ret = ends.ret;
         (*record).cgroup_id = cgroup_id;
         (*record).probe = call.probe;
         (*record).pid = pid;
@@ -270,43 +327,14 @@ pub fn declared_return(key: u64, ret: i64) {
         (*record).uid = user_ids.real;
         (*record).euid = user_ids.effective;
         (*record).kind = call.kind;
-        (*record).depth = (depth - 1) as u8;
+        (*record).depth = ends.depth;
         (*record).exe_name_len = exe_name_len;
         (*record)._pad = 0;
         (*record).comm = comm(task);
         (*record).exe_name = exe_name;
-        bpf_probe_read_kernel(
-            core::ptr::addr_of_mut!((*record).captured).cast(),
-            captured_bytes as u32,
-            core::ptr::addr_of!(call.captured).cast(),
-        );
-    }
-    event.submit();
-}
-
-/// A reserved declared event, whole or without its strings.
-enum Reserved {
-    Whole(RingBufEntry<DeclaredEvent>),
-    WithoutStrings(RingBufEntry<[u8; DECLARED_EVENT_WITHOUT_STRINGS]>),
-}
-
-impl Reserved {
-    /// The record, as a [`DeclaredEvent`] of which only the reserved prefix may be written.
-    #[inline(always)]
-    fn as_mut_ptr(&mut self) -> *mut DeclaredEvent {
-        match self {
-            Reserved::Whole(entry) => entry.as_mut_ptr(),
-            Reserved::WithoutStrings(entry) => entry.as_mut_ptr().cast(),
-        }
-    }
-
-    #[inline(always)]
-    fn submit(self) {
-        // Never wake the reader, as for signalfd events.
-        match self {
-            Reserved::Whole(entry) => entry.submit(BPF_RB_NO_WAKEUP as u64),
-            Reserved::WithoutStrings(entry) => entry.submit(BPF_RB_NO_WAKEUP as u64),
-        }
+        (*record).captured.values = call.captured.values;
+        (*record).captured.unreadable = call.captured.unreadable;
+        (*record).captured._pad = 0;
     }
 }
 
@@ -317,8 +345,7 @@ fn count_unpaired(key: u64, task: *mut aya_ebpf::bindings::task_struct) {
     if stopping() || !selected(task.cast()) {
         return;
     }
-    // SAFETY: a lookup; the value is read at once.
-    if let Some(probe) = unsafe { DECLARED.get(key) }.map(|probe| probe.probe) {
+    if let Some(probe) = declared(key).map(|probe| probe.probe) {
         count_for(probe, Counter::ReturnWithoutEntry);
     }
 }
