@@ -366,15 +366,48 @@ impl Btf {
     /// `function`: the member offset to add at each pointer followed, and how the member reads.
     pub fn member_path(&self, function: &str, path: &str) -> Result<MemberPath, BtfError> {
         let bad = |why: &str| BtfError::BadPath(path.to_string(), why.to_string());
-        let split = path.find(['-', '.']).unwrap_or(path.len());
-        let (parameter, mut rest) = path.split_at(split);
+        let (parameter, rest) = split_parameter(path);
         let proto = self.prototype(function)?;
-        let mut type_id = proto
+        let type_id = proto
             .params
             .iter()
             .find(|&&(name, _)| self.string(name) == parameter)
             .map(|&(_, type_id)| type_id)
             .ok_or_else(|| bad(&format!("{function} has no parameter `{parameter}`")))?;
+        self.follow(type_id, path, rest)
+    }
+
+    /// Follows `path` (`how->flags`) from a syscall argument whose C type tracefs gives as
+    /// `c_type` (`struct open_how *`): the struct is found by name.
+    pub fn member_path_from(&self, c_type: &str, path: &str) -> Result<MemberPath, BtfError> {
+        let bad = |why: &str| BtfError::BadPath(path.to_string(), why.to_string());
+        let (parameter, rest) = split_parameter(path);
+        let name = c_type
+            .trim_start_matches("const ")
+            .strip_prefix("struct ")
+            .and_then(|pointer| pointer.strip_suffix('*'))
+            .map(str::trim)
+            .ok_or_else(|| {
+                bad(&format!(
+                    "`{parameter}` is `{c_type}`, not a struct pointer"
+                ))
+            })?;
+        let structure = *self
+            .structs
+            .get(name)
+            .ok_or_else(|| BtfError::NoStruct(name.to_string()))?;
+        // A pointer type to start from, as a parameter of that type would have.
+        let pointer = self
+            .types
+            .iter()
+            .position(|ty| ty.kind == Kind::Ptr && ty.size_or_type == structure)
+            .ok_or_else(|| bad(&format!("the kernel's BTF has no pointer to struct {name}")))?;
+        self.follow(pointer as u32 + 1, path, rest)
+    }
+
+    /// Follows the members in `rest` (`->f_path.dentry`) from a value of type `type_id`.
+    fn follow(&self, mut type_id: u32, path: &str, mut rest: &str) -> Result<MemberPath, BtfError> {
+        let bad = |why: &str| BtfError::BadPath(path.to_string(), why.to_string());
         let mut hops: Vec<u32> = Vec::new();
         while !rest.is_empty() {
             let (through_pointer, after) = match (rest.strip_prefix("->"), rest.strip_prefix('.')) {
@@ -581,6 +614,11 @@ impl Btf {
         }
         Err(BtfError::Malformed("type aliases loop"))
     }
+}
+
+/// `how->flags` as `how` and `->flags`.
+fn split_parameter(path: &str) -> (&str, &str) {
+    path.split_at(path.find(['-', '.']).unwrap_or(path.len()))
 }
 
 #[cfg(test)]
@@ -911,6 +949,19 @@ mod tests {
                 value: int(8, false)
             }
         );
+        // From a syscall argument's tracefs type, the same path reads the same member.
+        assert_eq!(
+            btf.member_path_from("struct open_how *", "how->flags")
+                .unwrap(),
+            flags
+        );
+        for (c_type, expected) in [
+            ("int", "`how` is `int`, not a struct pointer"),
+            ("struct kspan_no_such *", "no struct kspan_no_such"),
+        ] {
+            let error = btf.member_path_from(c_type, "how->flags").unwrap_err();
+            assert!(error.to_string().contains(expected), "{error}");
+        }
         let name = btf
             .member_path("vfs_fsync", "file->f_path.dentry->d_name.name")
             .unwrap();

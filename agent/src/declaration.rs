@@ -56,6 +56,16 @@ pub struct Declaration {
     pub origin: String,
 }
 
+impl Declaration {
+    /// The arguments named as member paths through pointers (`how->flags`).
+    pub fn member_paths(&self) -> impl Iterator<Item = &ArgumentDeclaration> {
+        self.arguments
+            .iter()
+            .flatten()
+            .filter(|argument| argument.name.contains(['-', '.']))
+    }
+}
+
 /// A declaration kspan refuses before touching the kernel.
 #[derive(Debug, thiserror::Error)]
 pub enum DeclarationError {

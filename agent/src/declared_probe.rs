@@ -70,6 +70,8 @@ pub struct Parameter {
     /// For a member path: the member offset added at each pointer followed (empty: the
     /// parameter itself).
     pub hops: Vec<u32>,
+    /// Whether those pointers point into the caller's memory (a syscall's arguments).
+    pub user_memory: bool,
 }
 
 /// How the hooked call returns, when the declaration does not say how to read it.
@@ -182,7 +184,7 @@ pub fn assemble(
             read: read as u8,
             string_slot: string_slot as u8,
             hops: parameter.hops.len() as u8,
-            _pad: 0,
+            user_memory: parameter.user_memory.into(),
             offsets,
         };
         spec.arg_count = spec.arg_count.max(parameter.position as u16 + 1);

@@ -83,11 +83,11 @@ pub fn resolve(
             ty,
             string_read,
             hops: Vec::new(),
+            user_memory: false,
         });
     }
     // Member paths named in the declaration (`how->flags`), typed by the member's type.
-    let paths = declaration.arguments.iter().flatten();
-    for path in paths.filter(|argument| argument.name.contains(['-', '.'])) {
+    for path in declaration.member_paths() {
         let member = btf
             .member_path(function, &path.name)
             .map_err(|error| invalid(error.to_string()))?;
@@ -110,6 +110,7 @@ pub fn resolve(
             ty,
             string_read,
             hops: member.hops,
+            user_memory: false,
         });
     }
     let (result, result_bytes) = match prototype.returns {

@@ -341,30 +341,48 @@ fn resolve_declared(
     default_attach: AttachMode,
 ) -> anyhow::Result<Vec<ResolvedProbe>> {
     let mut probes = Vec::new();
-    let mut kernel: Option<(Btf, String)> = None;
+    let mut btf: Option<Btf> = None;
+    let mut kallsyms: Option<String> = None;
     for declared in declarations {
         let index = probes.len() as u32;
         let probe = match &declared.probed {
             Probed::Signalfd => continue,
             Probed::Function(function) => {
-                let (btf, kallsyms) = match &mut kernel {
-                    Some(kernel) => kernel,
-                    None => kernel.insert((
-                        Btf::read(Path::new(VMLINUX_BTF))
-                            .context("declared functions are typed from the kernel's BTF")?,
-                        kernel_function::kallsyms().context("reading /proc/kallsyms")?,
-                    )),
+                let btf = loaded(
+                    &mut btf,
+                    "declared functions are typed from the kernel's BTF",
+                )?;
+                let kallsyms = match &mut kallsyms {
+                    Some(kallsyms) => kallsyms,
+                    None => kallsyms
+                        .insert(kernel_function::kallsyms().context("reading /proc/kallsyms")?),
                 };
                 function_probe::resolve(btf, kallsyms, declared, function, index, default_attach)
             }
             Probed::Syscall(syscall) => {
                 let root = tracefs::ensure_mounted()?;
-                syscall_probe::resolve(&root, declared, syscall, index, default_attach)
+                // Member paths through a syscall's pointers are typed from BTF.
+                let btf = match declared.member_paths().next() {
+                    Some(_) => Some(loaded(
+                        &mut btf,
+                        "member paths are typed from the kernel's BTF",
+                    )?),
+                    None => None,
+                };
+                syscall_probe::resolve(&root, btf, declared, syscall, index, default_attach)
             }
         };
         probes.push(probe.map_err(UsageError::from)?);
     }
     Ok(probes)
+}
+
+/// The kernel's BTF, read the first time it is needed.
+fn loaded<'a>(btf: &'a mut Option<Btf>, why: &'static str) -> anyhow::Result<&'a Btf> {
+    if btf.is_none() {
+        *btf = Some(Btf::read(Path::new(VMLINUX_BTF)).context(why)?);
+    }
+    btf.as_ref().context(why)
 }
 
 /// The ready file: the signalfd pair that attached (`probe=`), each declared probe and the kind

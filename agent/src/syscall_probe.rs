@@ -9,6 +9,7 @@ use kspan_common::{
 use kspan_decode::{ArgType, ResultKind};
 
 use crate::{
+    btf::{Btf, ValueType},
     declaration::{Declaration, DeclarationError},
     declared_probe::{assemble, invalid, HookPoint, Parameter, ResolvedProbe, Returns},
     syscall_numbers,
@@ -19,6 +20,7 @@ use crate::{
 /// under the tracing root.
 pub fn resolve(
     root: &Path,
+    btf: Option<&Btf>,
     declaration: &Declaration,
     syscall: &str,
     index: u32,
@@ -49,16 +51,54 @@ pub fn resolve(
     read(&exit, "format")?;
     let number = syscall_numbers::number(syscall)
         .ok_or_else(|| invalid(format!("no number known for syscall `{syscall}`")))?;
-    let parameters: Vec<Parameter> = fields
+    let position = |field: &FormatField| (field.offset - tracepoint_offsets::ARGS) / 8;
+    let mut parameters: Vec<Parameter> = fields
         .iter()
         .map(|field| Parameter {
             name: field.name.clone(),
-            position: (field.offset - tracepoint_offsets::ARGS) / 8,
+            position: position(field),
             ty: c_type(field),
             string_read: ArgRead::UserString,
             hops: Vec::new(),
+            user_memory: false,
         })
         .collect();
+    // Member paths named in the declaration (`how->flags`), through the caller's memory, typed
+    // from the BTF struct the argument's C type names.
+    for path in declaration.member_paths() {
+        let parameter = path.name.split(['-', '.']).next().unwrap_or_default();
+        let field = fields
+            .iter()
+            .find(|field| field.name == parameter)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "argument `{}`: {enter} has no `{parameter}`",
+                    path.name
+                ))
+            })?;
+        let btf = btf.ok_or_else(|| invalid("member paths need the kernel's BTF".to_string()))?;
+        let member = btf
+            .member_path_from(&field.c_type, &path.name)
+            .map_err(|error| invalid(error.to_string()))?;
+        let ty = match member.value {
+            ValueType::Int { bytes, signed } => ArgType::Int { bytes, signed },
+            ValueType::String { .. } => ArgType::String { user: true },
+            _ => {
+                return Err(invalid(format!(
+                    "argument `{}` is not a number or a string: kspan captures those",
+                    path.name
+                )))
+            }
+        };
+        parameters.push(Parameter {
+            name: path.name.clone(),
+            position: position(field),
+            ty,
+            string_read: ArgRead::UserString,
+            hops: member.hops,
+            user_memory: true,
+        });
+    }
     let hook = HookPoint::Syscall {
         tracepoints: [enter.clone(), exit],
         number,
@@ -129,13 +169,25 @@ format:
 print fmt: \"dfd: 0x%08lx\"
 ";
 
-    /// A tracing root with `sys_{enter,exit}_openat` in it.
+    /// `sys_enter_openat2`'s format on Linux 6.18 (its arguments' lines).
+    const OPENAT2_FORMAT: &str = "name: sys_enter_openat2
+format:
+\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;
+\tfield:int dfd;\toffset:16;\tsize:8;\tsigned:0;
+\tfield:const char * filename;\toffset:24;\tsize:8;\tsigned:0;
+\tfield:struct open_how * how;\toffset:32;\tsize:8;\tsigned:0;
+\tfield:size_t usize;\toffset:40;\tsize:8;\tsigned:0;
+";
+
+    /// A tracing root with `sys_{enter,exit}_openat` and `openat2` in it.
     fn root() -> std::path::PathBuf {
         let root =
             std::env::temp_dir().join(format!("kspan-syscall-formats-{}", std::process::id()));
         for (event, format) in [
             ("sys_enter_openat", OPENAT_FORMAT),
             ("sys_exit_openat", "format:\n"),
+            ("sys_enter_openat2", OPENAT2_FORMAT),
+            ("sys_exit_openat2", "format:\n"),
         ] {
             let dir = root.join("events/syscalls").join(event);
             std::fs::create_dir_all(&dir).unwrap();
@@ -158,7 +210,15 @@ print fmt: \"dfd: 0x%08lx\"
 
     #[test]
     fn every_argument_of_the_format_is_typed_and_placed() {
-        let probe = resolve(&root(), &declaration(None), "openat", 3, AttachMode::Auto).unwrap();
+        let probe = resolve(
+            &root(),
+            None,
+            &declaration(None),
+            "openat",
+            3,
+            AttachMode::Auto,
+        )
+        .unwrap();
         let typed: Vec<_> = probe
             .info
             .arguments
@@ -207,7 +267,15 @@ print fmt: \"dfd: 0x%08lx\"
             argument("flags", None, Some("open_flags")),
             argument("filename", Some("file.path"), None),
         ]);
-        let probe = resolve(&root(), &declaration(chosen), "openat", 0, AttachMode::Auto).unwrap();
+        let probe = resolve(
+            &root(),
+            None,
+            &declaration(chosen),
+            "openat",
+            0,
+            AttachMode::Auto,
+        )
+        .unwrap();
         let arguments = &probe.info.arguments;
         assert_eq!(
             (arguments[0].position, arguments[0].decoder),
@@ -222,6 +290,73 @@ print fmt: \"dfd: 0x%08lx\"
     }
 
     #[test]
+    fn member_paths_read_through_the_caller_s_memory_typed_from_btf() {
+        let btf = crate::btf::Btf::read(Path::new(crate::btf::VMLINUX_BTF)).expect("BTF");
+        let argument = |name: &str| crate::declaration::ArgumentDeclaration {
+            name: name.into(),
+            attribute: None,
+            decoder: None,
+        };
+        let declared = |names: &[&str]| {
+            let mut declared = declaration(Some(names.iter().map(|n| argument(n)).collect()));
+            declared.name = "openat2".into();
+            declared
+        };
+        let resolved = |names: &[&str]| {
+            resolve(
+                &root(),
+                Some(&btf),
+                &declared(names),
+                "openat2",
+                0,
+                AttachMode::Auto,
+            )
+        };
+        let probe = resolved(&["dfd", "how->flags"]).unwrap();
+        let typed: Vec<(&str, usize, ArgType)> = probe
+            .info
+            .arguments
+            .iter()
+            .map(|a| (a.name.as_str(), a.position, a.ty))
+            .collect();
+        let (int, u64) = (
+            ArgType::Int {
+                bytes: 4,
+                signed: true,
+            },
+            ArgType::Int {
+                bytes: 8,
+                signed: false,
+            },
+        );
+        assert_eq!(typed, [("dfd", 0, int), ("how->flags", 2, u64)]);
+        let flags = probe.spec.args[2];
+        assert_eq!((flags.hops, flags.user_memory, flags.offsets[0]), (1, 1, 0));
+        assert_eq!(probe.info.arguments[1].attribute, "openat2.how.flags");
+        for (names, expected) in [
+            (&["how->flags", "how->mode"][..], "read once per call"),
+            (&["dfd->x"][..], "`dfd` is `int`, not a struct pointer"),
+            (&["how->nothing"][..], "no member `nothing`"),
+            (&["nope->flags"][..], "sys_enter_openat2 has no `nope`"),
+        ] {
+            let error = resolved(names).unwrap_err().to_string();
+            assert!(error.contains(expected), "{names:?}: {error}");
+        }
+        let no_btf = resolve(
+            &root(),
+            None,
+            &declared(&["how->flags"]),
+            "openat2",
+            0,
+            AttachMode::Auto,
+        );
+        assert!(no_btf
+            .unwrap_err()
+            .to_string()
+            .contains("need the kernel's BTF"));
+    }
+
+    #[test]
     fn what_the_syscall_does_not_have_is_refused_by_name() {
         let unknown = Some(vec![crate::declaration::ArgumentDeclaration {
             name: "how".into(),
@@ -232,6 +367,7 @@ print fmt: \"dfd: 0x%08lx\"
             (
                 resolve(
                     &root(),
+                    None,
                     &declaration(unknown),
                     "openat",
                     0,
@@ -242,6 +378,7 @@ print fmt: \"dfd: 0x%08lx\"
             (
                 resolve(
                     &root(),
+                    None,
                     &declaration(None),
                     "no_such_call",
                     0,
@@ -250,7 +387,14 @@ print fmt: \"dfd: 0x%08lx\"
                 "no syscall `no_such_call` here",
             ),
             (
-                resolve(&root(), &declaration(None), "openat", 0, AttachMode::Kprobe),
+                resolve(
+                    &root(),
+                    None,
+                    &declaration(None),
+                    "openat",
+                    0,
+                    AttachMode::Kprobe,
+                ),
                 "allows only kprobe",
             ),
         ];

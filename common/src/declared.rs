@@ -78,8 +78,8 @@ pub struct ArgSpec {
     pub string_slot: u8,
     /// How many of `offsets` to follow: a member path through pointers.
     pub hops: u8,
-    /// Explicit padding.
-    pub _pad: u8,
+    /// 1: the member path's pointers point into the caller's memory (a syscall's arguments).
+    pub user_memory: u8,
     /// Each hop: the value becomes the 8 bytes at (value + offset), a member's offset in the
     /// struct the value points to (BTF-resolved by the agent).
     pub offsets: [u16; MAX_HOPS],

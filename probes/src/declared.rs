@@ -8,7 +8,10 @@ use aya_ebpf::{
     bindings::BPF_RB_NO_WAKEUP,
     helpers::{
         bpf_ktime_get_boot_ns,
-        generated::{bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_probe_read_user_str},
+        generated::{
+            bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_probe_read_user,
+            bpf_probe_read_user_str,
+        },
     },
     macros::{btf_map, map},
     maps::{Array, HashMap, PerCpuArray},
@@ -146,14 +149,15 @@ fn follow_member_paths(probe: &DeclaredProbe, captured: &mut CapturedArgs) {
             }
             let address = captured.values[arg].wrapping_add(u64::from(spec.offsets[hop]));
             let mut value = 0u64;
-            // SAFETY: the helper validates the address and fails instead of faulting; the
+            let destination = core::ptr::addr_of_mut!(value).cast();
+            let source = address as *const core::ffi::c_void;
+            // SAFETY: both helpers validate the address and fail instead of faulting; the
             // destination is a local u64.
             let read = unsafe {
-                bpf_probe_read_kernel(
-                    core::ptr::addr_of_mut!(value).cast(),
-                    8,
-                    address as *const core::ffi::c_void,
-                )
+                match spec.user_memory {
+                    0 => bpf_probe_read_kernel(destination, 8, source),
+                    _ => bpf_probe_read_user(destination, 8, source),
+                }
             };
             if read != 0 {
                 captured.unreadable |= 1 << arg;

@@ -24,6 +24,9 @@ pub struct RunConfig {
     /// The kernel function every openat call of the open scenario runs inside it, recorded as
     /// the call's child (see [`crate::scenario::open`]).
     pub openat_inner: Option<String>,
+    /// Each open of the open scenario made again through openat2 and recorded as an openat2
+    /// call (see [`crate::scenario::open`]).
+    pub openat2: bool,
     /// Calls to hold inside the kernel across the run's gate, before the scenarios.
     pub midflight: Option<HeldCalls>,
 }
@@ -48,6 +51,7 @@ impl Default for RunConfig {
             manifest: None,
             declared_manifest: None,
             openat_inner: None,
+            openat2: false,
             midflight: None,
         }
     }

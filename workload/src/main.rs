@@ -51,6 +51,10 @@ struct RunArgs {
     /// makes. For `do_sys_openat2`, which every openat reaches.
     #[arg(long, value_name = "FUNCTION")]
     openat_inner: Option<String>,
+    /// Open scenario: make each open again through openat2 and record it as an openat2 call
+    /// (`dfd`, `filename` and `how->flags` as passed), the parent of `--openat-inner`'s call.
+    #[arg(long)]
+    openat2: bool,
     /// Threads of the threads and random scenarios.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: u16,
@@ -132,6 +136,7 @@ impl RunArgs {
             manifest: self.manifest.clone(),
             declared_manifest: self.declared_manifest.clone(),
             openat_inner: self.openat_inner.clone(),
+            openat2: self.openat2,
             midflight: self
                 .midflight
                 .zip(self.midflight_file.clone())

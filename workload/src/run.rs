@@ -54,7 +54,10 @@ fn run_scenario(
             recorder,
             config.threads,
             config.calls,
-            config.openat_inner.as_deref(),
+            open::Extras {
+                inner: config.openat_inner.as_deref(),
+                openat2: config.openat2,
+            },
         )?,
         Scenario::MidFlight => midflight::run(recorder, config.threads, None, || Ok(()))?,
     }

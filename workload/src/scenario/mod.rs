@@ -129,8 +129,7 @@ pub(crate) mod tests {
             rate: None,
             manifest: Some(path.as_ref().to_path_buf()),
             declared_manifest: None,
-            openat_inner: None,
-            midflight: None,
+            ..RunConfig::default()
         };
         let summary = crate::run(&config).expect("run");
         let mut records = read_manifest(path.as_ref()).expect("read manifest");

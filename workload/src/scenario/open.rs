@@ -47,14 +47,13 @@ const UNREADABLE_POINTER: u64 = 1;
 /// very busy machine) just starts at once.
 const RELEASE_AFTER: Duration = Duration::from_millis(50);
 
-/// Runs `threads` threads of `calls_per_thread` openat calls each; with `inner`, each call is
-/// also recorded as a call of that kernel function inside it, and made once more through
-/// openat2 (the same function reached by a second syscall).
+/// Runs `threads` threads of `calls_per_thread` openat calls each, recording what `extras`
+/// asks for besides.
 pub fn run(
     recorder: &Recorder,
     threads: usize,
     calls_per_thread: u64,
-    inner: Option<&str>,
+    extras: Extras<'_>,
 ) -> Result<(), WorkloadError> {
     let files = Files::create()?;
     let process = CallerIdentity::current();
@@ -64,7 +63,7 @@ pub fn run(
         std::thread::sleep(release_at.saturating_duration_since(Instant::now()));
         for k in 0..calls_per_thread {
             let case = Case::ALL[k as usize % Case::ALL.len()];
-            call(recorder, &caller, &files.open_call(case, index, k), inner)?;
+            call(recorder, &caller, &files.open_call(case, index, k), extras)?;
         }
         Ok(())
     })
@@ -308,15 +307,24 @@ fn answered(record: DeclaredCall, timed: &sys::TimedResult) -> DeclaredCall {
     }
 }
 
+/// What the scenario records besides each openat call.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Extras<'a> {
+    /// The kernel function openat runs: recorded as each openat's child, and the open is made
+    /// again through openat2, which reaches the same function from a second syscall.
+    pub inner: Option<&'a str>,
+    /// Each open made again through openat2, recorded as an openat2 call (the parent of the
+    /// inner function's call, if one is named).
+    pub openat2: bool,
+}
+
 /// Makes the open through openat and records it (with a problem if the kernel answered
-/// otherwise than expected); with `inner`, also the call of that function it made, as its
-/// child, and then the same open through openat2, which reaches `inner` from a second syscall:
-/// recorded as that function's call alone (openat2 itself is not probed).
+/// otherwise than expected), with what `extras` asks for.
 fn call(
     recorder: &Recorder,
     caller: &CallerIdentity,
     open: &OpenCall,
-    inner: Option<&str>,
+    extras: Extras<'_>,
 ) -> Result<(), ManifestError> {
     let seq = recorder.next_seq();
     let (timed, problem) = make(open, Through::Openat);
@@ -340,31 +348,58 @@ fn call(
     };
     let record = answered(record, &timed);
     let problem = problem(&record);
-    let Some(function) = inner else {
-        return recorder.record_declared(&record, Scenario::Open, problem);
-    };
-    let child = DeclaredCall {
-        seq: recorder.next_seq(),
-        syscall: function.to_string(),
-        args: inner_args(open),
-        parent_seq: Some(seq),
-        kernel_function: true,
-        ..record.clone()
-    };
-    recorder.record_inner(&child)?;
+    if let Some(function) = extras.inner {
+        let child = DeclaredCall {
+            seq: recorder.next_seq(),
+            syscall: function.to_string(),
+            args: inner_args(open),
+            parent_seq: Some(seq),
+            kernel_function: true,
+            ..record.clone()
+        };
+        recorder.record_inner(&child)?;
+    }
     recorder.record_declared(&record, Scenario::Open, problem)?;
+    if extras.inner.is_none() && !extras.openat2 {
+        return Ok(());
+    }
 
     let again = open.again();
     let seq = recorder.next_seq();
     let (timed, problem) = make(&again, Through::Openat2);
-    let record = DeclaredCall {
+    // `how->flags` as the caller passed them: the syscall reads them from its memory.
+    let openat2 = DeclaredCall {
         seq,
-        args: inner_args(&again),
-        parent_seq: None,
-        ..answered(child, &timed)
+        syscall: "openat2".to_string(),
+        args: vec![
+            DeclaredArg::int("dfd", again.dfd.into()),
+            filename_arg(&again),
+            DeclaredArg::int("how->flags", again.flags.into()),
+        ],
+        ..answered(record, &timed)
     };
-    let problem = problem(&record);
-    recorder.record_declared(&record, Scenario::Open, problem)
+    let problem = problem(&openat2);
+    let Some(function) = extras.inner else {
+        return recorder.record_declared(&openat2, Scenario::Open, problem);
+    };
+    let inner = DeclaredCall {
+        seq: if extras.openat2 {
+            recorder.next_seq()
+        } else {
+            seq
+        },
+        syscall: function.to_string(),
+        args: inner_args(&again),
+        parent_seq: extras.openat2.then_some(seq),
+        kernel_function: true,
+        ..openat2.clone()
+    };
+    if extras.openat2 {
+        recorder.record_inner(&inner)?;
+        recorder.record_declared(&openat2, Scenario::Open, problem)
+    } else {
+        recorder.record_declared(&inner, Scenario::Open, problem)
+    }
 }
 
 #[cfg(test)]
@@ -377,12 +412,17 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn run_open(threads: usize, calls: u64) -> Vec<DeclaredCall> {
-        let records = run_open_with(threads, calls, None);
+        let records = run_open_with(threads, calls, None, false);
         assert!(records.iter().all(|record| record.parent_seq.is_none()));
         records
     }
 
-    fn run_open_with(threads: usize, calls: u64, inner: Option<&str>) -> Vec<DeclaredCall> {
+    fn run_open_with(
+        threads: usize,
+        calls: u64,
+        inner: Option<&str>,
+        openat2: bool,
+    ) -> Vec<DeclaredCall> {
         let path = TempPath::new("open");
         let config = RunConfig {
             scenarios: vec![Scenario::Open],
@@ -390,19 +430,48 @@ mod tests {
             calls,
             declared_manifest: Some(path.as_ref().to_path_buf()),
             openat_inner: inner.map(str::to_string),
+            openat2,
             ..RunConfig::default()
         };
         let summary = crate::run(&config).expect("run");
         assert!(summary.all_as_expected(), "{:#?}", summary.problems);
         let mut records: Vec<DeclaredCall> = read_records(path.as_ref()).expect("read");
-        // With an inner function: openat, its child, and the open again through openat2.
-        let (records_per_case, calls_per_case) = if inner.is_some() { (3, 2) } else { (1, 1) };
+        // Per open: the openat call, its inner function's call, and the open again through
+        // openat2 (recorded as openat2, as the inner function, or as both).
+        let calls_per_open = if inner.is_some() || openat2 { 2 } else { 1 };
+        let records_per_open = 1 + usize::from(inner.is_some()) * 2 + usize::from(openat2);
         assert_eq!(
-            summary.calls as usize / calls_per_case * records_per_case,
+            summary.calls as usize / calls_per_open * records_per_open,
             records.len()
         );
         records.sort_by_key(|r| r.seq);
         records
+    }
+
+    #[test]
+    fn openat2_calls_are_recorded_as_the_caller_passed_them_and_as_their_inner_call_s_parent() {
+        let records = run_open_with(2, 8, None, true);
+        let openat2: Vec<&DeclaredCall> =
+            records.iter().filter(|r| r.syscall == "openat2").collect();
+        assert_eq!(openat2.len(), 16);
+        for (call, openat) in openat2
+            .iter()
+            .zip(records.iter().filter(|r| r.syscall == "openat"))
+        {
+            let names: Vec<&str> = call.args.iter().map(|a| a.name.as_str()).collect();
+            assert_eq!(names, ["dfd", "filename", "how->flags"]);
+            // Without O_LARGEFILE: the kernel adds it to its own copy only.
+            assert_eq!(call.args[2].value, openat.args[2].value, "{call}");
+            assert_eq!((call.parent_seq, call.kernel_function), (None, false));
+        }
+        let both = run_open_with(1, 8, Some("do_sys_openat2"), true);
+        let by_seq: BTreeMap<u64, &DeclaredCall> = both.iter().map(|r| (r.seq, r)).collect();
+        let inner: Vec<&str> = both
+            .iter()
+            .filter(|r| r.kernel_function)
+            .map(|r| by_seq[&r.parent_seq.expect("a parent")].syscall.as_str())
+            .collect();
+        assert_eq!(inner, [["openat", "openat2"]; 8].concat());
     }
 
     fn filename(call: &DeclaredCall) -> &ArgValue {
@@ -411,7 +480,7 @@ mod tests {
 
     #[test]
     fn an_inner_function_is_recorded_as_each_call_s_child_with_its_first_arguments() {
-        let records = run_open_with(2, 8, Some("do_sys_openat2"));
+        let records = run_open_with(2, 8, Some("do_sys_openat2"), false);
         let calls: BTreeMap<u64, &DeclaredCall> = records
             .iter()
             .filter(|record| record.syscall == "openat")

@@ -37,11 +37,21 @@ const UNCALLED_FUNCTIONS: [&str; MAX_FENTRY_PROBES] = [
     "vfs_fallocate",
 ];
 
-/// Lines of the declared checks' probe file: the function with two arguments and a member path
-/// through a pointer (`how->flags`, which `build_open_how` fills), attached as `kind`; with
-/// fentry, then the functions that use up the fentry pairs.
+/// Lines of the declared checks' probe file: openat2 with `how->flags` from the caller's
+/// memory; the function with two arguments and a member path through a kernel pointer
+/// (`how->flags`, which `build_open_how` fills), attached as `kind`; with fentry, then the
+/// functions that use up the fentry pairs.
 fn declared_probe_file(kind: ProbeKind) -> Vec<String> {
     let mut lines: Vec<String> = vec![
+        // openat2 with a member path through the caller's memory.
+        "[[probe]]".into(),
+        "syscall = \"openat2\"".into(),
+        "[[probe.argument]]".into(),
+        "name = \"dfd\"".into(),
+        "[[probe.argument]]".into(),
+        "name = \"filename\"".into(),
+        "[[probe.argument]]".into(),
+        "name = \"how->flags\"".into(),
         "[[probe]]".into(),
         format!("function = \"{DECLARED_FUNCTION}\""),
         format!("attach = \"{kind}\""),
@@ -140,7 +150,9 @@ fn workload_args(mode: ProbeRun) -> String {
             " -- --scenario masks --scenario errors --scenario threads --threads 2 --calls 5".into()
         }
         ProbeRun::Declared | ProbeRun::DeclaredFentry => {
-            format!(" -- --scenario open --threads 2 --calls 16 --openat-inner {DECLARED_FUNCTION}")
+            format!(
+                " -- --scenario open --threads 2 --calls 16 --openat2 --openat-inner {DECLARED_FUNCTION}"
+            )
         }
         _ => String::new(),
     }
@@ -220,14 +232,14 @@ mod tests {
             "{command}"
         );
         assert!(command.contains("kprobe) kspan-e2e run --attach kprobe --bin-dir /bin"));
-        assert!(command.contains(
-            "declared) printf '%s\\n' '[[probe]]' 'function = \"do_sys_openat2\"' \
-                       'attach = \"kprobe\"' "
-        ));
-        assert!(command.contains(
-            "declared-fentry) printf '%s\\n' '[[probe]]' 'function = \"do_sys_openat2\"' \
-             'attach = \"fentry\"' "
-        ));
+        for (mode, kind) in [("declared", "kprobe"), ("declared-fentry", "fentry")] {
+            assert!(command.contains(&format!(
+                "{mode}) printf '%s\\n' '[[probe]]' 'syscall = \"openat2\"' "
+            )));
+            assert!(command.contains(&format!(
+                "'[[probe]]' 'function = \"do_sys_openat2\"' 'attach = \"{kind}\"' "
+            )));
+        }
         assert!(command.contains(
             "container-filter) kspan-e2e run --attach auto --containers filtered --bin-dir /bin"
         ));
