@@ -179,10 +179,31 @@ format:
 \tfield:size_t usize;\toffset:40;\tsize:8;\tsigned:0;
 ";
 
+    /// A tracing root of its own, removed when dropped.
+    struct TracingRoot(std::path::PathBuf);
+
+    impl std::ops::Deref for TracingRoot {
+        type Target = Path;
+
+        fn deref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TracingRoot {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
     /// A tracing root with `sys_{enter,exit}_openat` and `openat2` in it.
-    fn root() -> std::path::PathBuf {
-        let root =
-            std::env::temp_dir().join(format!("kspan-syscall-formats-{}", std::process::id()));
+    fn root() -> TracingRoot {
+        static ROOTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let root = std::env::temp_dir().join(format!(
+            "kspan-syscall-formats-{}-{}",
+            std::process::id(),
+            ROOTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
         for (event, format) in [
             ("sys_enter_openat", OPENAT_FORMAT),
             ("sys_exit_openat", "format:\n"),
@@ -193,7 +214,7 @@ format:
             std::fs::create_dir_all(&dir).unwrap();
             std::fs::write(dir.join("format"), format).unwrap();
         }
-        root
+        TracingRoot(root)
     }
 
     fn declaration(arguments: Option<Vec<crate::declaration::ArgumentDeclaration>>) -> Declaration {
