@@ -68,7 +68,8 @@ impl AttachMode {
 }
 
 /// The programs' names in the probe objects (the functions' names in `probes/src/`); the agent
-/// checks that each is in its object.
+/// checks that each is in its object. The declared probes' names fit the kernel's 15 characters,
+/// so that `bpftool` and the bench tell entry from exit.
 pub mod programs {
     /// kprobe at the entry of `do_signalfd4`.
     pub const KPROBE_ENTRY: &str = "kspan_kprobe_enter";
@@ -85,34 +86,34 @@ pub mod programs {
     /// `syscalls:sys_exit_signalfd` and `sys_exit_signalfd4`.
     pub const TP_EXIT: &str = "kspan_tp_exit";
     /// Every declared syscall's `sys_enter_*` tracepoint.
-    pub const DECLARED_TP_ENTER: &str = "kspan_declared_tp_enter";
+    pub const DECLARED_TP_ENTER: &str = "kspan_dtp_enter";
     /// Every declared syscall's `sys_exit_*` tracepoint.
-    pub const DECLARED_TP_EXIT: &str = "kspan_declared_tp_exit";
+    pub const DECLARED_TP_EXIT: &str = "kspan_dtp_exit";
     /// kprobe on every declared kernel function.
-    pub const DECLARED_KPROBE: &str = "kspan_declared_kprobe";
+    pub const DECLARED_KPROBE: &str = "kspan_dkp_enter";
     /// kretprobe on every declared kernel function.
-    pub const DECLARED_KRETPROBE: &str = "kspan_declared_kretprobe";
+    pub const DECLARED_KRETPROBE: &str = "kspan_dkp_exit";
     /// fentry on one declared kernel function each.
     pub const DECLARED_FENTRY: [&str; crate::declared::MAX_FENTRY_PROBES] = [
-        "kspan_declared_fentry_0",
-        "kspan_declared_fentry_1",
-        "kspan_declared_fentry_2",
-        "kspan_declared_fentry_3",
-        "kspan_declared_fentry_4",
-        "kspan_declared_fentry_5",
-        "kspan_declared_fentry_6",
-        "kspan_declared_fentry_7",
+        "kspan_dfentry_0",
+        "kspan_dfentry_1",
+        "kspan_dfentry_2",
+        "kspan_dfentry_3",
+        "kspan_dfentry_4",
+        "kspan_dfentry_5",
+        "kspan_dfentry_6",
+        "kspan_dfentry_7",
     ];
     /// fexit on the function of the fentry of the same position.
     pub const DECLARED_FEXIT: [&str; crate::declared::MAX_FENTRY_PROBES] = [
-        "kspan_declared_fexit_0",
-        "kspan_declared_fexit_1",
-        "kspan_declared_fexit_2",
-        "kspan_declared_fexit_3",
-        "kspan_declared_fexit_4",
-        "kspan_declared_fexit_5",
-        "kspan_declared_fexit_6",
-        "kspan_declared_fexit_7",
+        "kspan_dfexit_0",
+        "kspan_dfexit_1",
+        "kspan_dfexit_2",
+        "kspan_dfexit_3",
+        "kspan_dfexit_4",
+        "kspan_dfexit_5",
+        "kspan_dfexit_6",
+        "kspan_dfexit_7",
     ];
 
     /// The empty programs of the floor object (`kspan-floor`), on the same hooks.
@@ -135,6 +136,21 @@ pub mod programs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn declared_program_names_fit_the_kernel_s_program_names() {
+        use programs::*;
+        let names = [
+            DECLARED_TP_ENTER,
+            DECLARED_TP_EXIT,
+            DECLARED_KPROBE,
+            DECLARED_KRETPROBE,
+        ];
+        for name in names.iter().chain(&DECLARED_FENTRY).chain(&DECLARED_FEXIT) {
+            // BPF_OBJ_NAME_LEN is 16, its NUL included.
+            assert!(name.len() <= 15, "{name}");
+        }
+    }
 
     #[test]
     fn auto_falls_back_in_order_and_names_round_trip() {

@@ -105,7 +105,7 @@ pub fn kspan_tp_exit(ctx: TracePointContext) -> u32 {
 
 /// Every declared syscall's `sys_enter_*` tracepoint: the record's syscall number says which.
 #[tracepoint]
-pub fn kspan_declared_tp_enter(ctx: TracePointContext) -> u32 {
+pub fn kspan_dtp_enter(ctx: TracePointContext) -> u32 {
     let key = syscall_key(syscall_nr(&ctx));
     declared_entry(ProbeKind::Tracepoint, key, |values| {
         // All six argument words in one helper call: loading them directly would make the
@@ -128,7 +128,7 @@ pub fn kspan_declared_tp_enter(ctx: TracePointContext) -> u32 {
 
 /// Every declared syscall's `sys_exit_*` tracepoint.
 #[tracepoint]
-pub fn kspan_declared_tp_exit(ctx: TracePointContext) -> u32 {
+pub fn kspan_dtp_exit(ctx: TracePointContext) -> u32 {
     let key = syscall_key(syscall_nr(&ctx));
     declared_return(key, tracepoint_field(&ctx, tracepoint_offsets::ARGS) as i64);
     0
@@ -136,7 +136,7 @@ pub fn kspan_declared_tp_exit(ctx: TracePointContext) -> u32 {
 
 /// kprobe on every declared kernel function: its address says which.
 #[kprobe]
-pub fn kspan_declared_kprobe(ctx: ProbeContext) -> u32 {
+pub fn kspan_dkp_enter(ctx: ProbeContext) -> u32 {
     let key = function_key(function_address(&ctx));
     declared_entry(ProbeKind::Kprobe, key, |values| {
         for (position, value) in values.iter_mut().enumerate() {
@@ -149,7 +149,7 @@ pub fn kspan_declared_kprobe(ctx: ProbeContext) -> u32 {
 
 /// kretprobe on every declared kernel function.
 #[kretprobe]
-pub fn kspan_declared_kretprobe(ctx: RetProbeContext) -> u32 {
+pub fn kspan_dkp_exit(ctx: RetProbeContext) -> u32 {
     let key = function_key(function_address(&ctx));
     declared_return(key, ctx.ret::<i64>());
     0
@@ -175,14 +175,14 @@ macro_rules! declared_fentry_pairs {
 }
 
 declared_fentry_pairs!(
-    kspan_declared_fentry_0 kspan_declared_fexit_0,
-    kspan_declared_fentry_1 kspan_declared_fexit_1,
-    kspan_declared_fentry_2 kspan_declared_fexit_2,
-    kspan_declared_fentry_3 kspan_declared_fexit_3,
-    kspan_declared_fentry_4 kspan_declared_fexit_4,
-    kspan_declared_fentry_5 kspan_declared_fexit_5,
-    kspan_declared_fentry_6 kspan_declared_fexit_6,
-    kspan_declared_fentry_7 kspan_declared_fexit_7,
+    kspan_dfentry_0 kspan_dfexit_0,
+    kspan_dfentry_1 kspan_dfexit_1,
+    kspan_dfentry_2 kspan_dfexit_2,
+    kspan_dfentry_3 kspan_dfexit_3,
+    kspan_dfentry_4 kspan_dfexit_4,
+    kspan_dfentry_5 kspan_dfexit_5,
+    kspan_dfentry_6 kspan_dfexit_6,
+    kspan_dfentry_7 kspan_dfexit_7,
 );
 
 #[inline(always)]
