@@ -136,6 +136,9 @@ pub struct OpenCall {
     pub start_boot_ns: u64,
     /// Its hook's key: a return pairs with it only if it is the same hook's.
     pub key: u64,
+    /// Where its frame is on the kernel stack (a function's stack pointer at entry; the top of
+    /// the address space for a syscall, below which everything it calls runs).
+    pub stack_pointer: u64,
     /// The probe's index.
     pub probe: u32,
     /// A [`crate::ProbeKind`] value.
@@ -223,7 +226,7 @@ const _: () = assert!(core::mem::size_of::<ArgSpec>() == 12);
 const _: () = assert!(core::mem::size_of::<DeclaredProbe>() == 80);
 const _: () = assert!(core::mem::size_of::<CapturedString>() == 8 + STRING_BYTES);
 const _: () = assert!(core::mem::size_of::<CapturedArgs>() == 56 + 2 * (8 + STRING_BYTES));
-const _: () = assert!(core::mem::size_of::<OpenCall>() == 24 + 584);
+const _: () = assert!(core::mem::size_of::<OpenCall>() == 32 + 584);
 const _: () = assert!(core::mem::size_of::<DeclaredEvent>() == 128 + 584);
 const _: () = assert!(DECLARED_EVENT_WITHOUT_STRINGS == 128 + 56);
 const _: () = assert!(DECLARED_EVENT_WITHOUT_STRINGS.is_multiple_of(8));

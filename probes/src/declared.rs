@@ -79,12 +79,17 @@ fn slot(index: usize) -> usize {
     unsafe { core::ptr::read_volatile(&index) & (MAX_DEPTH - 1) }
 }
 
-/// Records a declared call's entry. `read_values` fills the arguments' raw values and returns
-/// whether it could.
+/// Size and alignment of a kernel thread stack (x86_64 without KASAN; with it, stacks are twice
+/// as large and the check below just finds fewer calls on one stack).
+const THREAD_STACK: u64 = 16 << 10;
+
+/// Records a declared call's entry. `stack_pointer` places its frame (`u64::MAX` for a
+/// syscall, 0 when unknown); `read_values` fills the arguments' raw values and returns whether it could.
 #[inline(always)]
 pub fn declared_entry(
     kind: ProbeKind,
     key: u64,
+    stack_pointer: u64,
     read_values: impl FnOnce(&mut [u64; MAX_ARGS]) -> bool,
 ) {
     if stopping() {
@@ -114,6 +119,21 @@ pub fn declared_entry(
         }
         stack.overflow = 0;
     }
+    // A function call whose frame this one's does not lie below, on the same kernel stack, has
+    // returned unseen (a kretprobe return the kernel missed): it is no parent of this call.
+    for _ in 0..MAX_DEPTH {
+        let depth = stack.depth as usize;
+        if depth == 0 {
+            break;
+        }
+        let open = stack.calls[slot(depth - 1)].stack_pointer;
+        let same_stack = open / THREAD_STACK == stack_pointer / THREAD_STACK;
+        if stack_pointer == 0 || open > stack_pointer || !same_stack {
+            break;
+        }
+        count(Counter::StaleEntry);
+        stack.depth -= 1;
+    }
     let depth = stack.depth as usize;
     if depth >= MAX_DEPTH {
         stack.overflow += 1;
@@ -122,6 +142,7 @@ pub fn declared_entry(
     }
     let call = &mut stack.calls[slot(depth)];
     call.key = key;
+    call.stack_pointer = stack_pointer;
     call.probe = probe.probe;
     call.kind = kind as u8;
     if !read_values(&mut call.captured.values) {

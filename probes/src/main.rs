@@ -107,7 +107,7 @@ pub fn kspan_tp_exit(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn kspan_dtp_enter(ctx: TracePointContext) -> u32 {
     let key = syscall_key(syscall_nr(&ctx));
-    declared_entry(ProbeKind::Tracepoint, key, |values| {
+    declared_entry(ProbeKind::Tracepoint, key, u64::MAX, |values| {
         // All six argument words in one helper call: loading them directly would make the
         // program too wide for syscalls with fewer arguments (the kernel refuses to attach a
         // program that reads past a record), while BPF programs always get all six words.
@@ -138,7 +138,7 @@ pub fn kspan_dtp_exit(ctx: TracePointContext) -> u32 {
 #[kprobe]
 pub fn kspan_dkp_enter(ctx: ProbeContext) -> u32 {
     let key = function_key(function_address(&ctx));
-    declared_entry(ProbeKind::Kprobe, key, |values| {
+    declared_entry(ProbeKind::Kprobe, key, stack_pointer(&ctx), |values| {
         for (position, value) in values.iter_mut().enumerate() {
             *value = ctx.arg::<u64>(position).unwrap_or(0);
         }
@@ -188,7 +188,8 @@ declared_fentry_pairs!(
 #[inline(always)]
 fn declared_fentry(ctx: &FEntryContext) {
     let key = function_key(function_address(ctx));
-    declared_entry(ProbeKind::Fentry, key, |values| {
+    // No stack pointer (0): fexit sees every return, so no fentry call is left open unseen.
+    declared_entry(ProbeKind::Fentry, key, 0, |values| {
         for (position, value) in values.iter_mut().enumerate() {
             // SAFETY: the verifier inlines this helper into a load from the trampoline's
             // argument array; past the function's own arguments it fails, leaving 0.
@@ -206,6 +207,21 @@ fn declared_fexit(ctx: &FExitContext) {
     // SAFETY: inlined by the verifier, as `bpf_get_func_arg`; writes a local.
     unsafe { aya_ebpf::helpers::generated::bpf_get_func_ret(ctx.as_ptr(), &mut ret) };
     declared_return(function_key(function_address(ctx)), ret as i64);
+}
+
+/// The stack pointer at a kprobed function's entry.
+#[cfg(bpf_target_arch = "x86_64")]
+#[inline(always)]
+fn stack_pointer(ctx: &ProbeContext) -> u64 {
+    // SAFETY: the kprobe's context is the registers at the function's entry, loaded directly.
+    unsafe { (*ctx.regs).rsp }
+}
+
+/// Other architectures: unknown (0), which keeps every open call.
+#[cfg(not(bpf_target_arch = "x86_64"))]
+#[inline(always)]
+fn stack_pointer(_ctx: &ProbeContext) -> u64 {
+    0
 }
 
 /// The address of the function a kprobe, kretprobe, fentry or fexit fired on (its symbol's,
