@@ -5,7 +5,6 @@
 use core::intrinsics::AtomicOrdering;
 
 use aya_ebpf::{
-    bindings::BPF_RB_NO_WAKEUP,
     helpers::{
         bpf_ktime_get_boot_ns,
         generated::{bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_probe_read_user_str},
@@ -270,6 +269,6 @@ pub fn declared_return(key: u64, ret: i64) {
             core::ptr::addr_of!(call.captured).cast(),
         );
     }
-    // Never wake the reader, as for signalfd events.
-    entry.submit(BPF_RB_NO_WAKEUP as u64);
+    // Wake the reader as for signalfd events.
+    entry.submit(crate::capture::submit_flags());
 }
