@@ -1073,7 +1073,7 @@ mod tests {
         let call = |pid: u32, name: &str, ufd: i32| {
             let mut call = sample_call();
             call.pid = pid;
-            call.process_name = name.to_string();
+            call.process_name = name.into();
             if let Some(signalfd) = call.signalfd_mut() {
                 signalfd.ufd = ufd;
             }
@@ -1371,12 +1371,12 @@ mod tests {
                         7 => Some(std::sync::Arc::new(CgroupLookup::NotFound)),
                         _ => None,
                     },
-                    process_name: name.to_string(),
+                    process_name: name.into(),
                     process_details: (pid == 30).then(|| details.clone()),
                     thread_name: if i % 7 == 0 {
-                        "t".repeat(150)
+                        "t".repeat(150).as_str().into()
                     } else {
-                        format!("worker-{}", i % 5)
+                        format!("worker-{}", i % 5).as_str().into()
                     },
                     start: at,
                     end: at + Duration::from_nanos(900 + i),
