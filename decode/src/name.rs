@@ -26,6 +26,24 @@ impl Name {
         }
     }
 
+    /// The name's UTF-8 bytes, without the check [`Name::as_str`] makes: what encoders write.
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Repr::Long(text) => text.as_bytes(),
+        }
+    }
+
+    /// Its length in bytes, without that check.
+    pub fn len(&self) -> usize {
+        self.as_bytes().len()
+    }
+
+    /// Whether it is empty, without that check.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The name as text.
     pub fn as_str(&self) -> &str {
         match &self.0 {
@@ -112,6 +130,8 @@ mod tests {
         assert!(matches!(mangled.0, Repr::Long(_)));
         assert_eq!(mangled.chars().count(), 40);
         assert_eq!(Name::from_utf8_lossy(b"w\xffx"), "w\u{fffd}x");
+        assert_eq!(mangled.len(), 120);
+        assert_eq!(mangled.as_bytes(), mangled.as_str().as_bytes());
         assert_eq!(size_of::<Name>(), 48);
     }
 }
