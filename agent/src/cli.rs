@@ -96,7 +96,9 @@ pub struct Cli {
     pub ring_buffer_bytes: u32,
 
     /// Calls that may wait for export before new ones are dropped (and counted).
-    #[arg(long, default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(1..))]
+    // A burst of 200k calls (the bench loop's) fits while export catches up; the queue takes
+    // memory only while it holds calls.
+    #[arg(long, default_value_t = 262_144, value_parser = clap::value_parser!(u32).range(1..))]
     pub export_queue: u32,
 
     /// Calls kept for retry while the collector is unreachable; the oldest beyond this are

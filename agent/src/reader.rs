@@ -1,9 +1,10 @@
 //! Reads complete calls from the kernel ring buffer as they arrive and hands them to export.
 
 use std::{
+    io::{PipeReader, PipeWriter},
+    os::fd::AsFd as _,
     sync::{
         atomic::{AtomicU64, Ordering},
-        mpsc::{self, RecvTimeoutError},
         Arc,
     },
     thread,
@@ -15,22 +16,25 @@ use anyhow::Context as _;
 use aya::maps::{MapData, RingBuf};
 use kspan_common::CallEvent;
 use kspan_otel::export::Pipeline;
+use nix::{
+    errno::Errno,
+    poll::{poll, PollFd, PollFlags, PollTimeout},
+};
+use tokio::sync::Notify;
 
 use kspan_decode::CallDecoder;
 
-/// The probes never wake the reader (a wakeup would cost every traced call more than the
-/// probe itself): it drains on a timer whose period follows the load, between these bounds.
-/// The slowest bounds how long a call waits in the kernel.
+/// While calls keep coming the reader drains on a timer whose period follows the load, between
+/// these bounds: the probes' submits wake it only when it has caught up, and a wakeup for every
+/// few calls would cost more than the calls. The slowest bounds how long a call waits in the
+/// kernel.
 const SLOWEST_DRAIN: Duration = Duration::from_millis(10);
 const FASTEST_DRAIN: Duration = Duration::from_millis(1);
 
-/// While drains find the ring empty, the period keeps doubling past [`SLOWEST_DRAIN`], up to
-/// this: an idle agent then wakes about 30 times a second (default ring) rather than 100.
-const IDLE_DRAIN: Duration = Duration::from_millis(50);
-
-/// The fastest burst the idle period is sized for: the bench loop's ~500k calls/s. A burst that
-/// starts just after an idle drain fills at most half the ring before the next one.
-const BURST_CALLS_PER_SEC: u64 = 500_000;
+/// The reader's nice value when kspan may raise it (`CAP_SYS_NICE`): during a burst it must keep
+/// draining the ring while the export workers, the collector and the traced program want the
+/// same cores; it needs ~0.2 µs per call and sleeps the rest of the time.
+const READER_NICE: i32 = -10;
 
 /// Bytes a record takes in the ring buffer: the event and the kernel's 8-byte header.
 const RECORD_BYTES: usize = size_of::<CallEvent>() + 8;
@@ -46,13 +50,16 @@ pub struct ReaderCounts {
 
 /// A running reader; [`EventReader::finish`] drains what is left and returns the pipeline.
 ///
-/// It is a thread of its own that sleeps between drains: a tokio sleep costs an idle agent a
-/// second wakeup whenever its deadline crosses one of the timer wheel's 64 ms blocks, and a
-/// hand-off through the runtime's driver for each drain.
+/// It is a thread of its own that blocks in `poll` on the ring buffer while it is empty and
+/// sleeps between drains while calls come: a tokio timer costs a second wakeup whenever its
+/// deadline crosses one of the timer wheel's 64 ms blocks, and a hand-off through the
+/// runtime's driver for each drain.
 pub struct EventReader {
-    stop: mpsc::Sender<()>,
+    /// Dropped to stop the reader: its end of the pipe then polls as hung up.
+    stop: PipeWriter,
     thread: thread::JoinHandle<Pipeline>,
     counts: Arc<ReaderCounts>,
+    calls_arrived: Arc<Notify>,
 }
 
 impl EventReader {
@@ -63,14 +70,16 @@ impl EventReader {
         decoder: CallDecoder,
         pipeline: Pipeline,
     ) -> anyhow::Result<Self> {
-        let (stop, stopped) = mpsc::channel();
+        let (stopped, stop) = std::io::pipe().context("making the reader's stop pipe")?;
         let counts = Arc::new(ReaderCounts::default());
+        let calls_arrived = Arc::new(Notify::new());
         let reader = Reader {
             ring,
             pace: DrainPace::new(ring_bytes as usize / RECORD_BYTES),
             decoder,
             pipeline,
             counts: counts.clone(),
+            calls_arrived: calls_arrived.clone(),
         };
         let thread = thread::Builder::new()
             .name("kspan-reader".into())
@@ -80,6 +89,7 @@ impl EventReader {
             stop,
             thread,
             counts,
+            calls_arrived,
         })
     }
 
@@ -88,10 +98,15 @@ impl EventReader {
         self.counts.clone()
     }
 
+    /// Notified whenever calls arrive in an empty ring buffer (after a quiet spell).
+    pub fn calls_arrived(&self) -> Arc<Notify> {
+        self.calls_arrived.clone()
+    }
+
     /// Stops after reading everything already in the ring buffer; returns the pipeline.
     pub async fn finish(self) -> anyhow::Result<Pipeline> {
         // The reader only ends when told to, or when it panicked: the join below reports that.
-        let _ = self.stop.send(());
+        drop(self.stop);
         let thread = self.thread;
         tokio::task::spawn_blocking(move || thread.join())
             .await?
@@ -106,20 +121,37 @@ struct Reader {
     decoder: CallDecoder,
     pipeline: Pipeline,
     counts: Arc<ReaderCounts>,
+    calls_arrived: Arc<Notify>,
+}
+
+/// What ended a wait.
+#[derive(Debug, PartialEq, Eq)]
+enum Woken {
+    /// The period passed.
+    Timer,
+    /// The kernel said a record landed in the empty ring buffer.
+    Record,
+    /// The agent is stopping.
+    Stop,
 }
 
 impl Reader {
-    /// Drains at the pace's period until `stopped` says so (or its sender is gone), then once
-    /// more.
-    fn read_until_stopped(mut self, stopped: &mpsc::Receiver<()>) -> Pipeline {
-        while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(self.pace.period()) {
+    /// Drains, then waits as the pace says, until `stopped` hangs up; then drains once more.
+    fn read_until_stopped(mut self, stopped: &PipeReader) -> Pipeline {
+        raise_priority();
+        loop {
             let drained = drain(
                 &mut self.ring,
                 &mut self.decoder,
                 &self.pipeline,
                 &self.counts,
             );
-            self.pace.after_drain(drained);
+            let period = self.pace.after_drain(drained);
+            match wait(&self.ring, stopped, period) {
+                Woken::Timer => {}
+                Woken::Record => self.calls_arrived.notify_one(),
+                Woken::Stop => break,
+            }
         }
         drain(
             &mut self.ring,
@@ -131,44 +163,76 @@ impl Reader {
     }
 }
 
-/// The drain period: halved while drains find the buffer over a quarter full, doubled back
-/// while they find it under a sixteenth, so a burst gets drained before the buffer fills. While
-/// drains find it empty the period keeps doubling, up to an idle period that a burst cannot
-/// outrun (half the ring at [`BURST_CALLS_PER_SEC`], at most [`IDLE_DRAIN`]); the first drain
-/// that finds records goes back to the fastest pace.
+/// Raises the calling thread's scheduling priority to [`READER_NICE`], if allowed.
+fn raise_priority() {
+    let tid = nix::unistd::gettid().as_raw() as libc::id_t;
+    // SAFETY: setpriority only changes the scheduling priority of the thread it names (on Linux
+    // the nice value is per thread), here this one.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, READER_NICE) } != 0 {
+        let error = std::io::Error::last_os_error();
+        tracing::debug!(%error, nice = READER_NICE, "the ring buffer reader keeps the default priority (raising it needs CAP_SYS_NICE)");
+    }
+}
+
+/// Waits `period`, or with `None` until the ring buffer holds a record; either way no longer
+/// than it takes `stopped` to hang up.
+fn wait(ring: &RingBuf<MapData>, stopped: &PipeReader, period: Option<Duration>) -> Woken {
+    let mut fds = [
+        PollFd::new(stopped.as_fd(), PollFlags::POLLIN),
+        PollFd::new(ring.as_fd(), PollFlags::POLLIN),
+    ];
+    let (fds, timeout) = match period {
+        Some(period) => (
+            &mut fds[..1],
+            PollTimeout::try_from(period).unwrap_or(PollTimeout::MAX),
+        ),
+        None => (&mut fds[..], PollTimeout::NONE),
+    };
+    match poll(fds, timeout) {
+        Ok(0) | Err(Errno::EINTR) => Woken::Timer,
+        Ok(_) if fds[0].any().unwrap_or(false) => Woken::Stop,
+        Ok(_) => Woken::Record,
+        Err(error) => {
+            // Cannot happen with two valid descriptors; if it does, drain on the slowest timer.
+            tracing::warn!(%error, "polling the ring buffer failed");
+            thread::sleep(SLOWEST_DRAIN);
+            Woken::Timer
+        }
+    }
+}
+
+/// The wait before the next drain: none while the ring is empty (the kernel's notification of
+/// the next record ends the wait); the fastest period after that notification, since a burst
+/// may be starting; then halved while drains find the buffer over a quarter full and doubled
+/// while they find it under a sixteenth.
 #[derive(Debug)]
 struct DrainPace {
     capacity_records: usize,
-    idle: Duration,
-    period: Duration,
+    /// `None`: waiting for a record.
+    period: Option<Duration>,
 }
 
 impl DrainPace {
     fn new(capacity_records: usize) -> Self {
-        let half_ring =
-            Duration::from_micros(capacity_records as u64 / 2 * 1_000_000 / BURST_CALLS_PER_SEC);
         Self {
             capacity_records,
-            idle: half_ring.clamp(SLOWEST_DRAIN, IDLE_DRAIN),
-            period: SLOWEST_DRAIN,
+            period: None,
         }
     }
 
-    fn period(&self) -> Duration {
+    /// The wait after a drain that found `drained_records`.
+    fn after_drain(&mut self, drained_records: usize) -> Option<Duration> {
+        let capacity = self.capacity_records;
+        self.period = match (self.period, drained_records) {
+            // Woken (or woken for a record still being written: no spinning on it).
+            (None, _) => Some(FASTEST_DRAIN),
+            // Caught up: the kernel wakes the reader at the next record.
+            (Some(_), 0) => None,
+            (Some(period), n) if n * 4 > capacity => Some((period / 2).max(FASTEST_DRAIN)),
+            (Some(period), n) if n * 16 < capacity => Some((period * 2).min(SLOWEST_DRAIN)),
+            (period, _) => period,
+        };
         self.period
-    }
-
-    fn after_drain(&mut self, drained_records: usize) {
-        if drained_records == 0 {
-            self.period = (self.period * 2).min(self.idle.max(self.period));
-        } else if self.period > SLOWEST_DRAIN {
-            // Calls again after a quiet spell: perhaps the start of a burst.
-            self.period = FASTEST_DRAIN;
-        } else if drained_records * 4 > self.capacity_records {
-            self.period = (self.period / 2).max(FASTEST_DRAIN);
-        } else if drained_records * 16 < self.capacity_records {
-            self.period = (self.period * 2).min(SLOWEST_DRAIN);
-        }
     }
 }
 
@@ -200,55 +264,44 @@ fn drain(
 mod tests {
     use super::*;
 
+    /// The default ring: 4 MiB of records.
+    const DEFAULT_RING_RECORDS: usize = (4 << 20) / RECORD_BYTES;
+
     #[test]
-    fn the_pace_quickens_under_load_and_relaxes_when_idle() {
+    fn an_empty_ring_is_waited_on_not_polled() {
+        let mut pace = DrainPace::new(DEFAULT_RING_RECORDS);
+        assert_eq!(pace.after_drain(5), Some(FASTEST_DRAIN));
+        assert_eq!(pace.after_drain(0), None);
+        // Woken, but the record was not complete yet: no spinning on it.
+        assert_eq!(pace.after_drain(0), Some(FASTEST_DRAIN));
+        assert_eq!(pace.after_drain(0), None);
+    }
+
+    #[test]
+    fn the_pace_quickens_under_load_and_relaxes_as_it_eases() {
         let mut pace = DrainPace::new(1600);
-        assert_eq!(pace.period(), SLOWEST_DRAIN);
+        pace.after_drain(1);
         // Over a quarter full: halve, down to the fastest.
         for _ in 0..10 {
             pace.after_drain(401);
         }
-        assert_eq!(pace.period(), FASTEST_DRAIN);
+        assert_eq!(pace.period, Some(FASTEST_DRAIN));
         // Between a sixteenth and a quarter: hold.
-        pace.after_drain(200);
-        assert_eq!(pace.period(), FASTEST_DRAIN);
-        pace.after_drain(99);
-        assert_eq!(pace.period(), FASTEST_DRAIN * 2);
+        assert_eq!(pace.after_drain(200), Some(FASTEST_DRAIN));
+        assert_eq!(pace.after_drain(99), Some(FASTEST_DRAIN * 2));
         for _ in 0..10 {
             pace.after_drain(1);
         }
-        assert_eq!(pace.period(), SLOWEST_DRAIN);
+        assert_eq!(pace.period, Some(SLOWEST_DRAIN));
     }
 
     #[test]
-    fn an_empty_ring_is_drained_less_often_until_calls_come_back() {
-        // The default ring: 4 MiB of records.
-        let records = (4 << 20) / RECORD_BYTES;
-        let mut pace = DrainPace::new(records);
-        for _ in 0..10 {
-            pace.after_drain(0);
-        }
-        // A third of the wakeups or fewer.
-        assert_eq!(pace.period(), pace.idle);
-        assert!(pace.period() >= SLOWEST_DRAIN * 3, "{:?}", pace.period());
-        // A burst at the bench loop's rate, starting just after an idle drain, fills at most
-        // half the ring before the next.
-        let burst = BURST_CALLS_PER_SEC as u128 * pace.period().as_micros() / 1_000_000;
-        assert!(
-            burst as usize <= records / 2,
-            "{burst} of {records} records"
-        );
+    fn a_steady_trickle_is_drained_at_the_slowest_pace() {
+        let mut pace = DrainPace::new(DEFAULT_RING_RECORDS);
         pace.after_drain(1);
-        assert_eq!(pace.period(), FASTEST_DRAIN);
-    }
-
-    #[test]
-    fn a_small_ring_is_not_left_idle_longer_than_under_load() {
-        // One page: the e2e overload tests' ring, which a burst fills in microseconds.
-        let mut pace = DrainPace::new(4096 / RECORD_BYTES);
         for _ in 0..10 {
-            pace.after_drain(0);
+            pace.after_drain(10);
         }
-        assert_eq!(pace.period(), SLOWEST_DRAIN);
+        assert_eq!(pace.period, Some(SLOWEST_DRAIN));
     }
 }

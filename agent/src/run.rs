@@ -251,14 +251,23 @@ struct Session {
 
 impl Session {
     /// Step three: capture until a stop signal, reporting losses as they happen and keeping the
-    /// health metrics' figures current.
+    /// health metrics' figures current. The check runs every [`LOSS_REPORT_EVERY`] while the
+    /// figures move and sleeps while they hold still, until calls arrive again: an idle agent
+    /// does not wake for it. (A loss without any call read, an entry the kernel could not
+    /// store, is then reported with the next call, and always in the summary.)
     async fn capture_until(&self, signals: &mut StopSignals) -> anyhow::Result<()> {
+        let calls_arrived = self.reader.calls_arrived();
         let mut report = tokio::time::interval(LOSS_REPORT_EVERY);
         let mut reported = self.counters.read()?;
+        let mut moving = true;
         loop {
             tokio::select! {
                 () = signals.recv() => break,
-                _ = report.tick() => {
+                () = calls_arrived.notified(), if !moving => {
+                    moving = true;
+                    report.reset();
+                }
+                _ = report.tick(), if moving => {
                     let now = self.counters.read()?;
                     if now.lost() > reported.lost() {
                         tracing::warn!(lost_since_last_report = now.lost() - reported.lost(), lost_total = now.lost(), "calls lost");
@@ -266,6 +275,7 @@ impl Session {
                     if let Some(health) = &self.health {
                         health.update(now);
                     }
+                    moving = now != reported;
                     reported = now;
                 }
             }

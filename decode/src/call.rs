@@ -10,7 +10,7 @@ use std::{
 
 use kspan_common::{MaskSource, ProbeKind, Syscall};
 
-use crate::{errno_name, flag_names, CgroupLookup, DeclaredCall, ProcessDetails, SignalMask};
+use crate::{errno_name, flag_names, CgroupLookup, DeclaredCall, Name, ProcessDetails, SignalMask};
 
 /// A complete call as the agent hands it to telemetry.
 #[derive(Clone, Debug, PartialEq)]
@@ -30,11 +30,11 @@ pub struct Call {
     /// What `cgroup_id` resolved to (path, container, pod), when the decoder resolves cgroups.
     pub cgroup: Option<Arc<CgroupLookup>>,
     /// The process's name (`/proc/<pid>/comm`), or the thread's when the process is gone.
-    pub process_name: String,
+    pub process_name: Name,
     /// The process's executable path and command line, when asked for.
     pub process_details: Option<Arc<ProcessDetails>>,
     /// The calling thread's `comm`.
-    pub thread_name: String,
+    pub thread_name: Name,
     /// Entry time.
     pub start: SystemTime,
     /// Return time.

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::{
     clock::BootClock, process_details::ProcessDetailsCache, process_names::ProcessNames, Call,
-    CallDetail, CgroupResolver, DeclaredCall, ProbeInfo, SignalMask, SignalfdCall,
+    CallDetail, CgroupResolver, DeclaredCall, Name, ProbeInfo, SignalMask, SignalfdCall,
 };
 use kspan_common::{
     declared::{DeclaredEvent, DECLARED_EVENT_WITHOUT_STRINGS},
@@ -183,7 +183,7 @@ impl CallDecoder {
             field: "probe",
             value: e.number,
         })?;
-        let thread_name = comm_to_string(identity.comm);
+        let thread_name = comm_to_name(identity.comm);
         Ok(Call {
             probe,
             pid: identity.pid,
@@ -209,17 +209,17 @@ impl CallDecoder {
 }
 
 /// The executable's name the probe read, when it could (see [`CallEvent::exe_name`]).
-fn executable_name(exe_name: &[u8; EXE_NAME_LEN], len: u8) -> Option<String> {
+fn executable_name(exe_name: &[u8; EXE_NAME_LEN], len: u8) -> Option<Name> {
     let len = usize::from(len);
     (1..=EXE_NAME_LEN)
         .contains(&len)
-        .then(|| String::from_utf8_lossy(&exe_name[..len]).into_owned())
+        .then(|| Name::from_utf8_lossy(&exe_name[..len]))
 }
 
 /// A NUL-padded `comm` as text.
-fn comm_to_string(comm: &[u8; COMM_LEN]) -> String {
+fn comm_to_name(comm: &[u8; COMM_LEN]) -> Name {
     let len = comm.iter().position(|&b| b == 0).unwrap_or(COMM_LEN);
-    String::from_utf8_lossy(&comm[..len]).into_owned()
+    Name::from_utf8_lossy(&comm[..len])
 }
 
 #[cfg(test)]
@@ -331,7 +331,7 @@ mod tests {
 
     #[test]
     fn comm_without_nul_uses_all_bytes() {
-        assert_eq!(comm_to_string(b"0123456789abcdef"), "0123456789abcdef");
+        assert_eq!(comm_to_name(b"0123456789abcdef"), "0123456789abcdef");
     }
 }
 

@@ -11,6 +11,7 @@ mod errno;
 mod event;
 mod flags;
 mod mask;
+mod name;
 mod process_details;
 mod process_names;
 #[cfg(test)]
@@ -27,4 +28,5 @@ pub use errno::errno_name;
 pub use event::{parse_event, CallDecoder, EventError};
 pub use flags::{flag_names, open_flag_names};
 pub use mask::{signal_name, SignalMask};
+pub use name::Name;
 pub use process_details::ProcessDetails;

@@ -6,6 +6,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::Name;
+
 /// Cached names are dropped this often, so a reused pid does not keep an old name for long.
 const FORGET_EVERY: Duration = Duration::from_secs(10);
 /// Bound on the cache, whatever the churn of processes.
@@ -14,7 +16,7 @@ const MAX_ENTRIES: usize = 16_384;
 /// A small, bounded cache of process names.
 #[derive(Debug)]
 pub struct ProcessNames {
-    names: HashMap<u32, String>,
+    names: HashMap<u32, Name>,
     cleared_at: Instant,
 }
 
@@ -29,7 +31,7 @@ impl Default for ProcessNames {
 
 impl ProcessNames {
     /// The name of process `pid`, or `fallback` when it has already exited.
-    pub fn name(&mut self, pid: u32, fallback: &str) -> String {
+    pub fn name(&mut self, pid: u32, fallback: &Name) -> Name {
         if self.cleared_at.elapsed() > FORGET_EVERY || self.names.len() >= MAX_ENTRIES {
             self.names.clear();
             self.cleared_at = Instant::now();
@@ -39,11 +41,11 @@ impl ProcessNames {
         }
         match std::fs::read_to_string(format!("/proc/{pid}/comm")) {
             Ok(name) => {
-                let name = name.trim_end_matches('\n').to_string();
+                let name = Name::from(name.trim_end_matches('\n'));
                 self.names.insert(pid, name.clone());
                 name
             }
-            Err(_) => fallback.to_string(),
+            Err(_) => fallback.clone(),
         }
     }
 }
@@ -56,13 +58,16 @@ mod tests {
     fn names_this_process() {
         let own = std::fs::read_to_string("/proc/self/comm").unwrap();
         assert_eq!(
-            ProcessNames::default().name(std::process::id(), "x"),
+            ProcessNames::default().name(std::process::id(), &"x".into()),
             own.trim_end()
         );
     }
 
     #[test]
     fn gone_process_gets_the_fallback() {
-        assert_eq!(ProcessNames::default().name(u32::MAX, "thread"), "thread");
+        assert_eq!(
+            ProcessNames::default().name(u32::MAX, &"thread".into()),
+            "thread"
+        );
     }
 }

@@ -42,10 +42,10 @@ fn batch() -> Vec<Call> {
                 uid: 1000,
                 euid: 1000,
                 cgroup_id: 8812,
-                process_name: "signalfd-worklo".to_string(),
+                process_name: "signalfd-worklo".into(),
                 process_details: None,
                 cgroup: None,
-                thread_name: format!("random-{}", i % 16),
+                thread_name: format!("random-{}", i % 16).as_str().into(),
                 start: at,
                 end: at + Duration::from_nanos(900),
                 detail: CallDetail::Signalfd(SignalfdCall {

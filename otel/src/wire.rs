@@ -13,7 +13,7 @@ use prost::{encoding::encoded_len_varint, Message};
 
 use kspan_decode::{
     cgroup::ContainerIdentity, flag_names, signal_name, ArgValue, Call, CallDetail, CgroupLookup,
-    DeclaredCall, SignalfdCall,
+    DeclaredCall, Name, SignalfdCall,
 };
 
 use crate::{
@@ -231,7 +231,7 @@ impl CallEncoder {
             ResourcePer::Process => {
                 // By name too: a process whose name could not be read (it had exited) is
                 // named by each calling thread, and each span must sit under its own name.
-                fn process<'a>(call: &&'a Call) -> (u32, &'a str, u64) {
+                fn process<'a>(call: &&'a Call) -> (u32, &'a Name, u64) {
                     (call.pid, &call.process_name, call.cgroup_id)
                 }
                 let mut by_process: Vec<&Call> = calls.iter().collect();
@@ -505,10 +505,10 @@ impl AttributeBlock {
         });
         self.attribute(key!(attribute::THREAD_ID), |buf| int(buf, call.tid.into()));
         self.attribute(key!(attribute::THREAD_NAME), |buf| {
-            string(buf, &call.thread_name)
+            bytes(buf, field::ANY_STRING, call.thread_name.as_bytes())
         });
         self.attribute(key!(attribute::PROCESS_EXECUTABLE_NAME), |buf| {
-            string(buf, &call.process_name)
+            bytes(buf, field::ANY_STRING, call.process_name.as_bytes())
         });
         self.attribute(key!(attribute::PROCESS_USER_ID), |buf| {
             int(buf, call.euid.into())
@@ -1073,7 +1073,7 @@ mod tests {
         let call = |pid: u32, name: &str, ufd: i32| {
             let mut call = sample_call();
             call.pid = pid;
-            call.process_name = name.to_string();
+            call.process_name = name.into();
             if let Some(signalfd) = call.signalfd_mut() {
                 signalfd.ufd = ufd;
             }
@@ -1371,12 +1371,12 @@ mod tests {
                         7 => Some(std::sync::Arc::new(CgroupLookup::NotFound)),
                         _ => None,
                     },
-                    process_name: name.to_string(),
+                    process_name: name.into(),
                     process_details: (pid == 30).then(|| details.clone()),
                     thread_name: if i % 7 == 0 {
-                        "t".repeat(150)
+                        "t".repeat(150).as_str().into()
                     } else {
-                        format!("worker-{}", i % 5)
+                        format!("worker-{}", i % 5).as_str().into()
                     },
                     start: at,
                     end: at + Duration::from_nanos(900 + i),

@@ -11,7 +11,7 @@ use core::intrinsics::AtomicOrdering;
 use aya_ebpf::{
     bindings::{
         bpf_map_type::BPF_MAP_TYPE_TASK_STORAGE, task_struct, BPF_F_NO_PREALLOC,
-        BPF_LOCAL_STORAGE_GET_F_CREATE, BPF_RB_NO_WAKEUP,
+        BPF_LOCAL_STORAGE_GET_F_CREATE,
     },
     helpers::{
         bpf_get_current_task_btf, bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
@@ -356,14 +356,17 @@ pub fn record_return(ret: i32) {
         comm: comm(task),
         exe_name,
     };
-    // Never wake the reader: a wakeup costs the traced call more than the rest of the probe,
-    // and the reader drains on a timer paced to the buffer (see the agent's reader).
-    if EVENTS
-        .output::<CallEvent>(event, BPF_RB_NO_WAKEUP as u64)
-        .is_err()
-    {
+    if EVENTS.output::<CallEvent>(event, submit_flags()).is_err() {
         count(Counter::RingBufferFull);
     }
+}
+
+/// Ring-buffer submit flags of every probe: none, for the kernel's adaptive wakeup. It wakes the
+/// reader only when a record lands in a ring the reader has emptied, at most once per drain, so
+/// an idle reader can block until the first call while the calls that follow it pay nothing.
+#[inline(always)]
+pub(crate) fn submit_flags() -> u64 {
+    0
 }
 
 #[inline(always)]

@@ -5,7 +5,6 @@
 use core::intrinsics::AtomicOrdering;
 
 use aya_ebpf::{
-    bindings::BPF_RB_NO_WAKEUP,
     helpers::{
         bpf_ktime_get_boot_ns,
         generated::{
@@ -26,8 +25,8 @@ use kspan_common::{
 };
 
 use crate::capture::{
-    comm, count, current_task, exe_name, ids, selected, stopping, user_ids_and_cgroup, TaskStorage,
-    EVENTS,
+    comm, count, current_task, exe_name, ids, selected, stopping, submit_flags,
+    user_ids_and_cgroup, TaskStorage, EVENTS,
 };
 
 /// What each kernel function's programs capture, by [`kspan_common::declared::function_key`].
@@ -281,8 +280,8 @@ pub fn declared_return(key: u64, ret: i64) {
         depth: (depth - 1) as u8,
     };
     // A probe without strings sends the event without them: a quarter of the bytes. The two
-    // paths stay apart to the end, so that the verifier always knows which size it has. Never
-    // wake the reader, as for signalfd events.
+    // paths stay apart to the end, so that the verifier always knows which size it has. The
+    // reader is woken as for signalfd events.
     if call.has_strings != 0 {
         let Some(mut entry) = EVENTS.reserve::<DeclaredEvent>(0) else {
             count_for(call.probe, Counter::RingBufferFull);
@@ -299,7 +298,7 @@ pub fn declared_return(key: u64, ret: i64) {
             );
             write_event(record, call, &ends, task);
         }
-        entry.submit(BPF_RB_NO_WAKEUP as u64);
+        entry.submit(submit_flags());
     } else {
         let Some(mut entry) = EVENTS.reserve::<[u8; DECLARED_EVENT_WITHOUT_STRINGS]>(0) else {
             count_for(call.probe, Counter::RingBufferFull);
@@ -307,7 +306,7 @@ pub fn declared_return(key: u64, ret: i64) {
         };
         // SAFETY: the reserved record holds every field `write_event` writes.
         unsafe { write_event(entry.as_mut_ptr().cast(), call, &ends, task) };
-        entry.submit(BPF_RB_NO_WAKEUP as u64);
+        entry.submit(submit_flags());
     }
 }
 

@@ -105,7 +105,8 @@ pub struct PipelineConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
-            queue_capacity: 65_536,
+            // As kspan's `--export-queue` default: a 200k-call burst fits.
+            queue_capacity: 262_144,
             max_batch: 1024,
             max_in_flight: 4,
             flush_interval: Duration::from_millis(200),

@@ -131,56 +131,162 @@ impl GrpcEndpoint {
             Signal::Logs => "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
             Signal::Metrics => "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
         });
-        let mut request = tonic::Request::new(body);
-        *request.metadata_mut() = self.metadata.clone();
-        request.set_timeout(self.timeout);
-        let mut client = tonic::client::Grpc::new(self.channel.clone());
-        if self.gzip {
-            client = client.send_compressed(CompressionEncoding::Gzip);
-        }
-        client
-            .ready()
-            .await
-            .map_err(|error| ExportFailure::retryable(format!("gRPC: {}", error_chain(&error))))?;
         // A response over tonic's 4 MiB limit is refused by its length prefix, before it is read.
-        client
-            .unary(request, path, PreEncoded::<R>(PhantomData))
-            .await
+        let response = if self.gzip {
+            let mut client = tonic::client::Grpc::new(self.channel.clone())
+                .send_compressed(CompressionEncoding::Gzip);
+            ready(&mut client).await?;
+            let request = self.request(body);
+            client
+                .unary(request, path, PreEncoded::<_, R>(Copied, PhantomData))
+                .await
+        } else {
+            let mut client = tonic::client::Grpc::new(PreFramed {
+                channel: self.channel.clone(),
+                body: Some(body),
+            });
+            ready(&mut client).await?;
+            let request = self.request(FramedByTransport);
+            client
+                .unary(request, path, PreEncoded::<_, R>(Unframed, PhantomData))
+                .await
+        };
+        response
             .map(tonic::Response::into_inner)
             .map_err(|status| ExportFailure::grpc_status(&status))
     }
 }
 
-/// A gRPC codec sending bytes already encoded, and decoding the response `R` with prost.
-struct PreEncoded<R>(PhantomData<R>);
-
-impl<R: Message + Default + Send + 'static> Codec for PreEncoded<R> {
-    type Encode = RequestBuffer;
-    type Decode = R;
-    type Encoder = PreEncoded<RequestBuffer>;
-    type Decoder = PreEncoded<R>;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        PreEncoded(PhantomData)
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        PreEncoded(PhantomData)
+impl GrpcEndpoint {
+    /// A request of `message` with the headers and deadline.
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        *request.metadata_mut() = self.metadata.clone();
+        request.set_timeout(self.timeout);
+        request
     }
 }
 
-impl Encoder for PreEncoded<RequestBuffer> {
+/// Waits until the channel can take a request (connecting it if need be).
+async fn ready<T: tonic::client::GrpcService<tonic::body::Body>>(
+    client: &mut tonic::client::Grpc<T>,
+) -> Result<(), ExportFailure>
+where
+    T::Error: Into<BoxError>,
+{
+    client.ready().await.map_err(|error| {
+        let error: BoxError = error.into();
+        ExportFailure::retryable(format!("gRPC: {}", error_chain(error.as_ref())))
+    })
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The channel, sending one request whose body is already encoded: tonic's codec would copy
+/// the ~1 MiB request into a frame buffer of its own; this sends the request's own bytes
+/// behind the 5-byte gRPC message prefix instead, in place of the empty message tonic framed
+/// ([`FramedByTransport`]). Responses, trailers and statuses are tonic's as ever.
+struct PreFramed {
+    channel: Channel,
+    /// The request, until it is sent.
+    body: Option<RequestBuffer>,
+}
+
+/// The message tonic frames when [`PreFramed`] sends the body: nothing.
+struct FramedByTransport;
+
+impl tonic::codegen::Service<http::Request<tonic::body::Body>> for PreFramed {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = BoxError;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, BoxError>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        self.channel.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        let Some(body) = self.body.take() else {
+            return Box::pin(std::future::ready(Err("one request per PreFramed".into())));
+        };
+        let Ok(len) = u32::try_from(body.len()) else {
+            let error = format!("a request of {} bytes is over gRPC's 4 GiB", body.len());
+            return Box::pin(std::future::ready(Err(error.into())));
+        };
+        // Not compressed (0), then the length, big-endian.
+        let mut prefix = [0_u8; 5];
+        prefix[1..].copy_from_slice(&len.to_be_bytes());
+        let frames = [Bytes::copy_from_slice(&prefix), Bytes::from_owner(body)]
+            .map(|data| Ok::<_, std::convert::Infallible>(http_body::Frame::data(data)));
+        let body = tonic::body::Body::new(http_body_util::StreamBody::new(
+            futures_util::stream::iter(frames),
+        ));
+        let request = request.map(|_| body);
+        let response = self.channel.call(request);
+        Box::pin(async move { response.await.map_err(Into::into) })
+    }
+}
+
+/// A gRPC codec for a request already encoded: `E` hands it to tonic ([`Copied`]) or leaves it
+/// to the transport ([`Unframed`]); the response `R` is decoded with prost.
+struct PreEncoded<E, R>(E, PhantomData<R>);
+
+impl<E, R> Codec for PreEncoded<E, R>
+where
+    E: Encoder<Error = tonic::Status> + Copy + Send + 'static,
+    E::Item: Send + 'static,
+    R: Message + Default + Send + 'static,
+{
+    type Encode = E::Item;
+    type Decode = R;
+    type Encoder = E;
+    type Decoder = Answer<R>;
+
+    fn encoder(&mut self) -> E {
+        self.0
+    }
+
+    fn decoder(&mut self) -> Answer<R> {
+        Answer(PhantomData)
+    }
+}
+
+/// Copies the request into tonic's frame buffer (which compresses it, with gzip); dropping it
+/// returns it to its pool.
+#[derive(Clone, Copy)]
+struct Copied;
+
+impl Encoder for Copied {
     type Item = RequestBuffer;
     type Error = tonic::Status;
 
-    /// Copies the request into tonic's frame buffer; dropping it returns it to its pool.
     fn encode(&mut self, item: RequestBuffer, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
         dst.put_slice(&item);
         Ok(())
     }
 }
 
-impl<R: Message + Default> Decoder for PreEncoded<R> {
+/// Frames nothing: [`PreFramed`] sends the request.
+#[derive(Clone, Copy)]
+struct Unframed;
+
+impl Encoder for Unframed {
+    type Item = FramedByTransport;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, _: FramedByTransport, _: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
+/// Decodes the response `R` with prost.
+struct Answer<R>(PhantomData<R>);
+
+impl<R: Message + Default> Decoder for Answer<R> {
     type Item = R;
     type Error = tonic::Status;
 
