@@ -11,17 +11,7 @@ use kspan_e2e::judge_dir;
 async fn every_openat_call_arrives_exactly() {
     // openat2 declared with a member path through the caller's memory (`how->flags`).
     let dir = probes_dir("declared-openat2");
-    let probes = dir.join("openat2.toml");
-    let arguments: String = ["dfd", "filename", "how->flags"]
-        .iter()
-        .map(|name| format!("[[probe.argument]]\nname = \"{name}\"\n"))
-        .collect();
-    std::fs::write(
-        &probes,
-        format!("[[probe]]\nsyscall = \"openat2\"\n{arguments}"),
-    )
-    .expect("probe file");
-    let probes = probes.display().to_string();
+    let probes = probe_file(&dir, "openat2", &["dfd", "filename", "how->flags"]);
     let workload = common::scenarios(&[
         "--scenario",
         "open",
@@ -71,6 +61,21 @@ async fn every_openat_call_arrives_exactly() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A probe file in `dir` declaring `syscall` with `arguments`; its path.
+fn probe_file(dir: &std::path::Path, syscall: &str, arguments: &[&str]) -> String {
+    let arguments: String = arguments
+        .iter()
+        .map(|name| format!("[[probe.argument]]\nname = \"{name}\"\n"))
+        .collect();
+    let path = dir.join(format!("{syscall}.toml"));
+    std::fs::write(
+        &path,
+        format!("[[probe]]\nsyscall = \"{syscall}\"\n{arguments}"),
+    )
+    .expect("probe file");
+    path.display().to_string()
+}
+
 /// A directory of the test's own for probe files.
 fn probes_dir(test: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("kspan-{test}-{}", std::process::id()));
@@ -84,19 +89,9 @@ fn probes_dir(test: &str) -> std::path::PathBuf {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_probe_without_strings_arrives_exactly() {
     let dir = probes_dir("declared-no-strings");
-    let probes = dir.join("no-strings.toml");
-    let arguments: String = ["dfd", "flags", "mode"]
-        .iter()
-        .map(|name| format!("[[probe.argument]]\nname = \"{name}\"\n"))
-        .collect();
-    std::fs::write(
-        &probes,
-        format!("[[probe]]\nsyscall = \"openat\"\n{arguments}"),
-    )
-    .expect("probe file");
+    let probes = probe_file(&dir, "openat", &["dfd", "flags", "mode"]);
     let workload = common::scenarios(&["--scenario", "open", "--threads", "2", "--calls", "16"]);
-    let probes_arg = probes.display().to_string();
-    let config = common::config("declared-no-strings", workload, &["--probes", &probes_arg]);
+    let config = common::config("declared-no-strings", workload, &["--probes", &probes]);
     common::run(&config).await;
     // The workload records every argument it passed: the expectation keeps the declared ones.
     let manifest = config.out_dir.join(kspan_e2e::artifacts::DECLARED_MANIFEST);

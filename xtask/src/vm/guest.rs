@@ -42,26 +42,21 @@ const UNCALLED_FUNCTIONS: [&str; MAX_FENTRY_PROBES] = [
 /// (`how->flags`, which `build_open_how` fills), attached as `kind`; with fentry, then the
 /// functions that use up the fentry pairs.
 fn declared_probe_file(kind: ProbeKind) -> Vec<String> {
-    let mut lines: Vec<String> = vec![
-        // openat2 with a member path through the caller's memory.
-        "[[probe]]".into(),
-        "syscall = \"openat2\"".into(),
-        "[[probe.argument]]".into(),
-        "name = \"dfd\"".into(),
-        "[[probe.argument]]".into(),
-        "name = \"filename\"".into(),
-        "[[probe.argument]]".into(),
-        "name = \"how->flags\"".into(),
+    // Both read the same three arguments, by the same names.
+    let arguments = ["dfd", "filename", "how->flags"].map(|name| {
+        [
+            "[[probe.argument]]".to_string(),
+            format!("name = \"{name}\""),
+        ]
+    });
+    let mut lines: Vec<String> = vec!["[[probe]]".into(), "syscall = \"openat2\"".into()];
+    lines.extend(arguments.iter().flatten().cloned());
+    lines.extend([
         "[[probe]]".into(),
         format!("function = \"{DECLARED_FUNCTION}\""),
         format!("attach = \"{kind}\""),
-        "[[probe.argument]]".into(),
-        "name = \"dfd\"".into(),
-        "[[probe.argument]]".into(),
-        "name = \"filename\"".into(),
-        "[[probe.argument]]".into(),
-        "name = \"how->flags\"".into(),
-    ];
+    ]);
+    lines.extend(arguments.iter().flatten().cloned());
     if kind == ProbeKind::Fentry {
         for function in UNCALLED_FUNCTIONS {
             lines.push("[[probe]]".into());
