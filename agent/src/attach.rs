@@ -354,7 +354,10 @@ impl FunctionPairs {
                 Err(error) => {
                     let reason = format!("{error:#}");
                     let why = reason.lines().next().unwrap_or_default();
-                    tracing::warn!(probe, kind = %kind, reason = why, "probe refused, falling back");
+                    // The last refusal is the error itself, not a fallback.
+                    if !kinds.is_empty() {
+                        tracing::warn!(probe, kind = %kind, reason = why, "probe refused, falling back");
+                    }
                     refused.push(format!("{kind}: {why}"));
                 }
             }
