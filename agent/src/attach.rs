@@ -1,6 +1,8 @@
-//! Loading the embedded probes and attaching one probe pair, falling back in a fixed order.
+//! Attaching the generic programs to each probe's hooks, with the first of its attach mode's
+//! pairs that works; and, for the bench, the floor object's empty programs on the built-in
+//! probe's hooks.
 
-use std::{collections::VecDeque, sync::Arc};
+use std::collections::VecDeque;
 
 use anyhow::Context as _;
 use aya::{
@@ -10,10 +12,17 @@ use aya::{
 
 use crate::{
     declared_probe::{HookPoint, ResolvedProbe},
-    kernel_function, privileges,
-    tracefs::TracefsError,
+    kernel_function, privileges, probes,
+    signalfd_probe::BuiltinSignalfd,
 };
-use kspan_common::{AttachMode, ProbeKind};
+use kspan_common::{
+    declared::{fentry_key, function_key, DeclaredProbe, MAX_FENTRY_PROBES},
+    programs::{
+        floor, DECLARED_FENTRY, DECLARED_FEXIT, DECLARED_KPROBE, DECLARED_KRETPROBE,
+        DECLARED_TP_ENTER, DECLARED_TP_EXIT,
+    },
+    AttachMode, ProbeKind,
+};
 
 /// The pair that attached, and why the ones tried before it were refused.
 #[derive(Debug)]
@@ -24,17 +33,8 @@ pub struct Attached {
     pub refused: Vec<(ProbeKind, String)>,
 }
 
-/// What the probes attach to.
-pub struct Target<'a> {
-    /// The kernel function for kprobe and fentry (`do_signalfd4`).
-    pub function: &'a str,
-    /// Whether the tracepoints carry their fields where the probes read them, or why not;
-    /// `None` when the attach mode never tries them.
-    pub tracepoints: Option<Result<(), Arc<TracefsError>>>,
-}
-
-/// Which object's programs attach: the capturing ones, or the empty floor programs on the same
-/// hooks (the bench's overhead floor, in an object of their own).
+/// Which embedded object: the capturing programs, or the empty floor programs (the bench's
+/// overhead floor, in an object of their own).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Programs {
     /// `kspan-probes`: pairing, capture, ring buffer.
@@ -43,13 +43,288 @@ pub enum Programs {
     Floor,
 }
 
-/// Where one program attaches.
+/// The generic programs loaded so far, the fentry pairs in use, and what loading them needed.
+#[derive(Default)]
+pub struct DeclaredPrograms {
+    /// Which `sys_enter_*` programs (by argument count) are loaded.
+    syscall_entries: [bool; DECLARED_TP_ENTER.len()],
+    /// Whether the `sys_exit_*` program is loaded.
+    syscall_exit: bool,
+    /// Whether the shared kprobe pair is loaded.
+    kprobes: bool,
+    /// fentry pairs in use.
+    fentry_used: usize,
+    /// The kernel's BTF, read for the first fentry pair.
+    btf: Option<Btf>,
+    /// `/proc/kallsyms`, read for the first kprobe.
+    kallsyms: Option<String>,
+}
+
+impl DeclaredPrograms {
+    /// Attaches a declared probe's hooks; a function with the first of its kinds that works,
+    /// saying in the log why any before it was refused (past the last fentry pair, fentry falls
+    /// back to kprobe).
+    pub fn attach(&mut self, ebpf: &mut Ebpf, probe: &ResolvedProbe) -> anyhow::Result<ProbeKind> {
+        let name = probe.info.name.as_str();
+        let (function, kinds) = match &probe.hook {
+            HookPoint::Syscall { .. } => {
+                self.attach_syscall(ebpf, probe)
+                    .with_context(|| format!("probe {name}"))?;
+                return Ok(ProbeKind::Tracepoint);
+            }
+            HookPoint::Function { name, kinds } => (name.as_str(), kinds),
+        };
+        let mut refused = Vec::new();
+        let mut kinds: VecDeque<ProbeKind> = kinds.iter().copied().collect();
+        while let Some(kind) = kinds.pop_front() {
+            if kind == ProbeKind::Fentry && self.fentry_used == MAX_FENTRY_PROBES {
+                tracing::warn!(
+                    probe = name,
+                    function,
+                    "all {MAX_FENTRY_PROBES} fentry pairs are in use: probing it with kprobes"
+                );
+                if !kinds.contains(&ProbeKind::Kprobe) {
+                    kinds.push_back(ProbeKind::Kprobe);
+                }
+                continue;
+            }
+            match self.attach_function(ebpf, kind, function, probe.spec) {
+                Ok(()) => return Ok(kind),
+                Err(error) => {
+                    let reason = format!("{error:#}");
+                    let why = reason.lines().next().unwrap_or_default();
+                    // The last refusal is the error itself, not a fallback.
+                    if !kinds.is_empty() {
+                        tracing::warn!(probe = name, kind = %kind, reason = why, "probe refused, falling back");
+                    }
+                    refused.push(format!("{kind}: {why}"));
+                }
+            }
+        }
+        anyhow::bail!(
+            "probe {name}: no probe could be attached to {function} ({})",
+            refused.join("; ")
+        )
+    }
+
+    /// Attaches the built-in signalfd probe with the first of its mode's kinds that works.
+    pub fn attach_builtin(
+        &mut self,
+        ebpf: &mut Ebpf,
+        builtin: &BuiltinSignalfd,
+        probes: &[ResolvedProbe],
+    ) -> anyhow::Result<Attached> {
+        let mut refused = Vec::new();
+        for &kind in builtin.mode.candidates() {
+            let attached = match kind {
+                ProbeKind::Kprobe | ProbeKind::Fentry => self.can_attach(kind).and_then(|()| {
+                    let function = builtin
+                        .function
+                        .as_ref()
+                        .map_err(|why| anyhow::anyhow!("{why}"))?;
+                    let probe = &probes[*function];
+                    let HookPoint::Function { name, .. } = &probe.hook else {
+                        anyhow::bail!("the built-in function probe hooks no function");
+                    };
+                    self.attach_function(ebpf, kind, name, probe.spec)
+                }),
+                ProbeKind::Tracepoint => privileges::require(ProbeKind::Tracepoint)
+                    .and_then(|()| {
+                        let syscalls = builtin.syscalls.as_ref();
+                        syscalls.map_err(|why| anyhow::anyhow!("{why}"))
+                    })
+                    .and_then(|syscalls| {
+                        syscalls
+                            .iter()
+                            .try_for_each(|&index| self.attach_syscall(ebpf, &probes[index]))
+                    }),
+            };
+            match attached {
+                Ok(()) => return Ok(Attached { kind, refused }),
+                Err(error) => refused.push((kind, format!("{error:#}"))),
+            }
+        }
+        Err(no_pair(&refused))
+    }
+
+    /// Whether kind's programs can be used at all: the kernel has them, kspan may load them.
+    fn can_attach(&self, kind: ProbeKind) -> anyhow::Result<()> {
+        if kind == ProbeKind::Kprobe {
+            if !kernel_function::kprobes_available() {
+                anyhow::bail!(
+                    "this kernel has no kprobes ({} is missing: built without CONFIG_KPROBES)",
+                    kernel_function::KPROBE_PMU
+                );
+            }
+            privileges::require(ProbeKind::Kprobe)?;
+        }
+        Ok(())
+    }
+
+    /// Declares `spec` for a syscall's tracepoints and attaches the entry program for its
+    /// number of arguments and the exit program.
+    fn attach_syscall(&mut self, ebpf: &mut Ebpf, probe: &ResolvedProbe) -> anyhow::Result<()> {
+        let HookPoint::Syscall {
+            tracepoints,
+            number,
+            arguments,
+        } = &probe.hook
+        else {
+            anyhow::bail!("probe {} hooks no syscall", probe.info.name);
+        };
+        privileges::require(ProbeKind::Tracepoint)?;
+        probes::declare_syscall(ebpf, *number, probe.spec)?;
+        let entry = DECLARED_TP_ENTER
+            .get(*arguments)
+            .with_context(|| format!("{} takes {arguments} arguments", tracepoints[0]))?;
+        let programs = [
+            (
+                *entry,
+                &mut self.syscall_entries[*arguments],
+                &tracepoints[0],
+            ),
+            (DECLARED_TP_EXIT, &mut self.syscall_exit, &tracepoints[1]),
+        ];
+        for (name, loaded, event) in programs {
+            let tracepoint: &mut TracePoint = program(ebpf, name)?;
+            if !*loaded {
+                tracepoint
+                    .load()
+                    .with_context(|| format!("loading {name}"))?;
+                *loaded = true;
+            }
+            tracepoint
+                .attach("syscalls", event)
+                .with_context(|| format!("attaching {name} to syscalls:{event}"))?;
+        }
+        Ok(())
+    }
+
+    /// Declares `spec` for `function` and attaches a pair of `kind` to it; undoes both on
+    /// failure, so another kind can be tried.
+    fn attach_function(
+        &mut self,
+        ebpf: &mut Ebpf,
+        kind: ProbeKind,
+        function: &str,
+        spec: DeclaredProbe,
+    ) -> anyhow::Result<()> {
+        match kind {
+            ProbeKind::Kprobe => self.attach_kprobes(ebpf, function, spec),
+            ProbeKind::Fentry => self.attach_fentry(ebpf, function, spec),
+            ProbeKind::Tracepoint => anyhow::bail!("`{function}` is a function, not a syscall"),
+        }
+    }
+
+    fn attach_kprobes(
+        &mut self,
+        ebpf: &mut Ebpf,
+        function: &str,
+        spec: DeclaredProbe,
+    ) -> anyhow::Result<()> {
+        self.can_attach(ProbeKind::Kprobe)?;
+        let kallsyms = match &mut self.kallsyms {
+            Some(kallsyms) => kallsyms,
+            None => self
+                .kallsyms
+                .insert(kernel_function::kallsyms().context("reading /proc/kallsyms")?),
+        };
+        let address = match kernel_function::address(kallsyms, function) {
+            Some(0) => anyhow::bail!(
+                "the kernel hides function addresses from kspan (/proc/kallsyms reads 0), which \
+                 kprobes are told apart by: grant CAP_SYSLOG"
+            ),
+            Some(address) => address,
+            None => {
+                return Err(blame_function(
+                    anyhow::anyhow!("no address for `{function}` in /proc/kallsyms"),
+                    function,
+                ))
+            }
+        };
+        if !self.kprobes {
+            for name in [DECLARED_KPROBE, DECLARED_KRETPROBE] {
+                let kprobe: &mut KProbe = program(ebpf, name)?;
+                kprobe.load().with_context(|| format!("loading {name}"))?;
+            }
+            self.kprobes = true;
+        }
+        let key = function_key(address);
+        probes::declare_function(ebpf, key, Some(spec))?;
+        let entry: &mut KProbe = program(ebpf, DECLARED_KPROBE)?;
+        let entry_link = entry
+            .attach(function, 0)
+            .with_context(|| format!("attaching {DECLARED_KPROBE} to {function}"))
+            .map_err(|error| blame_function(error, function));
+        let attached = entry_link.and_then(|entry_link| {
+            let exit: &mut KProbe = program(ebpf, DECLARED_KRETPROBE)?;
+            match exit.attach(function, 0) {
+                Ok(_) => Ok(()),
+                Err(error) => {
+                    let entry: &mut KProbe = program(ebpf, DECLARED_KPROBE)?;
+                    let _ = entry.detach(entry_link);
+                    Err(anyhow::Error::new(error)
+                        .context(format!("attaching {DECLARED_KRETPROBE} to {function}")))
+                }
+            }
+        });
+        if attached.is_err() {
+            probes::declare_function(ebpf, key, None)?;
+        }
+        attached
+    }
+
+    /// Loads the next fentry pair for `function` and attaches it; unloads it again on failure,
+    /// so the next function can take it.
+    fn attach_fentry(
+        &mut self,
+        ebpf: &mut Ebpf,
+        function: &str,
+        spec: DeclaredProbe,
+    ) -> anyhow::Result<()> {
+        let slot = self.fentry_used;
+        if slot == MAX_FENTRY_PROBES {
+            anyhow::bail!("all {MAX_FENTRY_PROBES} fentry pairs are in use");
+        }
+        let btf = match &mut self.btf {
+            Some(btf) => btf,
+            None => self.btf.insert(
+                Btf::from_sys_fs().context("reading kernel BTF from /sys/kernel/btf/vmlinux")?,
+            ),
+        };
+        probes::declare_function(ebpf, fentry_key(slot), Some(spec))?;
+        let steps = [
+            step(DECLARED_FENTRY[slot], Hook::Fentry),
+            step(DECLARED_FEXIT[slot], Hook::Fexit),
+        ];
+        for step in &steps {
+            if let Err(error) = attach_step(ebpf, step, function, Some(btf)) {
+                unload(ebpf, &steps);
+                probes::declare_function(ebpf, fentry_key(slot), None)?;
+                return Err(error);
+            }
+        }
+        self.fentry_used += 1;
+        Ok(())
+    }
+}
+
+/// The error when no kind of pair attached: each one's reason.
+fn no_pair(refused: &[(ProbeKind, String)]) -> anyhow::Error {
+    let reasons: Vec<String> = refused
+        .iter()
+        .map(|(kind, why)| format!("{kind}: {why}"))
+        .collect();
+    anyhow::anyhow!("no probe could be attached ({})", reasons.join("; "))
+}
+
+/// Where one floor program attaches.
 enum Hook {
-    /// A kprobe or kretprobe (the program's section says which) on the target function.
+    /// A kprobe or kretprobe (the program's section says which) on the function.
     Kprobe,
-    /// fentry on the target function.
+    /// fentry on the function.
     Fentry,
-    /// fexit on the target function.
+    /// fexit on the function.
     Fexit,
     /// These `syscalls:` tracepoints.
     Syscalls(&'static [&'static str]),
@@ -65,38 +340,10 @@ const fn step(program: &'static str, hook: Hook) -> Step {
     Step { program, hook }
 }
 
-const ENTER_SIGNALFD: &[&str] = &["sys_enter_signalfd"];
-const ENTER_SIGNALFD4: &[&str] = &["sys_enter_signalfd4"];
 const ENTER_BOTH: &[&str] = &["sys_enter_signalfd", "sys_enter_signalfd4"];
 const EXIT_BOTH: &[&str] = &["sys_exit_signalfd", "sys_exit_signalfd4"];
 
-use kspan_common::programs::{self as capture, floor};
-
-/// Each pair's steps, entry first, for the capturing programs and for the floor's.
-const CAPTURE: [(ProbeKind, &[Step]); 3] = [
-    (
-        ProbeKind::Kprobe,
-        &[
-            step(capture::KPROBE_ENTRY, Hook::Kprobe),
-            step(capture::KPROBE_RETURN, Hook::Kprobe),
-        ],
-    ),
-    (
-        ProbeKind::Fentry,
-        &[
-            step(capture::FENTRY, Hook::Fentry),
-            step(capture::FEXIT, Hook::Fexit),
-        ],
-    ),
-    (
-        ProbeKind::Tracepoint,
-        &[
-            step(capture::TP_ENTER_SIGNALFD, Hook::Syscalls(ENTER_SIGNALFD)),
-            step(capture::TP_ENTER_SIGNALFD4, Hook::Syscalls(ENTER_SIGNALFD4)),
-            step(capture::TP_EXIT, Hook::Syscalls(EXIT_BOTH)),
-        ],
-    ),
-];
+/// The floor's pairs, entry first, on the built-in probe's hooks.
 const FLOOR: [(ProbeKind, &[Step]); 3] = [
     (
         ProbeKind::Kprobe,
@@ -121,42 +368,55 @@ const FLOOR: [(ProbeKind, &[Step]); 3] = [
     ),
 ];
 
-impl Programs {
-    /// The steps of a pair, entry first.
-    fn steps(self, kind: ProbeKind) -> &'static [Step] {
-        let table = match self {
-            Programs::Capture => &CAPTURE,
-            Programs::Floor => &FLOOR,
-        };
-        table
-            .iter()
-            .find(|(of, _)| *of == kind)
-            .map_or(&[], |(_, steps)| steps)
-    }
+/// The steps of a floor pair, entry first.
+fn floor_steps(kind: ProbeKind) -> &'static [Step] {
+    FLOOR
+        .iter()
+        .find(|(of, _)| *of == kind)
+        .map_or(&[], |(_, steps)| steps)
 }
 
-/// Attaches the first pair of `mode`'s candidates that works; pairs that fail are unloaded.
-pub fn attach(
-    ebpf: &mut Ebpf,
-    programs: Programs,
-    mode: AttachMode,
-    target: &Target<'_>,
-) -> anyhow::Result<Attached> {
+/// Attaches the first floor pair of `mode`'s candidates that works to `function` (kprobe,
+/// fentry) or the signalfd tracepoints; pairs that fail are unloaded.
+pub fn attach_floor(ebpf: &mut Ebpf, mode: AttachMode, function: &str) -> anyhow::Result<Attached> {
     let mut refused = Vec::new();
     for &kind in mode.candidates() {
-        match attach_pair(ebpf, programs, kind, target) {
+        let attached = floor_preconditions(kind).and_then(|btf| {
+            floor_steps(kind)
+                .iter()
+                .try_for_each(|step| attach_step(ebpf, step, function, btf.as_ref()))
+        });
+        match attached {
             Ok(()) => return Ok(Attached { kind, refused }),
             Err(error) => {
-                unload_pair(ebpf, programs, kind);
+                unload_floor(ebpf, kind);
                 refused.push((kind, format!("{error:#}")));
             }
         }
     }
-    let reasons: Vec<String> = refused
-        .iter()
-        .map(|(kind, why)| format!("{kind}: {why}"))
-        .collect();
-    anyhow::bail!("no probe could be attached ({})", reasons.join("; "))
+    Err(no_pair(&refused))
+}
+
+/// What a kind of floor pair needs before any of its programs loads.
+fn floor_preconditions(kind: ProbeKind) -> anyhow::Result<Option<Btf>> {
+    match kind {
+        ProbeKind::Kprobe => {
+            DeclaredPrograms::default().can_attach(kind)?;
+            Ok(None)
+        }
+        ProbeKind::Fentry => Btf::from_sys_fs()
+            .context("reading kernel BTF from /sys/kernel/btf/vmlinux")
+            .map(Some),
+        ProbeKind::Tracepoint => {
+            privileges::require(ProbeKind::Tracepoint)?;
+            Ok(None)
+        }
+    }
+}
+
+/// Detaches and unloads every program of a floor pair (those never loaded are skipped).
+pub fn unload_floor(ebpf: &mut Ebpf, kind: ProbeKind) {
+    unload(ebpf, floor_steps(kind));
 }
 
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut T>
@@ -167,46 +427,6 @@ where
         .program_mut(name)
         .with_context(|| format!("program {name} is missing from the embedded probes"))?;
     Ok(program.try_into()?)
-}
-
-/// What a kind of pair needs before any of its programs loads.
-fn preconditions(kind: ProbeKind, target: &Target<'_>) -> anyhow::Result<Option<Btf>> {
-    match kind {
-        ProbeKind::Kprobe => {
-            if !kernel_function::kprobes_available() {
-                anyhow::bail!(
-                    "this kernel has no kprobes ({} is missing: built without CONFIG_KPROBES)",
-                    kernel_function::KPROBE_PMU
-                );
-            }
-            privileges::require(ProbeKind::Kprobe)?;
-            Ok(None)
-        }
-        ProbeKind::Fentry => Btf::from_sys_fs()
-            .context("reading kernel BTF from /sys/kernel/btf/vmlinux")
-            .map(Some),
-        ProbeKind::Tracepoint => {
-            privileges::require(ProbeKind::Tracepoint)?;
-            match &target.tracepoints {
-                Some(checked) => checked.clone()?,
-                None => anyhow::bail!("the tracepoints' fields were not checked against tracefs"),
-            }
-            Ok(None)
-        }
-    }
-}
-
-fn attach_pair(
-    ebpf: &mut Ebpf,
-    programs: Programs,
-    kind: ProbeKind,
-    target: &Target<'_>,
-) -> anyhow::Result<()> {
-    let btf = preconditions(kind, target)?;
-    for step in programs.steps(kind) {
-        attach_step(ebpf, step, target.function, btf.as_ref())?;
-    }
-    Ok(())
 }
 
 fn attach_step(
@@ -259,166 +479,6 @@ fn attach_step(
     Ok(())
 }
 
-/// Attaches the generic programs to every declared probe's hook: the tracepoint programs to
-/// each syscall's pair, and each function with the first of its pairs that attaches. Returns the
-/// kind each probe attached as, in order.
-pub fn attach_declared(
-    ebpf: &mut Ebpf,
-    probes: &[ResolvedProbe],
-) -> anyhow::Result<Vec<ProbeKind>> {
-    use kspan_common::programs::{DECLARED_TP_ENTER, DECLARED_TP_EXIT};
-    let syscalls: Vec<(&ResolvedProbe, &[String; 2])> = probes
-        .iter()
-        .filter_map(|probe| match &probe.hook {
-            HookPoint::Syscall { tracepoints, .. } => Some((probe, tracepoints)),
-            HookPoint::Function { .. } => None,
-        })
-        .collect();
-    if !syscalls.is_empty() {
-        privileges::require(ProbeKind::Tracepoint)?;
-    }
-    for (end, name) in [DECLARED_TP_ENTER, DECLARED_TP_EXIT]
-        .into_iter()
-        .enumerate()
-    {
-        if syscalls.is_empty() {
-            break;
-        }
-        let tracepoint: &mut TracePoint = program(ebpf, name)?;
-        tracepoint
-            .load()
-            .with_context(|| format!("loading {name}"))?;
-        for (probe, events) in &syscalls {
-            let event = &events[end];
-            tracepoint.attach("syscalls", event).with_context(|| {
-                format!("attaching probe {} to syscalls:{event}", probe.info.name)
-            })?;
-        }
-    }
-    let mut functions = FunctionPairs::default();
-    probes
-        .iter()
-        .map(|probe| match &probe.hook {
-            HookPoint::Syscall { .. } => Ok(ProbeKind::Tracepoint),
-            HookPoint::Function { name, kinds, .. } => {
-                functions.attach(ebpf, &probe.info.name, name, kinds)
-            }
-        })
-        .collect()
-}
-
-/// The declared functions' pairs: the one kprobe pair that every function shares, and the
-/// fentry pairs, one per function, taken in order.
-#[derive(Default)]
-struct FunctionPairs {
-    /// Whether the shared kprobe pair is loaded.
-    kprobes_loaded: bool,
-    /// fentry pairs in use.
-    fentry_used: usize,
-    /// The kernel's BTF, read for the first fentry pair.
-    btf: Option<Btf>,
-}
-
-impl FunctionPairs {
-    /// Attaches `function` with the first of `kinds` that works, saying in the log why any
-    /// before it was refused. Past the last fentry pair, fentry falls back to kprobe.
-    fn attach(
-        &mut self,
-        ebpf: &mut Ebpf,
-        probe: &str,
-        function: &str,
-        kinds: &[ProbeKind],
-    ) -> anyhow::Result<ProbeKind> {
-        use kspan_common::{declared::MAX_FENTRY_PROBES, programs::DECLARED_FENTRY};
-        let mut refused = Vec::new();
-        let mut kinds: VecDeque<ProbeKind> = kinds.iter().copied().collect();
-        while let Some(kind) = kinds.pop_front() {
-            if kind == ProbeKind::Fentry && self.fentry_used == DECLARED_FENTRY.len() {
-                tracing::warn!(
-                    probe,
-                    function,
-                    "all {MAX_FENTRY_PROBES} fentry pairs are in use: probing it with kprobes"
-                );
-                if !kinds.contains(&ProbeKind::Kprobe) {
-                    kinds.push_back(ProbeKind::Kprobe);
-                }
-                continue;
-            }
-            let attached = match kind {
-                ProbeKind::Kprobe => self.attach_kprobes(ebpf, function),
-                ProbeKind::Fentry => self.attach_fentry(ebpf, function),
-                ProbeKind::Tracepoint => continue,
-            };
-            match attached {
-                Ok(()) => return Ok(kind),
-                Err(error) => {
-                    let reason = format!("{error:#}");
-                    let why = reason.lines().next().unwrap_or_default();
-                    // The last refusal is the error itself, not a fallback.
-                    if !kinds.is_empty() {
-                        tracing::warn!(probe, kind = %kind, reason = why, "probe refused, falling back");
-                    }
-                    refused.push(format!("{kind}: {why}"));
-                }
-            }
-        }
-        anyhow::bail!(
-            "probe {probe}: no probe could be attached to {function} ({})",
-            refused.join("; ")
-        )
-    }
-
-    fn attach_kprobes(&mut self, ebpf: &mut Ebpf, function: &str) -> anyhow::Result<()> {
-        use kspan_common::programs::{DECLARED_KPROBE, DECLARED_KRETPROBE};
-        if !self.kprobes_loaded {
-            if !kernel_function::kprobes_available() {
-                anyhow::bail!(
-                    "this kernel has no kprobes ({} is missing: built without CONFIG_KPROBES)",
-                    kernel_function::KPROBE_PMU
-                );
-            }
-            privileges::require(ProbeKind::Kprobe)?;
-            for name in [DECLARED_KPROBE, DECLARED_KRETPROBE] {
-                let kprobe: &mut KProbe = program(ebpf, name)?;
-                kprobe.load().with_context(|| format!("loading {name}"))?;
-            }
-            self.kprobes_loaded = true;
-        }
-        for name in [DECLARED_KPROBE, DECLARED_KRETPROBE] {
-            let kprobe: &mut KProbe = program(ebpf, name)?;
-            kprobe
-                .attach(function, 0)
-                .with_context(|| format!("attaching {name} to {function}"))
-                .map_err(|error| blame_function(error, function))?;
-        }
-        Ok(())
-    }
-
-    /// Loads the next fentry pair for `function` and attaches it; unloads it again on failure,
-    /// so the next function can take it.
-    fn attach_fentry(&mut self, ebpf: &mut Ebpf, function: &str) -> anyhow::Result<()> {
-        use kspan_common::programs::{DECLARED_FENTRY, DECLARED_FEXIT};
-        let btf = match &mut self.btf {
-            Some(btf) => btf,
-            None => self.btf.insert(
-                Btf::from_sys_fs().context("reading kernel BTF from /sys/kernel/btf/vmlinux")?,
-            ),
-        };
-        let steps = [
-            step(DECLARED_FENTRY[self.fentry_used], Hook::Fentry),
-            step(DECLARED_FEXIT[self.fentry_used], Hook::Fexit),
-        ];
-        for step in &steps {
-            if let Err(error) = attach_step(ebpf, step, function, Some(btf)) {
-                unload(ebpf, &steps);
-                return Err(error);
-            }
-        }
-        self.fentry_used += 1;
-        Ok(())
-    }
-}
-
 /// Puts the kernel's own reason first when `function` is missing, inlined or blacklisted: the
 /// error from the attach syscall alone (ENOENT, EINVAL) does not say which. Only called on
 /// failures that involve the function, as reading /proc/kallsyms takes tens of milliseconds.
@@ -446,11 +506,6 @@ fn blame_function_if_not_in_btf(error: anyhow::Error, function: &str) -> anyhow:
     }
 }
 
-/// Detaches and unloads every program of a pair (those never loaded are skipped).
-pub fn unload_pair(ebpf: &mut Ebpf, programs: Programs, kind: ProbeKind) {
-    unload(ebpf, programs.steps(kind));
-}
-
 /// Detaches and unloads the programs of `steps`.
 fn unload(ebpf: &mut Ebpf, steps: &[Step]) {
     for step in steps {
@@ -472,60 +527,49 @@ fn unload(ebpf: &mut Ebpf, steps: &[Step]) {
 mod tests {
     use super::*;
 
-    /// Every step's program is in its object, with the type its hook needs: the names in
-    /// `kspan_common::programs` and the functions in `probes/src/` agree.
+    /// Every floor step's program is in the floor object, with the type its hook needs: the
+    /// names in `kspan_common::programs::floor` and the functions in `probes/src/` agree.
     #[test]
-    fn every_step_names_a_program_of_its_object_with_the_right_type() {
+    fn every_floor_step_names_a_program_of_its_object_with_the_right_type() {
         use aya_obj::ProgramSection as Section;
-        for programs in [Programs::Capture, Programs::Floor] {
-            let object = aya_obj::Object::parse(crate::probes::object_bytes(programs))
-                .expect("the embedded object parses");
-            for kind in ProbeKind::ALL {
-                let steps = programs.steps(kind);
-                assert!(
-                    steps.len() >= 2,
-                    "{programs:?} {kind}: an entry and an exit"
+        let object = aya_obj::Object::parse(crate::probes::object_bytes(Programs::Floor))
+            .expect("the embedded object parses");
+        for kind in ProbeKind::ALL {
+            let steps = floor_steps(kind);
+            assert!(steps.len() >= 2, "{kind}: an entry and an exit");
+            for step in steps {
+                let program = object
+                    .programs
+                    .get(step.program)
+                    .unwrap_or_else(|| panic!("{kind}: no program {}", step.program));
+                let fits = matches!(
+                    (&step.hook, &program.section),
+                    (Hook::Kprobe, Section::KProbe | Section::KRetProbe)
+                        | (Hook::Fentry, Section::FEntry { .. })
+                        | (Hook::Fexit, Section::FExit { .. })
+                        | (Hook::Syscalls(_), Section::TracePoint)
                 );
-                for step in steps {
-                    let program = object.programs.get(step.program).unwrap_or_else(|| {
-                        panic!("{programs:?} {kind}: no program {}", step.program)
-                    });
-                    let fits = matches!(
-                        (&step.hook, &program.section),
-                        (Hook::Kprobe, Section::KProbe | Section::KRetProbe)
-                            | (Hook::Fentry, Section::FEntry { .. })
-                            | (Hook::Fexit, Section::FExit { .. })
-                            | (Hook::Syscalls(_), Section::TracePoint)
-                    );
-                    assert!(
-                        fits,
-                        "{programs:?} {kind}: {} is a {:?}",
-                        step.program, program.section
-                    );
-                }
+                assert!(fits, "{kind}: {} is a {:?}", step.program, program.section);
             }
         }
     }
 
-    /// The declared probes' generic programs are in the product's object, each of the type
-    /// `attach_declared` loads it as.
+    /// The generic programs are in the product's object, each of the type it is loaded as.
     #[test]
-    fn the_declared_probes_programs_are_in_the_object_with_the_right_type() {
+    fn the_generic_programs_are_in_the_object_with_the_right_type() {
         use aya_obj::ProgramSection as Section;
-        use kspan_common::programs::{
-            DECLARED_FENTRY, DECLARED_FEXIT, DECLARED_KPROBE, DECLARED_KRETPROBE,
-            DECLARED_TP_ENTER, DECLARED_TP_EXIT,
-        };
         let object = aya_obj::Object::parse(crate::probes::object_bytes(Programs::Capture))
             .expect("the embedded object parses");
         let section = |name: &str| {
             let program = object.programs.get(name);
             program.map(|program| program.section.clone())
         };
-        assert!(matches!(
-            section(DECLARED_TP_ENTER),
-            Some(Section::TracePoint)
-        ));
+        for entry in DECLARED_TP_ENTER {
+            assert!(
+                matches!(section(entry), Some(Section::TracePoint)),
+                "{entry}"
+            );
+        }
         assert!(matches!(
             section(DECLARED_TP_EXIT),
             Some(Section::TracePoint)

@@ -98,6 +98,16 @@ pub enum DeclarationError {
     /// Two probes of one name (their attributes and event names would mix).
     #[error("probe {0} is declared twice: give one a different `name`")]
     Duplicate(String),
+    /// Two probes on one hook (each would overwrite the other's declaration).
+    #[error("probes {first} and {second} both hook {hook}: declare it once")]
+    SharedHook {
+        /// The probe declared first.
+        first: String,
+        /// The other.
+        second: String,
+        /// The syscall's tracepoint or the function.
+        hook: String,
+    },
     /// More probes than the kernel map holds.
     #[error("{0} probes declared: kspan holds at most {MAX_DECLARED_PROBES}")]
     TooMany(usize),

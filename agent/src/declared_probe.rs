@@ -5,9 +5,7 @@
 use std::sync::Arc;
 
 use kspan_common::{
-    declared::{
-        function_key, syscall_key, ArgRead, ArgSpec, DeclaredProbe, MAX_ARGS, MAX_HOPS, MAX_STRINGS,
-    },
+    declared::{ArgRead, ArgSpec, DeclaredProbe, MAX_ARGS, MAX_HOPS, MAX_STRINGS},
     ProbeKind,
 };
 use kspan_decode::{ArgType, ArgumentInfo, Decoder, ProbeInfo, ResultKind};
@@ -23,13 +21,14 @@ pub enum HookPoint {
         tracepoints: [String; 2],
         /// The number its records carry.
         number: u32,
+        /// How many arguments it takes: its entry program reads that many.
+        arguments: usize,
     },
-    /// A kernel function's fentry/fexit or kprobe/kretprobe pair, found by its address.
+    /// A kernel function's fentry/fexit pair (found by the pair's slot) or its kprobe/kretprobe
+    /// pair (found by the function's address).
     Function {
         /// The function.
         name: String,
-        /// Its address (`/proc/kallsyms`).
-        address: u64,
         /// The pairs to try, in order (the attach mode's function pairs).
         kinds: Vec<ProbeKind>,
     },
@@ -44,16 +43,6 @@ pub struct ResolvedProbe {
     pub spec: DeclaredProbe,
     /// Where it attaches.
     pub hook: HookPoint,
-}
-
-impl ResolvedProbe {
-    /// Its key in the programs' map.
-    pub fn key(&self) -> u64 {
-        match self.hook {
-            HookPoint::Syscall { number, .. } => syscall_key(number),
-            HookPoint::Function { address, .. } => function_key(address),
-        }
-    }
 }
 
 /// One argument of the hooked call, typed.
@@ -186,6 +175,7 @@ pub fn assemble(
             hops: parameter.hops.len() as u8,
             user_memory: parameter.user_memory.into(),
             offsets,
+            ..ArgSpec::default()
         };
         spec.arg_count = spec.arg_count.max(parameter.position as u16 + 1);
         // Decoder names were checked when the declaration was read.

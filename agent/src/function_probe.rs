@@ -11,12 +11,11 @@ use crate::{
 };
 
 /// Resolves `declaration` (a kernel function) as probe number `index`: its arguments from
-/// `btf`, its address from `kallsyms`. Arguments passed by value that are not one number (a
+/// `btf`. Arguments passed by value that are not one number (a
 /// struct) and pointers that are not strings are left out when every argument is asked for
 /// (kspan shows no kernel addresses), and refused when named.
 pub fn resolve(
     btf: &Btf,
-    kallsyms: &str,
     declaration: &Declaration,
     function: &str,
     index: u32,
@@ -40,8 +39,6 @@ pub fn resolve(
     if let Some(why) = kernel_function::why_unprobeable(function) {
         return Err(invalid(why));
     }
-    let address = kernel_function::address(kallsyms, function)
-        .ok_or_else(|| invalid(format!("no address for `{function}` in /proc/kallsyms")))?;
     let prototype = btf
         .function(function)
         .map_err(|error| invalid(error.to_string()))?;
@@ -121,7 +118,6 @@ pub fn resolve(
     };
     let hook = HookPoint::Function {
         name: function.to_owned(),
-        address,
         kinds,
     };
     let result = Returns {
@@ -192,20 +188,12 @@ mod tests {
         Btf::read(std::path::Path::new(crate::btf::VMLINUX_BTF)).expect("this kernel has BTF")
     }
 
-    /// This host's kernel: its BTF and (as root) its symbols' addresses.
+    /// This host's kernel: its BTF and its symbols.
     fn resolve_here(
         declared: &Declaration,
         function: &str,
     ) -> Result<ResolvedProbe, DeclarationError> {
-        let kallsyms = kernel_function::kallsyms().expect("/proc/kallsyms is readable");
-        resolve(
-            &vmlinux(),
-            &kallsyms,
-            declared,
-            function,
-            0,
-            AttachMode::Auto,
-        )
+        resolve(&vmlinux(), declared, function, 0, AttachMode::Auto)
     }
 
     #[test]
@@ -238,10 +226,9 @@ mod tests {
         // `int` on this kernel (older ones: `long`).
         assert!(matches!(probe.info.result_bytes, 4 | 8));
         // `auto` (the test's default) tries kprobe first, then fentry.
-        let HookPoint::Function { address, kinds, .. } = &probe.hook else {
+        let HookPoint::Function { kinds, .. } = &probe.hook else {
             panic!("{:?}", probe.hook)
         };
-        assert_ne!(*address, 0);
         assert_eq!(kinds, &[ProbeKind::Kprobe, ProbeKind::Fentry]);
     }
 

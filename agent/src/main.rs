@@ -16,6 +16,7 @@ mod privileges;
 mod probes;
 mod reader;
 mod run;
+mod signalfd_probe;
 mod stop;
 mod syscall_numbers;
 mod syscall_probe;

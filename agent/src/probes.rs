@@ -21,7 +21,6 @@ use kspan_common::{
 use crate::{
     attach::Programs,
     btf::{Btf, VMLINUX_BTF},
-    declared_probe::{HookPoint, ResolvedProbe},
 };
 use kspan_otel::counters::KernelCounters;
 
@@ -155,14 +154,22 @@ impl CounterMaps {
     /// Each declared probe's share of the kernel's counters (stale entries are counted only in
     /// the totals: a new syscall finds them on the thread, whichever probe they were).
     pub fn per_probe(&self) -> anyhow::Result<Vec<(&str, KernelCounters)>> {
-        self.probe_names
-            .iter()
-            .enumerate()
-            .map(|(probe, name)| {
-                let counters = counters_at(&self.declared, probe as u32 * Counter::SLOTS)?;
-                Ok((name.as_str(), counters))
-            })
-            .collect()
+        // The built-in probe's hooks are several probes of one name: their counts add up.
+        let mut per_probe: Vec<(&str, KernelCounters)> = Vec::new();
+        for (probe, name) in self.probe_names.iter().enumerate() {
+            let counters = counters_at(&self.declared, probe as u32 * Counter::SLOTS)?;
+            match per_probe.iter_mut().find(|(named, _)| *named == name) {
+                Some((_, total)) => {
+                    total.entries += counters.entries;
+                    total.ring_buffer_full += counters.ring_buffer_full;
+                    total.stale_entries += counters.stale_entries;
+                    total.returns_without_entry += counters.returns_without_entry;
+                    total.entries_not_stored += counters.entries_not_stored;
+                }
+                None => per_probe.push((name, counters)),
+            }
+        }
+        Ok(per_probe)
     }
 }
 
@@ -195,35 +202,30 @@ pub fn stop_new_entries(ebpf: &mut Ebpf) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Hands the declared probes to the generic programs: each hook's key (a syscall's number, a
-/// function's address) maps to what its probe captures.
-pub fn declare(ebpf: &mut Ebpf, probes: &[ResolvedProbe]) -> anyhow::Result<()> {
-    for probe in probes {
-        let declaring = || format!("declaring probe {}", probe.info.name);
-        match probe.hook {
-            HookPoint::Syscall { number, .. } => {
-                let mut syscalls: Array<_, DeclaredProbe> = Array::try_from(
-                    ebpf.map_mut(DECLARED_SYSCALLS_MAP)
-                        .context("DECLARED_SYSCALLS map missing")?,
-                )?;
-                if number >= SYSCALL_SLOTS {
-                    anyhow::bail!(
-                        "probe {}: syscall number {number} is past kspan's {SYSCALL_SLOTS} slots",
-                        probe.info.name
-                    );
-                }
-                syscalls
-                    .set(number, probe.spec, 0)
-                    .with_context(declaring)?;
-            }
-            HookPoint::Function { .. } => {
-                let mut functions: HashMap<_, u64, DeclaredProbe> =
-                    HashMap::try_from(ebpf.map_mut(DECLARED_MAP).context("DECLARED map missing")?)?;
-                functions
-                    .insert(probe.key(), probe.spec, 0)
-                    .with_context(declaring)?;
-            }
-        }
+/// Tells the tracepoint programs what to capture for syscall `number`.
+pub fn declare_syscall(ebpf: &mut Ebpf, number: u32, spec: DeclaredProbe) -> anyhow::Result<()> {
+    let mut syscalls: Array<_, DeclaredProbe> = Array::try_from(
+        ebpf.map_mut(DECLARED_SYSCALLS_MAP)
+            .context("DECLARED_SYSCALLS map missing")?,
+    )?;
+    if number >= SYSCALL_SLOTS {
+        anyhow::bail!("syscall number {number} is past kspan's {SYSCALL_SLOTS} slots");
+    }
+    Ok(syscalls.set(number, spec, 0)?)
+}
+
+/// Tells the kernel-function programs what to capture for the function found by `key`
+/// ([`kspan_common::declared::function_key`] or `fentry_key`); `None` takes it back.
+pub fn declare_function(
+    ebpf: &mut Ebpf,
+    key: u64,
+    spec: Option<DeclaredProbe>,
+) -> anyhow::Result<()> {
+    let mut functions: HashMap<_, u64, DeclaredProbe> =
+        HashMap::try_from(ebpf.map_mut(DECLARED_MAP).context("DECLARED map missing")?)?;
+    match spec {
+        Some(spec) => functions.insert(key, spec, 0)?,
+        None => functions.remove(&key)?,
     }
     Ok(())
 }

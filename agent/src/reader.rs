@@ -14,7 +14,7 @@ use std::{
 use anyhow::Context as _;
 
 use aya::maps::{MapData, RingBuf};
-use kspan_common::CallEvent;
+use kspan_common::declared::DECLARED_EVENT_WITHOUT_STRINGS;
 use kspan_otel::export::Pipeline;
 use nix::{
     errno::Errno,
@@ -36,8 +36,9 @@ const FASTEST_DRAIN: Duration = Duration::from_millis(1);
 /// same cores; it needs ~0.2 µs per call and sleeps the rest of the time.
 const READER_NICE: i32 = -10;
 
-/// Bytes a record takes in the ring buffer: the event and the kernel's 8-byte header.
-const RECORD_BYTES: usize = size_of::<CallEvent>() + 8;
+/// Bytes a record of a probe without strings (the built-in's) takes in the ring buffer: the
+/// event and the kernel's 8-byte header.
+const RECORD_BYTES: usize = DECLARED_EVENT_WITHOUT_STRINGS + 8;
 
 /// What the reader has seen so far.
 #[derive(Debug, Default)]

@@ -1,6 +1,6 @@
 //! One agent run: check, load, attach, read and export until SIGINT/SIGTERM, then flush.
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{path::Path, time::Duration};
 
 use anyhow::Context as _;
 use kspan_common::{AttachMode, ProbeKind};
@@ -14,26 +14,25 @@ use kspan_otel::{
 };
 
 use crate::{
-    attach::{self, Programs, Target},
+    attach::{self, DeclaredPrograms},
     btf::{Btf, VMLINUX_BTF},
     cgroup_filter,
     cli::{Cli, ExporterKind, OtlpProtocol},
     counter_sources::CounterSources,
-    declaration::{self, Declaration, Probed},
-    declared_probe::ResolvedProbe,
+    declaration::{self, Declaration, DeclarationError, Probed},
+    declared_probe::{HookPoint, ResolvedProbe},
     function_probe,
     health::{self, HealthReporter},
-    kernel_function,
     output_file::OutputFile,
     privileges, probes,
     reader::EventReader,
+    signalfd_probe::{self, BuiltinSignalfd},
     stop::StopSignals,
-    syscall_probe,
-    tracefs::{self, TracefsError},
+    syscall_probe, tracefs,
     usage_error::UsageError,
 };
 
-/// How long calls already inside `do_signalfd4` get to return before the probes go.
+/// How long calls already inside probed functions get to return before the probes go.
 const IN_FLIGHT_GRACE: Duration = Duration::from_millis(20);
 
 /// How often losses are checked and reported while running.
@@ -65,13 +64,8 @@ struct Prepared {
     ready_file: Option<OutputFile>,
     summary_file: Option<OutputFile>,
     destination: Destination,
-    /// Whether the syscall tracepoints carry their fields where the probes read them; `None`
-    /// when the attach mode never tries them.
-    tracepoints: Option<Result<(), Arc<TracefsError>>>,
-    /// The built-in signalfd probe's attach mode, when it is traced.
-    signalfd: Option<AttachMode>,
-    /// The declared syscalls.
-    syscalls: Vec<ResolvedProbe>,
+    /// Every probe, the built-in's hooks among them.
+    table: ProbeTable,
 }
 
 impl Prepared {
@@ -98,26 +92,13 @@ impl Prepared {
             .map(|declared| declared.attach.unwrap_or(cli.attach));
         privileges::check(signalfd.unwrap_or(AttachMode::Tracepoint))?;
         raise_memlock_limit();
-
-        let tracepoints = signalfd
-            .filter(|mode| mode.candidates().contains(&ProbeKind::Tracepoint))
-            .map(|_| {
-                tracefs::ensure_mounted()
-                    .and_then(|root| tracefs::check_signalfd_offsets(&root))
-                    .map_err(Arc::new)
-            });
-        if let (Some(AttachMode::Tracepoint), Some(Err(error))) = (signalfd, &tracepoints) {
-            return Err(error.clone().into());
-        }
-        let syscalls = resolve_declared(&declarations, cli.attach)?;
+        let table = resolve_declared(&declarations, cli.attach, &cli.kernel_function)?;
         Ok(Self {
             cli,
             ready_file,
             summary_file,
             destination,
-            tracepoints,
-            signalfd,
-            syscalls,
+            table,
         })
     }
 
@@ -129,9 +110,7 @@ impl Prepared {
             ready_file,
             summary_file,
             destination: (sink, health_exporter),
-            tracepoints,
-            signalfd,
-            syscalls,
+            table,
         } = self;
         let cgroups =
             cgroup_filter::resolve(&cli.cgroups, &cli.containers)?.map_err(UsageError::from)?;
@@ -146,23 +125,23 @@ impl Prepared {
         let cgroups = CgroupResolver::new().context("reading /proc/self/mountinfo")?;
         let mut ebpf = probes::open(&filters, cli.ring_buffer_bytes)?;
         let ring = probes::take_events(&mut ebpf)?;
-        let probe_names = syscalls.iter().map(|syscall| syscall.info.name.clone());
+        let probe_names = table.probes.iter().map(|probe| probe.info.name.clone());
         let counter_maps = probes::CounterMaps::take(&mut ebpf, probe_names.collect())?;
 
-        let target = Target {
-            function: &cli.kernel_function,
-            tracepoints,
+        // With `--floor`, the empty programs attach from their own object in the built-in
+        // probe's place; the product's maps are still loaded, so everything else runs as it
+        // does for real.
+        let mut floor = match cli.floor {
+            true => Some(probes::open_floor()?),
+            false => None,
         };
-        // With `--floor`, the empty programs attach from their own object; the product's maps
-        // are still loaded, so everything else runs as it does for real.
-        let (programs, mut floor) = match cli.floor {
-            true => (Programs::Floor, Some(probes::open_floor()?)),
-            false => (Programs::Capture, None),
-        };
-        let attached = match signalfd {
-            Some(mode) => {
-                let attached =
-                    attach::attach(floor.as_mut().unwrap_or(&mut ebpf), programs, mode, &target)?;
+        let mut programs = DeclaredPrograms::default();
+        let builtin = match &table.builtin {
+            Some(builtin) => {
+                let attached = match floor.as_mut() {
+                    Some(floor) => attach::attach_floor(floor, builtin.mode, &cli.kernel_function)?,
+                    None => programs.attach_builtin(&mut ebpf, builtin, &table.probes)?,
+                };
                 for (mode, reason) in &attached.refused {
                     // Verifier logs run to many lines: the first says why, the rest is for
                     // debugging.
@@ -179,10 +158,12 @@ impl Prepared {
             }
             None => None,
         };
-        probes::declare(&mut ebpf, &syscalls)?;
-        let declared_kinds = attach::attach_declared(&mut ebpf, &syscalls)?;
-        for (probe, kind) in syscalls.iter().zip(&declared_kinds) {
+        let mut declared = Vec::new();
+        for &index in &table.declared {
+            let probe = &table.probes[index];
+            let kind = programs.attach(&mut ebpf, probe)?;
             tracing::info!(probe = %probe.info.name, kind = %kind, "attached");
+            declared.push((probe.info.name.as_str(), kind));
         }
 
         let pipeline_config = PipelineConfig {
@@ -195,9 +176,10 @@ impl Prepared {
         let decoder = CallDecoder::new(BootClock::measure().context("reading the system clocks")?)
             .with_cgroups(cgroups)
             .with_declared(
-                syscalls
+                table
+                    .probes
                     .iter()
-                    .map(|syscall| syscall.info.clone())
+                    .map(|probe| probe.info.clone())
                     .collect(),
             );
         let decoder = match cli.process_details {
@@ -213,10 +195,10 @@ impl Prepared {
 
         release_startup_memory();
         if let Some(file) = &ready_file {
-            file.write(ready_contents(attached, &syscalls, &declared_kinds).as_bytes())?;
+            file.write(ready_contents(builtin, &declared).as_bytes())?;
         }
         tracing::info!(
-            probes = syscalls.len() + usize::from(attached.is_some()),
+            probes = declared.len() + usize::from(builtin.is_some()),
             "ready"
         );
         let health =
@@ -226,8 +208,7 @@ impl Prepared {
             summary_file,
             ebpf,
             floor,
-            programs,
-            attached,
+            builtin,
             reader,
             counters,
             health,
@@ -242,9 +223,8 @@ struct Session {
     ebpf: aya::Ebpf,
     /// The floor programs' object, with `--floor`.
     floor: Option<aya::Ebpf>,
-    programs: Programs,
-    /// The signalfd pair that attached, when signalfd is traced.
-    attached: Option<ProbeKind>,
+    /// The kind of pair the built-in signalfd probe attached as, when it is traced.
+    builtin: Option<ProbeKind>,
     reader: EventReader,
     counters: CounterSources,
     health: Option<HealthReporter>,
@@ -293,16 +273,15 @@ impl Session {
             summary_file,
             mut ebpf,
             mut floor,
-            programs,
-            attached,
+            builtin,
             reader,
             counters,
             health,
         } = self;
         probes::stop_new_entries(&mut ebpf)?;
         tokio::time::sleep(IN_FLIGHT_GRACE).await;
-        if let Some(kind) = attached {
-            attach::unload_pair(floor.as_mut().unwrap_or(&mut ebpf), programs, kind);
+        if let (Some(floor), Some(kind)) = (floor.as_mut(), builtin) {
+            attach::unload_floor(floor, kind);
         }
         drop((floor, ebpf));
         let pipeline = reader.finish().await?;
@@ -345,30 +324,71 @@ impl Session {
     }
 }
 
-/// Resolves the declared syscalls against tracefs and the declared functions against BTF and
-/// the kernel's symbols.
+/// Why a built-in hook was not made: its kind is not among the attach mode's.
+const NOT_TRIED: &str = "the attach mode does not try it";
+
+/// Every probe to load, by number (events and counters carry it): the built-in's hooks and the
+/// declared probes.
+struct ProbeTable {
+    probes: Vec<ResolvedProbe>,
+    /// The built-in signalfd probe's hooks, when it is traced.
+    builtin: Option<BuiltinSignalfd>,
+    /// The declared probes' numbers.
+    declared: Vec<usize>,
+}
+
+/// Resolves the declared syscalls against tracefs and the declared functions against BTF;
+/// the built-in probe's hooks each as far as they can be (one that cannot is refused when its
+/// kind is tried, as the attach mode's fallback chain moves on).
 fn resolve_declared(
     declarations: &[Declaration],
     default_attach: AttachMode,
-) -> anyhow::Result<Vec<ResolvedProbe>> {
-    let mut probes = Vec::new();
+    signalfd_function: &str,
+) -> anyhow::Result<ProbeTable> {
+    let mut table = ProbeTable {
+        probes: Vec::new(),
+        builtin: None,
+        declared: Vec::new(),
+    };
     let mut btf: Option<Btf> = None;
-    let mut kallsyms: Option<String> = None;
     for declared in declarations {
-        let index = probes.len() as u32;
+        let index = table.probes.len() as u32;
         let probe = match &declared.probed {
-            Probed::Signalfd => continue,
+            Probed::Signalfd => {
+                let mode = declared.attach.unwrap_or(default_attach);
+                let candidates = mode.candidates();
+                let function = match candidates.contains(&ProbeKind::Kprobe)
+                    || candidates.contains(&ProbeKind::Fentry)
+                {
+                    true => loaded(&mut btf, "the built-in probe's function is typed from BTF")
+                        .map_err(|error| format!("{error:#}"))
+                        .and_then(|btf| {
+                            signalfd_probe::function(btf, signalfd_function, index, mode)
+                        })
+                        .map(|probe| table.add(probe)),
+                    false => Err(NOT_TRIED.to_owned()),
+                };
+                let index = table.probes.len() as u32;
+                let syscalls = match candidates.contains(&ProbeKind::Tracepoint) {
+                    true => tracefs::ensure_mounted()
+                        .map_err(|error| error.to_string())
+                        .and_then(|root| signalfd_probe::syscalls(&root, index, mode))
+                        .map(|probes| probes.map(|probe| table.add(probe))),
+                    false => Err(NOT_TRIED.to_owned()),
+                };
+                table.builtin = Some(BuiltinSignalfd {
+                    mode,
+                    function,
+                    syscalls,
+                });
+                continue;
+            }
             Probed::Function(function) => {
                 let btf = loaded(
                     &mut btf,
                     "declared functions are typed from the kernel's BTF",
                 )?;
-                let kallsyms = match &mut kallsyms {
-                    Some(kallsyms) => kallsyms,
-                    None => kallsyms
-                        .insert(kernel_function::kallsyms().context("reading /proc/kallsyms")?),
-                };
-                function_probe::resolve(btf, kallsyms, declared, function, index, default_attach)
+                function_probe::resolve(btf, declared, function, index, default_attach)
             }
             Probed::Syscall(syscall) => {
                 let root = tracefs::ensure_mounted()?;
@@ -383,9 +403,51 @@ fn resolve_declared(
                 syscall_probe::resolve(&root, btf, declared, syscall, index, default_attach)
             }
         };
-        probes.push(probe.map_err(UsageError::from)?);
+        let index = table.add(probe.map_err(UsageError::from)?);
+        table.declared.push(index);
     }
-    Ok(probes)
+    table.check_hooks_unshared()?;
+    Ok(table)
+}
+
+impl ProbeTable {
+    /// Adds `probe`; returns its number.
+    fn add(&mut self, probe: ResolvedProbe) -> usize {
+        self.probes.push(probe);
+        self.probes.len() - 1
+    }
+
+    /// Two probes on one hook would overwrite each other's declaration: refused.
+    fn check_hooks_unshared(&self) -> Result<(), UsageError> {
+        for (index, probe) in self.probes.iter().enumerate() {
+            let shared = self.probes[..index]
+                .iter()
+                .find(|earlier| same_hook(&earlier.hook, &probe.hook));
+            if let Some(earlier) = shared {
+                let hook = match &probe.hook {
+                    HookPoint::Syscall { tracepoints, .. } => {
+                        format!("syscalls:{}", tracepoints[0])
+                    }
+                    HookPoint::Function { name, .. } => name.clone(),
+                };
+                return Err(UsageError::from(DeclarationError::SharedHook {
+                    first: earlier.info.name.clone(),
+                    second: probe.info.name.clone(),
+                    hook,
+                }));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether two hooks are the same syscall or the same function.
+fn same_hook(a: &HookPoint, b: &HookPoint) -> bool {
+    match (a, b) {
+        (HookPoint::Syscall { number: a, .. }, HookPoint::Syscall { number: b, .. }) => a == b,
+        (HookPoint::Function { name: a, .. }, HookPoint::Function { name: b, .. }) => a == b,
+        _ => false,
+    }
 }
 
 /// The kernel's BTF, read the first time it is needed.
@@ -396,19 +458,15 @@ fn loaded<'a>(btf: &'a mut Option<Btf>, why: &'static str) -> anyhow::Result<&'a
     btf.as_ref().context(why)
 }
 
-/// The ready file: the signalfd pair that attached (`probe=`), each declared probe and the kind
-/// of pair it attached as, and kspan's pid.
-fn ready_contents(
-    signalfd: Option<ProbeKind>,
-    declared: &[ResolvedProbe],
-    kinds: &[ProbeKind],
-) -> String {
+/// The ready file: the kind of pair the built-in signalfd probe attached as (`probe=`), each
+/// declared probe and the kind it attached as, and kspan's pid.
+fn ready_contents(builtin: Option<ProbeKind>, declared: &[(&str, ProbeKind)]) -> String {
     let mut contents = String::new();
-    if let Some(kind) = signalfd {
+    if let Some(kind) = builtin {
         contents.push_str(&format!("probe={kind}\n"));
     }
-    for (probe, kind) in declared.iter().zip(kinds) {
-        contents.push_str(&format!("declared={}:{kind}\n", probe.info.name));
+    for (probe, kind) in declared {
+        contents.push_str(&format!("declared={probe}:{kind}\n"));
     }
     contents.push_str(&format!("pid={}\n", std::process::id()));
     contents

@@ -102,6 +102,11 @@ pub fn resolve(
     let hook = HookPoint::Syscall {
         tracepoints: [enter.clone(), exit],
         number,
+        arguments: fields
+            .iter()
+            .map(|field| position(field) + 1)
+            .max()
+            .unwrap_or(0),
     };
     // A syscall returns `long`.
     let result = Returns {
@@ -269,7 +274,8 @@ format:
             probe.hook,
             HookPoint::Syscall {
                 tracepoints: ["sys_enter_openat".into(), "sys_exit_openat".into()],
-                number: 257
+                number: 257,
+                arguments: 4,
             }
         );
         assert_eq!(probe.info.event_name, "openat.call");

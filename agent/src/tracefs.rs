@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 
-use kspan_common::tracepoint_offsets;
 use nix::mount::{mount, MsFlags};
 
 /// Where tracefs normally lives.
@@ -19,34 +18,6 @@ pub enum TracefsError {
     /// Mounted, but closed to kspan (tracefs is root-only).
     #[error("cannot open {}: permission denied (tracefs is root-only): run kspan as root or grant it CAP_DAC_READ_SEARCH", .0.display())]
     Denied(PathBuf),
-    /// A format file could not be read.
-    #[error("cannot read {}", path.display())]
-    Unreadable {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// A field kspan needs is missing from a format file.
-    #[error("field `{field}` is missing from {}", path.display())]
-    MissingField {
-        /// The field.
-        field: &'static str,
-        /// The format file.
-        path: PathBuf,
-    },
-    /// A field is not where the probes read it.
-    #[error("field `{field}` is at offset {found} in {}, but the probes read it at {expected}", path.display())]
-    UnexpectedOffset {
-        /// The field.
-        field: &'static str,
-        /// The format file.
-        path: PathBuf,
-        /// The compiled-in offset.
-        expected: usize,
-        /// The offset tracefs gives.
-        found: usize,
-    },
 }
 
 /// The tracing root, mounting tracefs at [`TRACEFS`] if no tracing root is available.
@@ -114,43 +85,6 @@ fn tracefs_mount_points(mounts: &str) -> Vec<&str> {
         .collect()
 }
 
-/// Checks that `syscalls:sys_{enter,exit}_signalfd{,4}` carry each field the tracepoint programs
-/// read at the offset they read it, from the events' format files.
-pub fn check_signalfd_offsets(root: &Path) -> Result<(), TracefsError> {
-    use tracepoint_offsets::{FLAGS, RET, SIZEMASK, UFD, USER_MASK};
-    const FIELDS: [(&str, &str, usize); 9] = [
-        ("sys_enter_signalfd", "ufd", UFD),
-        ("sys_enter_signalfd", "user_mask", USER_MASK),
-        ("sys_enter_signalfd", "sizemask", SIZEMASK),
-        ("sys_enter_signalfd4", "ufd", UFD),
-        ("sys_enter_signalfd4", "user_mask", USER_MASK),
-        ("sys_enter_signalfd4", "sizemask", SIZEMASK),
-        ("sys_enter_signalfd4", "flags", FLAGS),
-        ("sys_exit_signalfd", "ret", RET),
-        ("sys_exit_signalfd4", "ret", RET),
-    ];
-    for (event, field, expected) in FIELDS {
-        let path = root.join("events/syscalls").join(event).join("format");
-        let format = std::fs::read_to_string(&path).map_err(|source| TracefsError::Unreadable {
-            path: path.clone(),
-            source,
-        })?;
-        match field_offset(&format, field) {
-            None => return Err(TracefsError::MissingField { field, path }),
-            Some(found) if found != expected => {
-                return Err(TracefsError::UnexpectedOffset {
-                    field,
-                    path,
-                    expected,
-                    found,
-                })
-            }
-            Some(_) => {}
-        }
-    }
-    Ok(())
-}
-
 /// One field of a tracefs format file (`field:const char * filename;\toffset:24;\tsize:8;\tsigned:0;`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FormatField {
@@ -190,14 +124,6 @@ pub fn format_fields(format: &str) -> Vec<FormatField> {
         .collect()
 }
 
-/// The offset of `field` in a tracefs format file.
-fn field_offset(format: &str, field: &str) -> Option<usize> {
-    format_fields(format)
-        .into_iter()
-        .find(|found| found.name == field)
-        .map(|found| found.offset)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,54 +140,25 @@ format:
 ";
 
     #[test]
-    fn finds_fields_by_name() {
-        assert_eq!(field_offset(ENTER4, "ufd"), Some(16));
-        assert_eq!(field_offset(ENTER4, "user_mask"), Some(24));
-        assert_eq!(field_offset(ENTER4, "sizemask"), Some(32));
-        assert_eq!(field_offset(ENTER4, "flags"), Some(40));
-        assert_eq!(field_offset(ENTER4, "mask"), None);
-        assert_eq!(field_offset(ENTER4, "nr"), None);
-    }
-
-    #[test]
-    fn checks_the_offsets_against_a_tracing_root() {
-        let root = std::env::temp_dir().join(format!("kspan-tracefs-{}", std::process::id()));
-        let write = |event: &str, text: &str| {
-            let dir = root.join("events/syscalls").join(event);
-            std::fs::create_dir_all(&dir).unwrap();
-            std::fs::write(dir.join("format"), text).unwrap();
-        };
-        let enter = ENTER4.replace("\tfield:int flags;\toffset:40;\tsize:8;\tsigned:0;\n", "");
-        let exit = "format:\n\tfield:long ret;\toffset:16;\tsize:8;\tsigned:1;\n";
-        write("sys_enter_signalfd", &enter);
-        write("sys_enter_signalfd4", ENTER4);
-        write("sys_exit_signalfd", exit);
-        write("sys_exit_signalfd4", exit);
-        check_signalfd_offsets(&root).unwrap();
-
-        write(
-            "sys_exit_signalfd4",
-            "format:\n\tfield:long ret;\toffset:24;\n",
-        );
-        let error = check_signalfd_offsets(&root).unwrap_err();
-        assert!(
-            matches!(
-                error,
-                TracefsError::UnexpectedOffset {
-                    field: "ret",
-                    expected: 16,
-                    found: 24,
-                    ..
-                }
-            ),
-            "{error}"
-        );
-        write("sys_exit_signalfd4", "format:\n");
-        assert!(matches!(
-            check_signalfd_offsets(&root),
-            Err(TracefsError::MissingField { field: "ret", .. })
-        ));
-        std::fs::remove_dir_all(&root).unwrap();
+    fn reads_each_field_s_type_name_offset_and_sign() {
+        let fields: Vec<(String, String, usize)> = format_fields(ENTER4)
+            .into_iter()
+            .map(|field| (field.c_type, field.name, field.offset))
+            .collect();
+        let expected = [
+            ("unsigned short", "common_type", 0),
+            ("int", "__syscall_nr", 8),
+            ("int", "ufd", 16),
+            ("sigset_t *", "user_mask", 24),
+            ("size_t", "sizemask", 32),
+            ("int", "flags", 40),
+        ];
+        let expected: Vec<(String, String, usize)> = expected
+            .into_iter()
+            .map(|(c_type, name, offset)| (c_type.into(), name.into(), offset))
+            .collect();
+        assert_eq!(fields, expected);
+        assert!(format_fields(ENTER4)[1].signed);
     }
 
     #[test]
@@ -275,16 +172,5 @@ format:
             ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
         );
         assert!(tracefs_mount_points("").is_empty());
-    }
-
-    #[test]
-    fn missing_format_names_the_file() {
-        let error = check_signalfd_offsets(Path::new("/nonexistent")).unwrap_err();
-        assert!(
-            error
-                .to_string()
-                .contains("/nonexistent/events/syscalls/sys_enter_signalfd/format"),
-            "{error}"
-        );
     }
 }

@@ -39,11 +39,21 @@ pub const fn syscall_key(number: u32) -> u64 {
     number as u64
 }
 
-/// The [`DECLARED_MAP`] key of a kernel function, whichever pair hooks it: its address
-/// (`bpf_get_func_ip`), which is never below 2^32 where syscall numbers are.
+/// The [`DECLARED_MAP`] key of a kernel function probed with kprobes: its address
+/// (`bpf_get_func_ip`), which is never below 2^32 where syscall numbers and fentry slots are.
 pub const fn function_key(address: u64) -> u64 {
     address
 }
+
+/// The [`DECLARED_MAP`] key of the function fentry pair `slot` hooks: each pair is loaded for
+/// one function, so its slot names it, and no address is needed (the kernel hides them from
+/// processes without `CAP_SYSLOG`).
+pub const fn fentry_key(slot: usize) -> u64 {
+    SYSCALL_SLOTS as u64 + slot as u64
+}
+
+/// [`CapturedArgs::syscall`] when the probe does not record it.
+pub const NO_SYSCALL: u32 = u32::MAX;
 
 /// Most declared kernel functions probed with fentry at once: a tracing program is loaded for
 /// one target, so the probes object carries this many identical fentry/fexit pairs
@@ -83,6 +93,14 @@ pub struct ArgSpec {
     /// Each hop: the value becomes the 8 bytes at (value + offset), a member's offset in the
     /// struct the value points to (BTF-resolved by the agent).
     pub offsets: [u16; MAX_HOPS],
+    /// 0: the member path is always followed; `n`: only when argument `n - 1` (one without a
+    /// member path) equals `only_if_value`, as the kernel reads a buffer only when its size
+    /// argument is right. Not followed, the argument is marked skipped.
+    pub only_if: u8,
+    /// Explicit padding.
+    pub _pad: u8,
+    /// The value `only_if`'s argument must have.
+    pub only_if_value: u16,
 }
 
 /// What a generic program captures for one hook.
@@ -95,8 +113,9 @@ pub struct DeclaredProbe {
     pub arg_count: u16,
     /// 1: a probe is declared here (an array slot reads all zero until one is).
     pub declared: u8,
-    /// Explicit padding.
-    pub _pad: u8,
+    /// 1: a kernel function's entry records the syscall its caller is in (one function reached
+    /// from several syscalls, told apart by it). A syscall's own probes always know theirs.
+    pub reads_syscall: u8,
     /// Per argument, by position.
     pub args: [ArgSpec; MAX_ARGS],
 }
@@ -121,9 +140,11 @@ pub struct CapturedArgs {
     /// the member's value).
     pub values: [u64; MAX_ARGS],
     /// Bit per argument: its member path could not be followed (a pointer on it was bad).
-    pub unreadable: u32,
-    /// Explicit padding.
-    pub _pad: u32,
+    pub unreadable: u16,
+    /// Bit per argument: its member path was not followed (its `only_if` did not hold).
+    pub skipped: u16,
+    /// The syscall the call was made in ([`NO_SYSCALL`] when not recorded).
+    pub syscall: u32,
     /// The strings, by slot.
     pub strings: [CapturedString; MAX_STRINGS],
 }
@@ -164,8 +185,7 @@ pub struct CallStack {
     pub calls: [OpenCall; MAX_DEPTH],
 }
 
-/// One complete declared call, paired in the kernel: its identity as [`crate::CallEvent`]
-/// carries it, its place in the thread's stack, and what its entry captured.
+/// One complete declared call, paired in the kernel: the caller's identity, its place in the thread's stack, and what its entry captured.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeclaredEvent {
@@ -220,16 +240,12 @@ mod pod {
     unsafe impl aya::Pod for super::DeclaredEvent {}
 }
 
-// Both sides read these as raw bytes: no implicit padding, and an event is told from a
-// `CallEvent` by its size.
-const _: () = assert!(core::mem::size_of::<ArgSpec>() == 12);
-const _: () = assert!(core::mem::size_of::<DeclaredProbe>() == 80);
+// Both sides read these as raw bytes: no implicit padding.
+const _: () = assert!(core::mem::size_of::<ArgSpec>() == 16);
+const _: () = assert!(core::mem::size_of::<DeclaredProbe>() == 104);
 const _: () = assert!(core::mem::size_of::<CapturedString>() == 8 + STRING_BYTES);
 const _: () = assert!(core::mem::size_of::<CapturedArgs>() == 56 + 2 * (8 + STRING_BYTES));
 const _: () = assert!(core::mem::size_of::<OpenCall>() == 32 + 584);
 const _: () = assert!(core::mem::size_of::<DeclaredEvent>() == 128 + 584);
 const _: () = assert!(DECLARED_EVENT_WITHOUT_STRINGS == 128 + 56);
 const _: () = assert!(DECLARED_EVENT_WITHOUT_STRINGS.is_multiple_of(8));
-const _: () =
-    assert!(core::mem::size_of::<DeclaredEvent>() != core::mem::size_of::<crate::CallEvent>());
-const _: () = assert!(DECLARED_EVENT_WITHOUT_STRINGS != core::mem::size_of::<crate::CallEvent>());

@@ -1,5 +1,5 @@
 //! The one definition of what crosses the kernel/user boundary: the probe vocabulary, the
-//! paired call event, the loss counters and the tracepoint field offsets. `no_std` so the probes can use it.
+//! paired call events, the loss counters and the tracepoint field offsets. `no_std` so the probes can use it.
 #![no_std]
 
 // clap's derive refers to `std`; only user space turns `cli` on.
@@ -21,7 +21,7 @@ pub const COMM_LEN: usize = 16;
 /// live outside the dentry, where only a helper call could read them: those are not sent.
 pub const EXE_NAME_LEN: usize = 40;
 
-/// Name of the ring buffer map that carries [`CallEvent`]s.
+/// Name of the ring buffer map that carries complete calls ([`declared::DeclaredEvent`]s).
 pub const EVENTS_MAP: &str = "EVENTS";
 /// Name of the per-CPU array of loss counters, indexed by [`Counter`].
 pub const COUNTERS_MAP: &str = "COUNTERS";
@@ -70,75 +70,6 @@ pub enum MaskSource {
     NotRead = 3,
     /// The user pointer could not be read (the kernel fails the call with EFAULT).
     Unreadable = 4,
-}
-
-/// One complete call, paired in the kernel: entry and return in one record.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CallEvent {
-    /// `bpf_ktime_get_boot_ns()` at entry (CLOCK_BOOTTIME).
-    pub start_boot_ns: u64,
-    /// `bpf_ktime_get_boot_ns()` at return.
-    pub end_boot_ns: u64,
-    /// The 64-bit signal mask; bit `n - 1` stands for signal `n`.
-    pub mask: u64,
-    /// The cgroup v2 id of the calling task.
-    pub cgroup_id: u64,
-    /// Process id (the kernel's tgid).
-    pub pid: u32,
-    /// Thread id (the kernel's pid).
-    pub tid: u32,
-    /// Real user id of the caller (`cred->uid`).
-    pub uid: u32,
-    /// The `ufd` argument: -1 creates a new signalfd, anything else updates one.
-    pub ufd: i32,
-    /// The `flags` argument (0 for `signalfd`).
-    pub flags: i32,
-    /// The `int` result: the fd, or a negative errno.
-    pub ret: i32,
-    /// A [`Syscall`] value.
-    pub syscall: u8,
-    /// A [`ProbeKind`] value.
-    pub probe: u8,
-    /// A [`MaskSource`] value.
-    pub mask_source: u8,
-    /// Length of the executable's name in `exe_name`; 0 when the probe could not read it (no
-    /// executable, or a name too long to be kept in its dentry). In what was a padding byte.
-    pub exe_name_len: u8,
-    /// Effective user id of the caller (`cred->euid`), the one permission checks use. It sits
-    /// in what was a padding word, so records captured before it was added still decode.
-    pub euid: u32,
-    /// The calling thread's `comm`, NUL-padded.
-    pub comm: [u8; COMM_LEN],
-    /// The basename of the process's executable (`mm->exe_file`'s dentry name, as
-    /// `/proc/<pid>/exe` names it): its first `exe_name_len` bytes.
-    pub exe_name: [u8; EXE_NAME_LEN],
-}
-
-/// A call between its entry and its return, kept in the calling task's own storage: the kernel
-/// frees it with the task, so no entry outlives its thread or is found by a reused thread id.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PendingCall {
-    /// `bpf_ktime_get_boot_ns()` at entry; 0 when no call is pending.
-    pub start_boot_ns: u64,
-    /// The 64-bit signal mask, read at entry (`do_signalfd4` rewrites it before returning).
-    pub mask: u64,
-    /// The `ufd` argument.
-    pub ufd: i32,
-    /// The `flags` argument (0 for `signalfd`).
-    pub flags: i32,
-    /// A [`Syscall`] value.
-    pub syscall: u8,
-    /// A [`ProbeKind`] value.
-    pub probe: u8,
-    /// A [`MaskSource`] value.
-    pub mask_source: u8,
-    /// Explicit padding so the layout has no hidden holes (a byte and a word, not `[u8; 5]`:
-    /// zeroing that takes the BPF target a `memset` call).
-    pub _pad: u8,
-    /// Explicit padding, as above.
-    pub _pad_word: u32,
 }
 
 /// Byte offsets of the kernel fields the probes load the caller's identity from, read by the
@@ -220,16 +151,6 @@ impl Counter {
 /// constants (the verifier only allows fixed context offsets); the agent checks them against the
 /// tracefs `format` files before it attaches.
 pub mod tracepoint_offsets {
-    /// `ufd` in `sys_enter_signalfd{,4}`.
-    pub const UFD: usize = 16;
-    /// `user_mask` in `sys_enter_signalfd{,4}`.
-    pub const USER_MASK: usize = 24;
-    /// `sizemask` in `sys_enter_signalfd{,4}`.
-    pub const SIZEMASK: usize = 32;
-    /// `flags` in `sys_enter_signalfd4`.
-    pub const FLAGS: usize = 40;
-    /// `ret` in `sys_exit_signalfd{,4}`.
-    pub const RET: usize = 16;
     /// `__syscall_nr` (an `int`) in every syscall tracepoint's record.
     pub const SYSCALL_NR: usize = 8;
     /// The first argument in every `sys_enter_*` record (then 8 bytes each), and `ret` in every
@@ -256,17 +177,13 @@ pub struct ProbeConfig {
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: these are `repr(C)` structs of plain integers with no padding holes, so any bit
-    // pattern is a valid value.
-    unsafe impl aya::Pod for super::CallEvent {}
-    // SAFETY: as above.
+    // SAFETY: a `repr(C)` struct of plain integers with no padding holes: any bit pattern is a
+    // valid value.
     unsafe impl aya::Pod for super::ProbeConfig {}
 }
 
-// The ring buffer record must have no implicit padding: both sides read it as raw bytes.
-const _: () = assert!(core::mem::size_of::<CallEvent>() == 120);
+// Both sides read it as raw bytes: no implicit padding.
 const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 68);
-const _: () = assert!(core::mem::size_of::<PendingCall>() == 32);
 
 #[cfg(test)]
 mod tests {

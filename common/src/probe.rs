@@ -71,22 +71,17 @@ impl AttachMode {
 /// checks that each is in its object. The declared probes' names fit the kernel's 15 characters,
 /// so that `bpftool` and the bench tell entry from exit.
 pub mod programs {
-    /// kprobe at the entry of `do_signalfd4`.
-    pub const KPROBE_ENTRY: &str = "kspan_kprobe_enter";
-    /// kretprobe at its return.
-    pub const KPROBE_RETURN: &str = "kspan_kprobe_return";
-    /// fentry on `do_signalfd4`.
-    pub const FENTRY: &str = "kspan_fentry";
-    /// fexit on `do_signalfd4`.
-    pub const FEXIT: &str = "kspan_fexit";
-    /// `syscalls:sys_enter_signalfd`.
-    pub const TP_ENTER_SIGNALFD: &str = "kspan_tp_enter_signalfd";
-    /// `syscalls:sys_enter_signalfd4`.
-    pub const TP_ENTER_SIGNALFD4: &str = "kspan_tp_enter_signalfd4";
-    /// `syscalls:sys_exit_signalfd` and `sys_exit_signalfd4`.
-    pub const TP_EXIT: &str = "kspan_tp_exit";
-    /// Every declared syscall's `sys_enter_*` tracepoint.
-    pub const DECLARED_TP_ENTER: &str = "kspan_dtp_enter";
+    /// `sys_enter_*` of every declared syscall, by its number of arguments (position `n`: a
+    /// syscall of `n` arguments).
+    pub const DECLARED_TP_ENTER: [&str; crate::declared::MAX_ARGS + 1] = [
+        "kspan_dtp_ent_0",
+        "kspan_dtp_ent_1",
+        "kspan_dtp_ent_2",
+        "kspan_dtp_ent_3",
+        "kspan_dtp_ent_4",
+        "kspan_dtp_ent_5",
+        "kspan_dtp_ent_6",
+    ];
     /// Every declared syscall's `sys_exit_*` tracepoint.
     pub const DECLARED_TP_EXIT: &str = "kspan_dtp_exit";
     /// kprobe on every declared kernel function.
@@ -140,13 +135,9 @@ mod tests {
     #[test]
     fn declared_program_names_fit_the_kernel_s_program_names() {
         use programs::*;
-        let names = [
-            DECLARED_TP_ENTER,
-            DECLARED_TP_EXIT,
-            DECLARED_KPROBE,
-            DECLARED_KRETPROBE,
-        ];
-        for name in names.iter().chain(&DECLARED_FENTRY).chain(&DECLARED_FEXIT) {
+        let names = [DECLARED_TP_EXIT, DECLARED_KPROBE, DECLARED_KRETPROBE];
+        let entries = DECLARED_TP_ENTER.iter().chain(&DECLARED_FENTRY);
+        for name in names.iter().chain(entries).chain(&DECLARED_FEXIT) {
             // BPF_OBJ_NAME_LEN is 16, its NUL included.
             assert!(name.len() <= 15, "{name}");
         }

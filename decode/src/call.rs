@@ -1,5 +1,5 @@
 //! One observed call, in user-space terms: wall-clock times, names, and what the probe read:
-//! signalfd's arguments (the hard-wired pair) or a declared probe's.
+//! signalfd's arguments (the built-in probe) or a declared probe's.
 
 use std::{
     borrow::Cow,
@@ -8,7 +8,7 @@ use std::{
     time::SystemTime,
 };
 
-use kspan_common::{MaskSource, ProbeKind, Syscall};
+use kspan_common::{declared::CapturedArgs, MaskSource, ProbeKind, Syscall};
 
 use crate::{errno_name, flag_names, CgroupLookup, DeclaredCall, Name, ProcessDetails, SignalMask};
 
@@ -46,10 +46,59 @@ pub struct Call {
 /// What a probe read of a call.
 #[derive(Clone, Debug, PartialEq)]
 pub enum CallDetail {
-    /// A `do_signalfd4` call, from the built-in pair.
+    /// A `do_signalfd4` call, from the built-in probe.
     Signalfd(SignalfdCall),
     /// A call of a declared probe.
     Declared(DeclaredCall),
+}
+
+/// Where the built-in signalfd probe's arguments sit among its hook's captured values, and the
+/// numbers of the two syscalls that reach `do_signalfd4` (a function probe records which).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SignalfdLayout {
+    /// Position of `ufd`.
+    pub ufd: usize,
+    /// Position of the mask, read through its pointer.
+    pub mask: usize,
+    /// Position of `flags` (`signalfd` has none).
+    pub flags: Option<usize>,
+    /// `signalfd`'s number.
+    pub signalfd_number: u32,
+    /// `signalfd4`'s number.
+    pub signalfd4_number: u32,
+}
+
+impl SignalfdLayout {
+    /// The signalfd call a probe of `kind` captured: the mask from the kernel's copy
+    /// (kernel-function probes) or the caller's (tracepoints), or why it was not read.
+    pub fn call(&self, kind: ProbeKind, captured: &CapturedArgs, ret: i64) -> SignalfdCall {
+        let value = |position: usize| captured.values.get(position).copied().unwrap_or(0);
+        let mask_bit = 1u16.checked_shl(self.mask as u32).unwrap_or(0);
+        let mask_source = if captured.skipped & mask_bit != 0 {
+            MaskSource::NotRead
+        } else if captured.unreadable & mask_bit != 0 {
+            MaskSource::Unreadable
+        } else if kind == ProbeKind::Tracepoint {
+            MaskSource::User
+        } else {
+            MaskSource::Kernel
+        };
+        let syscall = match captured.syscall {
+            number if number == self.signalfd_number => Syscall::Signalfd,
+            number if number == self.signalfd4_number => Syscall::Signalfd4,
+            _ => Syscall::Unknown,
+        };
+        // Every argument and the result are C `int`s: the registers' upper halves are not part
+        // of them.
+        SignalfdCall {
+            syscall,
+            mask_source,
+            ufd: value(self.ufd) as i32,
+            flags: self.flags.map_or(0, |position| value(position) as i32),
+            mask: SignalMask(value(self.mask)),
+            ret: ret as i32,
+        }
+    }
 }
 
 /// The arguments and result of one signalfd call.

@@ -107,6 +107,9 @@ pub struct ProbeInfo {
     /// The result's size in bytes: a function returning `int` leaves the register's upper
     /// half undefined, so the value is its low half, sign-extended.
     pub result_bytes: u8,
+    /// Set for the built-in signalfd probe: its calls read as [`crate::SignalfdCall`]s, with
+    /// the attributes and log records signalfd always had.
+    pub signalfd: Option<crate::call::SignalfdLayout>,
 }
 
 impl ProbeInfo {
@@ -124,6 +127,7 @@ impl ProbeInfo {
             result,
             result_attribute,
             result_bytes: 8,
+            signalfd: None,
         }
     }
 }
@@ -337,7 +341,8 @@ mod tests {
                 0,
             ],
             unreadable: 0,
-            _pad: 0,
+            skipped: 0,
+            syscall: 0,
             strings: [string; MAX_STRINGS],
         }
     }

@@ -4,25 +4,24 @@ use std::sync::Arc;
 
 use crate::{
     clock::BootClock, process_details::ProcessDetailsCache, process_names::ProcessNames, Call,
-    CallDetail, CgroupResolver, DeclaredCall, Name, ProbeInfo, SignalMask, SignalfdCall,
+    CallDetail, CgroupResolver, DeclaredCall, Name, ProbeInfo,
 };
 use kspan_common::{
     declared::{DeclaredEvent, DECLARED_EVENT_WITHOUT_STRINGS},
-    CallEvent, MaskSource, ProbeKind, Syscall, COMM_LEN, EXE_NAME_LEN,
+    ProbeKind, COMM_LEN, EXE_NAME_LEN,
 };
 
-/// A record that is not a valid [`CallEvent`].
+/// A record that is not a valid [`DeclaredEvent`].
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum EventError {
     /// Wrong size: the probes and the agent disagree on the layout.
     #[error(
-        "ring buffer record of {0} bytes, expected {signalfd}, {declared} or {without_strings}",
-        signalfd = size_of::<CallEvent>(),
-        declared = size_of::<DeclaredEvent>(),
+        "ring buffer record of {0} bytes, expected {whole} or {without_strings}",
+        whole = size_of::<DeclaredEvent>(),
         without_strings = DECLARED_EVENT_WITHOUT_STRINGS
     )]
     Size(usize),
-    /// A declared call of a probe the agent did not declare.
+    /// A call of a probe the agent did not declare.
     #[error("ring buffer record of undeclared probe {0}")]
     UndeclaredProbe(u32),
     /// A field holds a value no probe writes.
@@ -33,16 +32,6 @@ pub enum EventError {
         /// Its raw value.
         value: u8,
     },
-}
-
-/// Reads a [`CallEvent`] from a ring buffer record.
-pub fn parse_event(bytes: &[u8]) -> Result<CallEvent, EventError> {
-    if bytes.len() != size_of::<CallEvent>() {
-        return Err(EventError::Size(bytes.len()));
-    }
-    // SAFETY: the length matches, CallEvent is a repr(C) struct of integers (any bit pattern is
-    // valid), and read_unaligned copes with the ring buffer's 8-byte alignment.
-    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<CallEvent>()) })
 }
 
 /// Reads a [`DeclaredEvent`] from a ring buffer record: whole, or without its strings (a probe
@@ -60,9 +49,9 @@ pub fn parse_declared_event(bytes: &[u8]) -> Result<DeclaredEvent, EventError> {
     })
 }
 
-/// The caller's identity, as both kinds of record carry it.
+/// The caller's identity, as a record carries it.
 struct Identity<'a> {
-    probe: u8,
+    probe: ProbeKind,
     pid: u32,
     tid: u32,
     uid: u32,
@@ -73,26 +62,6 @@ struct Identity<'a> {
     exe_name_len: u8,
     start_boot_ns: u64,
     end_boot_ns: u64,
-}
-
-/// The [`Identity`] of a record of either kind: their fields have the same names (the probe
-/// kind's aside, named by `$kind`).
-macro_rules! identity {
-    ($event:expr, $kind:ident) => {
-        Identity {
-            probe: $event.$kind,
-            pid: $event.pid,
-            tid: $event.tid,
-            uid: $event.uid,
-            euid: $event.euid,
-            cgroup_id: $event.cgroup_id,
-            comm: &$event.comm,
-            exe_name: &$event.exe_name,
-            exe_name_len: $event.exe_name_len,
-            start_boot_ns: $event.start_boot_ns,
-            end_boot_ns: $event.end_boot_ns,
-        }
-    };
 }
 
 /// Turns kernel events into calls, with wall-clock times and process names.
@@ -137,55 +106,52 @@ impl CallDecoder {
         self
     }
 
-    /// Decodes one ring buffer record: a signalfd call or a declared one, told by its size.
+    /// Decodes one ring buffer record.
     pub fn decode(&mut self, bytes: &[u8]) -> Result<Call, EventError> {
-        if bytes.len() == size_of::<DeclaredEvent>()
-            || bytes.len() == DECLARED_EVENT_WITHOUT_STRINGS
-        {
-            return self.decode_declared(&parse_declared_event(bytes)?);
-        }
-        let event = parse_event(bytes)?;
-        let invalid = |field, value| EventError::Field { field, value };
-        let syscall = Syscall::try_from(event.syscall).map_err(|e| invalid("syscall", e.number))?;
-        let mask_source = MaskSource::try_from(event.mask_source)
-            .map_err(|e| invalid("mask_source", e.number))?;
-        let detail = CallDetail::Signalfd(SignalfdCall {
-            syscall,
-            mask_source,
-            ufd: event.ufd,
-            flags: event.flags,
-            mask: SignalMask(event.mask),
-            ret: event.ret,
-        });
-        self.call(&identity!(event, probe), detail)
+        self.decode_event(&parse_declared_event(bytes)?)
     }
 
-    fn decode_declared(&mut self, event: &DeclaredEvent) -> Result<Call, EventError> {
+    fn decode_event(&mut self, event: &DeclaredEvent) -> Result<Call, EventError> {
         let probe = self
             .declared
             .get(event.probe as usize)
             .cloned()
             .ok_or(EventError::UndeclaredProbe(event.probe))?;
-        let parent_start = (event.parent_start_boot_ns != 0)
-            .then(|| self.clock.wall_time(event.parent_start_boot_ns));
-        let detail = CallDetail::Declared(DeclaredCall {
-            values: DeclaredCall::values_from(&probe, &event.captured),
-            ret: DeclaredCall::result_from(&probe, event.ret),
-            probe,
-            parent_start,
-            root_start: self.clock.wall_time(event.root_start_boot_ns),
-        });
-        self.call(&identity!(event, kind), detail)
-    }
-
-    fn call(&mut self, identity: &Identity<'_>, detail: CallDetail) -> Result<Call, EventError> {
-        let probe = ProbeKind::try_from(identity.probe).map_err(|e| EventError::Field {
+        let kind = ProbeKind::try_from(event.kind).map_err(|e| EventError::Field {
             field: "probe",
             value: e.number,
         })?;
+        let detail = match &probe.signalfd {
+            Some(layout) => CallDetail::Signalfd(layout.call(kind, &event.captured, event.ret)),
+            None => CallDetail::Declared(DeclaredCall {
+                values: DeclaredCall::values_from(&probe, &event.captured),
+                ret: DeclaredCall::result_from(&probe, event.ret),
+                parent_start: (event.parent_start_boot_ns != 0)
+                    .then(|| self.clock.wall_time(event.parent_start_boot_ns)),
+                root_start: self.clock.wall_time(event.root_start_boot_ns),
+                probe,
+            }),
+        };
+        let identity = Identity {
+            probe: kind,
+            pid: event.pid,
+            tid: event.tid,
+            uid: event.uid,
+            euid: event.euid,
+            cgroup_id: event.cgroup_id,
+            comm: &event.comm,
+            exe_name: &event.exe_name,
+            exe_name_len: event.exe_name_len,
+            start_boot_ns: event.start_boot_ns,
+            end_boot_ns: event.end_boot_ns,
+        };
+        Ok(self.call(&identity, detail))
+    }
+
+    fn call(&mut self, identity: &Identity<'_>, detail: CallDetail) -> Call {
         let thread_name = comm_to_name(identity.comm);
-        Ok(Call {
-            probe,
+        Call {
+            probe: identity.probe,
             pid: identity.pid,
             tid: identity.tid,
             uid: identity.uid,
@@ -204,11 +170,11 @@ impl CallDecoder {
             start: self.clock.wall_time(identity.start_boot_ns),
             end: self.clock.wall_time(identity.end_boot_ns),
             detail,
-        })
+        }
     }
 }
 
-/// The executable's name the probe read, when it could (see [`CallEvent::exe_name`]).
+/// The executable's name the probe read, when it could (see [`DeclaredEvent::exe_name`]).
 fn executable_name(exe_name: &[u8; EXE_NAME_LEN], len: u8) -> Option<Name> {
     let len = usize::from(len);
     (1..=EXE_NAME_LEN)
@@ -225,108 +191,134 @@ fn comm_to_name(comm: &[u8; COMM_LEN]) -> Name {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::{event_bytes, signalfd_event, signalfd_probe};
+    use kspan_common::{MaskSource, Syscall};
 
-    fn event() -> CallEvent {
-        let mut comm = [0; COMM_LEN];
-        comm[..4].copy_from_slice(b"test");
-        CallEvent {
-            start_boot_ns: 1_000,
-            end_boot_ns: 3_000,
-            mask: 1 << 9,
-            cgroup_id: 1,
-            pid: std::process::id(),
-            tid: 12,
-            uid: 0,
-            ufd: -1,
-            flags: 0,
-            ret: 4,
-            syscall: Syscall::Signalfd4 as u8,
-            probe: ProbeKind::Kprobe as u8,
-            mask_source: MaskSource::Kernel as u8,
-            exe_name_len: 0,
-            euid: 0,
-            comm,
-            exe_name: [0; EXE_NAME_LEN],
-        }
-    }
-
-    fn bytes(event: &CallEvent) -> Vec<u8> {
-        // SAFETY: reading a repr(C) value of plain integers as bytes.
-        unsafe {
-            std::slice::from_raw_parts(
-                (event as *const CallEvent).cast::<u8>(),
-                size_of::<CallEvent>(),
-            )
-        }
-        .to_vec()
+    fn decoder() -> CallDecoder {
+        CallDecoder::new(BootClock::measure().unwrap())
+            .with_declared(vec![Arc::new(signalfd_probe())])
     }
 
     #[test]
-    fn round_trips_a_record() {
-        assert_eq!(parse_event(&bytes(&event())), Ok(event()));
+    fn round_trips_a_record_whole_and_without_strings() {
+        let bytes = event_bytes(&signalfd_event());
+        assert_eq!(parse_declared_event(&bytes), Ok(signalfd_event()));
+        let short = &bytes[..DECLARED_EVENT_WITHOUT_STRINGS];
+        let mut without_strings = signalfd_event();
+        without_strings.captured.strings = parse_declared_event(&vec![0; bytes.len()])
+            .unwrap()
+            .captured
+            .strings;
+        assert_eq!(parse_declared_event(short), Ok(without_strings));
     }
 
     #[test]
     fn refuses_wrong_sizes() {
-        assert_eq!(parse_event(&[0; 8]), Err(EventError::Size(8)));
-        let mut long = bytes(&event());
+        assert_eq!(parse_declared_event(&[0; 8]), Err(EventError::Size(8)));
+        let mut long = event_bytes(&signalfd_event());
         long.push(0);
-        assert_eq!(parse_event(&long), Err(EventError::Size(121)));
+        let len = long.len();
+        assert_eq!(parse_declared_event(&long), Err(EventError::Size(len)));
     }
 
     #[test]
     fn the_executable_name_is_the_probe_s_else_the_process_name() {
-        let mut decoder = CallDecoder::new(BootClock::measure().unwrap());
+        let mut decoder = decoder();
         let mut exe_name = [0; EXE_NAME_LEN];
         let long = b"a-program-with-a-long-name";
         exe_name[..long.len()].copy_from_slice(long);
-        let read = CallEvent {
+        let read = DeclaredEvent {
             exe_name_len: long.len() as u8,
             exe_name,
-            ..event()
+            ..signalfd_event()
         };
-        let call = decoder.decode(&bytes(&read)).unwrap();
+        let call = decoder.decode(&event_bytes(&read)).unwrap();
         assert_eq!(call.process_name, "a-program-with-a-long-name");
         // Not read (0), or a corrupt length: this process's name from /proc, as before.
         let own = std::fs::read_to_string("/proc/self/comm").unwrap();
         for len in [0, EXE_NAME_LEN as u8 + 1] {
-            let unread = CallEvent {
+            let unread = DeclaredEvent {
                 exe_name_len: len,
                 ..read
             };
-            let call = decoder.decode(&bytes(&unread)).unwrap();
+            let call = decoder.decode(&event_bytes(&unread)).unwrap();
             assert_eq!(call.process_name, own.trim_end(), "length {len}");
         }
     }
 
     #[test]
-    fn refuses_unknown_enum_values() {
-        let mut decoder = CallDecoder::new(BootClock::measure().unwrap());
-        let bad = CallEvent {
-            probe: 9,
-            ..event()
+    fn refuses_unknown_probe_kinds_and_undeclared_probes() {
+        let mut decoder = decoder();
+        let bad = DeclaredEvent {
+            kind: 9,
+            ..signalfd_event()
         };
         assert_eq!(
-            decoder.decode(&bytes(&bad)),
+            decoder.decode(&event_bytes(&bad)),
             Err(EventError::Field {
                 field: "probe",
                 value: 9
             })
         );
+        let undeclared = DeclaredEvent {
+            probe: 1,
+            ..signalfd_event()
+        };
+        assert_eq!(
+            decoder.decode(&event_bytes(&undeclared)),
+            Err(EventError::UndeclaredProbe(1))
+        );
     }
 
     #[test]
-    fn decodes_names_times_and_mask() {
-        let mut decoder = CallDecoder::new(BootClock::measure().unwrap());
-        let call = decoder.decode(&bytes(&event())).unwrap();
+    fn a_signalfd_record_decodes_names_times_mask_and_syscall() {
+        let call = decoder().decode(&event_bytes(&signalfd_event())).unwrap();
         assert_eq!(call.thread_name, "test");
         assert!(!call.process_name.is_empty());
-        assert!(call.signalfd().unwrap().mask.names().eq(["SIGUSR1"]));
+        let signalfd = call.signalfd().unwrap();
+        assert!(signalfd.mask.names().eq(["SIGUSR1"]));
+        assert_eq!(
+            (
+                signalfd.syscall,
+                signalfd.mask_source,
+                signalfd.ufd,
+                signalfd.ret
+            ),
+            (Syscall::Signalfd4, MaskSource::User, -1, 4)
+        );
         assert_eq!(
             call.end.duration_since(call.start).unwrap().as_nanos(),
             2_000
         );
-        assert_eq!(call.signalfd().unwrap().syscall, Syscall::Signalfd4);
+    }
+
+    /// Where the built-in probe's mask read stands, as the probes mark it.
+    #[test]
+    fn the_mask_source_follows_the_probe_kind_and_the_marks() {
+        let mut decoder = decoder();
+        let cases = [
+            (ProbeKind::Tracepoint, 0, 0, MaskSource::User),
+            (ProbeKind::Kprobe, 0, 0, MaskSource::Kernel),
+            (ProbeKind::Fentry, 0, 0, MaskSource::Kernel),
+            (ProbeKind::Tracepoint, 1 << 1, 0, MaskSource::NotRead),
+            (ProbeKind::Tracepoint, 0, 1 << 1, MaskSource::Unreadable),
+            // Another argument's marks say nothing of the mask.
+            (ProbeKind::Kprobe, 1 << 2, 1 << 0, MaskSource::Kernel),
+        ];
+        for (kind, skipped, unreadable, expected) in cases {
+            let mut event = DeclaredEvent {
+                kind: kind as u8,
+                ..signalfd_event()
+            };
+            event.captured.skipped = skipped;
+            event.captured.unreadable = unreadable;
+            let call = decoder.decode(&event_bytes(&event)).unwrap();
+            let source = call.signalfd().unwrap().mask_source;
+            assert_eq!(
+                source, expected,
+                "{kind} skipped {skipped:#b} unreadable {unreadable:#b}"
+            );
+        }
     }
 
     #[test]
@@ -344,41 +336,39 @@ mod properties {
 
     proptest! {
         #[test]
-        fn parsing_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-            prop_assert_eq!(parse_event(&bytes).is_ok(), bytes.len() == size_of::<CallEvent>());
+        fn parsing_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..800)) {
+            let sizes = [size_of::<DeclaredEvent>(), DECLARED_EVENT_WITHOUT_STRINGS];
+            prop_assert_eq!(parse_declared_event(&bytes).is_ok(), sizes.contains(&bytes.len()));
         }
 
         #[test]
         fn declared_records_decode_or_are_refused_never_panic(
             bytes in proptest::collection::vec(any::<u8>(), size_of::<DeclaredEvent>()),
+            signalfd in any::<bool>(),
         ) {
             let mut bytes = bytes;
             // Probe 0, the one declared, seen by a tracepoint pair: the rest stays random.
             let probe_at = std::mem::offset_of!(DeclaredEvent, probe);
             bytes[probe_at..probe_at + 4].copy_from_slice(&0u32.to_ne_bytes());
             bytes[std::mem::offset_of!(DeclaredEvent, kind)] = ProbeKind::Tracepoint as u8;
-            let probe = std::sync::Arc::new(crate::test_support::openat_probe());
+            let (probe, name) = match signalfd {
+                true => (crate::test_support::signalfd_probe(), None),
+                false => (crate::test_support::openat_probe(), Some("openat")),
+            };
             let mut decoder =
-                CallDecoder::new(BootClock::measure().unwrap()).with_declared(vec![probe]);
+                CallDecoder::new(BootClock::measure().unwrap()).with_declared(vec![Arc::new(probe)]);
             // Whole, and without its strings, as a probe that reads none sends it.
             for record in [&bytes[..], &bytes[..DECLARED_EVENT_WITHOUT_STRINGS]] {
                 match decoder.decode(record) {
                     Ok(call) => {
-                        prop_assert_eq!(call.name(), "openat");
+                        if let Some(name) = name {
+                            prop_assert_eq!(call.name(), name);
+                        }
                         // Writing the summary reads every value the record holds.
                         let _ = call.summary().to_string();
                     }
                     Err(error) => prop_assert!(false, "a declared record was refused: {error}"),
                 }
-            }
-        }
-
-        #[test]
-        fn decoding_never_panics(bytes in proptest::collection::vec(any::<u8>(), size_of::<CallEvent>())) {
-            let mut decoder = CallDecoder::new(BootClock::measure().unwrap());
-            match decoder.decode(&bytes) {
-                Ok(call) => prop_assert!(call.end >= std::time::SystemTime::UNIX_EPOCH),
-                Err(error) => prop_assert!(matches!(error, EventError::Field { .. }), "{error}"),
             }
         }
     }

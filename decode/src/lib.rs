@@ -19,13 +19,13 @@ mod properties;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
 
-pub use call::{Call, CallDetail, SignalfdCall};
+pub use call::{Call, CallDetail, SignalfdCall, SignalfdLayout};
 pub use cgroup::{CgroupLookup, CgroupResolver};
 pub use clock::BootClock;
 pub use declared::{ArgType, ArgValue, ArgumentInfo, DeclaredCall, ProbeInfo, ResultKind};
 pub use decoders::Decoder;
 pub use errno::errno_name;
-pub use event::{parse_event, CallDecoder, EventError};
+pub use event::{parse_declared_event, CallDecoder, EventError};
 pub use flags::{flag_names, open_flag_names};
 pub use mask::{signal_name, SignalMask};
 pub use name::Name;

@@ -5,11 +5,14 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use kspan_common::{MaskSource, ProbeKind, Syscall};
+use kspan_common::{
+    declared::{CapturedArgs, CapturedString, DeclaredEvent, MAX_STRINGS, STRING_BYTES},
+    MaskSource, ProbeKind, Syscall, COMM_LEN, EXE_NAME_LEN,
+};
 
 use crate::{
     ArgType, ArgValue, ArgumentInfo, Call, CallDetail, DeclaredCall, Decoder, ProbeInfo,
-    ResultKind, SignalMask, SignalfdCall,
+    ResultKind, SignalMask, SignalfdCall, SignalfdLayout,
 };
 
 /// A successful `signalfd4` create.
@@ -98,4 +101,69 @@ pub fn sample_declared_call() -> Call {
         }),
         ..call
     }
+}
+
+/// The built-in signalfd probe as the agent declares it on `signalfd4`'s tracepoints
+/// (`ufd, user_mask, sizemask, flags`; x86_64's numbers).
+pub fn signalfd_probe() -> ProbeInfo {
+    ProbeInfo {
+        signalfd: Some(SignalfdLayout {
+            ufd: 0,
+            mask: 1,
+            flags: Some(3),
+            signalfd_number: 282,
+            signalfd4_number: 289,
+        }),
+        ..ProbeInfo::new("signalfd", ResultKind::Fd)
+    }
+}
+
+/// A `signalfd4(-1, [SIGUSR1], 8, 0) = 4` record of [`signalfd_probe`] (probe 0) from a
+/// tracepoint pair, by a thread named `test` of this process, 2 µs long.
+pub fn signalfd_event() -> DeclaredEvent {
+    let mut comm = [0; COMM_LEN];
+    comm[..4].copy_from_slice(b"test");
+    let empty = CapturedString {
+        len: 0,
+        _pad: 0,
+        bytes: [0; STRING_BYTES],
+    };
+    DeclaredEvent {
+        start_boot_ns: 1_000,
+        end_boot_ns: 3_000,
+        parent_start_boot_ns: 0,
+        root_start_boot_ns: 1_000,
+        ret: 4,
+        cgroup_id: 1,
+        probe: 0,
+        pid: std::process::id(),
+        tid: 12,
+        uid: 0,
+        euid: 0,
+        kind: ProbeKind::Tracepoint as u8,
+        depth: 0,
+        exe_name_len: 0,
+        _pad: 0,
+        comm,
+        exe_name: [0; EXE_NAME_LEN],
+        captured: CapturedArgs {
+            values: [(-1i64) as u64, 1 << (libc::SIGUSR1 - 1), 8, 0, 0, 0],
+            unreadable: 0,
+            skipped: 0,
+            syscall: 289,
+            strings: [empty; MAX_STRINGS],
+        },
+    }
+}
+
+/// `event` as the ring buffer carries it (whole).
+pub fn event_bytes(event: &DeclaredEvent) -> Vec<u8> {
+    // SAFETY: reading a repr(C) value of plain integers, without padding, as bytes.
+    unsafe {
+        std::slice::from_raw_parts(
+            (event as *const DeclaredEvent).cast::<u8>(),
+            size_of::<DeclaredEvent>(),
+        )
+    }
+    .to_vec()
 }

@@ -2,56 +2,89 @@
 //! for any input. `fuzz_targets/` runs them under libFuzzer (nightly, `cargo xtask fuzz`);
 //! `decode/tests/fuzz_corpus.rs` replays the committed corpus through them in every `cargo test`.
 
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use kspan_common::{CallEvent, COMM_LEN};
+use kspan_common::{
+    declared::{DeclaredEvent, DECLARED_EVENT_WITHOUT_STRINGS},
+    COMM_LEN,
+};
 use kspan_decode::{
-    errno_name, flag_names, parse_event, signal_name, BootClock, CallDecoder, EventError,
-    SignalMask,
+    errno_name, flag_names, parse_declared_event, signal_name, ArgType, ArgumentInfo, BootClock,
+    CallDecoder, CallDetail, EventError, ProbeInfo, ResultKind, SignalMask, SignalfdLayout,
 };
 
-/// Size of one ring-buffer record.
-const RECORD: usize = size_of::<CallEvent>();
+/// The probes the decoder knows: 0 is the built-in signalfd probe on `signalfd4`'s tracepoints,
+/// 1 a declared probe with a string (`openat(dfd, filename)`); records of others are refused.
+fn probes() -> Vec<Arc<ProbeInfo>> {
+    let signalfd = ProbeInfo {
+        signalfd: Some(SignalfdLayout {
+            ufd: 0,
+            mask: 1,
+            flags: Some(3),
+            signalfd_number: 282,
+            signalfd4_number: 289,
+        }),
+        ..ProbeInfo::new("signalfd", ResultKind::Fd)
+    };
+    let argument = |name: &str, position, ty| ArgumentInfo {
+        name: name.to_owned(),
+        attribute: format!("openat.{name}"),
+        ty,
+        position,
+        string_slot: 0,
+        decoder: None,
+    };
+    let openat = ProbeInfo {
+        arguments: vec![
+            argument(
+                "dfd",
+                0,
+                ArgType::Int {
+                    bytes: 4,
+                    signed: true,
+                },
+            ),
+            argument("filename", 1, ArgType::String { user: true }),
+        ],
+        ..ProbeInfo::new("openat", ResultKind::ErrnoOrValue)
+    };
+    vec![Arc::new(signalfd), Arc::new(openat)]
+}
 
 /// One decoder for the whole run, as in the agent: its clock offset and name cache carry over.
 fn decoder() -> &'static Mutex<CallDecoder> {
     static DECODER: OnceLock<Mutex<CallDecoder>> = OnceLock::new();
     DECODER.get_or_init(|| {
         let clock = BootClock::measure().expect("CLOCK_REALTIME and CLOCK_BOOTTIME are readable");
-        Mutex::new(CallDecoder::new(clock))
+        Mutex::new(CallDecoder::new(clock).with_declared(probes()))
     })
 }
 
 /// A ring-buffer record through the agent's decoder, then the call through what renders it
 /// (span name, operation, probe and mask-source names, fd/errno, the strace-like summary).
 pub fn event_decoder(data: &[u8]) {
-    let parsed = parse_event(data);
-    assert_eq!(parsed.is_ok(), data.len() == RECORD, "{parsed:?}");
+    let parsed = parse_declared_event(data);
+    let sizes = [size_of::<DeclaredEvent>(), DECLARED_EVENT_WITHOUT_STRINGS];
+    assert_eq!(parsed.is_ok(), sizes.contains(&data.len()), "{parsed:?}");
     let decoded = decoder()
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .decode(data);
-    let call = match (decoded, parsed) {
-        (Ok(call), Ok(event)) => {
-            let raw = (event.pid, event.tid, event.uid, event.euid, event.cgroup_id);
-            let decoded = (call.pid, call.tid, call.uid, call.euid, call.cgroup_id);
-            assert_eq!(raw, decoded);
-            let signalfd = call
-                .signalfd()
-                .expect("a signalfd record decodes to a signalfd call");
-            let args = (event.ufd, event.flags, event.mask, event.ret);
-            assert_eq!(
-                args,
-                (signalfd.ufd, signalfd.flags, signalfd.mask.0, signalfd.ret)
-            );
-            call
-        }
+    let (call, event) = match (decoded, parsed) {
+        (Ok(call), Ok(event)) => (call, event),
         (Err(EventError::Size(len)), _) => return assert_eq!(len, data.len()),
-        // No probe is declared here, so a record of the declared size names an unknown one.
-        (Err(EventError::UndeclaredProbe(_)), _) => return,
-        (Err(EventError::Field { .. }), _) => return assert_eq!(data.len(), RECORD),
+        (Err(EventError::UndeclaredProbe(probe)), Ok(event)) => {
+            return assert!(probe == event.probe && probe >= 2, "probe {probe}")
+        }
+        (Err(EventError::Field { field, value }), Ok(event)) => {
+            return assert_eq!((field, value), ("probe", event.kind))
+        }
+        (Err(error), Err(_)) => panic!("refused a record that does not parse for {error}"),
         (Ok(_), Err(error)) => panic!("decoded a record that does not parse: {error}"),
     };
+    let raw = (event.pid, event.tid, event.uid, event.euid, event.cgroup_id);
+    let decoded = (call.pid, call.tid, call.uid, call.euid, call.cgroup_id);
+    assert_eq!(raw, decoded);
     // Each byte of a comm that is not UTF-8 becomes U+FFFD, three bytes long.
     assert!(
         call.thread_name.len() <= 3 * COMM_LEN,
@@ -61,9 +94,27 @@ pub fn event_decoder(data: &[u8]) {
     assert!(!call.thread_name.contains('\0'), "{:?}", call.thread_name);
     let summary = call.summary().to_string();
     assert!(summary.starts_with(call.name()), "{summary}");
-    let Some(signalfd) = call.signalfd() else {
-        panic!("a signalfd record decoded to another call: {summary}");
+    assert!(!call.probe_name().is_empty());
+    let signalfd = match &call.detail {
+        CallDetail::Signalfd(signalfd) => signalfd,
+        CallDetail::Declared(declared) => {
+            assert_eq!((event.probe, call.name()), (1, "openat"), "{summary}");
+            assert_eq!(declared.values.len(), 2, "{summary}");
+            return;
+        }
     };
+    assert_eq!(event.probe, 0, "{summary}");
+    let values = event.captured.values;
+    let args = (
+        values[0] as i32,
+        values[3] as i32,
+        values[1],
+        event.ret as i32,
+    );
+    assert_eq!(
+        args,
+        (signalfd.ufd, signalfd.flags, signalfd.mask.0, signalfd.ret)
+    );
     assert_eq!(signalfd.fd().is_some(), signalfd.ret >= 0, "{summary}");
     match call.error() {
         Some(errno) => {
@@ -75,11 +126,7 @@ pub fn event_decoder(data: &[u8]) {
             "{summary}"
         ),
     }
-    let names = [
-        signalfd.operation(),
-        call.probe_name(),
-        signalfd.mask_source_name(),
-    ];
+    let names = [signalfd.operation(), signalfd.mask_source_name()];
     assert!(names.iter().all(|name| !name.is_empty()), "{names:?}");
 }
 

@@ -1,10 +1,9 @@
-//! Pairing of entries with returns, filters and loss counters, shared by every probe pair.
+//! What every probe shares: the ring buffer, filters, loss counters, the agent's settings, and
+//! the caller's identity.
 //!
 //! Every helper call costs the traced call ~0.1 µs where the kernel mitigates returns against
-//! SRSO, more than the rest of a probe, so each end makes as few as pairing allows: the task
-//! pointer, its storage and the clock at both; at entry the mask read (kprobe, tracepoint) or
-//! the syscall number (kprobe, fentry), at return the ring-buffer output. The caller's identity
-//! is loaded straight from its `task_struct` at offsets the agent read from the kernel's BTF.
+//! SRSO, more than the rest of a probe, so the caller's identity is loaded straight from its
+//! `task_struct` at offsets the agent read from the kernel's BTF, not asked of helpers.
 
 use core::intrinsics::AtomicOrdering;
 
@@ -13,26 +12,18 @@ use aya_ebpf::{
         bpf_map_type::BPF_MAP_TYPE_TASK_STORAGE, task_struct, BPF_F_NO_PREALLOC,
         BPF_LOCAL_STORAGE_GET_F_CREATE,
     },
-    helpers::{
-        bpf_get_current_task_btf, bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
-        bpf_probe_read_user, bpf_task_storage_get,
-    },
-    macros::{btf_map, map},
+    helpers::{bpf_get_current_task_btf, bpf_task_storage_get},
+    macros::map,
     maps::{Array, CgroupArray, HashMap, PerCpuArray, RingBuf},
 };
 use kspan_common::{
-    CallEvent, Counter, MaskSource, PendingCall, ProbeConfig, ProbeKind, Syscall, TaskLayout,
-    CGROUP_FILTER_CAPACITY, COMM_LEN, CONTROL_SLOTS, CONTROL_STOPPING, EXE_NAME_LEN,
-    FILTER_CAPACITY,
+    Counter, ProbeConfig, TaskLayout, CGROUP_FILTER_CAPACITY, COMM_LEN, CONTROL_SLOTS,
+    CONTROL_STOPPING, EXE_NAME_LEN, FILTER_CAPACITY,
 };
 
 /// Complete calls for user space. The agent may resize it at load time.
 #[map]
 pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
-
-/// Each thread's call between entry and return, in the thread's own task storage.
-#[btf_map]
-static PENDING: TaskStorage<PendingCall> = TaskStorage::new();
 
 /// Loss counters, one slot per [`Counter`].
 #[map]
@@ -123,47 +114,11 @@ impl<V> TaskStorage<V> {
     }
 }
 
-/// x86_64 syscall numbers (`orig_ax` in the task's user registers).
-const NR_SIGNALFD: u64 = 282;
-const NR_SIGNALFD4: u64 = 289;
-
 /// One of the agent's settings, read so the compiler cannot fold it to its load-time default.
 #[inline(always)]
 fn setting<T: Copy>(field: &T) -> T {
     // SAFETY: CONFIG is a plain static; a volatile read just stops constant folding.
     unsafe { core::ptr::read_volatile(field) }
-}
-
-/// What an entry probe knows about a call.
-pub struct EntryArgs {
-    pub probe: ProbeKind,
-    /// `None`: read it from the task's saved registers (kernel-function probes), once the call is
-    /// known to be recorded.
-    pub syscall: Option<Syscall>,
-    pub ufd: i32,
-    pub flags: i32,
-    pub mask: u64,
-    pub mask_source: MaskSource,
-}
-
-/// Reads the mask from the kernel's copy, the value `do_signalfd4` acts on.
-#[inline(always)]
-pub fn kernel_mask(mask: *const u64) -> (u64, MaskSource) {
-    // SAFETY: bpf_probe_read_kernel validates the address and fails instead of faulting.
-    match unsafe { bpf_probe_read_kernel(mask) } {
-        Ok(mask) => (mask, MaskSource::Kernel),
-        Err(_) => (0, MaskSource::Unreadable),
-    }
-}
-
-/// Reads the mask from the caller's buffer, as the syscall is about to.
-#[inline(always)]
-pub fn user_mask(mask: *const u64) -> (u64, MaskSource) {
-    // SAFETY: bpf_probe_read_user validates the address and fails instead of faulting.
-    match unsafe { bpf_probe_read_user(mask) } {
-        Ok(mask) => (mask, MaskSource::User),
-        Err(_) => (0, MaskSource::Unreadable),
-    }
 }
 
 /// The current task, as a BTF pointer the verifier lets the probes load fields through.
@@ -173,29 +128,24 @@ pub(crate) fn current_task() -> *mut task_struct {
     unsafe { bpf_get_current_task_btf() }
 }
 
-/// Which syscall the current task is in, from the syscall number in its saved user registers.
+/// The number of the syscall the current task is in, from its saved user registers.
 #[cfg(bpf_target_arch = "x86_64")]
 #[inline(always)]
-fn current_syscall(task: *mut task_struct) -> Syscall {
+pub(crate) fn current_syscall(task: *mut task_struct) -> u32 {
     use aya_ebpf::{bindings::pt_regs, helpers::bpf_task_pt_regs};
     // SAFETY: bpf_task_pt_regs returns a BTF pointer to the current task's saved registers; a
     // load through it is checked by the verifier and cannot fault.
-    let nr = unsafe {
+    unsafe {
         let regs = bpf_task_pt_regs(task) as *const pt_regs;
-        (*regs).orig_rax
-    };
-    match nr {
-        NR_SIGNALFD => Syscall::Signalfd,
-        NR_SIGNALFD4 => Syscall::Signalfd4,
-        _ => Syscall::Unknown,
+        (*regs).orig_rax as u32
     }
 }
 
-/// Other architectures: the syscall is not decoded yet.
+/// Other architectures: not recorded yet.
 #[cfg(not(bpf_target_arch = "x86_64"))]
 #[inline(always)]
-fn current_syscall(_task: *mut task_struct) -> Syscall {
-    Syscall::Unknown
+pub(crate) fn current_syscall(_task: *mut task_struct) -> u32 {
+    kspan_common::declared::NO_SYSCALL
 }
 
 /// Loads a `T` at `offset` (an agent-provided constant) from a kernel object.
@@ -271,94 +221,6 @@ pub(crate) fn user_ids_and_cgroup(task: *const u8) -> (UserIds, u64) {
         effective: load(cred, &layout.cred_euid),
     };
     (ids, load(kernfs_node, &layout.kernfs_node_id))
-}
-
-/// Records a call's entry for the current thread, if the filters select it.
-#[inline(always)]
-pub fn record_entry(args: EntryArgs) {
-    // Once the agent is stopping, no new call starts for any syscall at the same instant, so
-    // each thread's captured calls end cleanly; calls already inside still complete.
-    if stopping() {
-        return;
-    }
-    let task = current_task();
-    if !selected(task.cast()) {
-        return;
-    }
-    let Some(pending) = PENDING.get(task, true) else {
-        count(Counter::EntryNotStored);
-        return;
-    };
-    // SAFETY: `pending` points at this thread's storage; only this thread touches it.
-    unsafe {
-        if (*pending).start_boot_ns != 0 {
-            // A thread is in one call at a time: the older entry lost its return.
-            count(Counter::StaleEntry);
-        }
-        *pending = PendingCall {
-            start_boot_ns: bpf_ktime_get_boot_ns(),
-            mask: args.mask,
-            ufd: args.ufd,
-            flags: args.flags,
-            syscall: args.syscall.unwrap_or_else(|| current_syscall(task)) as u8,
-            probe: args.probe as u8,
-            mask_source: args.mask_source as u8,
-            _pad: 0,
-            _pad_word: 0,
-        };
-    }
-    count(Counter::Entries);
-}
-
-/// Completes the current thread's call with its result and sends it to user space.
-#[inline(always)]
-pub fn record_return(ret: i32) {
-    // SAFETY: a helper without arguments.
-    let end_boot_ns = unsafe { bpf_ktime_get_boot_ns() };
-    let task = current_task();
-    let pending = PENDING
-        .get(task, false)
-        // SAFETY: the pointer is this thread's storage; only this thread touches it.
-        .filter(|pending| unsafe { (**pending).start_boot_ns } != 0);
-    let Some(pending) = pending else {
-        // While stopping, entries are skipped on purpose: their returns are expected alone.
-        if !stopping() && selected(task.cast()) {
-            count(Counter::ReturnWithoutEntry);
-        }
-        return;
-    };
-    // SAFETY: as above. Clearing the start time marks the thread as out of the call.
-    let call = unsafe {
-        let call = *pending;
-        (*pending).start_boot_ns = 0;
-        call
-    };
-    let task = task.cast::<u8>().cast_const();
-    let (pid, tid) = ids(task);
-    let (user_ids, cgroup_id) = user_ids_and_cgroup(task);
-    let (exe_name_len, exe_name) = exe_name(task);
-    let event = CallEvent {
-        start_boot_ns: call.start_boot_ns,
-        end_boot_ns,
-        mask: call.mask,
-        cgroup_id,
-        pid,
-        tid,
-        uid: user_ids.real,
-        ufd: call.ufd,
-        flags: call.flags,
-        ret,
-        syscall: call.syscall,
-        probe: call.probe,
-        mask_source: call.mask_source,
-        exe_name_len,
-        euid: user_ids.effective,
-        comm: comm(task),
-        exe_name,
-    };
-    if EVENTS.output::<CallEvent>(event, submit_flags()).is_err() {
-        count(Counter::RingBufferFull);
-    }
 }
 
 /// Ring-buffer submit flags of every probe: none, for the kernel's adaptive wakeup. It wakes the

@@ -19,13 +19,13 @@ use kspan_common::{
     declared::{
         ArgRead, CallStack, CapturedArgs, DeclaredEvent, DeclaredProbe, OpenCall,
         DECLARED_EVENT_WITHOUT_STRINGS, MAX_ARGS, MAX_DECLARED_PROBES, MAX_DEPTH, MAX_HOPS,
-        MAX_STRINGS, STRING_BYTES, SYSCALL_SLOTS,
+        MAX_STRINGS, NO_SYSCALL, STRING_BYTES, SYSCALL_SLOTS,
     },
     Counter, ProbeKind,
 };
 
 use crate::capture::{
-    comm, count, current_task, exe_name, ids, selected, stopping, submit_flags,
+    comm, count, current_syscall, current_task, exe_name, ids, selected, stopping, submit_flags,
     user_ids_and_cgroup, TaskStorage, EVENTS,
 };
 
@@ -148,6 +148,11 @@ pub fn declared_entry(
         count_for(probe.probe, Counter::EntryNotStored);
         return;
     }
+    call.captured.syscall = match kind {
+        ProbeKind::Tracepoint => key as u32,
+        _ if probe.reads_syscall != 0 => current_syscall(task),
+        _ => NO_SYSCALL,
+    };
     follow_member_paths(&probe, &mut call.captured);
     call.has_strings = read_strings(&probe, &mut call.captured) as u8;
     // SAFETY: a helper without arguments. Taken last, so the span starts at the call itself.
@@ -157,12 +162,28 @@ pub fn declared_entry(
 }
 
 /// Replaces each argument that has a member path by the member's value, one helper read per
-/// pointer followed; a bad pointer marks the argument unreadable.
+/// pointer followed; a bad pointer marks the argument unreadable, an `only_if` that does not
+/// hold marks it skipped.
 #[inline(always)]
 fn follow_member_paths(probe: &DeclaredProbe, captured: &mut CapturedArgs) {
     captured.unreadable = 0;
+    captured.skipped = 0;
     for arg in 0..MAX_ARGS {
         let spec = probe.args[arg];
+        if spec.hops != 0 && spec.only_if != 0 {
+            // Picked by constant indices: the verifier could not bound a computed one.
+            let mut condition = None;
+            for (position, value) in captured.values.iter().enumerate() {
+                if usize::from(spec.only_if) == position + 1 {
+                    condition = Some(*value);
+                }
+            }
+            if condition != Some(u64::from(spec.only_if_value)) {
+                captured.skipped |= 1 << arg;
+                captured.values[arg] = 0;
+                continue;
+            }
+        }
         for hop in 0..MAX_HOPS {
             if hop >= spec.hops as usize {
                 break;
@@ -279,9 +300,10 @@ pub fn declared_return(key: u64, ret: i64) {
         ret,
         depth: (depth - 1) as u8,
     };
-    // A probe without strings sends the event without them: a quarter of the bytes. The two
-    // paths stay apart to the end, so that the verifier always knows which size it has. The
-    // reader is woken as for signalfd events.
+    // A probe without strings sends the event without them: a quarter of the bytes, built on
+    // the stack and copied by one helper call (reserving and submitting takes two). With
+    // strings the event is larger than the stack: it is written in place. The two paths stay
+    // apart to the end, so that the verifier always knows which size it has.
     if call.has_strings != 0 {
         let Some(mut entry) = EVENTS.reserve::<DeclaredEvent>(0) else {
             count_for(call.probe, Counter::RingBufferFull);
@@ -300,13 +322,19 @@ pub fn declared_return(key: u64, ret: i64) {
         }
         entry.submit(submit_flags());
     } else {
-        let Some(mut entry) = EVENTS.reserve::<[u8; DECLARED_EVENT_WITHOUT_STRINGS]>(0) else {
-            count_for(call.probe, Counter::RingBufferFull);
-            return;
+        let mut record =
+            core::mem::MaybeUninit::<[u64; DECLARED_EVENT_WITHOUT_STRINGS / 8]>::uninit();
+        // SAFETY: `write_event` writes every byte of the event before its strings: all of it.
+        let record = unsafe {
+            write_event(record.as_mut_ptr().cast(), call, &ends, task);
+            record.assume_init_ref()
         };
-        // SAFETY: the reserved record holds every field `write_event` writes.
-        unsafe { write_event(entry.as_mut_ptr().cast(), call, &ends, task) };
-        entry.submit(submit_flags());
+        if EVENTS
+            .output::<[u64; DECLARED_EVENT_WITHOUT_STRINGS / 8]>(record, submit_flags())
+            .is_err()
+        {
+            count_for(call.probe, Counter::RingBufferFull);
+        }
     }
 }
 
@@ -319,8 +347,8 @@ struct Ends {
     depth: u8,
 }
 
-/// Writes every field of a declared event but its strings, in place (the whole event is larger
-/// than the BPF stack): the values are copied load by store, as a helper call costs the traced
+/// Writes every field of a declared event but its strings into `record` (reserved in the ring,
+/// or on the stack): the values are copied load by store, as a helper call costs the traced
 /// call more than a few stores.
 ///
 /// # Safety
@@ -358,7 +386,8 @@ unsafe fn write_event(
         (*record).exe_name = exe_name;
         (*record).captured.values = call.captured.values;
         (*record).captured.unreadable = call.captured.unreadable;
-        (*record).captured._pad = 0;
+        (*record).captured.skipped = call.captured.skipped;
+        (*record).captured.syscall = call.captured.syscall;
     }
 }
 

@@ -1,6 +1,7 @@
-//! kspan's eBPF programs. Three interchangeable probe pairs watch `do_signalfd4`, the kernel
-//! function behind the `signalfd` and `signalfd4` syscalls; each pair records the call at entry
-//! into a per-thread map and, at return, sends one complete [`CallEvent`] to a ring buffer.
+//! kspan's eBPF programs: generic probe pairs (syscall tracepoints, kprobe/kretprobe,
+//! fentry/fexit) that capture what the agent declared for the hook they fired on, keep each
+//! thread's open calls in its task storage and, at return, send one complete call to a ring
+//! buffer. The built-in signalfd probe is declared like any other.
 #![no_std]
 #![no_main]
 // Atomic add on a map value: `core::sync::atomic` offers no fetch_add on the BPF target.
@@ -16,114 +17,48 @@ use aya_ebpf::{
     EbpfContext,
 };
 use kspan_common::{
-    declared::{function_key, syscall_key},
-    tracepoint_offsets, MaskSource, ProbeKind, Syscall,
+    declared::{fentry_key, function_key, syscall_key},
+    tracepoint_offsets, ProbeKind,
 };
 
-use crate::{
-    capture::{kernel_mask, record_entry, record_return, EntryArgs},
-    declared::{declared_entry, declared_return},
-};
+use crate::declared::{declared_entry, declared_return};
 
-/// kprobe on `do_signalfd4(int ufd, sigset_t *mask, int flags)`.
-#[kprobe]
-pub fn kspan_kprobe_enter(ctx: ProbeContext) -> u32 {
-    let (Some(ufd), Some(mask), Some(flags)) = (
-        ctx.arg::<i32>(0),
-        ctx.arg::<*const u64>(1),
-        ctx.arg::<i32>(2),
-    ) else {
-        return 0;
-    };
-    let (mask, mask_source) = kernel_mask(mask);
-    record_entry(EntryArgs {
-        probe: ProbeKind::Kprobe,
-        syscall: None,
-        ufd,
-        flags,
-        mask,
-        mask_source,
-    });
-    0
-}
-
-/// kretprobe on `do_signalfd4`.
-#[kretprobe]
-pub fn kspan_kprobe_return(ctx: RetProbeContext) -> u32 {
-    // The function returns `int`: the upper half of the register is not part of the value.
-    let ret = ctx.ret::<i64>() as i32;
-    record_return(ret);
-    0
-}
-
-/// fentry on `do_signalfd4`.
-#[fentry(function = "do_signalfd4")]
-pub fn kspan_fentry(ctx: FEntryContext) -> u32 {
-    // SAFETY: fentry arguments are typed by the kernel's BTF: `mask` is a `sigset_t *` the
-    // verifier lets the program load through directly (fault-tolerant), no helper call.
-    let mask = unsafe { *ctx.arg::<*const u64>(1) };
-    record_entry(EntryArgs {
-        probe: ProbeKind::Fentry,
-        syscall: None,
-        ufd: ctx.arg::<i32>(0),
-        flags: ctx.arg::<i32>(2),
-        mask,
-        mask_source: MaskSource::Kernel,
-    });
-    0
-}
-
-/// fexit on `do_signalfd4`.
-#[fexit(function = "do_signalfd4")]
-pub fn kspan_fexit(ctx: FExitContext) -> u32 {
-    if let Ok(ret) = ctx.ret::<i64>() {
-        record_return(ret as i32);
-    }
-    0
-}
-
-/// `syscalls:sys_enter_signalfd`: `signalfd(ufd, user_mask, sizemask)`, no flags.
-#[tracepoint]
-pub fn kspan_tp_enter_signalfd(ctx: TracePointContext) -> u32 {
-    tracepoint_entry(&ctx, Syscall::Signalfd);
-    0
-}
-
-/// `syscalls:sys_enter_signalfd4`: `signalfd4(ufd, user_mask, sizemask, flags)`.
-#[tracepoint]
-pub fn kspan_tp_enter_signalfd4(ctx: TracePointContext) -> u32 {
-    tracepoint_entry(&ctx, Syscall::Signalfd4);
-    0
-}
-
-/// `syscalls:sys_exit_signalfd` and `syscalls:sys_exit_signalfd4`.
-#[tracepoint]
-pub fn kspan_tp_exit(ctx: TracePointContext) -> u32 {
-    record_return(tracepoint_field(&ctx, tracepoint_offsets::RET) as i32);
-    0
-}
-
-/// Every declared syscall's `sys_enter_*` tracepoint: the record's syscall number says which.
-#[tracepoint]
-pub fn kspan_dtp_enter(ctx: TracePointContext) -> u32 {
-    let key = syscall_key(syscall_nr(&ctx));
-    declared_entry(ProbeKind::Tracepoint, key, u64::MAX, |values| {
-        // All six argument words in one helper call: loading them directly would make the
-        // program too wide for syscalls with fewer arguments (the kernel refuses to attach a
-        // program that reads past a record), while BPF programs always get all six words.
-        // SAFETY: the helper validates the source and fails instead of faulting.
-        unsafe {
-            aya_ebpf::helpers::generated::bpf_probe_read_kernel(
-                values.as_mut_ptr().cast(),
-                size_of_val(values) as u32,
-                ctx.as_ptr()
-                    .cast::<u8>()
-                    .add(tracepoint_offsets::ARGS)
-                    .cast(),
-            ) == 0
+/// `sys_enter_*` of every declared syscall, one program per argument count: each loads its
+/// syscall's arguments straight from the record, no helper call, and reads no further (the
+/// kernel refuses to attach a program that reads past a record).
+macro_rules! declared_syscall_entries {
+    ($($name:ident $arguments:literal),* $(,)?) => {$(
+        #[tracepoint]
+        pub fn $name(ctx: TracePointContext) -> u32 {
+            declared_syscall_entry::<$arguments>(&ctx);
+            0
         }
+    )*};
+}
+
+declared_syscall_entries!(
+    kspan_dtp_ent_0 0,
+    kspan_dtp_ent_1 1,
+    kspan_dtp_ent_2 2,
+    kspan_dtp_ent_3 3,
+    kspan_dtp_ent_4 4,
+    kspan_dtp_ent_5 5,
+    kspan_dtp_ent_6 6,
+);
+
+#[inline(always)]
+fn declared_syscall_entry<const ARGUMENTS: usize>(ctx: &TracePointContext) {
+    let key = syscall_key(syscall_nr(ctx));
+    declared_entry(ProbeKind::Tracepoint, key, u64::MAX, |values| {
+        for (position, value) in values.iter_mut().enumerate() {
+            // The slot holds the previous call's values: the ones past the syscall's are reset.
+            *value = match position < ARGUMENTS {
+                true => tracepoint_field(ctx, tracepoint_offsets::ARGS + 8 * position),
+                false => 0,
+            };
+        }
+        true
     });
-    0
 }
 
 /// Every declared syscall's `sys_exit_*` tracepoint.
@@ -155,39 +90,38 @@ pub fn kspan_dkp_exit(ctx: RetProbeContext) -> u32 {
     0
 }
 
-/// fentry and fexit on one declared kernel function each, its address says which: a tracing
+/// fentry and fexit on one declared kernel function each, their slot says which: a tracing
 /// program is loaded for one target, so there are `MAX_FENTRY_PROBES` identical pairs, named as
 /// `kspan_common::programs::DECLARED_FENTRY` and `DECLARED_FEXIT` list them.
 macro_rules! declared_fentry_pairs {
-    ($($entry:ident $exit:ident),* $(,)?) => {$(
+    ($($entry:ident $exit:ident $slot:literal),* $(,)?) => {$(
         #[fentry]
         pub fn $entry(ctx: FEntryContext) -> u32 {
-            declared_fentry(&ctx);
+            declared_fentry(&ctx, fentry_key($slot));
             0
         }
 
         #[fexit]
         pub fn $exit(ctx: FExitContext) -> u32 {
-            declared_fexit(&ctx);
+            declared_fexit(&ctx, fentry_key($slot));
             0
         }
     )*};
 }
 
 declared_fentry_pairs!(
-    kspan_dfentry_0 kspan_dfexit_0,
-    kspan_dfentry_1 kspan_dfexit_1,
-    kspan_dfentry_2 kspan_dfexit_2,
-    kspan_dfentry_3 kspan_dfexit_3,
-    kspan_dfentry_4 kspan_dfexit_4,
-    kspan_dfentry_5 kspan_dfexit_5,
-    kspan_dfentry_6 kspan_dfexit_6,
-    kspan_dfentry_7 kspan_dfexit_7,
+    kspan_dfentry_0 kspan_dfexit_0 0,
+    kspan_dfentry_1 kspan_dfexit_1 1,
+    kspan_dfentry_2 kspan_dfexit_2 2,
+    kspan_dfentry_3 kspan_dfexit_3 3,
+    kspan_dfentry_4 kspan_dfexit_4 4,
+    kspan_dfentry_5 kspan_dfexit_5 5,
+    kspan_dfentry_6 kspan_dfexit_6 6,
+    kspan_dfentry_7 kspan_dfexit_7 7,
 );
 
 #[inline(always)]
-fn declared_fentry(ctx: &FEntryContext) {
-    let key = function_key(function_address(ctx));
+fn declared_fentry(ctx: &FEntryContext, key: u64) {
     // No stack pointer (0): fexit sees every return, so no fentry call is left open unseen.
     declared_entry(ProbeKind::Fentry, key, 0, |values| {
         for (position, value) in values.iter_mut().enumerate() {
@@ -202,11 +136,11 @@ fn declared_fentry(ctx: &FEntryContext) {
 }
 
 #[inline(always)]
-fn declared_fexit(ctx: &FExitContext) {
+fn declared_fexit(ctx: &FExitContext, key: u64) {
     let mut ret = 0u64;
     // SAFETY: inlined by the verifier, as `bpf_get_func_arg`; writes a local.
     unsafe { aya_ebpf::helpers::generated::bpf_get_func_ret(ctx.as_ptr(), &mut ret) };
-    declared_return(function_key(function_address(ctx)), ret as i64);
+    declared_return(key, ret as i64);
 }
 
 /// The stack pointer at a kprobed function's entry.
@@ -224,8 +158,8 @@ fn stack_pointer(_ctx: &ProbeContext) -> u64 {
     0
 }
 
-/// The address of the function a kprobe, kretprobe, fentry or fexit fired on (its symbol's,
-/// whatever the kprobe's own placement).
+/// The address of the function a kprobe or kretprobe fired on (its symbol's, whatever the
+/// kprobe's own placement).
 #[inline(always)]
 fn function_address(ctx: &impl EbpfContext) -> u64 {
     // SAFETY: the helper takes the program's own context.
@@ -245,28 +179,6 @@ fn syscall_nr(ctx: &TracePointContext) -> u32 {
                 .cast::<u32>(),
         )
     }
-}
-
-#[inline(always)]
-fn tracepoint_entry(ctx: &TracePointContext, syscall: Syscall) {
-    let flags = match syscall {
-        Syscall::Signalfd4 => tracepoint_field(ctx, tracepoint_offsets::FLAGS) as i32,
-        _ => 0,
-    };
-    // The kernel reads the mask only when `sizemask` is exactly `sizeof(sigset_t)`.
-    let (mask, mask_source) = if tracepoint_field(ctx, tracepoint_offsets::SIZEMASK) == 8 {
-        capture::user_mask(tracepoint_field(ctx, tracepoint_offsets::USER_MASK) as *const u64)
-    } else {
-        (0, MaskSource::NotRead)
-    };
-    record_entry(EntryArgs {
-        probe: ProbeKind::Tracepoint,
-        syscall: Some(syscall),
-        ufd: tracepoint_field(ctx, tracepoint_offsets::UFD) as i32,
-        flags,
-        mask,
-        mask_source,
-    });
 }
 
 /// One 8-byte field of a syscall tracepoint record, loaded directly: unlike `read_at`, no
