@@ -15,7 +15,7 @@ use kspan_common::{
         DeclaredProbe, DECLARED_COUNTERS_MAP, DECLARED_MAP, DECLARED_SYSCALLS_MAP, SYSCALL_SLOTS,
     },
     Counter, ProbeConfig, CGROUP_FILTER_MAP, COMM_FILTER_MAP, COMM_LEN, CONFIG_GLOBAL, CONTROL_MAP,
-    CONTROL_STOPPING, COUNTERS_MAP, EVENTS_MAP, PID_FILTER_MAP,
+    CONTROL_STOPPING, EVENTS_MAP, PID_FILTER_MAP,
 };
 
 use crate::{
@@ -124,53 +124,55 @@ fn comm_key(comm: &str) -> [u8; COMM_LEN] {
 
 /// The counters map, read after the programs are gone.
 pub struct CounterMaps {
-    counters: PerCpuArray<MapData, u64>,
-    /// The declared probes' own counters, and the probes' names by number.
-    declared: PerCpuArray<MapData, u64>,
+    /// Every probe's counters, and the probes' names by number.
+    per_probe: PerCpuArray<MapData, u64>,
     probe_names: Vec<String>,
 }
 
 impl CounterMaps {
-    /// Takes the counters maps out of the object, so they outlive its programs.
+    /// Takes the counters map out of the object, so it outlives its programs.
     pub fn take(ebpf: &mut Ebpf, probe_names: Vec<String>) -> anyhow::Result<Self> {
-        let mut take = |name: &str| -> anyhow::Result<PerCpuArray<MapData, u64>> {
-            let map = ebpf
-                .take_map(name)
-                .with_context(|| format!("{name} map missing"))?;
-            Ok(PerCpuArray::try_from(map)?)
-        };
+        let map = ebpf
+            .take_map(DECLARED_COUNTERS_MAP)
+            .with_context(|| format!("{DECLARED_COUNTERS_MAP} map missing"))?;
         Ok(Self {
-            counters: take(COUNTERS_MAP)?,
-            declared: take(DECLARED_COUNTERS_MAP)?,
+            per_probe: PerCpuArray::try_from(map)?,
             probe_names,
         })
     }
 
-    /// Sums the per-CPU counters ([`KernelCounters::in_flight`] follows from a whole snapshot).
+    /// Every probe's counters added up ([`KernelCounters::in_flight`] follows from a whole
+    /// snapshot).
     pub fn read(&self) -> anyhow::Result<KernelCounters> {
-        counters_at(&self.counters, 0)
+        let mut total = KernelCounters::default();
+        for (_, counters) in self.per_probe()? {
+            add(&mut total, counters);
+        }
+        Ok(total)
     }
 
-    /// Each declared probe's share of the kernel's counters (stale entries are counted only in
-    /// the totals: a new syscall finds them on the thread, whichever probe they were).
+    /// Each probe's counters, by name (the built-in probe's hooks are several probes of one
+    /// name: their counts add up).
     pub fn per_probe(&self) -> anyhow::Result<Vec<(&str, KernelCounters)>> {
-        // The built-in probe's hooks are several probes of one name: their counts add up.
         let mut per_probe: Vec<(&str, KernelCounters)> = Vec::new();
         for (probe, name) in self.probe_names.iter().enumerate() {
-            let counters = counters_at(&self.declared, probe as u32 * Counter::SLOTS)?;
+            let counters = counters_at(&self.per_probe, probe as u32 * Counter::SLOTS)?;
             match per_probe.iter_mut().find(|(named, _)| *named == name) {
-                Some((_, total)) => {
-                    total.entries += counters.entries;
-                    total.ring_buffer_full += counters.ring_buffer_full;
-                    total.stale_entries += counters.stale_entries;
-                    total.returns_without_entry += counters.returns_without_entry;
-                    total.entries_not_stored += counters.entries_not_stored;
-                }
+                Some((_, total)) => add(total, counters),
                 None => per_probe.push((name, counters)),
             }
         }
         Ok(per_probe)
     }
+}
+
+/// Adds `more` into `total`.
+fn add(total: &mut KernelCounters, more: KernelCounters) {
+    total.entries += more.entries;
+    total.ring_buffer_full += more.ring_buffer_full;
+    total.stale_entries += more.stale_entries;
+    total.returns_without_entry += more.returns_without_entry;
+    total.entries_not_stored += more.entries_not_stored;
 }
 
 /// The counters in `map`'s slots from `base`, summed over CPUs.
@@ -211,7 +213,7 @@ pub fn declare_syscall(ebpf: &mut Ebpf, number: u32, spec: DeclaredProbe) -> any
     if number >= SYSCALL_SLOTS {
         anyhow::bail!("syscall number {number} is past kspan's {SYSCALL_SLOTS} slots");
     }
-    Ok(syscalls.set(number, spec, 0)?)
+    Ok(syscalls.set(number, spec.summarized(), 0)?)
 }
 
 /// Tells the kernel-function programs what to capture for the function found by `key`
@@ -224,7 +226,7 @@ pub fn declare_function(
     let mut functions: HashMap<_, u64, DeclaredProbe> =
         HashMap::try_from(ebpf.map_mut(DECLARED_MAP).context("DECLARED map missing")?)?;
     match spec {
-        Some(spec) => functions.insert(key, spec, 0)?,
+        Some(spec) => functions.insert(key, spec.summarized(), 0)?,
         None => functions.remove(&key)?,
     }
     Ok(())

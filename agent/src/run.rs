@@ -309,6 +309,7 @@ impl Session {
                         let counts = serde_json::json!({
                             "entries": kernel.entries,
                             "ring_buffer_full": kernel.ring_buffer_full,
+                            "stale_entries": kernel.stale_entries,
                             "returns_without_entry": kernel.returns_without_entry,
                             "entries_not_stored": kernel.entries_not_stored,
                         });

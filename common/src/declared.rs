@@ -103,6 +103,19 @@ pub struct ArgSpec {
     pub only_if_value: u16,
 }
 
+impl ArgSpec {
+    /// Whether the argument is read as a string.
+    pub fn is_string(&self) -> bool {
+        [
+            ArgRead::UserString,
+            ArgRead::KernelString,
+            ArgRead::AnyString,
+        ]
+        .iter()
+        .any(|read| self.read == *read as u8)
+    }
+}
+
 /// What a generic program captures for one hook.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -116,8 +129,30 @@ pub struct DeclaredProbe {
     /// 1: a kernel function's entry records the syscall its caller is in (one function reached
     /// from several syscalls, told apart by it). A syscall's own probes always know theirs.
     pub reads_syscall: u8,
+    /// One past the last argument that has a member path, 0 for none (derived from `args` by
+    /// [`Self::summarized`]): an entry looks at no argument past it.
+    pub member_paths_end: u8,
+    /// One past the last argument read as a string, 0 for none (derived likewise).
+    pub strings_end: u8,
+    /// Explicit padding.
+    pub _pad: [u8; 6],
     /// Per argument, by position.
     pub args: [ArgSpec; MAX_ARGS],
+}
+
+impl DeclaredProbe {
+    /// With [`Self::member_paths_end`] and [`Self::strings_end`] derived from `args`: an
+    /// entry skips the arguments that need nothing beyond their value (each one looked at costs
+    /// the traced call).
+    pub fn summarized(mut self) -> Self {
+        let end = |wanted: fn(&ArgSpec) -> bool| {
+            let last = self.args.iter().rposition(wanted);
+            last.map_or(0, |position| position as u8 + 1)
+        };
+        self.member_paths_end = end(|arg| arg.hops != 0);
+        self.strings_end = end(ArgSpec::is_string);
+        self
+    }
 }
 
 /// A string read at entry.
@@ -242,7 +277,7 @@ mod pod {
 
 // Both sides read these as raw bytes: no implicit padding.
 const _: () = assert!(core::mem::size_of::<ArgSpec>() == 16);
-const _: () = assert!(core::mem::size_of::<DeclaredProbe>() == 104);
+const _: () = assert!(core::mem::size_of::<DeclaredProbe>() == 112);
 const _: () = assert!(core::mem::size_of::<CapturedString>() == 8 + STRING_BYTES);
 const _: () = assert!(core::mem::size_of::<CapturedArgs>() == 56 + 2 * (8 + STRING_BYTES));
 const _: () = assert!(core::mem::size_of::<OpenCall>() == 32 + 584);

@@ -23,8 +23,6 @@ pub const EXE_NAME_LEN: usize = 40;
 
 /// Name of the ring buffer map that carries complete calls ([`declared::DeclaredEvent`]s).
 pub const EVENTS_MAP: &str = "EVENTS";
-/// Name of the per-CPU array of loss counters, indexed by [`Counter`].
-pub const COUNTERS_MAP: &str = "COUNTERS";
 /// Name of the hash map of process ids (tgid) to capture, when the pid filter is on.
 pub const PID_FILTER_MAP: &str = "PID_FILTER";
 /// Name of the hash map of `comm` values to capture, when the comm filter is on.
@@ -114,7 +112,8 @@ pub struct TaskLayout {
     pub dentry_inline_name_size: u32,
 }
 
-/// Kernel-side counters, one slot each in the per-CPU [`COUNTERS_MAP`] array.
+/// Kernel-side counters, one slot each per probe in the per-CPU
+/// [`declared::DECLARED_COUNTERS_MAP`] array.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Counter {

@@ -1,11 +1,9 @@
-//! What every probe shares: the ring buffer, filters, loss counters, the agent's settings, and
-//! the caller's identity.
+//! What every probe shares: the ring buffer, filters, the agent's settings, and the caller's
+//! identity.
 //!
 //! Every helper call costs the traced call ~0.1 µs where the kernel mitigates returns against
 //! SRSO, more than the rest of a probe, so the caller's identity is loaded straight from its
 //! `task_struct` at offsets the agent read from the kernel's BTF, not asked of helpers.
-
-use core::intrinsics::AtomicOrdering;
 
 use aya_ebpf::{
     bindings::{
@@ -14,20 +12,16 @@ use aya_ebpf::{
     },
     helpers::{bpf_get_current_task_btf, bpf_task_storage_get},
     macros::map,
-    maps::{Array, CgroupArray, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, CgroupArray, HashMap, RingBuf},
 };
 use kspan_common::{
-    Counter, ProbeConfig, TaskLayout, CGROUP_FILTER_CAPACITY, COMM_LEN, CONTROL_SLOTS,
-    CONTROL_STOPPING, EXE_NAME_LEN, FILTER_CAPACITY,
+    ProbeConfig, TaskLayout, CGROUP_FILTER_CAPACITY, COMM_LEN, CONTROL_SLOTS, CONTROL_STOPPING,
+    EXE_NAME_LEN, FILTER_CAPACITY,
 };
 
 /// Complete calls for user space. The agent may resize it at load time.
 #[map]
 pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
-
-/// Loss counters, one slot per [`Counter`].
-#[map]
-static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::SLOTS, 0);
 
 /// Process ids to capture when `CONFIG.filter_pid` is set.
 #[map]
@@ -263,13 +257,4 @@ fn under_filtered_cgroup() -> bool {
         }
     }
     false
-}
-
-#[inline(always)]
-pub(crate) fn count(counter: Counter) {
-    if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
-        // SAFETY: the slot is a live, aligned u64 map value; atomic because two programs can
-        // interleave on one CPU when a syscall tracepoint program is preempted.
-        unsafe { core::intrinsics::atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(slot, 1) };
-    }
 }

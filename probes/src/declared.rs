@@ -25,7 +25,7 @@ use kspan_common::{
 };
 
 use crate::capture::{
-    comm, count, current_syscall, current_task, exe_name, ids, selected, stopping, submit_flags,
+    comm, current_syscall, current_task, exe_name, ids, selected, stopping, submit_flags,
     user_ids_and_cgroup, TaskStorage, EVENTS,
 };
 
@@ -54,17 +54,18 @@ fn declared(key: u64) -> Option<&'static DeclaredProbe> {
 #[btf_map]
 static CALL_STACKS: TaskStorage<CallStack> = TaskStorage::new();
 
-/// Per-probe counters: slot `probe * Counter::SLOTS + counter`.
+/// Loss counters, per probe: slot `probe * Counter::SLOTS + counter` (the agent adds them up).
 #[map]
 static DECLARED_COUNTERS: PerCpuArray<u64> =
     PerCpuArray::with_max_entries(MAX_DECLARED_PROBES * Counter::SLOTS, 0);
 
-/// Counts `counter` in the totals and in `probe`'s own slots.
+/// Counts `counter` for `probe`.
 #[inline(always)]
 fn count_for(probe: u32, counter: Counter) {
-    count(counter);
     if let Some(slot) = DECLARED_COUNTERS.get_ptr_mut(probe * Counter::SLOTS + counter as u32) {
-        // SAFETY: a live, aligned u64 map value; atomic as in `count`.
+        // SAFETY: a live, aligned u64 map value.
+        // SAFETY (cont.): atomic because two programs can interleave on one CPU when a syscall
+        // tracepoint program is preempted.
         unsafe { core::intrinsics::atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(slot, 1) };
     }
 }
@@ -94,7 +95,7 @@ pub fn declared_entry(
     if stopping() {
         return;
     }
-    let Some(probe) = declared(key).copied() else {
+    let Some(probe) = declared(key) else {
         return;
     };
     let task = current_task();
@@ -113,8 +114,11 @@ pub fn declared_entry(
             if stack.depth == 0 {
                 break;
             }
-            count(Counter::StaleEntry);
             stack.depth -= 1;
+            count_for(
+                stack.calls[slot(stack.depth as usize)].probe,
+                Counter::StaleEntry,
+            );
         }
         stack.overflow = 0;
     }
@@ -130,7 +134,7 @@ pub fn declared_entry(
         if stack_pointer == 0 || open > stack_pointer || !same_stack {
             break;
         }
-        count(Counter::StaleEntry);
+        count_for(stack.calls[slot(depth - 1)].probe, Counter::StaleEntry);
         stack.depth -= 1;
     }
     let depth = stack.depth as usize;
@@ -153,8 +157,15 @@ pub fn declared_entry(
         _ if probe.reads_syscall != 0 => current_syscall(task),
         _ => NO_SYSCALL,
     };
-    follow_member_paths(&probe, &mut call.captured);
-    call.has_strings = read_strings(&probe, &mut call.captured) as u8;
+    call.captured.unreadable = 0;
+    call.captured.skipped = 0;
+    if probe.member_paths_end != 0 {
+        follow_member_paths(probe, &mut call.captured);
+    }
+    call.has_strings = (probe.strings_end != 0) as u8;
+    if probe.strings_end != 0 {
+        read_strings(probe, &mut call.captured);
+    }
     // SAFETY: a helper without arguments. Taken last, so the span starts at the call itself.
     call.start_boot_ns = unsafe { bpf_ktime_get_boot_ns() };
     stack.depth += 1;
@@ -166,18 +177,16 @@ pub fn declared_entry(
 /// hold marks it skipped.
 #[inline(always)]
 fn follow_member_paths(probe: &DeclaredProbe, captured: &mut CapturedArgs) {
-    captured.unreadable = 0;
-    captured.skipped = 0;
     for arg in 0..MAX_ARGS {
-        let spec = probe.args[arg];
-        if spec.hops != 0 && spec.only_if != 0 {
-            // Picked by constant indices: the verifier could not bound a computed one.
-            let mut condition = None;
-            for (position, value) in captured.values.iter().enumerate() {
-                if usize::from(spec.only_if) == position + 1 {
-                    condition = Some(*value);
-                }
-            }
+        if arg >= usize::from(probe.member_paths_end) {
+            break;
+        }
+        let spec = &probe.args[arg];
+        if spec.hops == 0 {
+            continue;
+        }
+        if spec.only_if != 0 {
+            let condition = captured.values.get(usize::from(spec.only_if) - 1).copied();
             if condition != Some(u64::from(spec.only_if_value)) {
                 captured.skipped |= 1 << arg;
                 captured.values[arg] = 0;
@@ -210,29 +219,27 @@ fn follow_member_paths(probe: &DeclaredProbe, captured: &mut CapturedArgs) {
     }
 }
 
-/// Reads the string arguments into their slots; says whether the probe has any.
+/// Reads the string arguments into their slots.
 #[inline(always)]
-fn read_strings(probe: &DeclaredProbe, captured: &mut CapturedArgs) -> bool {
+fn read_strings(probe: &DeclaredProbe, captured: &mut CapturedArgs) {
     // The slots hold the previous call's strings at this depth.
     for string in &mut captured.strings {
         string.len = 0;
     }
-    let mut any = false;
     for arg in 0..MAX_ARGS {
-        let spec = probe.args[arg];
-        let is_string = spec.read == ArgRead::UserString as u8
-            || spec.read == ArgRead::KernelString as u8
-            || spec.read == ArgRead::AnyString as u8;
+        if arg >= usize::from(probe.strings_end) {
+            break;
+        }
+        let spec = &probe.args[arg];
+        if !spec.is_string() {
+            continue;
+        }
         let Some(string) = captured
             .strings
             .get_mut(spec.string_slot as usize % MAX_STRINGS)
         else {
             continue;
         };
-        if !is_string {
-            continue;
-        }
-        any = true;
         if captured.unreadable & (1 << arg) != 0 {
             // The path to the string's address was bad: no address to read.
             string.len = -1;
@@ -259,7 +266,6 @@ fn read_strings(probe: &DeclaredProbe, captured: &mut CapturedArgs) -> bool {
         };
         string.len = len as i32;
     }
-    any
 }
 
 /// Completes the thread's innermost declared call, if it is `key`'s, and sends it.

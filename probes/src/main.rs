@@ -51,11 +51,13 @@ fn declared_syscall_entry<const ARGUMENTS: usize>(ctx: &TracePointContext) {
     let key = syscall_key(syscall_nr(ctx));
     declared_entry(ProbeKind::Tracepoint, key, u64::MAX, |values| {
         for (position, value) in values.iter_mut().enumerate() {
-            // The slot holds the previous call's values: the ones past the syscall's are reset.
-            *value = match position < ARGUMENTS {
-                true => tracepoint_field(ctx, tracepoint_offsets::ARGS + 8 * position),
-                false => 0,
-            };
+            // The slot holds the previous call's values: the ones past the syscall's are reset,
+            // each by its own store (together the compiler makes them a memset call).
+            match position < ARGUMENTS {
+                true => *value = tracepoint_field(ctx, tracepoint_offsets::ARGS + 8 * position),
+                // SAFETY: `value` is a valid, aligned u64.
+                false => unsafe { core::ptr::write_volatile(value, 0) },
+            }
         }
         true
     });

@@ -47,6 +47,7 @@ async fn every_openat_call_arrives_exactly() {
     for probe in ["openat", "openat2"] {
         let lost = serde_json::json!({
             "ring_buffer_full": 0,
+            "stale_entries": 0,
             "returns_without_entry": 0,
             "entries_not_stored": 0,
         });
