@@ -29,6 +29,9 @@ pub struct Host {
     /// `kernel.perf_event_paranoid` is above 2: distributions that patch this level in (Debian,
     /// Ubuntu) let only CAP_SYS_ADMIN open perf events.
     pub perf_events_restricted: bool,
+    /// `/proc/kallsyms` shows function addresses only to CAP_SYSLOG (`kernel.kptr_restrict` 1,
+    /// or 0 with `kernel.perf_event_paranoid` above 1); kprobes are told apart by them.
+    pub addresses_need_syslog: bool,
 }
 
 impl Host {
@@ -38,6 +41,10 @@ impl Host {
             tracefs_denied: tracefs::access() == tracefs::Access::Denied,
             memlock_limited: memlock_limited(),
             perf_events_restricted: perf_event_paranoid().is_some_and(|level| level > 2),
+            addresses_need_syslog: match kptr_restrict() {
+                Some(0) => perf_event_paranoid().is_some_and(|level| level > 1),
+                restrict => restrict == Some(1),
+            },
         }
     }
 }
@@ -95,6 +102,13 @@ pub fn missing_for(probe: ProbeKind, host: Host, held: &HashSet<Capability>) -> 
             why: "to open perf events for kprobes and tracepoints while \
                   kernel.perf_event_paranoid is above 2; setting it to 2 also works, and \
                   fentry needs neither",
+        });
+    }
+    if probe == ProbeKind::Kprobe && host.addresses_need_syslog && !holds(Capability::CAP_SYSLOG) {
+        missing.push(Missing {
+            capability: Capability::CAP_SYSLOG,
+            why: "to read kernel function addresses in /proc/kallsyms, by which the kprobe \
+                  programs tell the functions apart (fentry needs none)",
         });
     }
     // CAP_DAC_OVERRIDE also opens tracefs, but grants writing anywhere too: never asked for.
@@ -159,6 +173,9 @@ fn grant(mode: AttachMode, host: Host) -> Vec<&'static str> {
     if host.tracefs_denied && mode.candidates().contains(&ProbeKind::Tracepoint) {
         grant.push("cap_dac_read_search");
     }
+    if host.addresses_need_syslog && mode == AttachMode::Kprobe {
+        grant.push("cap_syslog");
+    }
     if host.memlock_limited {
         grant.push("cap_sys_resource");
     }
@@ -186,6 +203,15 @@ fn perf_event_paranoid() -> Option<i32> {
         .ok()
 }
 
+/// `kernel.kptr_restrict`, if readable.
+fn kptr_restrict() -> Option<i32> {
+    std::fs::read_to_string("/proc/sys/kernel/kptr_restrict")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// `(major, minor)` of a kernel release such as `6.1.0-28-amd64`.
 fn kernel_version(release: &str) -> Option<(u32, u32)> {
     let mut parts = release.split(|c: char| !c.is_ascii_digit());
@@ -201,6 +227,7 @@ mod tests {
         tracefs_denied: false,
         memlock_limited: false,
         perf_events_restricted: false,
+        addresses_need_syslog: false,
     };
     const USER_HOST: Host = Host {
         tracefs_denied: true,
@@ -261,6 +288,29 @@ mod tests {
             assert!(probe_lacks(probe, ROOT_HOST, &bpf_perfmon).is_empty());
         }
         assert!(probe_lacks(ProbeKind::Fentry, DEBIAN_HOST, &bpf_perfmon).is_empty());
+    }
+
+    #[test]
+    fn hidden_function_addresses_need_syslog_for_kprobes_alone() {
+        let hidden = Host {
+            addresses_need_syslog: true,
+            ..ROOT_HOST
+        };
+        let bpf_perfmon = [CAP_BPF, CAP_PERFMON];
+        assert_eq!(
+            lacks(AttachMode::Kprobe, hidden, &bpf_perfmon),
+            [CAP_SYSLOG]
+        );
+        for mode in [AttachMode::Fentry, AttachMode::Tracepoint, AttachMode::Auto] {
+            assert!(lacks(mode, hidden, &bpf_perfmon).is_empty(), "{mode:?}");
+        }
+        assert_eq!(
+            probe_lacks(ProbeKind::Kprobe, hidden, &bpf_perfmon),
+            [CAP_SYSLOG]
+        );
+        let with_syslog = [CAP_BPF, CAP_PERFMON, CAP_SYSLOG];
+        assert!(lacks(AttachMode::Kprobe, hidden, &with_syslog).is_empty());
+        assert!(grant(AttachMode::Kprobe, hidden).contains(&"cap_syslog"));
     }
 
     #[test]

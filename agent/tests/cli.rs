@@ -877,6 +877,10 @@ fn bad_probe_declarations_are_refused_naming_the_probe() {
             "probe openat is declared twice",
         ),
         with(
+            &["--probe", "signalfd", "--probe", "syscall:signalfd4"],
+            "probes signalfd and signalfd4 both hook syscalls:sys_enter_signalfd4: declare it once",
+        ),
+        with(
             &["--probe", "syscall:openat", "--attach", "kprobe"],
             "a syscall attaches to its tracepoints, but the attach mode allows only kprobe",
         ),

@@ -42,6 +42,7 @@ pub async fn overhead_main(args: OverheadArgs) -> ExitCode {
         calls: args.calls,
         bin_dir: args.bin_dir,
         out_dir: args.out_dir,
+        baseline_bin_dir: None,
         bpftrace: args.bpftrace,
     };
     let progress = |sample: &OverheadSample| {

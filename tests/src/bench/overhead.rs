@@ -56,12 +56,12 @@ pub enum Variant {
     Kspan,
     /// bpftrace keeping a per-thread start time on entry and a histogram of durations on return.
     Bpftrace,
-    /// kspan capturing the same calls as a declared probe (`--probe syscall:signalfd4`, or
-    /// `--probe do_signalfd4` with kprobe and fentry) through the generic programs; run only
-    /// with the kernel's statistics on, to set their in-kernel cost beside signalfd's own pair.
-    #[serde(rename = "kspan-declared")]
-    #[value(name = "kspan-declared")]
-    KspanDeclared,
+    /// An earlier build of kspan (`--baseline`), capturing as [`Variant::Kspan`] does; run only
+    /// with the kernel's statistics on, to set this build's in-kernel cost beside it in the
+    /// same run.
+    #[serde(rename = "kspan-baseline")]
+    #[value(name = "kspan-baseline")]
+    KspanBaseline,
 }
 
 impl Variant {
@@ -80,7 +80,7 @@ impl Variant {
             Variant::Floor => "floor",
             Variant::Kspan => "kspan",
             Variant::Bpftrace => "bpftrace",
-            Variant::KspanDeclared => "kspan-declared",
+            Variant::KspanBaseline => "kspan-baseline",
         }
     }
 }
@@ -100,6 +100,9 @@ pub struct OverheadConfig {
     pub bin_dir: PathBuf,
     /// Where logs and [`OVERHEAD_JSON`] go.
     pub out_dir: PathBuf,
+    /// Directory holding an earlier build's `kspan`: its in-kernel time is measured too
+    /// ([`Variant::KspanBaseline`]).
+    pub baseline_bin_dir: Option<PathBuf>,
     /// The bpftrace binary; needed for [`Variant::Bpftrace`].
     pub bpftrace: Option<PathBuf>,
 }
@@ -211,16 +214,16 @@ pub async fn measure_overhead(
         round: config.rounds + 1,
     };
     let mut kernel_time = Vec::new();
-    let declared = config
-        .variants
-        .contains(&Variant::Kspan)
-        .then_some(Variant::KspanDeclared);
+    let baseline = config
+        .baseline_bin_dir
+        .is_some()
+        .then_some(Variant::KspanBaseline);
     let tracers = config
         .variants
         .iter()
         .copied()
         .filter(|v| *v != Variant::Bare);
-    for variant in tracers.chain(declared) {
+    for variant in tracers.chain(baseline) {
         let (_, programs) = run
             .sample(variant, true)
             .await
@@ -262,6 +265,16 @@ impl Run<'_> {
 
     fn kspan(&self) -> anyhow::Result<Command> {
         Ok(Command::new(binary(&self.config.bin_dir, "kspan")?))
+    }
+
+    /// The earlier build's kspan.
+    fn baseline_kspan(&self) -> anyhow::Result<Command> {
+        let dir = self
+            .config
+            .baseline_bin_dir
+            .as_deref()
+            .context("no --baseline")?;
+        Ok(Command::new(binary(dir, "kspan")?))
     }
 
     /// The workload's longest plausible run: generous, it only catches a hang.
@@ -333,17 +346,15 @@ impl Run<'_> {
                 Some(self.start_floor(&ready)?),
                 Some(Readiness::File(ready.clone())),
             ),
-            Variant::Kspan | Variant::KspanDeclared => {
+            Variant::Kspan | Variant::KspanBaseline => {
                 let (started, exporter_args) = counting_receiver().await?;
                 receiver = Some(started);
-                let mut command = self.kspan()?;
+                let mut command = match variant {
+                    Variant::KspanBaseline => self.baseline_kspan()?,
+                    _ => self.kspan()?,
+                };
                 command
                     .args(["--attach", self.attach, "--pid", &pid.to_string()])
-                    .args(match (variant, self.attach) {
-                        (Variant::Kspan, _) => &[][..],
-                        (_, "tracepoint") => &["--probe", "syscall:signalfd4"][..],
-                        _ => &["--probe", "do_signalfd4"][..],
-                    })
                     .args(&exporter_args)
                     .arg("--ready-file")
                     .arg(&ready)
@@ -401,7 +412,7 @@ impl Run<'_> {
             }
         }
         match variant {
-            Variant::Kspan | Variant::KspanDeclared => {
+            Variant::Kspan | Variant::KspanBaseline => {
                 let summary = AgentSummary::read(&self.path(variant, "summary.json"))?;
                 sample.lost = Some(summary.lost);
                 if let Some(receiver) = receiver {

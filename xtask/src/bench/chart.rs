@@ -35,7 +35,7 @@ fn variant_color(variant: Variant) -> RGBColor {
     match variant {
         Variant::Bare => GREY,
         Variant::Floor => BLUE,
-        Variant::Kspan | Variant::KspanDeclared => ORANGE,
+        Variant::Kspan | Variant::KspanBaseline => ORANGE,
         Variant::Bpftrace => GREEN,
     }
 }

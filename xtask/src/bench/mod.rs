@@ -60,6 +60,10 @@ pub struct Options {
     /// --smoke].
     #[arg(long = "idle", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     pub idle_secs: Option<u64>,
+    /// Also measure the in-kernel time of an earlier build's programs in the same run: the
+    /// directory holding its `kspan` (e.g. another checkout's `target/release`).
+    #[arg(long, value_name = "DIR")]
+    pub baseline: Option<std::path::PathBuf>,
     /// Also measure the overhead in QEMU guests, in kprobe and fentry mode.
     #[arg(long)]
     pub vm: bool,
@@ -85,6 +89,7 @@ impl Options {
             rounds: None,
             calls: None,
             idle_secs: None,
+            baseline: None,
             vm: false,
             profile,
         }
@@ -143,6 +148,7 @@ pub fn run(options: &Options) -> Result<bool> {
     let mut host = runtime.block_on(host_bench(
         &plan,
         &bin_dir,
+        options.baseline.as_deref(),
         &bpftrace,
         &bench_dir.join("host"),
     ))?;
@@ -198,6 +204,7 @@ fn guest_calls(host_calls: u64) -> u64 {
 async fn host_bench(
     plan: &Plan,
     bin_dir: &Path,
+    baseline_bin_dir: Option<&Path>,
     bpftrace: &Path,
     out_dir: &Path,
 ) -> Result<HostResults> {
@@ -212,6 +219,7 @@ async fn host_bench(
         calls: plan.calls,
         bin_dir: bin_dir.to_path_buf(),
         out_dir: out_dir.join("overhead"),
+        baseline_bin_dir: baseline_bin_dir.map(Path::to_path_buf),
         bpftrace: Some(bpftrace.to_path_buf()),
     };
     let report = measure_overhead(&config, print_sample).await?;

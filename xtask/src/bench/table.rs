@@ -202,8 +202,8 @@ fn kernel_time_table(overhead: &OverheadSummary) -> String {
         return String::new();
     }
     let mut out = String::from(
-        "In-kernel run time (one more run per tracer, `BPF_ENABLE_STATS` on; `kspan-declared` is \
-         kspan capturing the same calls as a declared probe, through the generic programs):\n\n\
+        "In-kernel run time (one more run per tracer, `BPF_ENABLE_STATS` on; `kspan-baseline`, \
+         when there, is the earlier build given by `--baseline`):\n\n\
          | variant | ns/call inside the kernel | programs: ns per run (runs) |\n\
          |---|---:|---|\n",
     );
