@@ -334,7 +334,8 @@ mod tests {
         assert_eq!(call.error().as_deref(), Some("EINVAL"));
     }
 
-    /// Found by the event_decoder fuzz target (fuzz/corpus/event_decoder/regression-ret-i32-min-*).
+    /// Found by the event_decoder fuzz target (its input is kept as
+    /// fuzz/corpus/event_decoder/edge-ret-i32-min).
     #[test]
     fn the_most_negative_result_is_named_without_overflow() {
         let call = with_signalfd(|call| call.ret = i32::MIN);
