@@ -9,46 +9,15 @@ use kspan_common::{
     COMM_LEN,
 };
 use kspan_decode::{
-    errno_name, flag_names, parse_declared_event, signal_name, ArgType, ArgumentInfo, BootClock,
-    CallDecoder, CallDetail, EventError, ProbeInfo, ResultKind, SignalMask, SignalfdLayout,
+    errno_name, flag_names, parse_declared_event, signal_name,
+    test_support::{openat_probe, signalfd_probe},
+    BootClock, CallDecoder, CallDetail, EventError, ProbeInfo, SignalMask,
 };
 
 /// The probes the decoder knows: 0 is the built-in signalfd probe on `signalfd4`'s tracepoints,
-/// 1 a declared probe with a string (`openat(dfd, filename)`); records of others are refused.
+/// 1 a declared probe with a string (`openat`); records of others are refused.
 fn probes() -> Vec<Arc<ProbeInfo>> {
-    let signalfd = ProbeInfo {
-        signalfd: Some(SignalfdLayout {
-            ufd: 0,
-            mask: 1,
-            flags: Some(3),
-            signalfd_number: 282,
-            signalfd4_number: 289,
-        }),
-        ..ProbeInfo::new("signalfd", ResultKind::Fd)
-    };
-    let argument = |name: &str, position, ty| ArgumentInfo {
-        name: name.to_owned(),
-        attribute: format!("openat.{name}"),
-        ty,
-        position,
-        string_slot: 0,
-        decoder: None,
-    };
-    let openat = ProbeInfo {
-        arguments: vec![
-            argument(
-                "dfd",
-                0,
-                ArgType::Int {
-                    bytes: 4,
-                    signed: true,
-                },
-            ),
-            argument("filename", 1, ArgType::String { user: true }),
-        ],
-        ..ProbeInfo::new("openat", ResultKind::ErrnoOrValue)
-    };
-    vec![Arc::new(signalfd), Arc::new(openat)]
+    vec![Arc::new(signalfd_probe()), Arc::new(openat_probe())]
 }
 
 /// One decoder for the whole run, as in the agent: its clock offset and name cache carry over.
@@ -99,7 +68,7 @@ pub fn event_decoder(data: &[u8]) {
         CallDetail::Signalfd(signalfd) => signalfd,
         CallDetail::Declared(declared) => {
             assert_eq!((event.probe, call.name()), (1, "openat"), "{summary}");
-            assert_eq!(declared.values.len(), 2, "{summary}");
+            assert_eq!(declared.values.len(), 4, "{summary}");
             return;
         }
     };
