@@ -711,7 +711,10 @@ mod tests {
         assert!(fill(&mut batch, calls(0..3), 4).is_empty());
         let full = fill(&mut batch, calls(3..12), 4);
         let full: Vec<Vec<u32>> = full.iter().map(|batch| tids(batch)).collect();
-        assert_eq!(full, [vec![0, 1, 2, 3], vec![4, 5, 6, 7], vec![8, 9, 10, 11]]);
+        assert_eq!(
+            full,
+            [vec![0, 1, 2, 3], vec![4, 5, 6, 7], vec![8, 9, 10, 11]]
+        );
         assert!(batch.is_empty());
         // A whole batch handed over is the batch itself, not a copy.
         let whole = calls(0..4);
