@@ -391,15 +391,20 @@ async fn intake(
     shared.added.notify_one();
 }
 
-/// Adds `calls` to the partial `batch` and returns the batches of `max` that are now full;
-/// `calls` becomes the batch when there is none, so a batch handed over whole is not copied.
-fn fill(batch: &mut Vec<Call>, calls: Vec<Call>, max: usize) -> Vec<Vec<Call>> {
-    if batch.is_empty() {
-        *batch = calls;
-    } else {
-        batch.extend(calls);
-    }
+/// Adds `calls` to the partial `batch` and returns the batches of `max` that are now full.
+/// Only what tops up a partial batch is copied: otherwise `calls` becomes the batch, so a
+/// batch handed over whole is not copied.
+fn fill(batch: &mut Vec<Call>, mut calls: Vec<Call>, max: usize) -> Vec<Vec<Call>> {
     let mut full = Vec::new();
+    if !batch.is_empty() {
+        let room = max.saturating_sub(batch.len()).min(calls.len());
+        batch.extend(calls.drain(..room));
+        if batch.len() < max {
+            return full;
+        }
+        full.push(std::mem::take(batch));
+    }
+    *batch = calls;
     while batch.len() >= max {
         let rest = batch.split_off(max);
         full.push(std::mem::replace(batch, rest));
@@ -715,6 +720,11 @@ mod tests {
             full,
             [vec![0, 1, 2, 3], vec![4, 5, 6, 7], vec![8, 9, 10, 11]]
         );
+        assert!(batch.is_empty());
+        // Topped up to the full size exactly.
+        assert!(fill(&mut batch, calls(0..2), 4).is_empty());
+        let full = fill(&mut batch, calls(2..4), 4);
+        assert_eq!(tids(&full[0]), [0, 1, 2, 3]);
         assert!(batch.is_empty());
         // A whole batch handed over is the batch itself, not a copy.
         let whole = calls(0..4);
