@@ -22,7 +22,7 @@ use nix::{
 };
 use tokio::sync::Notify;
 
-use kspan_decode::CallDecoder;
+use kspan_decode::{Call, CallDecoder};
 
 /// While calls keep coming the reader drains on a timer whose period follows the load, between
 /// these bounds: the probes' submits wake it only when it has caught up, and a wakeup for every
@@ -237,20 +237,28 @@ impl DrainPace {
     }
 }
 
-/// Reads every record waiting in the ring buffer; returns how many there were.
+/// Reads every record waiting in the ring buffer and hands the calls to export a request's
+/// worth at a time (the rest at the end); returns how many records there were.
 fn drain(
     ring: &mut RingBuf<MapData>,
     decoder: &mut CallDecoder,
     pipeline: &Pipeline,
     counts: &ReaderCounts,
 ) -> usize {
+    let batch_size = pipeline.batch_size();
     let mut drained = 0;
+    let mut calls = Vec::new();
     while let Some(record) = ring.next() {
         drained += 1;
         match decoder.decode(&record) {
             Ok(call) => {
-                counts.calls.fetch_add(1, Ordering::Relaxed);
-                pipeline.submit(call);
+                if calls.capacity() == 0 {
+                    calls.reserve_exact(batch_size);
+                }
+                calls.push(call);
+                if calls.len() == batch_size {
+                    hand_over(pipeline, counts, std::mem::take(&mut calls));
+                }
             }
             Err(error) => {
                 counts.malformed.fetch_add(1, Ordering::Relaxed);
@@ -258,7 +266,16 @@ fn drain(
             }
         }
     }
+    hand_over(pipeline, counts, calls);
     drained
+}
+
+/// Counts the calls read, then submits them.
+fn hand_over(pipeline: &Pipeline, counts: &ReaderCounts, calls: Vec<Call>) {
+    counts
+        .calls
+        .fetch_add(calls.len() as u64, Ordering::Relaxed);
+    pipeline.submit(calls);
 }
 
 #[cfg(test)]

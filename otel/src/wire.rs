@@ -569,9 +569,10 @@ impl AttributeBlock {
                 }
             });
         });
-        let mut mask = [0u8; 18];
-        let mask_text = mask_hex(call.mask.0, &mut mask);
-        self.attribute(key!("signalfd.mask"), |buf| string(buf, mask_text));
+        let mask = mask_hex(call.mask.0);
+        self.attribute(key!("signalfd.mask"), |buf| {
+            bytes(buf, field::ANY_STRING, &mask)
+        });
         let signals = call.mask.0.count_ones() as usize;
         let expected = 3 + signals * SignalValue::AVERAGE_LEN;
         self.sized_attribute(key!("signalfd.mask.signals"), expected, |buf| {
@@ -717,14 +718,15 @@ impl std::fmt::Write for Utf8<'_> {
     }
 }
 
-fn mask_hex(mask: u64, out: &mut [u8; 18]) -> &str {
+/// `0x` and 16 hex digits, as ASCII bytes: written as they are, with no UTF-8 check per call.
+fn mask_hex(mask: u64) -> [u8; 18] {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0; 18];
     out[..2].copy_from_slice(b"0x");
     for (i, digit) in out[2..].iter_mut().enumerate() {
         *digit = DIGITS[((mask >> (60 - 4 * i)) & 0xf) as usize];
     }
-    // Only ASCII digits were written.
-    std::str::from_utf8(out).unwrap_or_default()
+    out
 }
 
 #[inline]

@@ -1,5 +1,6 @@
 //! Shipping calls: a bounded queue, a batching worker, and the sink that encodes and sends.
-//! Code that produces calls only sees [`Pipeline::submit`]; the sink decides the transport.
+//! Code that produces calls only sees [`Pipeline::submit`], which takes them a batch at a time
+//! (one hand-off per ring buffer drain, not per call); the sink decides the transport.
 //!
 //! Delivery is at least once: a batch is sent again until the destination acknowledges it, so
 //! a request that reached the collector but whose answer did not come in time is sent twice.
@@ -14,7 +15,7 @@ mod stdout;
 use std::{
     collections::HashMap,
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         Arc, Mutex,
     },
     time::Duration,
@@ -123,7 +124,12 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// The export stage: a bounded queue drained by one batching worker.
 pub struct Pipeline {
-    queue: mpsc::Sender<Call>,
+    /// Unbounded as a channel: `queued` and `capacity` bound it in calls.
+    queue: mpsc::UnboundedSender<Vec<Call>>,
+    /// Calls sent and not yet taken by intake.
+    queued: Arc<AtomicUsize>,
+    capacity: usize,
+    max_batch: usize,
     stats: Arc<ExportStats>,
     /// When the final flush must end; set once, by [`Pipeline::shutdown`].
     stop_deadline: watch::Sender<Option<Instant>>,
@@ -140,7 +146,8 @@ impl Pipeline {
         {
             return Err(ExportError::InvalidQueue);
         }
-        let (queue, receiver) = mpsc::channel(config.queue_capacity);
+        let (queue, receiver) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
         let stats = Arc::new(ExportStats::default());
         let shared = Arc::new(Shared {
             backlog: Mutex::new(Backlog::new(config.backlog_capacity)),
@@ -151,22 +158,50 @@ impl Pipeline {
             sends_logs: sink.sends_logs(),
         });
         let (stop_deadline, deadline) = watch::channel(None);
-        tokio::spawn(intake(receiver, config, shared.clone()));
+        tokio::spawn(intake(receiver, queued.clone(), config, shared.clone()));
         let worker = tokio::spawn(deliver(sink, config, shared, deadline));
         Ok(Self {
             queue,
+            queued,
+            capacity: config.queue_capacity,
+            max_batch: config.max_batch,
             stats,
             stop_deadline,
             worker,
         })
     }
 
-    /// Queues a call without waiting; a full queue drops it and counts the drop.
-    pub fn submit(&self, call: Call) {
-        match self.queue.try_send(call) {
-            Ok(()) => ExportStats::add(&self.stats.accepted, 1),
-            Err(_) => ExportStats::add(&self.stats.dropped_queue_full, 1),
+    /// Queues calls without waiting; those beyond what a full queue has room for are dropped
+    /// (the last ones) and counted.
+    pub fn submit(&self, mut calls: Vec<Call>) {
+        let offered = calls.len();
+        if offered == 0 {
+            return;
         }
+        let capacity = self.capacity;
+        let before = self
+            .queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                Some(queued + offered.min(capacity.saturating_sub(queued)))
+            })
+            .unwrap_or_else(|queued| queued);
+        calls.truncate(offered.min(capacity.saturating_sub(before)));
+        let accepted = calls.len();
+        ExportStats::add(&self.stats.dropped_queue_full, (offered - accepted) as u64);
+        if accepted == 0 {
+            return;
+        }
+        match self.queue.send(calls) {
+            Ok(()) => ExportStats::add(&self.stats.accepted, accepted as u64),
+            // Only if intake died (it panicked): what it will never take is lost here.
+            Err(_) => ExportStats::add(&self.stats.dropped_queue_full, accepted as u64),
+        }
+    }
+
+    /// The calls one export request carries: a submitter that hands over batches this size
+    /// spares the worker from merging them.
+    pub fn batch_size(&self) -> usize {
+        self.max_batch
     }
 
     /// The export counters.
@@ -314,36 +349,67 @@ impl<'a> SignalCounters<'a> {
     }
 }
 
-/// Moves calls from the queue into the backlog in batches, at the pace they arrive, so a
-/// burst waits in the backlog while a slow export is in flight.
-async fn intake(mut receiver: mpsc::Receiver<Call>, config: PipelineConfig, shared: Arc<Shared>) {
-    let max = config.max_batch;
+/// Moves calls from the queue into the backlog in batches of up to `max_batch`, at the pace
+/// they arrive, so a burst waits in the backlog while a slow export is in flight. A partial
+/// batch waits up to `flush_interval` for more.
+async fn intake(
+    mut receiver: mpsc::UnboundedReceiver<Vec<Call>>,
+    queued: Arc<AtomicUsize>,
+    config: PipelineConfig,
+    shared: Arc<Shared>,
+) {
+    let mut batch = Vec::new();
+    let mut flush_at = None;
     loop {
-        let mut batch = Vec::with_capacity(max);
-        if receiver.recv_many(&mut batch, max).await == 0 {
-            break;
-        }
-        // Give a partial batch a moment to fill.
-        let deadline = tokio::time::Instant::now() + config.flush_interval;
-        let mut open = true;
-        while batch.len() < max {
-            let room = max - batch.len();
-            match tokio::time::timeout_at(deadline, receiver.recv_many(&mut batch, room)).await {
-                Ok(0) => {
-                    open = false;
-                    break;
+        let received = match flush_at {
+            None => receiver.recv().await,
+            Some(deadline) => match tokio::time::timeout_at(deadline, receiver.recv()).await {
+                Ok(received) => received,
+                Err(_) => {
+                    shared.enqueue(std::mem::take(&mut batch));
+                    flush_at = None;
+                    continue;
                 }
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-        shared.enqueue(batch);
-        if !open {
+            },
+        };
+        let Some(calls) = received else {
             break;
+        };
+        queued.fetch_sub(calls.len(), Ordering::AcqRel);
+        for full in fill(&mut batch, calls, config.max_batch) {
+            shared.enqueue(full);
         }
+        flush_at = match batch.is_empty() {
+            true => None,
+            false => flush_at.or_else(|| Some(Instant::now() + config.flush_interval)),
+        };
+    }
+    if !batch.is_empty() {
+        shared.enqueue(batch);
     }
     shared.intake_done.store(true, Ordering::Release);
     shared.added.notify_one();
+}
+
+/// Adds `calls` to the partial `batch` and returns the batches of `max` that are now full.
+/// Only what tops up a partial batch is copied: otherwise `calls` becomes the batch, so a
+/// batch handed over whole is not copied.
+fn fill(batch: &mut Vec<Call>, mut calls: Vec<Call>, max: usize) -> Vec<Vec<Call>> {
+    let mut full = Vec::new();
+    if !batch.is_empty() {
+        let room = max.saturating_sub(batch.len()).min(calls.len());
+        batch.extend(calls.drain(..room));
+        if batch.len() < max {
+            return full;
+        }
+        full.push(std::mem::take(batch));
+    }
+    *batch = calls;
+    while batch.len() >= max {
+        let rest = batch.split_off(max);
+        full.push(std::mem::replace(batch, rest));
+    }
+    full
 }
 
 /// Delivers backlog batches oldest first, up to `max_in_flight` at once; a failed batch goes
@@ -569,10 +635,10 @@ mod tests {
         let (sink, lines) = StdoutSink::capturing(grouping);
         let pipeline = Pipeline::start(Sink::Stdout(sink), PipelineConfig::default()).unwrap();
         for tid in 0..1000 {
-            pipeline.submit(Call {
+            pipeline.submit(vec![Call {
                 tid,
                 ..sample_call()
-            });
+            }]);
         }
         let stats = pipeline.stats();
         pipeline
@@ -594,9 +660,12 @@ mod tests {
         };
         let pipeline = Pipeline::start(Sink::Stdout(sink), config).unwrap();
         // The worker cannot run between these submits: this test's runtime has one thread.
-        for _ in 0..10 {
-            pipeline.submit(sample_call());
+        for _ in 0..3 {
+            pipeline.submit(vec![sample_call()]);
         }
+        // Room for one of these three.
+        pipeline.submit(vec![sample_call(); 3]);
+        pipeline.submit(vec![sample_call(); 4]);
         let stats = pipeline.stats();
         pipeline
             .shutdown(Instant::now() + Duration::from_secs(60))
@@ -604,6 +673,64 @@ mod tests {
         let snapshot = stats.snapshot();
         assert_eq!((snapshot.accepted, snapshot.dropped_queue_full), (4, 6));
         assert_eq!(snapshot.spans_exported, 4);
+    }
+
+    #[tokio::test]
+    async fn the_queue_has_room_again_once_intake_takes_its_calls() {
+        let grouping = TraceGrouping::new("boot", Duration::from_secs(60));
+        let (sink, _lines) = StdoutSink::capturing(grouping);
+        let config = PipelineConfig {
+            queue_capacity: 4,
+            ..PipelineConfig::default()
+        };
+        let pipeline = Pipeline::start(Sink::Stdout(sink), config).unwrap();
+        let stats = pipeline.stats();
+        pipeline.submit(vec![sample_call(); 4]);
+        wait_for_intake(&pipeline).await;
+        pipeline.submit(vec![sample_call(); 4]);
+        pipeline
+            .shutdown(Instant::now() + Duration::from_secs(60))
+            .await;
+        let snapshot = stats.snapshot();
+        assert_eq!((snapshot.accepted, snapshot.dropped_queue_full), (8, 0));
+    }
+
+    /// Yields until intake has taken everything queued.
+    async fn wait_for_intake(pipeline: &Pipeline) {
+        while pipeline.queued.load(Ordering::Acquire) > 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[test]
+    fn calls_are_cut_into_batches_of_the_request_size() {
+        let calls = |tids: std::ops::Range<u32>| -> Vec<Call> {
+            tids.map(|tid| Call {
+                tid,
+                ..sample_call()
+            })
+            .collect()
+        };
+        let tids = |batch: &[Call]| batch.iter().map(|call| call.tid).collect::<Vec<_>>();
+        let mut batch = Vec::new();
+        assert!(fill(&mut batch, calls(0..3), 4).is_empty());
+        let full = fill(&mut batch, calls(3..12), 4);
+        let full: Vec<Vec<u32>> = full.iter().map(|batch| tids(batch)).collect();
+        assert_eq!(
+            full,
+            [vec![0, 1, 2, 3], vec![4, 5, 6, 7], vec![8, 9, 10, 11]]
+        );
+        assert!(batch.is_empty());
+        // Topped up to the full size exactly.
+        assert!(fill(&mut batch, calls(0..2), 4).is_empty());
+        let full = fill(&mut batch, calls(2..4), 4);
+        assert_eq!(tids(&full[0]), [0, 1, 2, 3]);
+        assert!(batch.is_empty());
+        // A whole batch handed over is the batch itself, not a copy.
+        let whole = calls(0..4);
+        let address = whole.as_ptr();
+        let full = fill(&mut batch, whole, 4);
+        assert_eq!(full[0].as_ptr(), address);
     }
 
     #[test]

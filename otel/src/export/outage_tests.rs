@@ -65,10 +65,10 @@ fn sink(addr: SocketAddr, protocol: Protocol) -> Sink {
 /// Submits calls with thread ids `tids`.
 pub(super) fn submit(pipeline: &Pipeline, tids: std::ops::Range<u32>) {
     for tid in tids {
-        pipeline.submit(Call {
+        pipeline.submit(vec![Call {
             tid,
             ..sample_call()
-        });
+        }]);
     }
 }
 
