@@ -650,15 +650,20 @@ mod tests {
         assert_eq!(lines.lock().unwrap().len(), 1000);
     }
 
-    #[tokio::test]
-    async fn full_queue_drops_are_counted() {
+    /// A pipeline to stdout whose queue holds four calls.
+    fn four_call_queue() -> Pipeline {
         let grouping = TraceGrouping::new("boot", Duration::from_secs(60));
         let (sink, _lines) = StdoutSink::capturing(grouping);
         let config = PipelineConfig {
             queue_capacity: 4,
             ..PipelineConfig::default()
         };
-        let pipeline = Pipeline::start(Sink::Stdout(sink), config).unwrap();
+        Pipeline::start(Sink::Stdout(sink), config).unwrap()
+    }
+
+    #[tokio::test]
+    async fn full_queue_drops_are_counted() {
+        let pipeline = four_call_queue();
         // The worker cannot run between these submits: this test's runtime has one thread.
         for _ in 0..3 {
             pipeline.submit(vec![sample_call()]);
@@ -677,13 +682,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_queue_has_room_again_once_intake_takes_its_calls() {
-        let grouping = TraceGrouping::new("boot", Duration::from_secs(60));
-        let (sink, _lines) = StdoutSink::capturing(grouping);
-        let config = PipelineConfig {
-            queue_capacity: 4,
-            ..PipelineConfig::default()
-        };
-        let pipeline = Pipeline::start(Sink::Stdout(sink), config).unwrap();
+        let pipeline = four_call_queue();
         let stats = pipeline.stats();
         pipeline.submit(vec![sample_call(); 4]);
         wait_for_intake(&pipeline).await;
